@@ -1,0 +1,58 @@
+//! The jobs queue on SQS. A message body is `{"job_id":"…"}`; the job record is the truth.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use serde::{Deserialize, Serialize};
+
+use super::describe_error as describe;
+use crate::ids::JobId;
+use crate::ports::{JobQueue, QueueError};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqsJobQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsJobQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl JobQueue for SqsJobQueue {
+    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+        let body = serde_json::json!({ "job_id": id.to_string() }).to_string();
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        // SQS caps a message's visibility at 12 hours.
+        let seconds = delay.as_secs().min(43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
+        Ok(())
+    }
+}

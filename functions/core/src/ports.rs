@@ -1,0 +1,188 @@
+//! The small traits the services are written against; adapters implement them.
+
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::Duration;
+
+use crate::ids::{JobId, MediaId};
+use crate::job::{Job, JobError, JobStatus, MediaItem};
+use crate::request::GenerateRequest;
+use crate::retry::{Budget, Transient};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store unavailable: {0}")]
+    Unavailable(String),
+    #[error("job {0} already exists")]
+    AlreadyExists(JobId),
+    #[error("stored record {pk} is unreadable: {reason}")]
+    Corrupt { pk: String, reason: String },
+}
+
+impl Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The answer to an attempt to claim a job for processing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The job is ours until its lease ends; `attempts` identifies this claim.
+    Claimed(Box<Job>),
+    /// The job is final: nothing to do.
+    Final(JobStatus),
+    /// Another worker holds the job until then.
+    Held { until: DateTime<Utc> },
+    /// No such job.
+    Missing,
+}
+
+/// Whether a conditional state change happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Applied,
+    /// The job was no longer in the state the change expected (another worker or a final state).
+    Stale,
+}
+
+pub trait JobStore: Send + Sync {
+    /// Writes a new job; fails with [`StoreError::AlreadyExists`] if its id is taken.
+    fn create(&self, job: &Job) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
+    /// The media items of a succeeded job, in index order.
+    fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
+    /// `queued → failed`, for a job whose message could not be sent.
+    fn fail_queued(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// `queued → processing`, or takes over a `processing` job whose lease has expired.
+    fn claim(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// `processing → succeeded` with its media items, in one transaction, if the claim still holds.
+    fn complete(
+        &self,
+        claimed: &Job,
+        media: &[MediaItem],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// `processing → queued` after a transient failure, if the claim still holds.
+    fn release(
+        &self,
+        claimed: &Job,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// `processing → failed`, if the claim still holds.
+    fn fail(
+        &self,
+        claimed: &Job,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Transient for QueueError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+pub trait JobQueue: Send + Sync {
+    fn enqueue(&self, id: JobId) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Makes a received message visible again after `delay`.
+    fn retry_later(&self, receipt_handle: &str, delay: Duration)
+    -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("media store unavailable: {0}")]
+    Unavailable(String),
+    #[error("could not presign a URL: {0}")]
+    Presign(String),
+}
+
+impl Transient for MediaError {
+    fn is_transient(&self) -> bool {
+        matches!(self, MediaError::Unavailable(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUrl {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub trait MediaStore: Send + Sync {
+    /// The bucket new media is written to.
+    fn bucket(&self) -> &str;
+    fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+    fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<PresignedUrl, MediaError>> + Send;
+}
+
+/// One encoded image a model produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedImage {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// Worth another try: throttling, a 5xx, a timeout, a lost connection.
+    #[error("model temporarily unavailable: {message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The model refused this input; another try would fail the same way.
+    #[error("model rejected the job ({code}): {message}")]
+    Permanent { code: String, message: String },
+    /// Our side is misconfigured (a bad token, say): no job can succeed until an operator acts.
+    #[error("model misconfigured: {message}")]
+    Configuration { message: String },
+}
+
+impl Transient for ModelError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ModelError::Transient { .. })
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ModelError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+pub trait ImageModel: Send + Sync {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+    ) -> impl Future<Output = Result<Vec<GeneratedImage>, ModelError>> + Send;
+}

@@ -1,0 +1,41 @@
+//! Hand out a short-lived link to one stored image.
+
+use std::time::Duration;
+
+use crate::ids::MediaId;
+use crate::job::MediaItem;
+use crate::ports::{JobStore, MediaError, MediaStore, PresignedUrl, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+pub struct ContentService<S, M> {
+    store: S,
+    media: M,
+    ttl: Duration,
+}
+
+impl<S: JobStore, M: MediaStore> ContentService<S, M> {
+    pub fn new(store: S, media: M, ttl: Duration) -> Self {
+        Self { store, media, ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The media item and a presigned GET for it, or `None` if there is no such media.
+    pub async fn link(&self, id: MediaId) -> Result<Option<(MediaItem, PresignedUrl)>, ContentError> {
+        let Some(item) = self.store.media(id).await? else {
+            return Ok(None);
+        };
+        tracing::Span::current().record("job_id", tracing::field::display(item.job_id));
+        let url = self.media.presign_get(&item.bucket, &item.key, self.ttl).await?;
+        Ok(Some((item, url)))
+    }
+}

@@ -1,0 +1,224 @@
+//! Process one queued job: claim it, run the model, store the images, finish the job
+//! (DESIGN §3, §5). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+use crate::ids::{JobId, MediaId};
+use crate::job::{Job, JobError, MediaItem, expiry};
+use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
+use crate::retry::{Backoff, Budget, redelivery_delay};
+
+/// What became of one delivery of a job's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The job reached a final state, or there was nothing to do: delete the message.
+    Acknowledge,
+    /// Deliver the message again later.
+    Retry,
+}
+
+/// One delivery of a job's message.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub job_id: JobId,
+    /// How many times the queue has handed out this message, this time included.
+    pub receive_count: u32,
+    pub receipt_handle: Option<&'a str>,
+}
+
+/// Why an attempt did not finish the job.
+#[derive(Debug)]
+enum AttemptError {
+    /// Worth another delivery.
+    Transient(String),
+    /// The job can never succeed.
+    Permanent(JobError),
+    /// Another worker took the job over; it is theirs now.
+    LostClaim,
+}
+
+pub struct GenerateSettings {
+    pub max_receive_count: u32,
+    pub retention: Duration,
+    /// How long a claim outlives the invocation's budget, so that no other worker takes over a
+    /// job whose attempt is still writing its result.
+    pub lease_margin: Duration,
+    pub retries: Backoff,
+}
+
+impl GenerateSettings {
+    pub fn new(max_receive_count: u32, retention: Duration) -> Self {
+        Self {
+            max_receive_count,
+            retention,
+            lease_margin: Duration::from_secs(30),
+            retries: Backoff::new(Duration::from_millis(200), Duration::from_secs(10), 5),
+        }
+    }
+}
+
+pub struct Generator<S, Q, M, I> {
+    store: S,
+    queue: Q,
+    media: M,
+    model: I,
+    settings: GenerateSettings,
+}
+
+impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, I> {
+    pub fn new(store: S, queue: Q, media: M, model: I, settings: GenerateSettings) -> Self {
+        Self {
+            store,
+            queue,
+            media,
+            model,
+            settings,
+        }
+    }
+
+    pub async fn process(&self, delivery: &Delivery<'_>, budget: &Budget) -> Outcome {
+        let now = Utc::now();
+        let lease_until = now + budget.remaining() + self.settings.lease_margin;
+        let claimed = match self.store.claim(delivery.job_id, now, lease_until).await {
+            Ok(Claim::Claimed(job)) => job,
+            Ok(Claim::Final(status)) => {
+                tracing::info!(%status, "job already final; message dropped");
+                return Outcome::Acknowledge;
+            }
+            Ok(Claim::Missing) => {
+                tracing::warn!("message names a job that does not exist; dropped");
+                return Outcome::Acknowledge;
+            }
+            Ok(Claim::Held { until }) => {
+                tracing::info!(lease_until = %until, "job held by another worker; message returned");
+                // Come back when that lease could have run out, not before.
+                self.delay_redelivery(delivery, lease_wait(now, until)).await;
+                return Outcome::Retry;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not claim the job; message returned");
+                return Outcome::Retry;
+            }
+        };
+        tracing::info!(
+            attempt = claimed.attempts,
+            receive_count = delivery.receive_count,
+            "job claimed"
+        );
+
+        match self.attempt(&claimed, budget).await {
+            Ok(()) => {
+                let elapsed_ms = claimed
+                    .started_at
+                    .map(|started| (Utc::now() - started).num_milliseconds());
+                tracing::info!(elapsed_ms, "job succeeded");
+                Outcome::Acknowledge
+            }
+            Err(AttemptError::LostClaim) => {
+                tracing::warn!("another worker took the job over; this attempt's result is discarded");
+                Outcome::Acknowledge
+            }
+            Err(AttemptError::Permanent(error)) => {
+                tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
+                self.finish_failed(&claimed, &error, Outcome::Acknowledge).await
+            }
+            Err(AttemptError::Transient(message)) if delivery.receive_count >= self.settings.max_receive_count => {
+                tracing::error!(%message, "last allowed attempt failed; job failed");
+                // Reported as a failure all the same, so that the queue moves the message to the
+                // dead-letter queue for an operator to see.
+                self.finish_failed(&claimed, &JobError::retries_exhausted(&message), Outcome::Retry)
+                    .await
+            }
+            Err(AttemptError::Transient(message)) => {
+                tracing::warn!(%message, "attempt failed; job goes back to the queue");
+                let error = JobError::new("transient_error", message);
+                if let Err(err) = self.store.release(&claimed, &error, Utc::now()).await {
+                    // The lease will run out and the next delivery will take the job over.
+                    tracing::warn!(error = %err, "could not release the job");
+                }
+                self.delay_redelivery(delivery, redelivery_delay(delivery.receive_count))
+                    .await;
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn attempt(&self, job: &Job, budget: &Budget) -> Result<(), AttemptError> {
+        let retries = &self.settings.retries;
+        let images = retries
+            .retry(budget, || self.model.generate(&job.request, budget))
+            .await
+            .map_err(|err| match err {
+                ModelError::Transient { message, .. } => AttemptError::Transient(message),
+                ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
+                ModelError::Configuration { message } => {
+                    tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");
+                    AttemptError::Permanent(JobError::new("model_configuration", message))
+                }
+            })?;
+
+        let ttl = expiry(Utc::now(), self.settings.retention);
+        let mut media = Vec::with_capacity(images.len());
+        for (index, image) in (0u32..).zip(images) {
+            let key = job.media_key(index);
+            let bytes = image.bytes.len() as u64;
+            // The key is fixed per job and index, so a repeated attempt overwrites, never adds.
+            retries
+                .retry(budget, || {
+                    self.media.put(&key, image.bytes.clone(), &image.content_type)
+                })
+                .await
+                .map_err(|e| AttemptError::Transient(e.to_string()))?;
+            media.push(MediaItem {
+                id: MediaId::new(),
+                job_id: job.id,
+                index,
+                bucket: self.media.bucket().to_owned(),
+                key,
+                content_type: image.content_type,
+                bytes,
+                width: image.width,
+                height: image.height,
+                ttl,
+            });
+        }
+
+        match retries
+            .retry(budget, || self.store.complete(job, &media, Utc::now()))
+            .await
+            .map_err(|e| AttemptError::Transient(e.to_string()))?
+        {
+            Transition::Applied => Ok(()),
+            Transition::Stale => Err(AttemptError::LostClaim),
+        }
+    }
+
+    async fn finish_failed(&self, claimed: &Job, error: &JobError, outcome: Outcome) -> Outcome {
+        match self.store.fail(claimed, error, Utc::now()).await {
+            Ok(Transition::Applied) => outcome,
+            Ok(Transition::Stale) => {
+                tracing::warn!("another worker took the job over before it could be failed");
+                Outcome::Acknowledge
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not mark the job failed; message returned");
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn delay_redelivery(&self, delivery: &Delivery<'_>, delay: Duration) {
+        let Some(receipt_handle) = delivery.receipt_handle else {
+            return;
+        };
+        if let Err(err) = self.queue.retry_later(receipt_handle, delay).await {
+            // The queue's own visibility timeout still brings the message back.
+            tracing::warn!(error = %err, "could not set the message's redelivery delay");
+        }
+    }
+}
+
+fn lease_wait(now: DateTime<Utc>, until: DateTime<Utc>) -> Duration {
+    (until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
+}

@@ -1,0 +1,24 @@
+//! `generate`: the SQS-triggered worker.
+
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::model::Model;
+use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::{aws, bootstrap, worker};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let (config, sdk) = bootstrap::cold_start().await;
+    let s3 = aws::s3(&sdk, None);
+    let generator = Generator::new(
+        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
+        SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+        S3MediaStore::new(s3.clone(), s3, &config.media_bucket),
+        Model::from_config(&config),
+        GenerateSettings::new(config.max_receive_count, config.retention),
+    );
+    let generator = &generator;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
+        Ok::<_, std::convert::Infallible>(worker::handle(generator, event).await)
+    }))
+    .await
+}

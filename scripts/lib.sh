@@ -1,0 +1,84 @@
+# Shared by scripts/dev.sh and scripts/test.sh: tools in .venv/, the emulator, clean-up.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+STATE="$ROOT/.local"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the pinned tools into .venv/ once; reinstalls when the pins change.
+ensure_tools() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  command -v python3 >/dev/null || die "python3 not found: install Python 3.11 or newer"
+  local stamp="$VENV/.requirements"
+  if [ ! -f "$stamp" ] || ! cmp -s "$ROOT/scripts/requirements.txt" "$stamp"; then
+    say "installing tools into .venv/ (moto server, cargo-lambda)"
+    python3 -m venv "$VENV" || die "python3 -m venv failed: install the python3-venv package"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements.txt" \
+      || die "pip install failed"
+    cp "$ROOT/scripts/requirements.txt" "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+# Every process started through start_bg is stopped when the script exits.
+BG_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${BG_PIDS[@]}"; do
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${BG_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg LOG CMD...: runs CMD in its own process group, output to LOG.
+start_bg() {
+  local log=$1; shift
+  setsid "$@" >"$log" 2>&1 &
+  BG_PIDS+=("$!")
+}
+
+# wait_for_http URL SECONDS WHAT: polls until the URL answers at all.
+wait_for_http() {
+  local url=$1 seconds=$2 what=$3 i
+  for ((i = 0; i < seconds * 10; i++)); do
+    if curl -s -o /dev/null "$url"; then return 0; fi
+    sleep 0.1
+  done
+  die "$what did not answer at $url within ${seconds}s"
+}
+
+# start_emulator PORT: moto server on 127.0.0.1:PORT (0 picks a free port); sets EMULATOR_URL.
+start_emulator() {
+  local port=$1 log="$STATE/moto-$$.log" i
+  mkdir -p "$STATE"
+  if [ "$port" != 0 ] && curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    say "an emulator already answers on 127.0.0.1:$port; using it"
+    EMULATOR_URL="http://127.0.0.1:$port"
+    return
+  fi
+  start_bg "$log" moto_server -H 127.0.0.1 -p "$port"
+  for ((i = 0; i < 100; i++)); do
+    port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || die "moto server did not start; see $log"
+  EMULATOR_URL="http://127.0.0.1:$port"
+  wait_for_http "$EMULATOR_URL/moto-api/" 10 "moto server"
+}
+
+# The environment every local process shares: a fake account against the emulator.
+aws_env() {
+  export AWS_ENDPOINT_URL="$EMULATOR_URL"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  export AWS_EC2_METADATA_DISABLED=true
+}
