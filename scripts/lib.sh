@@ -82,3 +82,30 @@ aws_env() {
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   export AWS_EC2_METADATA_DISABLED=true
 }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_stack API_PORT [WATCH_FLAGS...]: builds the functions, creates the resources on the
+# emulator, runs the functions under `cargo lambda watch` on API_PORT and the SQS event-source
+# stand-in. Needs start_emulator first. Sets API_URL.
+start_stack() {
+  local api_port=$1; shift
+  # shellcheck source=local.env
+  set -a; source "$ROOT/scripts/local.env"; set +a
+  say "building the functions"
+  cargo build --workspace --bins --locked
+  say "creating the table, queues and bucket on $EMULATOR_URL"
+  eval "$("$CARGO_TARGET_DIR/debug/mediagen-dev" setup)"
+  export ALLOW_LOCAL_URLS=true RUST_LOG="${RUST_LOG:-info}"
+  API_URL="http://127.0.0.1:$api_port"
+  if curl -s -o /dev/null "$API_URL/"; then
+    die "port $api_port is taken; stop what runs there or set MEDIAGEN_API_PORT"
+  fi
+  say "starting the functions on $API_URL (logs: .local/functions.log)"
+  start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$api_port" "$@"
+  wait_for_http "$API_URL/" 60 "cargo lambda watch"
+  say "starting the SQS event-source stand-in (logs: .local/pump.log)"
+  start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$API_URL"
+}

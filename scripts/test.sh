@@ -22,4 +22,8 @@ start_emulator 0
 aws_env
 MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test --workspace --locked --test '*'
 
+say "end-to-end through cargo lambda watch"
+start_stack "$(free_port)" --ignore-changes
+MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test end_to_end -- --ignored
+
 say "all checks passed in $((SECONDS - started))s"

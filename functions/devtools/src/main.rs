@@ -1,1 +1,190 @@
-fn main() {}
+//! `mediagen-dev`: set up the local resources, run the SQS event-source stand-in, run a demo job.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use mediagen::provision::{Resources, provision, queue_arn};
+use mediagen_devtools::Error;
+use mediagen_devtools::client::ApiClient;
+use mediagen_devtools::pump::Pump;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "Local tools for mediagen", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the table, queues and bucket; prints the settings the functions need.
+    Setup {
+        #[arg(long, env = "MEDIAGEN_TABLE")]
+        table: String,
+        #[arg(long, env = "MEDIAGEN_QUEUE")]
+        queue: String,
+        #[arg(long, env = "MEDIAGEN_DEAD_LETTER_QUEUE")]
+        dead_letter_queue: String,
+        #[arg(long, env = "MEDIAGEN_BUCKET")]
+        bucket: String,
+        #[arg(long, env = "MAX_RECEIVE_COUNT")]
+        max_receive_count: u32,
+        #[arg(long, env = "QUEUE_VISIBILITY_TIMEOUT")]
+        visibility_timeout: u32,
+    },
+    /// Feeds the jobs queue to `generate`, as Lambda's event-source mapping does.
+    Pump {
+        #[arg(long, env = "JOBS_QUEUE_URL")]
+        queue_url: String,
+        /// Where `cargo lambda watch` serves the runtime's invoke API.
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        invoke: String,
+        #[arg(long, default_value = "generate")]
+        function: String,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+        batch_size: i32,
+    },
+    /// Submits a job, shows its progress, and writes its images to a folder.
+    Demo {
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        api: String,
+        #[arg(long, default_value = "a lighthouse on a cliff at dusk, oil painting")]
+        prompt: String,
+        #[arg(long, default_value_t = 768)]
+        width: u32,
+        #[arg(long, default_value_t = 512)]
+        height: u32,
+        #[arg(long, default_value = "png")]
+        format: String,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Setup {
+            table,
+            queue,
+            dead_letter_queue,
+            bucket,
+            max_receive_count,
+            visibility_timeout,
+        } => {
+            let resources = Resources {
+                table,
+                queue,
+                dead_letter_queue,
+                bucket,
+                max_receive_count,
+                visibility_timeout_seconds: visibility_timeout,
+            };
+            setup(&resources).await
+        }
+        Command::Pump {
+            queue_url,
+            invoke,
+            function,
+            batch_size,
+        } => pump(queue_url, &invoke, &function, batch_size).await,
+        Command::Demo {
+            api,
+            prompt,
+            width,
+            height,
+            format,
+            out,
+            timeout_seconds,
+        } => {
+            let request = json!({"prompt": prompt, "width": width, "height": height, "output_format": format});
+            demo(&api, &request, &out, Duration::from_secs(timeout_seconds)).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", mediagen::adapters::describe_error(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn setup(resources: &Resources) -> Result<(), Error> {
+    let sdk = mediagen::aws::sdk_config().await;
+    let provisioned = provision(&sdk, resources).await?;
+    // Shell assignments, for `eval` in the scripts.
+    println!("export JOBS_TABLE={}", resources.table);
+    println!("export JOBS_QUEUE_URL={}", provisioned.queue_url);
+    println!(
+        "export JOBS_DEAD_LETTER_QUEUE_URL={}",
+        provisioned.dead_letter_queue_url
+    );
+    println!("export MEDIA_BUCKET={}", resources.bucket);
+    Ok(())
+}
+
+async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) -> Result<(), Error> {
+    let sdk = mediagen::aws::sdk_config().await;
+    let sqs = mediagen::aws::sqs(&sdk);
+    let queue_arn = queue_arn(&sqs, &queue_url, "the jobs queue").await?;
+    let pump = Pump {
+        sqs,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,
+        queue_url,
+        queue_arn,
+        region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+        invoke_url: format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            invoke.trim_end_matches('/')
+        ),
+        batch_size,
+        wait_seconds: 5,
+    };
+    eprintln!("pump: feeding {} to {function}", pump.queue_url);
+    pump.run().await
+}
+
+async fn demo(api: &str, request: &serde_json::Value, out: &std::path::Path, timeout: Duration) -> Result<(), Error> {
+    let client = ApiClient::new(api)?;
+    let started = Instant::now();
+    let accepted = client.submit(request).await?;
+    let job_id = accepted["job_id"].as_str().ok_or("no job_id in the answer")?.to_owned();
+    println!("submitted job {job_id}: {}", request["prompt"]);
+    let status = client
+        .wait(&job_id, timeout, |status| {
+            println!(
+                "  {:>6.1}s  {} (attempt {})",
+                started.elapsed().as_secs_f64(),
+                status["status"].as_str().unwrap_or("?"),
+                status["attempts"]
+            );
+        })
+        .await?;
+    if status["status"] != "succeeded" {
+        return Err(format!("job ended {}: {}", status["status"], status["error"]).into());
+    }
+    let job = client.job(&job_id).await?;
+    std::fs::create_dir_all(out)?;
+    for media in job["media"].as_array().ok_or("job without media")? {
+        let downloaded = client.download(media).await?;
+        let decoded = image::load_from_memory(&downloaded.bytes)?;
+        let extension = job["output_format"].as_str().unwrap_or("img");
+        let path = out.join(format!("{job_id}-{}.{extension}", media["index"]));
+        std::fs::write(&path, &downloaded.bytes)?;
+        println!(
+            "wrote {} ({}×{}, {} bytes) in {:.1}s",
+            path.display(),
+            decoded.width(),
+            decoded.height(),
+            downloaded.bytes.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

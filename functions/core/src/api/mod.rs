@@ -185,7 +185,24 @@ fn require_method(request: &Request, allowed: Method, allow: &'static str) -> Re
 
 /// The path as the client sent it, whichever event shape carried it.
 fn path(request: &Request) -> String {
-    request.uri().path().trim_end_matches('/').to_owned()
+    match request.uri().path().trim_end_matches('/') {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    }
+}
+
+/// What the client's path has before our routes (an API Gateway stage such as `/prod`), so
+/// that the links we hand out resolve where the client called us.
+fn base_path(request: &Request) -> String {
+    let raw = request.raw_http_path();
+    if raw.is_empty() {
+        return String::new();
+    }
+    let full = request.uri().path();
+    full.strip_suffix(raw)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// The named path parameter, from the router's parameters when it gave them, else from the

@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::{ApiError, json_response, path, path_param, require_method, respond};
+use super::{ApiError, base_path, json_response, path, path_param, require_method, respond};
 use crate::ids::JobId;
 use crate::job::{Job, MediaItem};
 use crate::ports::JobStore;
@@ -43,7 +43,7 @@ async fn answer<S: JobStore>(store: &S, request: &Request) -> Result<Response<Bo
         View::Status => json_response(StatusCode::OK, &status_body(&job)),
         View::Job => {
             let media = store.job_media(&job).await?;
-            json_response(StatusCode::OK, &job_body(&job, &media))
+            json_response(StatusCode::OK, &job_body(&job, &media, &base_path(request)))
         }
     };
     let headers = response.headers_mut();
@@ -68,7 +68,7 @@ fn status_body(job: &Job) -> Value {
     body
 }
 
-fn job_body(job: &Job, media: &[MediaItem]) -> Value {
+fn job_body(job: &Job, media: &[MediaItem], base: &str) -> Value {
     let request = &job.request;
     let timings = job.timings();
     let mut body = status_body(job);
@@ -92,7 +92,7 @@ fn job_body(job: &Job, media: &[MediaItem]) -> Value {
             "bytes": m.bytes,
             "width": m.width,
             "height": m.height,
-            "content_url": format!("/media/content/{}", m.id),
+            "content_url": format!("{base}/media/content/{}", m.id),
         })).collect::<Vec<_>>(),
     });
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {

@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{ApiError, json_body, json_response, require_method, respond};
+use super::{ApiError, base_path, json_body, json_response, require_method, respond};
 use crate::job::Job;
 use crate::ports::{JobQueue, JobStore};
 use crate::services::submit::SubmitService;
@@ -18,7 +18,7 @@ pub async fn handle<S: JobStore, Q: JobQueue>(service: &SubmitService<S, Q>, req
                 require_method(&request, Method::POST, "POST")?;
                 let body = json_body(&request)?;
                 let job = service.submit(&body).await.map_err(ApiError::from)?;
-                Ok(accepted(&job))
+                Ok(accepted(&job, &base_path(&request)))
             }
             .await,
         )
@@ -27,8 +27,8 @@ pub async fn handle<S: JobStore, Q: JobQueue>(service: &SubmitService<S, Q>, req
     .await
 }
 
-fn accepted(job: &Job) -> Response<Body> {
-    let status_url = format!("/media/status/{}", job.id);
+fn accepted(job: &Job, base: &str) -> Response<Body> {
+    let status_url = format!("{base}/media/status/{}", job.id);
     let mut response = json_response(
         StatusCode::ACCEPTED,
         &json!({
@@ -37,7 +37,7 @@ fn accepted(job: &Job) -> Response<Body> {
             "created_at": super::status::timestamp(job.created_at),
             "links": {
                 "status": status_url,
-                "job": format!("/media/jobs/{}", job.id),
+                "job": format!("{base}/media/jobs/{}", job.id),
             },
         }),
     );

@@ -1,0 +1,7 @@
+//! Tools for the local stack: the SQS event-source stand-in and an API client for the demo and
+//! the end-to-end test.
+
+pub mod client;
+pub mod pump;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

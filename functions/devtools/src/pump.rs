@@ -1,0 +1,146 @@
+//! A local stand-in for Lambda's SQS event-source mapping: long-polls the jobs queue, hands each
+//! batch to `generate` through the runtime's invoke API (as `cargo lambda watch` serves it) as
+//! a real `SQSEvent`, and deletes only the records the function did not report in
+//! `batchItemFailures`. Reported records come back after their visibility timeout, as on AWS.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+
+use crate::Error;
+
+pub struct Pump {
+    pub sqs: Client,
+    pub http: reqwest::Client,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub region: String,
+    /// `http://host:port/2015-03-31/functions/<name>/invocations`
+    pub invoke_url: String,
+    pub batch_size: i32,
+    pub wait_seconds: i32,
+}
+
+/// What happened to one batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub received: usize,
+    pub deleted: usize,
+    pub returned: usize,
+}
+
+impl Pump {
+    /// Receives one batch (waiting up to `wait_seconds`) and hands it over; `None` if the queue
+    /// stayed empty.
+    pub async fn run_once(&self) -> Result<Option<BatchReport>, Error> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(self.batch_size)
+            .wait_time_seconds(self.wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(None);
+        }
+
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| self.record(m)).collect();
+        let response = self.http.post(&self.invoke_url).json(&event).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let failed: HashSet<String> = match serde_json::from_str::<SqsBatchResponse>(&text) {
+            Ok(answer) if status.is_success() => answer
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            // The whole invocation failed: Lambda would return the whole batch.
+            _ => {
+                eprintln!("pump: generate failed ({status}): {text}");
+                messages.iter().filter_map(|m| m.message_id.clone()).collect()
+            }
+        };
+
+        let done: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .filter(|m| m.message_id.as_ref().is_some_and(|id| !failed.contains(id)))
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(m.receipt_handle.clone())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let deleted = done.len();
+        if !done.is_empty() {
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await?;
+        }
+        Ok(Some(BatchReport {
+            received: messages.len(),
+            deleted,
+            returned: messages.len() - deleted,
+        }))
+    }
+
+    fn record(&self, message: &Message) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.receipt_handle = message.receipt_handle.clone();
+        record.body = message.body.clone();
+        record.md5_of_body = message.md5_of_body.clone();
+        record.md5_of_message_attributes = message.md5_of_message_attributes.clone();
+        record.attributes = message
+            .attributes
+            .iter()
+            .flatten()
+            .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+            .collect();
+        record.message_attributes = message
+            .message_attributes
+            .iter()
+            .flatten()
+            .map(|(name, value)| {
+                let mut attribute = SqsMessageAttribute::default();
+                attribute.string_value = value.string_value.clone();
+                attribute.data_type = Some(value.data_type.clone());
+                (name.clone(), attribute)
+            })
+            .collect();
+        record.event_source = Some("aws:sqs".into());
+        record.event_source_arn = Some(self.queue_arn.clone());
+        record.aws_region = Some(self.region.clone());
+        record
+    }
+
+    /// Runs until the process is told to stop.
+    pub async fn run(&self) -> Result<(), Error> {
+        loop {
+            match self.run_once().await {
+                Ok(Some(report)) => eprintln!(
+                    "pump: batch of {} → {} done, {} back to the queue",
+                    report.received, report.deleted, report.returned
+                ),
+                Ok(None) => {}
+                Err(err) => {
+                    eprintln!("pump: {}", mediagen::adapters::describe_error(err.as_ref()));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the whole service locally without Docker: moto server as AWS, the four functions under
+# `cargo lambda watch`, the SQS event-source stand-in; then submits a demo job and writes its
+# image to out/. Keeps running until Ctrl-C; with --once, stops after the demo.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+once=false
+for arg in "$@"; do
+  case $arg in
+    --once) once=true ;;
+    -h | --help) sed -n '2,4p' "$0"; exit 0 ;;
+    *) die "unknown argument $arg (try --once)" ;;
+  esac
+done
+
+started=$SECONDS
+ensure_tools
+say "starting moto server on 127.0.0.1:${MEDIAGEN_EMULATOR_PORT:-4566}"
+start_emulator "${MEDIAGEN_EMULATOR_PORT:-4566}"
+aws_env
+if $once; then
+  start_stack "${MEDIAGEN_API_PORT:-9000}" --ignore-changes
+else
+  start_stack "${MEDIAGEN_API_PORT:-9000}"
+fi
+
+say "submitting a demo job"
+"$CARGO_TARGET_DIR/debug/mediagen-dev" demo --api "$API_URL" --out "$ROOT/out"
+say "demo done in $((SECONDS - started))s"
+
+if $once; then
+  exit 0
+fi
+cat >&2 <<EOT
+
+The service runs at $API_URL. Try:
+  curl -s -X POST $API_URL/media/generate -H 'content-type: application/json' \\
+       -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
+  curl -s $API_URL/media/status/<job_id>
+Logs: .local/functions.log, .local/pump.log. Ctrl-C stops everything.
+EOT
+wait
