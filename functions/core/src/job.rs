@@ -121,10 +121,15 @@ impl Job {
     }
 
     pub fn timings(&self) -> Timings {
+        self.timings_until(self.completed_at)
+    }
+
+    /// The timings as they will be if the job completes at `completed_at`.
+    pub fn timings_until(&self, completed_at: Option<DateTime<Utc>>) -> Timings {
         let millis = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0);
         Timings {
             queued_ms: self.started_at.map(|s| millis(self.created_at, s)),
-            generation_ms: self.started_at.zip(self.completed_at).map(|(s, c)| millis(s, c)),
+            generation_ms: self.started_at.zip(completed_at).map(|(s, c)| millis(s, c)),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod ids;
 pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod problem;

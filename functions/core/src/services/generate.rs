@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::ids::{JobId, MediaId};
 use crate::job::{Job, JobError, MediaItem, expiry};
+use crate::metrics::{self, Metric};
 use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
 use crate::retry::{Backoff, Budget, redelivery_delay};
 
@@ -109,10 +110,16 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
 
         match self.attempt(&claimed, budget).await {
             Ok(()) => {
-                let elapsed_ms = claimed
-                    .started_at
-                    .map(|started| (Utc::now() - started).num_milliseconds());
-                tracing::info!(elapsed_ms, "job succeeded");
+                let timings = claimed.timings_until(Some(Utc::now()));
+                tracing::info!(
+                    queued_ms = timings.queued_ms,
+                    generation_ms = timings.generation_ms,
+                    "job succeeded"
+                );
+                let mut values = vec![(Metric::JobsSucceeded, 1.0)];
+                values.extend(timings.queued_ms.map(|ms| (Metric::QueueLatency, ms as f64)));
+                values.extend(timings.generation_ms.map(|ms| (Metric::GenerationLatency, ms as f64)));
+                metrics::emit(&claimed.request.model, &values);
                 Outcome::Acknowledge
             }
             Err(AttemptError::LostClaim) => {
@@ -196,7 +203,10 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
 
     async fn finish_failed(&self, claimed: &Job, error: &JobError, outcome: Outcome) -> Outcome {
         match self.store.fail(claimed, error, Utc::now()).await {
-            Ok(Transition::Applied) => outcome,
+            Ok(Transition::Applied) => {
+                metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
+                outcome
+            }
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over before it could be failed");
                 Outcome::Acknowledge

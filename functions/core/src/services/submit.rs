@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::ids::JobId;
 use crate::job::{Job, JobError};
+use crate::metrics::{self, Metric};
 use crate::ports::{JobQueue, JobStore, StoreError, Transition};
 use crate::request::{FieldError, GenerateRequest, RequestPolicy};
 
@@ -62,6 +63,7 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
             return Err(SubmitError::QueueUnavailable(job.id));
         }
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
+        metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
         Ok(job)
     }
 }
