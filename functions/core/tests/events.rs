@@ -15,9 +15,6 @@ use mediagen::api;
 use mediagen::ids::JobId;
 use mediagen::model::local::LocalModel;
 use mediagen::ports::JobStore;
-use mediagen::services::content::ContentService;
-use mediagen::services::generate::{GenerateSettings, Generator};
-use mediagen::services::submit::SubmitService;
 use mediagen::worker;
 
 const SUBMIT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/submit.json"));
@@ -46,12 +43,7 @@ fn assert_not_found(name: &str, response: &Response<Body>) {
 #[tokio::test]
 async fn the_submit_event_is_accepted() {
     let stack = Stack::new().await;
-    let service = SubmitService::new(
-        stack.store(),
-        stack.queue(),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    );
+    let service = stack.submit_service();
     let response = api::submit::handle(&service, http_event("submit.json", SUBMIT)).await;
 
     let answer = json_of(&response);
@@ -82,7 +74,7 @@ async fn the_status_and_job_events_reach_the_store() {
 #[tokio::test]
 async fn the_content_event_reaches_the_store() {
     let stack = Stack::new().await;
-    let service = ContentService::new(stack.store(), stack.media(), Duration::from_secs(900));
+    let service = stack.content_service(Duration::from_secs(900));
     let response = api::content::handle(&service, http_event("content.json", CONTENT)).await;
     assert_not_found("content.json", &response);
 }
@@ -92,13 +84,7 @@ async fn the_content_event_reaches_the_store() {
 #[tokio::test]
 async fn the_generate_event_is_acknowledged() {
     let stack = Stack::new().await;
-    let generator = Generator::new(
-        stack.store(),
-        stack.queue(),
-        stack.media(),
-        LocalModel,
-        GenerateSettings::new(3, Duration::from_secs(86_400)),
-    );
+    let generator = stack.generator(LocalModel);
     let event: SqsEvent = serde_json::from_str(GENERATE).expect("generate.json is an SQS event");
     assert_eq!(event.records.len(), 2);
     let mut context = Context::default();

@@ -11,8 +11,7 @@ use mediagen::job::{Job, JobStatus};
 use mediagen::model::local::LocalModel;
 use mediagen::ports::{Claim, GeneratedImage, ImageModel, JobQueue, JobStore, ModelError};
 use mediagen::request::GenerateRequest;
-use mediagen::retry::{Backoff, Budget};
-use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::retry::Budget;
 use mediagen::worker;
 use serde_json::json;
 
@@ -24,15 +23,6 @@ impl ImageModel for FailingModel {
     async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<GeneratedImage>, ModelError> {
         Err(self.0.clone())
     }
-}
-
-fn generator<I: ImageModel>(
-    stack: &Stack,
-    model: I,
-) -> Generator<impl JobStore, impl JobQueue, impl mediagen::ports::MediaStore, I> {
-    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
-    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
-    Generator::new(stack.store(), stack.queue(), stack.media(), model, settings)
 }
 
 /// Submits a job the way `submit` does and answers it with its queued message.
@@ -59,7 +49,7 @@ async fn a_job_runs_to_succeeded_with_its_images_stored() {
     )
     .await;
 
-    let response = worker::handle(&generator(&stack, LocalModel), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
     assert!(response.batch_item_failures.is_empty());
 
     let done = job(&stack, queued.id).await;
@@ -96,7 +86,7 @@ async fn the_same_message_twice_yields_one_set_of_images() {
         json!({"prompt": "twice", "width": 256, "height": 256, "num_outputs": 3}),
     )
     .await;
-    let generator = generator(&stack, LocalModel);
+    let generator = stack.generator(LocalModel);
 
     let first = worker::handle(&generator, sqs_event(vec![message.clone()])).await;
     let after_first = job(&stack, queued.id).await;
@@ -126,7 +116,7 @@ async fn a_job_under_a_live_lease_goes_back_to_the_queue() {
     };
 
     let message_id = message.message_id.clone().unwrap();
-    let response = worker::handle(&generator(&stack, LocalModel), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
 
     let failed: Vec<&str> = response
         .batch_item_failures
@@ -150,7 +140,7 @@ async fn an_expired_lease_is_taken_over() {
         .await
         .unwrap();
 
-    let response = worker::handle(&generator(&stack, LocalModel), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
     assert!(response.batch_item_failures.is_empty());
     let done = job(&stack, queued.id).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
@@ -171,7 +161,7 @@ async fn a_malformed_message_does_not_block_its_batch() {
             1,
         ),
     ];
-    let response = worker::handle(&generator(&stack, LocalModel), sqs_event(records)).await;
+    let response = worker::handle(&stack.generator(LocalModel), sqs_event(records)).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "{:?}",
@@ -189,7 +179,7 @@ async fn a_transient_failure_returns_the_job_to_the_queue() {
         retry_after: None,
     });
     let message_id = message.message_id.clone().unwrap();
-    let response = worker::handle(&generator(&stack, model), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(model), sqs_event(vec![message])).await;
 
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, message_id);
@@ -214,7 +204,7 @@ async fn the_last_allowed_receive_marks_the_job_failed() {
         &json!({"job_id": queued.id.to_string()}).to_string(),
         MAX_RECEIVE_COUNT,
     );
-    let response = worker::handle(&generator(&stack, model), sqs_event(vec![last])).await;
+    let response = worker::handle(&stack.generator(model), sqs_event(vec![last])).await;
 
     // Reported all the same, so that the queue moves it to the dead-letter queue.
     assert_eq!(response.batch_item_failures.len(), 1);
@@ -233,7 +223,7 @@ async fn a_permanent_model_error_fails_the_job_with_the_models_reason() {
         code: "model_rejected".into(),
         message: "NSFW content detected".into(),
     });
-    let response = worker::handle(&generator(&stack, model), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(model), sqs_event(vec![message])).await;
 
     assert!(
         response.batch_item_failures.is_empty(),
@@ -252,9 +242,9 @@ async fn a_final_job_is_never_moved_again() {
         code: "model_rejected".into(),
         message: "no".into(),
     });
-    worker::handle(&generator(&stack, model), sqs_event(vec![message.clone()])).await;
+    worker::handle(&stack.generator(model), sqs_event(vec![message.clone()])).await;
     // A late duplicate meets a working model: the failed job must stay failed, with no images.
-    let response = worker::handle(&generator(&stack, LocalModel), sqs_event(vec![message])).await;
+    let response = worker::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Failed);
     assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());

@@ -4,45 +4,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stack, header_of, json_of, request, sqs_event};
+use common::{Stack, header_of, json_of, post_generate, request, sqs_event};
 use lambda_http::http::{Method, header};
 use mediagen::api;
 use mediagen::ids::{JobId, MediaId};
 use mediagen::model::local::LocalModel;
 use mediagen::ports::JobStore;
 use mediagen::services::content::ContentService;
-use mediagen::services::generate::{GenerateSettings, Generator};
-use mediagen::services::submit::SubmitService;
 use mediagen::worker;
 use serde_json::json;
 
 /// Submits a job through the real handler and runs `generate` on its message.
 async fn finished_job(stack: &Stack) -> JobId {
-    let submit = SubmitService::new(
-        stack.store(),
-        stack.queue(),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    );
+    let submit = stack.submit_service();
     let body = json!({"prompt": "a quiet harbour", "width": 256, "height": 256, "num_outputs": 2, "seed": 3});
-    let response = api::submit::handle(
-        &submit,
-        request(
-            Method::POST,
-            "/media/generate",
-            Some("application/json"),
-            body.to_string(),
-        ),
-    )
-    .await;
+    let response = api::submit::handle(&submit, post_generate(body.to_string())).await;
     let job_id = JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap();
-    let generator = Generator::new(
-        stack.store(),
-        stack.queue(),
-        stack.media(),
-        LocalModel,
-        GenerateSettings::new(3, Duration::from_secs(86_400)),
-    );
+    let generator = stack.generator(LocalModel);
     worker::handle(&generator, sqs_event(stack.receive(30).await)).await;
     job_id
 }
@@ -50,22 +28,8 @@ async fn finished_job(stack: &Stack) -> JobId {
 #[tokio::test]
 async fn status_is_light_and_says_when_to_poll_again() {
     let stack = Stack::new().await;
-    let submit = SubmitService::new(
-        stack.store(),
-        stack.queue(),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    );
-    let response = api::submit::handle(
-        &submit,
-        request(
-            Method::POST,
-            "/media/generate",
-            Some("application/json"),
-            r#"{"prompt":"a"}"#,
-        ),
-    )
-    .await;
+    let submit = stack.submit_service();
+    let response = api::submit::handle(&submit, post_generate(r#"{"prompt":"a"}"#)).await;
     let job_id = json_of(&response)["job_id"].as_str().unwrap().to_owned();
 
     let response = api::status::handle(
@@ -129,7 +93,7 @@ async fn content_redirects_to_a_presigned_url_or_answers_json() {
     let job_id = finished_job(&stack).await;
     let job = stack.store().job(job_id).await.unwrap().unwrap();
     let media_id = job.media_ids[0];
-    let service = ContentService::new(stack.store(), stack.media(), Duration::from_secs(900));
+    let service = stack.content_service(Duration::from_secs(900));
 
     let response = api::content::handle(
         &service,
@@ -204,7 +168,7 @@ async fn presigned_urls_can_name_another_endpoint_than_the_functions_use() {
 async fn ids_and_routes_are_checked() {
     let stack = Stack::new().await;
     let store = stack.store();
-    let content = ContentService::new(stack.store(), stack.media(), Duration::from_secs(900));
+    let content = stack.content_service(Duration::from_secs(900));
     let unknown_job = JobId::new();
     let unknown_media = MediaId::new();
 

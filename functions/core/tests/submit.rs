@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stack, header_of, json_of, request};
+use common::{Stack, header_of, json_of, post_generate, request};
 use lambda_http::http::Method;
 use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::api;
@@ -16,24 +16,11 @@ use serde_json::{Value, json};
 
 const JSON: Option<&str> = Some("application/json");
 
-fn service(stack: &Stack) -> SubmitService<impl JobStore, SqsJobQueue> {
-    SubmitService::new(
-        stack.store(),
-        stack.queue(),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    )
-}
-
 #[tokio::test]
 async fn a_valid_request_is_accepted_stored_and_queued() {
     let stack = Stack::new().await;
     let body = json!({"prompt": "a lighthouse", "width": 512, "height": 256, "seed": 42, "output_format": "webp"});
-    let response = api::submit::handle(
-        &service(&stack),
-        request(Method::POST, "/media/generate", JSON, body.to_string()),
-    )
-    .await;
+    let response = api::submit::handle(&stack.submit_service(), post_generate(body.to_string())).await;
 
     assert_eq!(response.status(), 202);
     let answer = json_of(&response);
@@ -64,7 +51,7 @@ async fn a_valid_request_is_accepted_stored_and_queued() {
 #[tokio::test]
 async fn bad_input_gets_a_problem_naming_the_field() {
     let stack = Stack::new().await;
-    let service = service(&stack);
+    let service = stack.submit_service();
     let long = "x".repeat(2001);
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "prompt"),
@@ -99,11 +86,7 @@ async fn bad_input_gets_a_problem_naming_the_field() {
         (json!(["prompt"]), "body"),
     ];
     for (body, field) in cases {
-        let response = api::submit::handle(
-            &service,
-            request(Method::POST, "/media/generate", JSON, body.to_string()),
-        )
-        .await;
+        let response = api::submit::handle(&service, post_generate(body.to_string())).await;
         assert_eq!(response.status(), 422, "{body}");
         assert_problem(&response, 422);
         let problem = json_of(&response);
@@ -122,7 +105,7 @@ async fn bad_input_gets_a_problem_naming_the_field() {
 #[tokio::test]
 async fn transport_level_mistakes_get_their_own_status() {
     let stack = Stack::new().await;
-    let service = service(&stack);
+    let service = stack.submit_service();
     let cases = [
         (Method::POST, Some("text/plain"), "prompt=a".to_owned(), 415),
         (Method::POST, None, r#"{"prompt":"a"}"#.to_owned(), 415),
@@ -174,11 +157,7 @@ async fn an_unreachable_queue_gives_503_and_a_failed_job() {
         stack.policy(),
         Duration::from_secs(86_400),
     );
-    let response = api::submit::handle(
-        &service,
-        request(Method::POST, "/media/generate", JSON, r#"{"prompt":"a"}"#),
-    )
-    .await;
+    let response = api::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
 
     assert_eq!(response.status(), 503);
     assert_problem(&response, 503);
@@ -207,11 +186,7 @@ async fn a_missing_queue_gives_503_and_a_failed_job() {
         stack.policy(),
         Duration::from_secs(86_400),
     );
-    let response = api::submit::handle(
-        &service,
-        request(Method::POST, "/media/generate", JSON, r#"{"prompt":"a"}"#),
-    )
-    .await;
+    let response = api::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
     assert_eq!(response.status(), 503);
 }
 

@@ -66,7 +66,12 @@ pub fn render(request: &GenerateRequest, index: u32) -> Result<GeneratedImage, M
     hash = fnv1a(&index.to_le_bytes(), hash);
     let mut draw = Draws(hash);
 
-    let palette: [[f32; 3]; 3] = std::array::from_fn(|_| [draw.next(), draw.next(), draw.next()]);
+    // Hues spread around the wheel, so that every picture has contrast.
+    let base_hue = draw.next();
+    let palette: [[f32; 3]; 3] = std::array::from_fn(|i| {
+        let hue = (base_hue + i as f32 * (0.2 + draw.next() * 0.25)).fract();
+        hsv_to_rgb(hue, 0.55 + draw.next() * 0.45, 0.35 + draw.next() * 0.65)
+    });
     let waves: [(f32, f32, f32, f32); 4] = std::array::from_fn(|_| {
         (
             2.0 + draw.next() * 10.0,
@@ -112,6 +117,24 @@ pub fn render(request: &GenerateRequest, index: u32) -> Result<GeneratedImage, M
         width,
         height,
     })
+}
+
+fn hsv_to_rgb(hue: f32, saturation: f32, value: f32) -> [f32; 3] {
+    let sector = hue * 6.0;
+    let fraction = sector.fract();
+    let (p, q, t) = (
+        value * (1.0 - saturation),
+        value * (1.0 - saturation * fraction),
+        value * (1.0 - saturation * (1.0 - fraction)),
+    );
+    match sector as u32 % 6 {
+        0 => [value, t, p],
+        1 => [q, value, p],
+        2 => [p, value, t],
+        3 => [p, q, value],
+        4 => [t, p, value],
+        _ => [value, p, q],
+    }
 }
 
 fn encode(pixels: &[u8], width: u32, height: u32, format: OutputFormat) -> Result<Vec<u8>, ModelError> {

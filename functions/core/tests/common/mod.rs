@@ -12,10 +12,16 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
 use mediagen::aws;
+use mediagen::ports::ImageModel;
 use mediagen::provision::{Provisioned, Resources, provision};
 use mediagen::request::RequestPolicy;
+use mediagen::retry::Backoff;
+use mediagen::services::content::ContentService;
+use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::services::submit::SubmitService;
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
+pub const RETENTION: Duration = Duration::from_secs(86_400);
 
 /// The emulator's address, from `scripts/test.sh`.
 pub fn endpoint() -> String {
@@ -81,6 +87,21 @@ impl Stack {
             default_model: "local".into(),
             allow_local_urls: true,
         }
+    }
+
+    pub fn submit_service(&self) -> SubmitService<DynamoJobStore, SqsJobQueue> {
+        SubmitService::new(self.store(), self.queue(), self.policy(), RETENTION)
+    }
+
+    /// The worker with this stack's adapters, retrying fast so that failure tests stay quick.
+    pub fn generator<I: ImageModel>(&self, model: I) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, RETENTION);
+        settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+        Generator::new(self.store(), self.queue(), self.media(), model, settings)
+    }
+
+    pub fn content_service(&self, ttl: Duration) -> ContentService<DynamoJobStore, S3MediaStore> {
+        ContentService::new(self.store(), self.media(), ttl)
     }
 
     /// Receives up to ten messages, waiting briefly; as the event source mapping would.
@@ -163,6 +184,11 @@ pub fn request(method: Method, path: &str, content_type: Option<&str>, body: imp
     builder.body(body.into()).expect("request")
 }
 
+/// `POST /media/generate` with a JSON body.
+pub fn post_generate(body: impl Into<Body>) -> Request {
+    request(Method::POST, "/media/generate", Some("application/json"), body)
+}
+
 pub fn json_of(response: &Response<Body>) -> serde_json::Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null)
 }
@@ -170,5 +196,3 @@ pub fn json_of(response: &Response<Body>) -> serde_json::Value {
 pub fn header_of<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
-
-pub const SHORT: Duration = Duration::from_millis(100);
