@@ -39,6 +39,6 @@ The service runs at $API_URL. Try:
   curl -s -X POST $API_URL/media/generate -H 'content-type: application/json' \\
        -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
   curl -s $API_URL/media/status/<job_id>
-Logs: .local/functions.log, .local/pump.log. Ctrl-C stops everything.
+Logs: .local/dev/functions.log, .local/dev/pump.log. Ctrl-C stops everything.
 EOT
 wait

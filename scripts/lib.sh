@@ -3,7 +3,7 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
-STATE="$ROOT/.local"
+STATE="$ROOT/.local/$(basename "$0" .sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -103,9 +103,9 @@ start_stack() {
   if curl -s -o /dev/null "$API_URL/"; then
     die "port $api_port is taken; stop what runs there or set MEDIAGEN_API_PORT"
   fi
-  say "starting the functions on $API_URL (logs: .local/functions.log)"
+  say "starting the functions on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
   start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$api_port" "$@"
   wait_for_http "$API_URL/" 60 "cargo lambda watch"
-  say "starting the SQS event-source stand-in (logs: .local/pump.log)"
+  say "starting the SQS event-source stand-in (logs: ${STATE#$ROOT/}/pump.log)"
   start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$API_URL"
 }
