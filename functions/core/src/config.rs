@@ -15,18 +15,22 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("cannot start: {0}")]
+    Startup(String),
 }
 
 /// Which image model backs `generate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelProvider {
     Local,
+    Replicate,
 }
 
 impl ModelProvider {
     fn default_model(self) -> &'static str {
         match self {
             ModelProvider::Local => crate::model::local::MODEL_NAME,
+            ModelProvider::Replicate => "black-forest-labs/flux-schnell",
         }
     }
 }
@@ -36,6 +40,10 @@ impl ModelProvider {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -59,6 +67,8 @@ pub struct Config {
     pub retention: Duration,
     pub max_receive_count: u32,
     pub replicate_api_token: Option<Secret>,
+    /// The Replicate API's address; tests point it at a local mock.
+    pub replicate_api_base_url: url::Url,
     pub webhook_secret: Option<Secret>,
     pub allow_local_urls: bool,
     pub max_output_bytes: u64,
@@ -84,7 +94,8 @@ impl Config {
 
         let model_provider = match get("MODEL_PROVIDER").as_deref() {
             None | Some("local") => ModelProvider::Local,
-            Some(other) => return Err(invalid("MODEL_PROVIDER", other, "the models built in are: local")),
+            Some("replicate") => ModelProvider::Replicate,
+            Some(other) => return Err(invalid("MODEL_PROVIDER", other, "expected `local` or `replicate`")),
         };
         let default_model = get("DEFAULT_MODEL").unwrap_or_else(|| model_provider.default_model().to_owned());
         let mut allowed_models: Vec<String> = match get("ALLOWED_MODELS") {
@@ -99,6 +110,25 @@ impl Config {
         if !allowed_models.contains(&default_model) {
             allowed_models.insert(0, default_model.clone());
         }
+        for model in &allowed_models {
+            let known = match model_provider {
+                ModelProvider::Local => (model == crate::model::local::MODEL_NAME).then_some(()).ok_or_else(|| {
+                    format!(
+                        "the local provider has one model, `{}`",
+                        crate::model::local::MODEL_NAME
+                    )
+                }),
+                ModelProvider::Replicate => crate::model::replicate::check_model(model),
+            };
+            if let Err(reason) = known {
+                return Err(invalid("ALLOWED_MODELS", &allowed_models.join(","), &reason));
+            }
+        }
+        let replicate_api_base_url = match get("REPLICATE_API_BASE_URL") {
+            None => url::Url::parse(crate::model::replicate::DEFAULT_API_BASE_URL)
+                .map_err(|e| invalid("REPLICATE_API_BASE_URL", "", &e.to_string()))?,
+            Some(raw) => url::Url::parse(&raw).map_err(|e| invalid("REPLICATE_API_BASE_URL", &raw, &e.to_string()))?,
+        };
 
         let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
         if !(60..=604_800).contains(&presign_ttl_seconds) {
@@ -133,6 +163,7 @@ impl Config {
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret),
+            replicate_api_base_url,
             webhook_secret: get("WEBHOOK_SECRET").map(Secret),
             allow_local_urls,
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
@@ -232,10 +263,32 @@ mod tests {
     #[test]
     fn allowed_models_always_include_the_default() {
         let mut vars = base();
-        vars.insert("ALLOWED_MODELS".into(), "a, b".into());
-        vars.insert("DEFAULT_MODEL".into(), "c".into());
+        vars.insert("MODEL_PROVIDER".into(), "replicate".into());
+        vars.insert(
+            "ALLOWED_MODELS".into(),
+            "black-forest-labs/flux-dev, stability-ai/sdxl:7762fd07".into(),
+        );
         let config = Config::from_map(&vars).unwrap();
-        assert_eq!(config.allowed_models, vec!["c", "a", "b"]);
+        assert_eq!(
+            config.allowed_models,
+            vec![
+                "black-forest-labs/flux-schnell",
+                "black-forest-labs/flux-dev",
+                "stability-ai/sdxl:7762fd07"
+            ]
+        );
+    }
+
+    #[test]
+    fn models_the_provider_cannot_run_are_refused_at_start() {
+        let mut vars = base();
+        vars.insert("ALLOWED_MODELS".into(), "black-forest-labs/flux-dev".into());
+        let err = Config::from_map(&vars).unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_MODELS"), "{err}");
+        vars.insert("MODEL_PROVIDER".into(), "replicate".into());
+        vars.insert("ALLOWED_MODELS".into(), "openai/dall-e-3".into());
+        let err = Config::from_map(&vars).unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_MODELS") && err.contains("dall-e-3"), "{err}");
     }
 
     #[test]

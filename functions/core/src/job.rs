@@ -134,8 +134,8 @@ impl Job {
     }
 
     /// The object key of the `index`th image of this job.
-    pub fn media_key(&self, index: u32) -> String {
-        format!("media/{}/{}.{}", self.id, index, self.request.output_format.extension())
+    pub fn media_key(&self, index: u32, format: OutputFormat) -> String {
+        format!("media/{}/{}.{}", self.id, index, format.extension())
     }
 }
 
@@ -185,6 +185,7 @@ impl OutputFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::OutputFormat;
     use crate::request::tests::sample_request;
     use std::time::Duration;
 
@@ -237,6 +238,6 @@ mod tests {
     #[test]
     fn media_keys_follow_the_stored_layout() {
         let job = Job::new(sample_request(), Utc::now(), Duration::from_secs(1));
-        assert_eq!(job.media_key(2), format!("media/{}/2.png", job.id));
+        assert_eq!(job.media_key(2, OutputFormat::Png), format!("media/{}/2.png", job.id));
     }
 }

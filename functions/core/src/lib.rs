@@ -13,6 +13,7 @@ pub mod ids;
 pub mod job;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod ports;
 pub mod problem;
 pub mod provision;

@@ -1,12 +1,13 @@
 //! The small traits the services are written against; adapters implement them.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
 
 use crate::ids::{JobId, MediaId};
 use crate::job::{Job, JobError, JobStatus, MediaItem};
-use crate::request::GenerateRequest;
+use crate::request::{GenerateRequest, OutputFormat};
 use crate::retry::{Budget, Transient};
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,7 @@ pub struct PresignedUrl {
 pub trait MediaStore: Send + Sync {
     /// The bucket new media is written to.
     fn bucket(&self) -> &str;
-    fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+    fn put(&self, key: &str, body: Bytes, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
     fn presign_get(
         &self,
         bucket: &str,
@@ -141,13 +142,45 @@ pub trait MediaStore: Send + Sync {
     ) -> impl Future<Output = Result<PresignedUrl, MediaError>> + Send;
 }
 
-/// One encoded image a model produced.
+/// One encoded image, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedImage {
     pub bytes: Vec<u8>,
-    pub content_type: String,
+    pub format: OutputFormat,
     pub width: u32,
     pub height: u32,
+}
+
+impl GeneratedImage {
+    /// Reads the format and size from the bytes themselves, not from what a server claimed.
+    pub fn inspect(bytes: Vec<u8>) -> Result<Self, ModelError> {
+        let unsupported = |detail: String| ModelError::Permanent {
+            code: "unsupported_output".into(),
+            message: detail,
+        };
+        let format = match image::guess_format(&bytes) {
+            Ok(image::ImageFormat::Png) => OutputFormat::Png,
+            Ok(image::ImageFormat::Jpeg) => OutputFormat::Jpg,
+            Ok(image::ImageFormat::WebP) => OutputFormat::Webp,
+            Ok(other) => {
+                return Err(unsupported(format!(
+                    "the model produced {other:?}, not PNG, JPEG or WebP"
+                )));
+            }
+            Err(_) => return Err(unsupported("the model's output is not an image".into())),
+        };
+        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| unsupported(e.to_string()))?
+            .into_dimensions()
+            .map_err(|e| unsupported(format!("unreadable image: {e}")))?;
+        Ok(Self {
+            bytes,
+            format,
+            width,
+            height,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,10 +212,24 @@ impl Transient for ModelError {
     }
 }
 
+/// An image model. A run ends with a list of outputs that may still have to be fetched (a URL,
+/// say); the caller fetches and stores them one at a time, so that a job never holds all its
+/// images in memory at once.
 pub trait ImageModel: Send + Sync {
+    type Output: Send + Sync;
+
+    /// Runs the model for the whole request; answers one output per requested image.
     fn generate(
         &self,
         request: &GenerateRequest,
         budget: &Budget,
-    ) -> impl Future<Output = Result<Vec<GeneratedImage>, ModelError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Output>, ModelError>> + Send;
+
+    /// Turns one output into the encoded image.
+    fn fetch(
+        &self,
+        request: &GenerateRequest,
+        output: &Self::Output,
+        budget: &Budget,
+    ) -> impl Future<Output = Result<GeneratedImage, ModelError>> + Send;
 }

@@ -20,7 +20,13 @@ use serde_json::json;
 struct FailingModel(ModelError);
 
 impl ImageModel for FailingModel {
-    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<GeneratedImage>, ModelError> {
+    type Output = ();
+
+    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+        Err(self.0.clone())
+    }
+
+    async fn fetch(&self, _: &GenerateRequest, _: &(), _: &Budget) -> Result<GeneratedImage, ModelError> {
         Err(self.0.clone())
     }
 }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
         S3MediaStore::new(s3.clone(), s3, &config.media_bucket),
-        Model::from_config(&config),
+        bootstrap::or_exit(Model::from_config(&config)),
         GenerateSettings::new(config.max_receive_count, config.retention),
     );
     let generator = &generator;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
 use chrono::Utc;
 
 use super::describe_error as describe;
@@ -33,7 +34,7 @@ impl MediaStore for S3MediaStore {
         &self.bucket
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), MediaError> {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), MediaError> {
         self.client
             .put_object()
             .bucket(&self.bucket)

@@ -17,19 +17,27 @@ pub const MODEL_NAME: &str = "local";
 pub struct LocalModel;
 
 impl ImageModel for LocalModel {
-    async fn generate(&self, request: &GenerateRequest, _budget: &Budget) -> Result<Vec<GeneratedImage>, ModelError> {
-        let request = request.clone();
+    /// The index of the image to render: rendering happens when the image is fetched.
+    type Output = u32;
+
+    async fn generate(&self, request: &GenerateRequest, _budget: &Budget) -> Result<Vec<u32>, ModelError> {
+        Ok((0..request.num_outputs).collect())
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        index: &u32,
+        _budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        let (request, index) = (request.clone(), *index);
         // Rendering is CPU work: keep it off the threads that drive the other records' I/O.
-        tokio::task::spawn_blocking(move || {
-            (0..request.num_outputs)
-                .map(|index| render(&request, index))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| ModelError::Transient {
-            message: format!("local renderer stopped: {e}"),
-            retry_after: None,
-        })?
+        tokio::task::spawn_blocking(move || render(&request, index))
+            .await
+            .map_err(|e| ModelError::Transient {
+                message: format!("local renderer stopped: {e}"),
+                retry_after: None,
+            })?
     }
 }
 
@@ -113,7 +121,7 @@ pub fn render(request: &GenerateRequest, index: u32) -> Result<GeneratedImage, M
     let bytes = encode(&pixels, width, height, request.output_format)?;
     Ok(GeneratedImage {
         bytes,
-        content_type: request.output_format.content_type().to_owned(),
+        format: request.output_format,
         width,
         height,
     })
@@ -182,7 +190,7 @@ mod tests {
             assert_eq!(image::guess_format(&out.bytes).unwrap(), expected);
             let decoded = image::load_from_memory(&out.bytes).unwrap();
             assert_eq!(decoded.dimensions(), (256, 320));
-            assert_eq!(out.content_type, format.content_type());
+            assert_eq!(out.format, format);
         }
     }
 

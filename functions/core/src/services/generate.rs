@@ -153,28 +153,25 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
 
     async fn attempt(&self, job: &Job, budget: &Budget) -> Result<(), AttemptError> {
         let retries = &self.settings.retries;
-        let images = retries
+        let outputs = retries
             .retry(budget, || self.model.generate(&job.request, budget))
             .await
-            .map_err(|err| match err {
-                ModelError::Transient { message, .. } => AttemptError::Transient(message),
-                ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
-                ModelError::Configuration { message } => {
-                    tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");
-                    AttemptError::Permanent(JobError::new("model_configuration", message))
-                }
-            })?;
+            .map_err(model_failure)?;
 
         let ttl = expiry(Utc::now(), self.settings.retention);
-        let mut media = Vec::with_capacity(images.len());
-        for (index, image) in (0u32..).zip(images) {
-            let key = job.media_key(index);
+        let mut media = Vec::with_capacity(outputs.len());
+        for (index, output) in (0u32..).zip(&outputs) {
+            let image = retries
+                .retry(budget, || self.model.fetch(&job.request, output, budget))
+                .await
+                .map_err(model_failure)?;
+            let key = job.media_key(index, image.format);
+            let content_type = image.format.content_type();
             let bytes = image.bytes.len() as u64;
+            let body = bytes::Bytes::from(image.bytes);
             // The key is fixed per job and index, so a repeated attempt overwrites, never adds.
             retries
-                .retry(budget, || {
-                    self.media.put(&key, image.bytes.clone(), &image.content_type)
-                })
+                .retry(budget, || self.media.put(&key, body.clone(), content_type))
                 .await
                 .map_err(|e| AttemptError::Transient(e.to_string()))?;
             media.push(MediaItem {
@@ -183,7 +180,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 index,
                 bucket: self.media.bucket().to_owned(),
                 key,
-                content_type: image.content_type,
+                content_type: content_type.to_owned(),
                 bytes,
                 width: image.width,
                 height: image.height,
@@ -225,6 +222,17 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         if let Err(err) = self.queue.retry_later(receipt_handle, delay).await {
             // The queue's own visibility timeout still brings the message back.
             tracing::warn!(error = %err, "could not set the message's redelivery delay");
+        }
+    }
+}
+
+fn model_failure(err: ModelError) -> AttemptError {
+    match err {
+        ModelError::Transient { message, .. } => AttemptError::Transient(message),
+        ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
+        ModelError::Configuration { message } => {
+            tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");
+            AttemptError::Permanent(JobError::new("model_configuration", message))
         }
     }
 }
