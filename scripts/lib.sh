@@ -66,7 +66,7 @@ start_emulator() {
   fi
   start_bg "$log" moto_server -H 127.0.0.1 -p "$port"
   for ((i = 0; i < 100; i++)); do
-    port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1)
+    port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1 || true)
     [ -n "$port" ] && break
     sleep 0.1
   done
@@ -105,7 +105,30 @@ start_stack() {
   fi
   say "starting the functions on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
   start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$api_port" "$@"
+  STACK_PIDS=("${BG_PIDS[-1]}")
   wait_for_http "$API_URL/" 60 "cargo lambda watch"
   say "starting the SQS event-source stand-in (logs: ${STATE#$ROOT/}/pump.log)"
   start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$API_URL"
+  STACK_PIDS+=("${BG_PIDS[-1]}")
+}
+
+# Stops the event-source stand-in of start_stack, which first finishes the batch in hand, then
+# the functions; the emulator keeps running.
+stop_stack() {
+  local i pid
+  for ((i = ${#STACK_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${STACK_PIDS[i]}
+    kill -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  STACK_PIDS=()
+}
+
+# start_mock_replicate TOKEN: the stand-in Replicate API on a free port; sets REPLICATE_MOCK_URL.
+start_mock_replicate() {
+  local port
+  port=$(free_port)
+  start_bg "$STATE/mock-replicate.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" mock-replicate --port "$port" --token "$1"
+  REPLICATE_MOCK_URL="http://127.0.0.1:$port"
+  wait_for_http "$REPLICATE_MOCK_URL/" 10 "the mock Replicate API"
 }

@@ -2,6 +2,7 @@
 //! the end-to-end test.
 
 pub mod client;
+pub mod mock_replicate;
 pub mod pump;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -10,6 +12,7 @@ use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
 use mediagen_devtools::pump::Pump;
 use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(about = "Local tools for mediagen", version)]
@@ -46,6 +49,14 @@ enum Command {
         function: String,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
+    },
+    /// Serves a stand-in for the Replicate API on 127.0.0.1, for end-to-end runs.
+    MockReplicate {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The bearer token it accepts.
+        #[arg(long, env = "REPLICATE_API_TOKEN")]
+        token: String,
     },
     /// Submits a job, shows its progress, and writes its images to a folder.
     Demo {
@@ -93,6 +104,7 @@ async fn main() -> ExitCode {
             function,
             batch_size,
         } => pump(queue_url, &invoke, &function, batch_size).await,
+        Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Demo {
             api,
             prompt,
@@ -144,10 +156,29 @@ async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) 
             invoke.trim_end_matches('/')
         ),
         batch_size,
-        wait_seconds: 5,
+        // Short polls, so that a stop request is honoured within a second.
+        wait_seconds: 1,
     };
     eprintln!("pump: feeding {} to {function}", pump.queue_url);
-    pump.run().await
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    pump.run(&stop).await
+}
+
+async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let server = mediagen_devtools::mock_replicate::serve(listener, token).await;
+    eprintln!("mock Replicate API at {}/v1", server.uri());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 async fn demo(api: &str, request: &serde_json::Value, out: &std::path::Path, timeout: Duration) -> Result<(), Error> {

@@ -4,6 +4,7 @@
 //! `batchItemFailures`. Reported records come back after their visibility timeout, as on AWS.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
@@ -127,9 +128,10 @@ impl Pump {
         record
     }
 
-    /// Runs until the process is told to stop.
-    pub async fn run(&self) -> Result<(), Error> {
-        loop {
+    /// Runs until `stop` is set. A batch in hand is always finished first: stopping in the middle
+    /// of a receive would leave its messages invisible until their visibility timeout.
+    pub async fn run(&self, stop: &AtomicBool) -> Result<(), Error> {
+        while !stop.load(Ordering::Relaxed) {
             match self.run_once().await {
                 Ok(Some(report)) => eprintln!(
                     "pump: batch of {} → {} done, {} back to the queue",
@@ -142,5 +144,7 @@ impl Pump {
                 }
             }
         }
+        eprintln!("pump: stopped");
+        Ok(())
     }
 }

@@ -1,0 +1,198 @@
+//! A stand-in for the Replicate predictions API, for the end-to-end run of the real `generate`
+//! function with `MODEL_PROVIDER=replicate`. It behaves like the real API where `generate`
+//! depends on it: a bearer token, predictions that start, run and finish over a few polls,
+//! output URLs to real images (drawn by the local renderer), cancel. A prompt containing
+//! `[fail]` makes its prediction fail with a content-filter message.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use mediagen::model::local;
+use mediagen::request::{GenerateRequest, OutputFormat};
+use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const FAILURE_MARKER: &str = "[fail]";
+pub const FAILURE_MESSAGE: &str = "NSFW content detected. Try running it again, or try a different prompt.";
+/// Polls a prediction answers `processing` before it finishes.
+const POLLS_TO_FINISH: u32 = 2;
+
+#[derive(Debug, Clone)]
+struct Prediction {
+    input: Value,
+    polls: u32,
+    canceled: bool,
+}
+
+struct FakeReplicate {
+    token: String,
+    base: Arc<OnceLock<String>>,
+    predictions: Mutex<HashMap<String, Prediction>>,
+}
+
+impl FakeReplicate {
+    fn base(&self) -> &str {
+        self.base.get().map_or("", String::as_str)
+    }
+
+    fn body(&self, id: &str, prediction: &Prediction) -> Value {
+        let fails = prediction.input["prompt"]
+            .as_str()
+            .is_some_and(|p| p.contains(FAILURE_MARKER));
+        let (status, output, error) = if prediction.canceled {
+            ("canceled", Value::Null, Value::Null)
+        } else if prediction.polls == 0 {
+            ("starting", Value::Null, Value::Null)
+        } else if prediction.polls < POLLS_TO_FINISH {
+            ("processing", Value::Null, Value::Null)
+        } else if fails {
+            ("failed", Value::Null, json!(FAILURE_MESSAGE))
+        } else {
+            let count = prediction.input["num_outputs"].as_u64().unwrap_or(1);
+            let extension = prediction.input["output_format"].as_str().unwrap_or("webp");
+            let urls: Vec<String> = (0..count)
+                .map(|n| format!("{}/files/{id}/{n}.{extension}", self.base()))
+                .collect();
+            ("succeeded", json!(urls), Value::Null)
+        };
+        json!({
+            "id": id,
+            "status": status,
+            "input": prediction.input,
+            "output": output,
+            "error": error,
+            "urls": {
+                "get": format!("{}/v1/predictions/{id}", self.base()),
+                "cancel": format!("{}/v1/predictions/{id}/cancel", self.base()),
+            },
+        })
+    }
+
+    fn create(&self, request: &Request) -> ResponseTemplate {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return problem(400, "the body is not JSON");
+        };
+        if !body["input"]["prompt"].is_string() {
+            return problem(422, "- input.prompt: prompt is required");
+        }
+        let id = format!("mock{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
+        let prediction = Prediction {
+            input: body["input"].clone(),
+            polls: 0,
+            canceled: false,
+        };
+        let answer = self.body(&id, &prediction);
+        self.lock().insert(id, prediction);
+        ResponseTemplate::new(201).set_body_json(answer)
+    }
+
+    fn poll(&self, id: &str, cancel: bool) -> ResponseTemplate {
+        let mut predictions = self.lock();
+        let Some(prediction) = predictions.get_mut(id) else {
+            return problem(404, "Not found.");
+        };
+        if cancel {
+            prediction.canceled = true;
+        } else {
+            prediction.polls += 1;
+        }
+        let answer = self.body(id, prediction);
+        ResponseTemplate::new(200).set_body_json(answer)
+    }
+
+    fn file(&self, id: &str, name: &str) -> ResponseTemplate {
+        let Some(prediction) = self.lock().get(id).cloned() else {
+            return ResponseTemplate::new(404);
+        };
+        let (index, extension) = name.split_once('.').unwrap_or((name, "webp"));
+        let format = OutputFormat::parse(extension).unwrap_or(OutputFormat::Webp);
+        let (width, height) = size_of(prediction.input["aspect_ratio"].as_str().unwrap_or("1:1"));
+        let picture = GenerateRequest {
+            prompt: prediction.input["prompt"].as_str().unwrap_or_default().to_owned(),
+            negative_prompt: None,
+            model: "mock".into(),
+            width,
+            height,
+            num_outputs: 1,
+            seed: prediction.input["seed"].as_u64().unwrap_or(0) as u32,
+            output_format: format,
+            webhook_url: None,
+        };
+        match local::render(&picture, index.parse().unwrap_or(0)) {
+            Ok(image) => ResponseTemplate::new(200).set_body_raw(image.bytes, format.content_type()),
+            Err(err) => problem(500, &err.to_string()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Prediction>> {
+        self.predictions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A picture of about a quarter megapixel in the given aspect ratio (sides multiples of 16).
+pub fn size_of(aspect_ratio: &str) -> (u32, u32) {
+    let (w, h) = aspect_ratio
+        .split_once(':')
+        .and_then(|(w, h)| Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?)))
+        .unwrap_or((1.0, 1.0));
+    let side = |share: f64| ((512.0 * share / 16.0).round() as u32).max(1) * 16;
+    (side((w / h).sqrt()), side((h / w).sqrt()))
+}
+
+fn problem(status: u16, detail: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"detail": detail, "status": status}))
+}
+
+impl Respond for FakeReplicate {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let segments: Vec<&str> = request.url.path().trim_matches('/').split('/').collect();
+        if let ["files", id, name] = segments.as_slice() {
+            return self.file(id, name);
+        }
+        let expected = format!("Bearer {}", self.token);
+        let authorized = request
+            .headers
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+        if !authorized {
+            return problem(401, "Invalid token.");
+        }
+        match (request.method.as_str(), segments.as_slice()) {
+            ("POST", ["v1", "models", _, _, "predictions"]) | ("POST", ["v1", "predictions"]) => self.create(request),
+            ("GET", ["v1", "predictions", id]) => self.poll(id, false),
+            ("POST", ["v1", "predictions", id, "cancel"]) => self.poll(id, true),
+            _ => problem(404, "Not found."),
+        }
+    }
+}
+
+/// Serves the fake API on `listener` until the returned server is dropped.
+pub async fn serve(listener: TcpListener, token: String) -> MockServer {
+    let base = Arc::new(OnceLock::new());
+    let fake = FakeReplicate {
+        token,
+        base: base.clone(),
+        predictions: Mutex::new(HashMap::new()),
+    };
+    let server = MockServer::builder().listener(listener).start().await;
+    let _ = base.set(server.uri());
+    Mock::given(wiremock::matchers::any())
+        .respond_with(fake)
+        .mount(&server)
+        .await;
+    server
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_aspect_ratio() {
+        assert_eq!(size_of("1:1"), (512, 512));
+        let (w, h) = size_of("16:9");
+        assert!(w > h && w % 16 == 0 && h % 16 == 0);
+        assert_eq!(size_of("nonsense"), (512, 512));
+    }
+}
