@@ -1,0 +1,115 @@
+"""Loads template.yaml, expands it the way SAM does, and reads the local stack's settings.
+
+Needs PyYAML and aws-sam-translator, both in .venv/ (scripts/requirements.txt).
+"""
+
+import copy
+import functools
+import logging
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+LOCAL_ENV = ROOT / "scripts" / "local.env"
+CONFIG_RS = ROOT / "functions" / "core" / "src" / "config.rs"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (!Ref, !GetAtt, !Sub, ...) as their long forms."""
+
+
+def _short_form(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else "Condition" if suffix == "Condition" else "Fn::" + suffix
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if name == "Fn::GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_form)
+
+
+@functools.cache
+def _template():
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+
+
+def template():
+    """template.yaml as written (a fresh copy each call)."""
+    return copy.deepcopy(_template())
+
+
+@functools.cache
+def _expanded():
+    # The translator is what `sam build`, `sam validate` and CloudFormation's transform run.
+    from samtranslator.translator.transform import transform
+
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    source = template()
+    # The translator wants code in S3; sam build and sam deploy put it there.
+    source["Globals"]["Function"]["CodeUri"] = "s3://mediagen-artifacts/code.zip"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(source, {}, NoManagedPolicies())
+
+
+def expanded():
+    """The CloudFormation template SAM makes of template.yaml (a fresh copy each call)."""
+    return copy.deepcopy(_expanded())
+
+
+def local_env():
+    """scripts/local.env as a dict."""
+    settings = {}
+    for line in LOCAL_ENV.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            settings[name.strip()] = value.strip()
+    return settings
+
+
+def config_rs():
+    return CONFIG_RS.read_text()
+
+
+def settings_read_by_config():
+    """Every environment variable functions/core/src/config.rs reads."""
+    return set(re.findall(r'\b(?:get|required|parse_or\(&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
+
+
+def required_settings():
+    return set(re.findall(r'\brequired\("([A-Z][A-Z0-9_]+)"\)', config_rs()))
+
+
+def config_default(name):
+    """The default config.rs gives a numeric setting, as in `parse_or(&get, "NAME", 900)`."""
+    found = re.search(r'parse_or\(&get,\s*"' + name + r'",\s*([0-9_]+)\s*\)', config_rs())
+    return int(found.group(1).replace("_", "")) if found else None
+
+
+def resources_of_type(cfn, kind):
+    return {name: r for name, r in cfn["Resources"].items() if r["Type"] == kind}
+
+
+def ref_name(value):
+    """The logical id an intrinsic points at: {"Ref": X}, {"Fn::GetAtt": [X, ...]}, or None."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None

@@ -1,0 +1,98 @@
+"""The local stack (scripts/local.env, created by `mediagen-dev setup`) and template.yaml describe
+the same resources: a name or setting changed in one must be changed in the other."""
+
+import unittest
+
+import support
+
+# Each setting of scripts/local.env and where template.yaml holds it: the default of a
+# parameter the resource takes its value from, or a value written in a resource.
+PARAMETERS = {
+    "MEDIAGEN_TABLE": ("TableName", "JobsTable", "TableName"),
+    "MEDIAGEN_QUEUE": ("QueueName", "JobsQueue", "QueueName"),
+    "MEDIAGEN_DEAD_LETTER_QUEUE": ("DeadLetterQueueName", "JobsDeadLetterQueue", "QueueName"),
+    "MEDIAGEN_BUCKET": ("BucketName", "MediaBucket", "BucketName"),
+}
+RESOURCE_VALUES = {
+    "QUEUE_VISIBILITY_TIMEOUT": ("JobsQueue", "VisibilityTimeout"),
+}
+
+
+class LocalStackMatchesTemplate(unittest.TestCase):
+    def setUp(self):
+        self.env = support.local_env()
+        self.template = support.template()
+        self.parameters = self.template["Parameters"]
+        self.resources = self.template["Resources"]
+
+    def test_every_local_setting_has_a_counterpart_in_the_template(self):
+        known = set(PARAMETERS) | set(RESOURCE_VALUES) | {"MAX_RECEIVE_COUNT"}
+        unknown = sorted(set(self.env) - known)
+        self.assertEqual(
+            unknown,
+            [],
+            "scripts/local.env has settings this test does not compare with template.yaml; "
+            "add them to PARAMETERS or RESOURCE_VALUES in tests/template/test_parity.py",
+        )
+
+    def test_resource_names_are_the_template_defaults(self):
+        for setting, (parameter, resource, prop) in PARAMETERS.items():
+            with self.subTest(setting=setting):
+                self.assertIn(setting, self.env, f"scripts/local.env no longer sets {setting}")
+                default = str(self.parameters[parameter]["Default"])
+                self.assertEqual(
+                    self.env[setting],
+                    default,
+                    f"scripts/local.env has {setting}={self.env[setting]} but template.yaml's "
+                    f"parameter {parameter} defaults to {default}",
+                )
+                self.assertEqual(
+                    self.resources[resource]["Properties"][prop],
+                    {"Ref": parameter},
+                    f"{resource}.{prop} does not take its value from the parameter {parameter}",
+                )
+
+    def test_queue_settings_are_the_templates(self):
+        for setting, (resource, prop) in RESOURCE_VALUES.items():
+            with self.subTest(setting=setting):
+                value = str(self.resources[resource]["Properties"][prop])
+                self.assertEqual(
+                    self.env[setting],
+                    value,
+                    f"scripts/local.env has {setting}={self.env[setting]} but template.yaml's "
+                    f"{resource}.{prop} is {value}",
+                )
+
+    def test_max_receive_count_is_one_parameter_for_the_queue_and_the_worker(self):
+        default = str(self.parameters["MaxReceiveCount"]["Default"])
+        self.assertEqual(
+            self.env["MAX_RECEIVE_COUNT"],
+            default,
+            f"scripts/local.env has MAX_RECEIVE_COUNT={self.env['MAX_RECEIVE_COUNT']} but "
+            f"template.yaml's parameter MaxReceiveCount defaults to {default}",
+        )
+        redrive = self.resources["JobsQueue"]["Properties"]["RedrivePolicy"]
+        self.assertEqual(redrive["maxReceiveCount"], {"Ref": "MaxReceiveCount"})
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(variables["MAX_RECEIVE_COUNT"], {"Ref": "MaxReceiveCount"})
+
+    def test_parameter_defaults_are_the_functions_defaults(self):
+        # What a deployed stack runs with when nobody overrides a parameter is what the code
+        # itself assumes when the variable is unset (functions/core/src/config.rs).
+        for setting, parameter in {
+            "PRESIGN_TTL_SECONDS": "PresignTtlSeconds",
+            "RETENTION_DAYS": "RetentionDays",
+            "MAX_RECEIVE_COUNT": "MaxReceiveCount",
+        }.items():
+            with self.subTest(setting=setting):
+                default = support.config_default(setting)
+                self.assertIsNotNone(
+                    default,
+                    f"functions/core/src/config.rs no longer reads {setting} with "
+                    f'parse_or(&get, "{setting}", <default>); update this test',
+                )
+                self.assertEqual(int(self.parameters[parameter]["Default"]), default)
+
+
+if __name__ == "__main__":
+    unittest.main()

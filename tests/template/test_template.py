@@ -1,0 +1,504 @@
+"""The wiring of the deployed service, read from the CloudFormation that SAM makes of
+template.yaml (aws-sam-translator, the library behind `sam build` and CloudFormation's SAM
+transform). No Docker and no AWS account needed.
+
+Each check is a function answering the problems it finds; the tests assert that the template
+has none, and that a deliberately broken copy of it has some."""
+
+import json
+import re
+import unittest
+
+import support
+from support import ref_name, resources_of_type
+
+ANY = "x-amazon-apigateway-any-method"
+
+# DESIGN §2 routes, and the ANY routes that let each function answer 405 itself.
+ROUTES = {
+    ("/media/generate", "POST"): "SubmitFunction",
+    ("/media/generate", "ANY"): "SubmitFunction",
+    ("/media/status/{job_id}", "GET"): "StatusFunction",
+    ("/media/status/{job_id}", "ANY"): "StatusFunction",
+    ("/media/jobs/{job_id}", "GET"): "StatusFunction",
+    ("/media/jobs/{job_id}", "ANY"): "StatusFunction",
+    ("/media/content/{media_id}", "GET"): "ContentFunction",
+    ("/media/content/{media_id}", "ANY"): "ContentFunction",
+    ("/", "ANY"): "StatusFunction",
+    ("/{proxy+}", "ANY"): "StatusFunction",
+}
+
+FUNCTIONS = {
+    "SubmitFunction": "submit",
+    "GenerateFunction": "generate",
+    "StatusFunction": "status",
+    "ContentFunction": "content",
+}
+
+TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
+QUEUE = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
+
+# Every data action each function may take, and on what. Anything more is a failure.
+PERMISSIONS = {
+    "SubmitFunction": {
+        "dynamodb:PutItem": TABLE,
+        "dynamodb:UpdateItem": TABLE,
+        "sqs:SendMessage": QUEUE,
+    },
+    "GenerateFunction": {
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:PutItem": TABLE,
+        "dynamodb:UpdateItem": TABLE,
+        "sqs:ReceiveMessage": QUEUE,
+        "sqs:DeleteMessage": QUEUE,
+        "sqs:ChangeMessageVisibility": QUEUE,
+        "sqs:GetQueueAttributes": QUEUE,
+        "s3:PutObject": MEDIA_OBJECTS,
+    },
+    "StatusFunction": {
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:BatchGetItem": TABLE,
+    },
+    "ContentFunction": {
+        "dynamodb:GetItem": TABLE,
+        "s3:GetObject": MEDIA_OBJECTS,
+    },
+}
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+WRITE_ACTION = re.compile(r":(Put|Update|Delete|BatchWrite|Write|Create|Send|Change|Transact|PartiQLInsert|PartiQLUpdate|PartiQLDelete)")
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def routes(cfn):
+    """{(path, METHOD): function logical id} of the REST API's OpenAPI body."""
+    found = {}
+    for api in resources_of_type(cfn, "AWS::ApiGateway::RestApi").values():
+        for path, methods in api["Properties"]["Body"]["paths"].items():
+            for method, operation in methods.items():
+                integration = operation.get("x-amazon-apigateway-integration", {})
+                uri = integration.get("uri", {}).get("Fn::Sub", "")
+                target = re.search(r"functions/\$\{(\w+)\.Arn\}/invocations", uri)
+                if integration.get("type") != "aws_proxy" or not target:
+                    found[(path, method.upper())] = None
+                else:
+                    found[(path, "ANY" if method == ANY else method.upper())] = target.group(1)
+    return found
+
+
+def route_problems(cfn):
+    problems = []
+    if resources_of_type(cfn, "AWS::ApiGatewayV2::Api"):
+        problems.append("an HTTP API (v2) is declared; LocalStack's free edition has none")
+    apis = resources_of_type(cfn, "AWS::ApiGateway::RestApi")
+    if list(apis) != ["MediaApi"]:
+        problems.append(f"expected one REST API, MediaApi; found {sorted(apis)}")
+    actual = routes(cfn)
+    for route, function in sorted(ROUTES.items()):
+        if actual.get(route) != function:
+            problems.append(f"{route[1]} {route[0]} goes to {actual.get(route)}, not {function}")
+    for route in sorted(set(actual) - set(ROUTES)):
+        problems.append(f"unexpected route {route[1]} {route[0]} to {actual[route]}")
+    # API Gateway may call each routed function, and only through this API.
+    permissions = resources_of_type(cfn, "AWS::Lambda::Permission").values()
+    for (path, method), function in sorted(ROUTES.items()):
+        suffix = "/{}{}".format("*" if method == "ANY" else method, re.sub(r"\{[^}]+\}", "*", path))
+        if path == "/{proxy+}":
+            suffix = "/*/*"
+        granted = any(
+            ref_name(p["Properties"]["FunctionName"]) == function
+            and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+            and p["Properties"]["SourceArn"]["Fn::Sub"][0].endswith(suffix)
+            and ref_name(p["Properties"]["SourceArn"]["Fn::Sub"][1]["__ApiId__"]) == "MediaApi"
+            for p in permissions
+        )
+        if not granted:
+            problems.append(f"API Gateway may not invoke {function} for {method} {path}")
+    return problems
+
+
+def gateway_response_problems(cfn):
+    body = cfn["Resources"]["MediaApi"]["Properties"]["Body"]
+    response = body.get("x-amazon-apigateway-gateway-responses", {}).get("MISSING_AUTHENTICATION_TOKEN")
+    if not response:
+        return ["no gateway response for MISSING_AUTHENTICATION_TOKEN: unmatched requests get API Gateway's 403"]
+    problems = []
+    if response.get("statusCode") != "404":
+        problems.append(f"an unmatched request answers {response.get('statusCode')}, not 404")
+    if response.get("responseParameters", {}).get("gatewayresponse.header.Content-Type") != "'application/problem+json'":
+        problems.append("an unmatched request's answer is not application/problem+json")
+    problem = json.loads(response["responseTemplates"]["application/json"])
+    if problem.get("type") != "urn:mediagen:problem:no-route" or problem.get("status") != 404:
+        problems.append(f"an unmatched request's problem is {problem}, not the no-route problem")
+    return problems
+
+
+def queue_problems(cfn):
+    problems = []
+    mappings = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping")
+    if len(mappings) != 1:
+        return [f"expected one event source mapping, found {sorted(mappings)}"]
+    mapping = next(iter(mappings.values()))["Properties"]
+    if mapping["EventSourceArn"] != QUEUE:
+        problems.append(f"the event source is {mapping['EventSourceArn']}, not the jobs queue")
+    if ref_name(mapping["FunctionName"]) != "GenerateFunction":
+        problems.append(f"the jobs queue triggers {mapping['FunctionName']}, not generate")
+    if mapping.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
+        problems.append("generate's batchItemFailures are ignored without ReportBatchItemFailures")
+    if not 1 <= int(mapping.get("BatchSize", 0)) <= 10:
+        problems.append(f"batch size {mapping.get('BatchSize')}: generate is written for batches of at most 10")
+    if "MaximumBatchingWindowInSeconds" not in mapping:
+        problems.append("no batching window set")
+    if ref_name(mapping.get("ScalingConfig", {}).get("MaximumConcurrency")) != "GenerateMaxConcurrency":
+        problems.append("the event source's maximum concurrency is not the GenerateMaxConcurrency parameter")
+
+    queue = cfn["Resources"]["JobsQueue"]["Properties"]
+    generate = cfn["Resources"]["GenerateFunction"]["Properties"]
+    needed = 6 * int(generate["Timeout"]) + int(mapping.get("MaximumBatchingWindowInSeconds", 0))
+    if int(queue["VisibilityTimeout"]) < needed:
+        problems.append(f"queue visibility timeout {queue['VisibilityTimeout']} s is under 6 × generate's timeout + batching window ({needed} s)")
+    redrive = queue.get("RedrivePolicy", {})
+    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}:
+        problems.append("the jobs queue does not redrive to the dead-letter queue")
+    if ref_name(redrive.get("maxReceiveCount")) != "MaxReceiveCount":
+        problems.append("the redrive maxReceiveCount is not the MaxReceiveCount parameter")
+    if ref_name(generate["Environment"]["Variables"].get("MAX_RECEIVE_COUNT")) != "MaxReceiveCount":
+        problems.append("generate's MAX_RECEIVE_COUNT is not the MaxReceiveCount parameter")
+    return problems
+
+
+def statements(cfn, role):
+    for policy in cfn["Resources"][role]["Properties"].get("Policies", []):
+        statement = policy["PolicyDocument"]["Statement"]
+        yield from statement if isinstance(statement, list) else [statement]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def policy_problems(cfn):
+    problems = []
+    roles_seen = {}
+    for function, allowed in PERMISSIONS.items():
+        props = cfn["Resources"][function]["Properties"]
+        role = ref_name(props["Role"])
+        if role in roles_seen:
+            problems.append(f"{function} shares its role {role} with {roles_seen[role]}")
+        roles_seen[role] = function
+        role_props = cfn["Resources"][role]["Properties"]
+        if role_props.get("ManagedPolicyArns"):
+            problems.append(f"{function}'s role has managed policies {role_props['ManagedPolicyArns']}: their resources are not ours")
+        trust = role_props["AssumeRolePolicyDocument"]["Statement"]
+        if [s["Principal"] for s in trust] != [{"Service": "lambda.amazonaws.com"}]:
+            problems.append(f"{function}'s role may be assumed by {[s['Principal'] for s in trust]}")
+        log_group = cfn["Resources"][function].get("DependsOn")
+        granted = {}
+        for statement in statements(cfn, role):
+            if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
+                problems.append(f"{function}: statement {statement.get('Sid')} is not a plain Allow")
+                continue
+            resources = as_list(statement["Resource"])
+            for action in as_list(statement["Action"]):
+                if "*" in action:
+                    problems.append(f"{function} is granted the wildcard action {action}")
+                if action in LOG_ACTIONS:
+                    if resources != [{"Fn::GetAtt": [log_group, "Arn"]}]:
+                        problems.append(f"{function} may write logs to {resources}, not only its own log group {log_group}")
+                    continue
+                for resource in resources:
+                    if resource == "*":
+                        problems.append(f"{function} may {action} on every resource ({resource})")
+                    granted.setdefault(action, []).append(resource)
+        for action, resources in sorted(granted.items()):
+            if action not in allowed:
+                problems.append(f"{function} may {action}, which it does not need")
+            elif resources != [allowed[action]]:
+                problems.append(f"{function} may {action} on {resources}, not only on {allowed[action]}")
+        for action in sorted(set(allowed) - set(granted)):
+            problems.append(f"{function} may not {action}, which it needs")
+        if function == "StatusFunction":
+            problems += [f"status may write: {a}" for a in granted if WRITE_ACTION.search(a)]
+        if function == "ContentFunction":
+            problems += [f"content may {a}; it only reads" for a in granted if a.startswith("s3:") and a != "s3:GetObject"]
+    return problems
+
+
+def data_problems(cfn):
+    problems = []
+    table = cfn["Resources"]["JobsTable"]["Properties"]
+    if table.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
+        problems.append(f"the table's key is {table.get('KeySchema')}, not pk")
+    if table.get("AttributeDefinitions") != [{"AttributeName": "pk", "AttributeType": "S"}]:
+        problems.append("the table's pk is not a string")
+    if table.get("BillingMode") != "PAY_PER_REQUEST":
+        problems.append("the table is not on-demand")
+    if table.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:
+        problems.append(f"the table's TTL is {table.get('TimeToLiveSpecification')}, not on ttl")
+    if not table.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+        problems.append("the table has no point-in-time recovery")
+
+    bucket = cfn["Resources"]["MediaBucket"]["Properties"]
+    block = bucket.get("PublicAccessBlockConfiguration", {})
+    for setting in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        if block.get(setting) is not True:
+            problems.append(f"the bucket's {setting} is not on")
+    if not bucket.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"):
+        problems.append("the bucket has no default encryption")
+    rules = bucket.get("LifecycleConfiguration", {}).get("Rules", [])
+    expiring = [
+        r
+        for r in rules
+        if r.get("Status") == "Enabled"
+        and (r.get("Prefix") or r.get("Filter", {}).get("Prefix")) == "media/"
+        and ref_name(r.get("ExpirationInDays")) == "RetentionDays"
+    ]
+    if not expiring:
+        problems.append("no enabled lifecycle rule expires media/ after RetentionDays")
+    for name, props in resources_of_type(cfn, "AWS::Lambda::Function").items():
+        if ref_name(props["Properties"]["Environment"]["Variables"].get("RETENTION_DAYS")) != "RetentionDays":
+            problems.append(f"{name}'s RETENTION_DAYS is not the RetentionDays parameter")
+    return problems
+
+
+def function_problems(cfn):
+    problems = []
+    functions = resources_of_type(cfn, "AWS::Lambda::Function")
+    if set(functions) != set(FUNCTIONS):
+        problems.append(f"functions are {sorted(functions)}, expected {sorted(FUNCTIONS)}")
+    read = support.settings_read_by_config()
+    required = support.required_settings() | {"MODEL_PROVIDER", "PRESIGN_TTL_SECONDS", "RETENTION_DAYS", "MAX_RECEIVE_COUNT"}
+    for name, binary in FUNCTIONS.items():
+        resource = functions.get(name)
+        if resource is None:
+            continue
+        props = resource["Properties"]
+        if props.get("Runtime") != "provided.al2023" or props.get("Handler") != "bootstrap":
+            problems.append(f"{name} runs on {props.get('Runtime')} with handler {props.get('Handler')}")
+        if props.get("Architectures") != [{"Ref": "Architecture"}]:
+            problems.append(f"{name}'s architecture is {props.get('Architectures')}, not the Architecture parameter")
+        metadata = resource.get("Metadata", {})
+        if metadata.get("BuildMethod") != "rust-cargolambda" or metadata.get("BuildProperties", {}).get("Binary") != binary:
+            problems.append(f"{name} is not built by cargo lambda as the binary {binary}: {metadata}")
+        cargo_toml = support.ROOT / "functions" / binary / "Cargo.toml"
+        if not cargo_toml.is_file() or f'name = "{binary}"' not in cargo_toml.read_text():
+            problems.append(f"{name}'s binary {binary} is not a package of the workspace")
+        variables = props["Environment"]["Variables"]
+        for missing in sorted(required - set(variables)):
+            problems.append(f"{name} lacks {missing}, which functions/core/src/config.rs needs")
+        for unknown in sorted(set(variables) - read - {"RUST_LOG"}):
+            problems.append(f"{name} sets {unknown}, which functions/core/src/config.rs does not read")
+        has_token = "REPLICATE_API_TOKEN" in variables
+        if has_token != (name == "GenerateFunction"):
+            problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN; only generate calls the model")
+        log_group = resource.get("DependsOn")
+        log_props = cfn["Resources"].get(log_group, {}).get("Properties", {})
+        if cfn["Resources"].get(log_group, {}).get("Type") != "AWS::Logs::LogGroup":
+            problems.append(f"{name} does not depend on a log group of its own")
+        elif log_props.get("LogGroupName") != {"Fn::Sub": "/aws/lambda/" + props["FunctionName"]["Fn::Sub"]}:
+            problems.append(f"{name}'s log group {log_props.get('LogGroupName')} is not the one Lambda writes to")
+        elif ref_name(log_props.get("RetentionInDays")) != "LogRetentionDays":
+            problems.append(f"{name}'s logs are not kept for LogRetentionDays")
+    parameters = cfn["Parameters"]
+    architecture = parameters.get("Architecture", {})
+    if architecture.get("Default") != "arm64" or set(architecture.get("AllowedValues", [])) != {"arm64", "x86_64"}:
+        problems.append(f"the Architecture parameter is {architecture}")
+    if not parameters.get("ReplicateApiToken", {}).get("NoEcho"):
+        problems.append("the Replicate token parameter is echoed")
+    return problems
+
+
+def alarm_problems(cfn):
+    alarms = [
+        a["Properties"]
+        for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+        and a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsDeadLetterQueue", "QueueName"]}}
+        in a["Properties"].get("Dimensions", [])
+    ]
+    return [] if alarms else ["no alarm on the dead-letter queue's depth"]
+
+
+def account_id_problems(cfn):
+    text = json.dumps(cfn)
+    return [f"a hard-coded account id: {m}" for m in sorted(set(re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", text)))]
+
+
+def output_problems(cfn):
+    missing = {"ApiUrl", "ApiId", "TableName", "QueueName", "QueueUrl", "DeadLetterQueueName", "BucketName"} - set(cfn.get("Outputs", {}))
+    return [f"no output {name}" for name in sorted(missing)]
+
+
+CHECKS = [
+    route_problems,
+    gateway_response_problems,
+    queue_problems,
+    policy_problems,
+    data_problems,
+    function_problems,
+    alarm_problems,
+    account_id_problems,
+    output_problems,
+]
+
+# ---------------------------------------------------------------------------------- tests
+
+
+class ExpandedTemplate(unittest.TestCase):
+    def test_the_template_has_no_problems(self):
+        cfn = support.expanded()
+        for check in CHECKS:
+            with self.subTest(check=check.__name__):
+                self.assertEqual(check(cfn), [])
+
+
+def broken(change):
+    cfn = support.expanded()
+    change(cfn)
+    return cfn
+
+
+def resource(cfn, name):
+    return cfn["Resources"][name]["Properties"]
+
+
+def statement(cfn, role, sid):
+    return next(s for s in statements(cfn, role) if s.get("Sid") == sid)
+
+
+class BrokenWiringIsCaught(unittest.TestCase):
+    """Each check finds the fault it is there for, in a copy of the template broken on purpose."""
+
+    def assertCaught(self, check, change, words):
+        problems = check(broken(change))
+        self.assertTrue(any(words in p for p in problems), f"{check.__name__} missed it: {problems}")
+
+    def test_a_route_to_the_wrong_function(self):
+        def change(cfn):
+            paths = resource(cfn, "MediaApi")["Body"]["paths"]
+            uri = paths["/media/generate"]["post"]["x-amazon-apigateway-integration"]["uri"]
+            uri["Fn::Sub"] = uri["Fn::Sub"].replace("SubmitFunction", "StatusFunction")
+
+        self.assertCaught(route_problems, change, "POST /media/generate goes to StatusFunction")
+
+    def test_a_missing_route(self):
+        self.assertCaught(
+            route_problems,
+            lambda cfn: resource(cfn, "MediaApi")["Body"]["paths"]["/media/jobs/{job_id}"].pop("get"),
+            "GET /media/jobs/{job_id} goes to None",
+        )
+
+    def test_no_404_for_unknown_paths(self):
+        self.assertCaught(
+            gateway_response_problems,
+            lambda cfn: resource(cfn, "MediaApi")["Body"].pop("x-amazon-apigateway-gateway-responses"),
+            "403",
+        )
+
+    def test_batch_failures_not_reported(self):
+        def change(cfn):
+            mapping = next(iter(resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()))
+            del mapping["Properties"]["FunctionResponseTypes"]
+
+        self.assertCaught(queue_problems, change, "ReportBatchItemFailures")
+
+    def test_a_short_visibility_timeout(self):
+        self.assertCaught(
+            queue_problems, lambda cfn: resource(cfn, "JobsQueue").update(VisibilityTimeout=60), "visibility timeout"
+        )
+
+    def test_no_dead_letter_queue(self):
+        self.assertCaught(queue_problems, lambda cfn: resource(cfn, "JobsQueue").pop("RedrivePolicy"), "redrive")
+
+    def test_status_may_write(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "StatusRole", "ReadJobs")["Action"].append("dynamodb:PutItem"),
+            "status may write",
+        )
+
+    def test_content_may_delete_images(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "ContentRole", "ReadImages").update(Action=["s3:GetObject", "s3:DeleteObject"]),
+            "content may s3:DeleteObject",
+        )
+
+    def test_a_data_action_on_every_resource(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "SubmitRole", "QueueJobs").update(Resource="*"),
+            "on every resource",
+        )
+
+    def test_a_data_action_on_another_resource(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "GenerateRole", "StoreImages").update(Resource={"Fn::Sub": "${MediaBucket.Arn}/*"}),
+            "may s3:PutObject on",
+        )
+
+    def test_a_managed_policy(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: resource(cfn, "GenerateRole").update(
+                ManagedPolicyArns=["arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"]
+            ),
+            "managed policies",
+        )
+
+    def test_no_ttl(self):
+        self.assertCaught(data_problems, lambda cfn: resource(cfn, "JobsTable").pop("TimeToLiveSpecification"), "TTL")
+
+    def test_a_public_bucket(self):
+        self.assertCaught(
+            data_problems,
+            lambda cfn: resource(cfn, "MediaBucket")["PublicAccessBlockConfiguration"].update(RestrictPublicBuckets=False),
+            "RestrictPublicBuckets",
+        )
+
+    def test_no_lifecycle_rule(self):
+        self.assertCaught(data_problems, lambda cfn: resource(cfn, "MediaBucket").pop("LifecycleConfiguration"), "lifecycle")
+
+    def test_a_missing_setting(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: resource(cfn, "ContentFunction")["Environment"]["Variables"].pop("JOBS_QUEUE_URL"),
+            "ContentFunction lacks JOBS_QUEUE_URL",
+        )
+
+    def test_a_misspelt_setting(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: resource(cfn, "StatusFunction")["Environment"]["Variables"].update(JOB_TABLE="x"),
+            "does not read",
+        )
+
+    def test_the_token_given_to_every_function(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: resource(cfn, "SubmitFunction")["Environment"]["Variables"].update(REPLICATE_API_TOKEN="x"),
+            "SubmitFunction has REPLICATE_API_TOKEN",
+        )
+
+    def test_no_dead_letter_alarm(self):
+        def change(cfn):
+            for name in resources_of_type(cfn, "AWS::CloudWatch::Alarm"):
+                del cfn["Resources"][name]
+
+        self.assertCaught(alarm_problems, change, "alarm")
+
+    def test_a_hard_coded_account(self):
+        self.assertCaught(
+            account_id_problems,
+            lambda cfn: statement(cfn, "SubmitRole", "QueueJobs").update(
+                Resource="arn:aws:sqs:us-east-1:123456789012:mediagen-jobs"
+            ),
+            "123456789012",
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()
