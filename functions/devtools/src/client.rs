@@ -93,7 +93,9 @@ impl ApiClient {
     /// Follows a media item's `content_url` (a redirect to a presigned URL) and downloads it.
     pub async fn download(&self, media: &Value) -> Result<Downloaded, Error> {
         let content_url = media["content_url"].as_str().ok_or("media without content_url")?;
-        let response = self.http.get(format!("{}{content_url}", self.base)).send().await?;
+        // The link is a path from the API's host: it already carries any stage prefix.
+        let url = reqwest::Url::parse(&self.base)?.join(content_url)?;
+        let response = self.http.get(url).send().await?;
         if response.status() != StatusCode::FOUND {
             return Err(format!("content answered {} instead of a redirect", response.status()).into());
         }
