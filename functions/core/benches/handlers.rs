@@ -1,0 +1,249 @@
+//! What our code adds on top of the AWS calls it makes, against moto server
+//! (`MEDIAGEN_BENCH_ENDPOINT`): each handler beside the same SDK calls issued directly, and the
+//! cost of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::presigning::PresigningConfig;
+use criterion::{Criterion, criterion_group, criterion_main};
+use lambda_http::http::{Method, header};
+use lambda_http::{Body, Request};
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::ids::{JobId, MediaId};
+use mediagen::model::local::LocalModel;
+use mediagen::ports::{JobStore, MediaStore};
+use mediagen::provision::{Resources, provision};
+use mediagen::request::RequestPolicy;
+use mediagen::services::content::ContentService;
+use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::services::submit::SubmitService;
+use mediagen::{api, aws, worker};
+use tokio::runtime::Runtime;
+
+const BODY: &str = r#"{"prompt":"a lighthouse on a cliff at dusk","width":512,"height":512,"seed":7}"#;
+const TTL: Duration = Duration::from_secs(900);
+
+struct Fixture {
+    sdk: SdkConfig,
+    resources: Resources,
+    queue_url: String,
+    job_id: JobId,
+    media_id: MediaId,
+}
+
+fn request(method: Method, path: &str, body: &str) -> Request {
+    lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+/// A fresh table, queue and bucket; answers their names and the queue's URL.
+async fn stack(sdk: &SdkConfig) -> (Resources, String) {
+    let suffix = format!("{:08x}", fastrand::u32(..));
+    let resources = Resources {
+        table: format!("bench-{suffix}"),
+        queue: format!("bench-{suffix}"),
+        dead_letter_queue: format!("bench-{suffix}-dlq"),
+        bucket: format!("bench-{suffix}"),
+        max_receive_count: 5,
+        visibility_timeout_seconds: 180,
+    };
+    let provisioned = provision(sdk, &resources).await.expect("provision");
+    (resources, provisioned.queue_url)
+}
+
+async fn fixture() -> Fixture {
+    let endpoint = std::env::var("MEDIAGEN_BENCH_ENDPOINT").expect("MEDIAGEN_BENCH_ENDPOINT: moto server's address");
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let (resources, queue_url) = stack(&sdk).await;
+
+    // One finished job to read back.
+    let (store, queue, media) = adapters(&sdk, &resources, &queue_url);
+    let submit = SubmitService::new(store.clone(), queue.clone(), policy(), Duration::from_secs(86_400));
+    let answer = api::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
+    let job: serde_json::Value = serde_json::from_slice(answer.body().as_ref()).expect("submit answer");
+    let job_id = JobId::parse(job["job_id"].as_str().expect("job id")).expect("job id");
+    let generator = Generator::new(
+        store.clone(),
+        queue,
+        media,
+        LocalModel,
+        GenerateSettings::new(5, Duration::from_secs(86_400)),
+    );
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some("bench".into());
+    record.body = Some(serde_json::json!({ "job_id": job_id.to_string() }).to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).timestamp_millis() as u64;
+    worker::handle(&generator, lambda_runtime::LambdaEvent::new(event, context)).await;
+    let done = store.job(job_id).await.expect("job").expect("job exists");
+    Fixture {
+        sdk,
+        resources,
+        queue_url,
+        job_id,
+        media_id: done.media_ids[0],
+    }
+}
+
+fn policy() -> RequestPolicy {
+    RequestPolicy {
+        allowed_models: vec!["local".into()],
+        default_model: "local".into(),
+        allow_local_urls: false,
+    }
+}
+
+fn adapters(sdk: &SdkConfig, resources: &Resources, queue_url: &str) -> (DynamoJobStore, SqsJobQueue, S3MediaStore) {
+    let s3 = aws::s3(sdk, None);
+    (
+        DynamoJobStore::new(aws::dynamodb(sdk), &resources.table),
+        SqsJobQueue::new(aws::sqs(sdk), queue_url),
+        S3MediaStore::new(s3.clone(), s3, &resources.bucket),
+    )
+}
+
+/// A job item of the size and shape `submit` writes.
+fn job_item() -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let id = JobId::new().to_string();
+    HashMap::from([
+        ("pk".to_owned(), s(&format!("JOB#{id}"))),
+        ("job_id".to_owned(), s(&id)),
+        ("status".to_owned(), s("queued")),
+        ("prompt".to_owned(), s("a lighthouse on a cliff at dusk")),
+        ("model".to_owned(), s("local")),
+        ("width".to_owned(), n(512)),
+        ("height".to_owned(), n(512)),
+        ("num_outputs".to_owned(), n(1)),
+        ("seed".to_owned(), n(7)),
+        ("output_format".to_owned(), s("png")),
+        ("attempts".to_owned(), n(0)),
+        ("created_at".to_owned(), s("2026-11-24T10:00:00.000Z")),
+        ("updated_at".to_owned(), s("2026-11-24T10:00:00.000Z")),
+        ("media_ids".to_owned(), AttributeValue::L(Vec::new())),
+        ("ttl".to_owned(), n(1_900_000_000)),
+    ])
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("tokio runtime");
+    let fx = runtime.block_on(fixture());
+    let (store, _, media) = adapters(&fx.sdk, &fx.resources, &fx.queue_url);
+    let dynamodb = aws::dynamodb(&fx.sdk);
+    let sqs = aws::sqs(&fx.sdk);
+    let s3 = aws::s3(&fx.sdk, None);
+    // moto slows down as a table and queue fill up: each submit bench writes to its own, fresh.
+    let (handler_stack, direct_stack) = runtime.block_on(async { (stack(&fx.sdk).await, stack(&fx.sdk).await) });
+    let (handler_store, handler_queue, _) = adapters(&fx.sdk, &handler_stack.0, &handler_stack.1);
+    let submit = SubmitService::new(handler_store, handler_queue, policy(), Duration::from_secs(86_400));
+    let content = ContentService::new(store.clone(), media.clone(), TTL);
+    let status_path = format!("/media/status/{}", fx.job_id);
+    let content_path = format!("/media/content/{}", fx.media_id);
+    let media_key = format!("media/{}/0.png", fx.job_id);
+
+    let mut group = c.benchmark_group("overhead");
+    group.sample_size(60).measurement_time(Duration::from_secs(6));
+    group.bench_function("submit_handler", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let answer = api::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
+            assert_eq!(answer.status(), 202);
+        })
+    });
+    group.bench_function("submit_direct", |b| {
+        b.to_async(&runtime).iter(|| async {
+            dynamodb
+                .put_item()
+                .table_name(&direct_stack.0.table)
+                .set_item(Some(job_item()))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .expect("put");
+            sqs.send_message()
+                .queue_url(&direct_stack.1)
+                .message_body(format!("{{\"job_id\":\"{}\"}}", JobId::new()))
+                .send()
+                .await
+                .expect("send");
+        })
+    });
+    group.bench_function("status_handler", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let answer = api::status::handle(&store, request(Method::GET, &status_path, "")).await;
+            assert_eq!(answer.status(), 200);
+        })
+    });
+    group.bench_function("status_direct", |b| {
+        b.to_async(&runtime).iter(|| async {
+            dynamodb
+                .get_item()
+                .table_name(&fx.resources.table)
+                .key("pk", AttributeValue::S(format!("JOB#{}", fx.job_id)))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get");
+        })
+    });
+    group.bench_function("content_handler", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let answer = api::content::handle(&content, request(Method::GET, &content_path, "")).await;
+            assert_eq!(answer.status(), 302);
+        })
+    });
+    group.bench_function("content_direct", |b| {
+        b.to_async(&runtime).iter(|| async {
+            dynamodb
+                .get_item()
+                .table_name(&fx.resources.table)
+                .key("pk", AttributeValue::S(format!("MEDIA#{}", fx.media_id)))
+                .send()
+                .await
+                .expect("get");
+            let config = PresigningConfig::expires_in(TTL).expect("ttl");
+            black_box(
+                s3.get_object()
+                    .bucket(&fx.resources.bucket)
+                    .key(&media_key)
+                    .presigned(config)
+                    .await
+                    .expect("presign"),
+            );
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("presign");
+    group.bench_function("get_object", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(
+                media
+                    .presign_get(&fx.resources.bucket, &media_key, TTL)
+                    .await
+                    .expect("presign"),
+            );
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(handler_benches, benches);
+criterion_main!(handler_benches);

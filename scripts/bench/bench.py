@@ -1,0 +1,521 @@
+"""Measures mediagen's functions beside their baselines and writes target/bench/summary.json and
+BENCHMARKS.md. Run by scripts/bench.sh, which builds the artifacts and starts the emulator first.
+
+Each function binary runs against a small Lambda runtime API served here, the way Lambda runs it:
+the process starts, asks for work at GET /2018-06-01/runtime/invocation/next, and posts each
+answer back. Timing the first request for work gives the init time; timing each event from the
+moment it is handed out to the moment its answer arrives gives the invocation latency.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+import timeit
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ["submit", "generate", "status", "content"]
+NEXT = "/2018-06-01/runtime/invocation/next"
+
+
+def now_ns():
+    return time.perf_counter_ns()
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+class RuntimeApi:
+    """The Lambda runtime API for one process: hands out `events` in order, records timings."""
+
+    def __init__(self, events):
+        self.events = list(events)
+        self.lock = threading.Lock()
+        self.first_next = None
+        self.served = {}
+        self.done = {}
+        self.answers = {}
+        self.errors = []
+        self.all_done = threading.Event()
+        self.stopping = threading.Event()
+        if not self.events:
+            self.all_done.set()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle's algorithm on, each answer
+            # would wait for the client's delayed ACK (40 ms) and swamp every figure.
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                try:
+                    self.send_response(status)
+                    for name, value in headers:
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the process was stopped while it waited for work
+
+            def do_GET(self):
+                if self.path != NEXT:
+                    return self.reply(404)
+                with api.lock:
+                    if api.first_next is None:
+                        api.first_next = now_ns()
+                    event = api.events.pop(0) if api.events else None
+                if event is None:
+                    # Nothing more to hand out: hold the request as Lambda does while idle.
+                    api.stopping.wait()
+                    return self.reply(204)
+                request_id = str(uuid.uuid4())
+                body = json.dumps(event).encode()
+                deadline = int(time.time() * 1000) + 60_000
+                with api.lock:
+                    api.served[request_id] = now_ns()
+                self.reply(
+                    200,
+                    body,
+                    [
+                        ("Lambda-Runtime-Aws-Request-Id", request_id),
+                        ("Lambda-Runtime-Deadline-Ms", str(deadline)),
+                        ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:111122223333:function:bench"),
+                        ("Content-Type", "application/json"),
+                    ],
+                )
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = self.path.strip("/").split("/")
+                finished = now_ns()
+                if len(parts) == 5 and parts[2] == "invocation":
+                    request_id, kind = parts[3], parts[4]
+                    with api.lock:
+                        api.done[request_id] = finished
+                        if kind == "response":
+                            api.answers[request_id] = body
+                        else:
+                            api.errors.append(body.decode(errors="replace"))
+                        if not api.events and len(api.done) == len(api.served):
+                            api.all_done.set()
+                else:
+                    api.errors.append(f"{self.path}: {body.decode(errors='replace')}")
+                    api.all_done.set()
+                self.reply(202)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def latencies_ms(self):
+        return [(self.done[i] - self.served[i]) / 1e6 for i in self.served if i in self.done]
+
+
+def function_env(base_env, name, port):
+    env = dict(base_env)
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+        AWS_LAMBDA_FUNCTION_NAME=name,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_LOG_STREAM_NAME="bench",
+        AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
+    )
+    return env
+
+
+def run_process(binary, name, events, base_env, sample_rss=False, timeout=600):
+    """Runs one process through `events`; answers the runtime API and timing records."""
+    api = RuntimeApi(events)
+    started = now_ns()
+    process = subprocess.Popen(
+        [str(binary)],
+        env=function_env(base_env, name, api.port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rss = []
+    if sample_rss:
+        def sample():
+            while not api.all_done.is_set():
+                try:
+                    status = Path(f"/proc/{process.pid}/status").read_text()
+                except OSError:
+                    return
+                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+                rss.append((len(api.done), int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024))
+                time.sleep(0.01)
+        threading.Thread(target=sample, daemon=True).start()
+    finished = api.all_done.wait(timeout)
+    process.kill()
+    process.wait()
+    api.close()
+    if not finished or api.errors:
+        raise RuntimeError(f"{name}: finished={finished} errors={api.errors[:3]}")
+    return api, started, rss
+
+
+def measure_init(binary, name, base_env, starts):
+    """Median time from process start to its first request for work."""
+    times = []
+    for _ in range(starts):
+        api = RuntimeApi([])
+        api.all_done.clear()
+        started = now_ns()
+        process = subprocess.Popen(
+            [str(binary)],
+            env=function_env(base_env, name, api.port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 10
+        while api.first_next is None and time.time() < deadline and process.poll() is None:
+            time.sleep(0.0002)
+        first = api.first_next
+        process.kill()
+        process.wait()
+        api.close()
+        if first is None:
+            raise RuntimeError(f"{name} never asked for work (exit {process.returncode})")
+        times.append((first - started) / 1e6)
+    return statistics.median(times)
+
+
+def rest_event(template, method, path, body=None, path_parameters=None, headers=None):
+    event = json.loads(json.dumps(template))
+    event["httpMethod"] = method
+    event["path"] = path
+    event["requestContext"]["httpMethod"] = method
+    event["requestContext"]["path"] = f"/prod{path}"
+    event["body"] = body
+    event["pathParameters"] = path_parameters
+    if headers:
+        event["headers"].update(headers)
+        event["multiValueHeaders"].update({k: [v] for k, v in headers.items()})
+    return event
+
+
+def sqs_event(job_ids):
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "bench",
+                "body": json.dumps({"job_id": job_id}),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:bench",
+                "awsRegion": "us-east-1",
+            }
+            for job_id in job_ids
+        ]
+    }
+
+
+def invocation_figures(api, started, rss):
+    latencies = api.latencies_ms()
+    first_id = min(api.served, key=api.served.get)
+    warm = latencies[1:]
+    at_100 = next((r for n, r, _ in rss if n >= 100), None)
+    return {
+        "first_invoke_ms": (api.done[first_id] - started) / 1e6,
+        "warm_p50_ms": statistics.median(warm),
+        "warm_p99_ms": percentile(warm, 0.99),
+        "rss_mb": max((peak for _, _, peak in rss), default=0.0),
+        "rss_growth_mb": (rss[-1][1] - at_100) if rss and at_100 is not None else 0.0,
+        "invocations": len(latencies),
+    }
+
+
+def measure_functions(bins, base_env, loops):
+    """Runs each function through a warm loop; submit's jobs feed generate, status and content."""
+    templates = {name: json.loads((ROOT / "events" / f"{name}.json").read_text()) for name in ["submit", "status", "content"]}
+    body = json.dumps({"prompt": "a lighthouse on a cliff at dusk", "width": 256, "height": 256, "seed": 7})
+    submit_events = [rest_event(templates["submit"], "POST", "/media/generate", body) for _ in range(loops)]
+    figures = {}
+
+    api, started, rss = run_process(bins["submit"], "submit", submit_events, base_env, sample_rss=True)
+    figures["submit"] = invocation_figures(api, started, rss)
+    job_ids = [json.loads(json.loads(answer)["body"])["job_id"] for answer in api.answers.values()]
+
+    api, started, rss = run_process(bins["generate"], "generate", [sqs_event([j]) for j in job_ids], base_env, sample_rss=True)
+    figures["generate"] = invocation_figures(api, started, rss)
+
+    status_events = [
+        rest_event(templates["status"], "GET", f"/media/status/{j}", path_parameters={"job_id": j}) for j in job_ids
+    ]
+    api, started, rss = run_process(bins["status"], "status", status_events, base_env, sample_rss=True)
+    figures["status"] = invocation_figures(api, started, rss)
+    media_ids = []
+    for answer in list(api.answers.values())[:1]:
+        assert json.loads(json.loads(answer)["body"])["status"] == "succeeded", answer
+
+    # The whole-job view names each job's media.
+    job_events = [rest_event(templates["status"], "GET", f"/media/jobs/{j}", path_parameters={"job_id": j}) for j in job_ids[:50]]
+    api, _, _ = run_process(bins["status"], "status", job_events, base_env)
+    for answer in api.answers.values():
+        media_ids += [m["media_id"] for m in json.loads(json.loads(answer)["body"])["media"]]
+    content_events = [
+        rest_event(templates["content"], "GET", f"/media/content/{m}", path_parameters={"media_id": m})
+        for m in (media_ids * (loops // len(media_ids) + 1))[:loops]
+    ]
+    api, started, rss = run_process(bins["content"], "content", content_events, base_env, sample_rss=True)
+    figures["content"] = invocation_figures(api, started, rss)
+    return figures
+
+
+def criterion_median_ns(group, bench):
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    estimates = target / "criterion" / group / bench / "new" / "estimates.json"
+    return json.loads(estimates.read_text())["median"]["point_estimate"]
+
+
+def boto3_presign_us(endpoint):
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+    )
+    params = {"Bucket": "bench", "Key": "media/0192e5a0-7b1c-7c3d-8e9f-0123456789ab/0.png"}
+    client.generate_presigned_url("get_object", Params=params, ExpiresIn=900)
+    rounds = [
+        timeit.timeit(lambda: client.generate_presigned_url("get_object", Params=params, ExpiresIn=900), number=500) / 500
+        for _ in range(5)
+    ]
+    return statistics.median(rounds) * 1e6
+
+
+def pipeline(api_url, sizes):
+    """Jobs finished per second for batches submitted at once, and submit→succeeded latencies."""
+    def call(method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{api_url}{path}", data=data, method=method, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    results = {}
+    for size in sizes:
+        body = {"prompt": "throughput", "width": 256, "height": 256}
+        started = time.time()
+        with ThreadPoolExecutor(max_workers=min(size, 16)) as pool:
+            job_ids = list(pool.map(lambda _: call("POST", "/media/generate", body)["job_id"], range(size)))
+        pending = set(job_ids)
+        deadline = time.time() + 600
+        while pending and time.time() < deadline:
+            for job_id in list(pending):
+                if call("GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
+                    pending.discard(job_id)
+            time.sleep(0.05)
+        if pending:
+            raise RuntimeError(f"{len(pending)} of {size} jobs unfinished")
+        elapsed = time.time() - started
+        jobs = [call("GET", f"/media/jobs/{j}") for j in job_ids]
+        latencies = [j["timings"]["queued_ms"] + j["timings"]["generation_ms"] for j in jobs if j["status"] == "succeeded"]
+        results[str(size)] = {
+            "jobs_per_s": size / elapsed,
+            "latency_p50_ms": statistics.median(latencies),
+            "latency_p99_ms": percentile(latencies, 0.99),
+            "failed": sum(1 for j in jobs if j["status"] != "succeeded"),
+        }
+    return results
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1), "kernel": platform.release()}
+
+
+TARGETS = {
+    "init_ms": ("≤ 15", lambda v: v <= 15),
+    "init_ratio_vs_bare": ("≤ 1.5", lambda v: v <= 1.5),
+    "rss_mb": ("≤ 20", lambda v: v <= 20),
+    "zip_bytes": ("≤ 3,000,000", lambda v: v <= 3_000_000),
+    "submit_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
+    "status_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
+    "content_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
+    "presign_us": ("≤ 50", lambda v: v <= 50),
+    "presign_ratio_vs_boto3": ("≤ 0.1", lambda v: v <= 0.1),
+}
+
+
+def verdict(key, value):
+    if key not in TARGETS:
+        return ""
+    return "met" if TARGETS[key][1](value) else "**not met**"
+
+
+def render(summary):
+    """BENCHMARKS.md: every figure beside its baseline and target, and how it was measured."""
+    m = summary["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `scripts/bench.sh` from `target/bench/summary.json`; do not edit by hand.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; moto server",
+        "as the AWS emulator on loopback. Release artifacts from `cargo lambda build --release`",
+        "(the workspace's release profile), run as Lambda runs them, against a runtime API served by",
+        "the bench.",
+        "",
+        "## Per function",
+        "",
+        "| figure | submit | generate | status | content | baseline | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    def row(label, key, fmt, baseline="", target=""):
+        cells = []
+        for name in FUNCTIONS:
+            value = summary[key][name]
+            mark = verdict(key, value)
+            cells.append(fmt.format(value) + (f" ({mark})" if mark == "**not met**" else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {baseline} | {target or TARGETS.get(key, ('',))[0]} |")
+    row("init, ms (median of starts)", "init_ms", "{:.2f}", f"bare runtime {summary['bare_init_ms']:.2f}")
+    row("init ÷ bare runtime", "init_ratio_vs_bare", "{:.2f}", "1.00")
+    row("first invocation, ms (init + first event)", "first_invoke_ms", "{:.1f}")
+    row("warm invocation p50, ms", "warm_p50_ms", "{:.2f}")
+    row("warm invocation p99, ms", "warm_p99_ms", "{:.2f}")
+    row(f"peak RSS, MB (over {summary['invocations']['submit']} invocations)", "rss_mb", "{:.1f}")
+    row("RSS growth after the 100th invocation, MB", "rss_growth_mb", "{:+.1f}", "", "flat")
+    row("deployment zip, bytes", "zip_bytes", "{:,}", f"bare runtime {summary['bare_zip_bytes']:,}")
+    row("stripped binary, bytes", "binary_bytes", "{:,}")
+    lines += [
+        "",
+        "## Overheads and presigning",
+        "",
+        "| figure | value | baseline | target |",
+        "|---|---|---|---|",
+    ]
+    for name in ["submit", "status", "content"]:
+        key = f"{name}_overhead_ratio"
+        us = summary["handler_median_us"][name]
+        mark = verdict(key, summary[key])
+        lines.append(
+            f"| {name} handler ÷ the same SDK calls | {summary[key]:.3f} ({us['handler']:.0f} µs vs {us['direct']:.0f} µs){' ' + mark if mark != 'met' else ''} "
+            f"| the SDK calls alone | {TARGETS[key][0]} |"
+        )
+    lines.append(
+        f"| presign one GET URL, µs | {summary['presign_us']:.1f}{' ' + verdict('presign_us', summary['presign_us']) if verdict('presign_us', summary['presign_us']) != 'met' else ''} | "
+        f"boto3 {summary['boto3_presign_us']:.0f} µs | {TARGETS['presign_us'][0]} |"
+    )
+    ratio = summary["presign_ratio_vs_boto3"]
+    mark = verdict("presign_ratio_vs_boto3", ratio)
+    lines.append(f"| presign ÷ boto3 | {ratio:.3f}{' ' + mark if mark != 'met' else ''} | 1.0 | {TARGETS['presign_ratio_vs_boto3'][0]} |")
+    if summary.get("pipeline_jobs_per_s"):
+        lines += [
+            "",
+            "## Pipeline on the local stack",
+            "",
+            "| jobs submitted at once | jobs finished per second | submit → succeeded p50, ms | p99, ms |",
+            "|---|---|---|---|",
+        ]
+        for size, rate in summary["pipeline_jobs_per_s"].items():
+            latency = summary["pipeline_latency_ms"][size]
+            lines.append(f"| {size} | {rate:.1f} | {latency['p50']:.0f} | {latency['p99']:.0f} |")
+    lines += ["", (ROOT / "scripts" / "bench" / "method.md").read_text().strip(), ""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("phase", choices=["functions", "pipeline"])
+    parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
+    parser.add_argument("--emulator")
+    parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
+    parser.add_argument("--starts", type=int, default=25)
+    parser.add_argument("--loops", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "summary.json")
+    args = parser.parse_args()
+
+    if args.phase == "pipeline":
+        summary = json.loads(args.out.read_text())
+        flow = pipeline(args.api, [1, 10, 100])
+        summary["pipeline_jobs_per_s"] = {size: figures["jobs_per_s"] for size, figures in flow.items()}
+        summary["pipeline_latency_ms"] = {
+            size: {"p50": figures["latency_p50_ms"], "p99": figures["latency_p99_ms"]} for size, figures in flow.items()
+        }
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        print(json.dumps(summary, indent=2))
+        return
+
+    base_env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "JOBS_", "MEDIA_", "MAX_")) or key in ("PATH", "HOME")}
+    bins = {name: args.artifacts / name / "bootstrap" for name in FUNCTIONS + ["bare"]}
+
+    bare_ms = measure_init(bins["bare"], "bare", base_env, args.starts)
+    init_ms = {name: measure_init(bins[name], name, base_env, args.starts) for name in FUNCTIONS}
+    invocations = measure_functions(bins, base_env, args.loops)
+
+    overhead = {}
+    for name in ["submit", "status", "content"]:
+        overhead[name] = criterion_median_ns("overhead", f"{name}_handler") / criterion_median_ns("overhead", f"{name}_direct")
+    presign_us = criterion_median_ns("presign", "get_object") / 1000
+    boto3_us = boto3_presign_us(args.emulator)
+
+    summary = {
+        "init_ms": init_ms,
+        "init_ratio_vs_bare": {name: ms / bare_ms for name, ms in init_ms.items()},
+        "first_invoke_ms": {name: invocations[name]["first_invoke_ms"] for name in FUNCTIONS},
+        "warm_p50_ms": {name: invocations[name]["warm_p50_ms"] for name in FUNCTIONS},
+        "warm_p99_ms": {name: invocations[name]["warm_p99_ms"] for name in FUNCTIONS},
+        "rss_mb": {name: invocations[name]["rss_mb"] for name in FUNCTIONS},
+        "zip_bytes": {name: (args.artifacts / name / "bootstrap.zip").stat().st_size for name in FUNCTIONS},
+        "submit_overhead_ratio": overhead["submit"],
+        "status_overhead_ratio": overhead["status"],
+        "content_overhead_ratio": overhead["content"],
+        "presign_us": presign_us,
+        "presign_ratio_vs_boto3": presign_us / boto3_us,
+        "pipeline_jobs_per_s": {},
+        # Context for the figures above.
+        "bare_init_ms": bare_ms,
+        "bare_zip_bytes": (args.artifacts / "bare" / "bootstrap.zip").stat().st_size,
+        "binary_bytes": {name: bins[name].stat().st_size for name in FUNCTIONS},
+        "rss_growth_mb": {name: invocations[name]["rss_growth_mb"] for name in FUNCTIONS},
+        "invocations": {name: invocations[name]["invocations"] for name in FUNCTIONS},
+        "handler_median_us": {
+            name: {
+                "handler": criterion_median_ns("overhead", f"{name}_handler") / 1000,
+                "direct": criterion_median_ns("overhead", f"{name}_direct") / 1000,
+            }
+            for name in ["submit", "status", "content"]
+        },
+        "boto3_presign_us": boto3_us,
+        "machine": machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
