@@ -67,6 +67,7 @@ async fn fixture() -> Fixture {
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "bench",
         ))
+        .http_client(aws::http_client())
         .load()
         .await;
     let (resources, queue_url) = stack(&sdk).await;

@@ -1,10 +1,34 @@
 //! AWS clients, built once per cold start from the standard environment.
 
+use std::sync::OnceLock;
+
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient, http_client_fn};
 
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS SDK does.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The HTTPS client every SDK client of the process shares. It is built, and the system's trusted
+/// roots loaded (about 3 ms on a Debian-sized certificate store), when the first request needs
+/// it rather than at cold start: the SDK's own client would load them while the clients are
+/// constructed, before the function has any work.
+pub fn http_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    http_client_fn(|settings, components| {
+        CLIENT
+            .get_or_init(|| {
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https()
+            })
+            .http_connector(settings, components)
+    })
 }
 
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {

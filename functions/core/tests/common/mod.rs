@@ -37,6 +37,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
+        .http_client(mediagen::aws::http_client())
         .load()
         .await
 }
