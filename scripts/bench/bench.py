@@ -448,7 +448,7 @@ def render(summary):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["functions", "pipeline"])
+    parser.add_argument("phase", choices=["functions", "pipeline", "render"])
     parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
@@ -456,6 +456,10 @@ def main():
     parser.add_argument("--loops", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "summary.json")
     args = parser.parse_args()
+
+    if args.phase == "render":
+        (ROOT / "BENCHMARKS.md").write_text(render(json.loads(args.out.read_text())))
+        return
 
     if args.phase == "pipeline":
         summary = json.loads(args.out.read_text())
