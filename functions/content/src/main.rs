@@ -1,16 +1,16 @@
 //! `content`: `GET /media/content/{media_id}`.
 
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
+use mediagen::config::ConfigError;
 use mediagen::services::content::ContentService;
 use mediagen::{api, aws, bootstrap};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
-    let media = S3MediaStore::new(
-        aws::s3(&sdk, None),
-        aws::s3(&sdk, config.presign_endpoint_url.as_deref()),
-        &config.media_bucket,
+    let media = bootstrap::or_exit(
+        S3MediaStore::from_sdk(&sdk, &config.media_bucket, config.presign_endpoint_url.as_deref())
+            .map_err(|e| ConfigError::Startup(e.to_string())),
     );
     let service = ContentService::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),

@@ -112,11 +112,10 @@ fn policy() -> RequestPolicy {
 }
 
 fn adapters(sdk: &SdkConfig, resources: &Resources, queue_url: &str) -> (DynamoJobStore, SqsJobQueue, S3MediaStore) {
-    let s3 = aws::s3(sdk, None);
     (
         DynamoJobStore::new(aws::dynamodb(sdk), &resources.table),
         SqsJobQueue::new(aws::sqs(sdk), queue_url),
-        S3MediaStore::new(s3.clone(), s3, &resources.bucket),
+        S3MediaStore::from_sdk(sdk, &resources.bucket, None).expect("media store"),
     )
 }
 

@@ -143,11 +143,12 @@ async fn presigned_urls_can_name_another_endpoint_than_the_functions_use() {
     let stack = Stack::new().await;
     let job_id = finished_job(&stack).await;
     let job = stack.store().job(job_id).await.unwrap().unwrap();
-    let media = mediagen::adapters::s3::S3MediaStore::new(
-        mediagen::aws::s3(&stack.sdk, None),
-        mediagen::aws::s3(&stack.sdk, Some("http://localhost.localstack.cloud:4566")),
+    let media = mediagen::adapters::s3::S3MediaStore::from_sdk(
+        &stack.sdk,
         &stack.resources.bucket,
-    );
+        Some("http://localhost.localstack.cloud:4566"),
+    )
+    .unwrap();
     let service = ContentService::new(stack.store(), media, Duration::from_secs(60));
     let response = api::content::handle(
         &service,

@@ -1,6 +1,7 @@
 //! `generate`: the SQS-triggered worker.
 
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::config::ConfigError;
 use mediagen::model::Model;
 use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::{aws, bootstrap, worker};
@@ -8,11 +9,13 @@ use mediagen::{aws, bootstrap, worker};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
-    let s3 = aws::s3(&sdk, None);
+    let media = bootstrap::or_exit(
+        S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
+    );
     let generator = Generator::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
-        S3MediaStore::new(s3.clone(), s3, &config.media_bucket),
+        media,
         bootstrap::or_exit(Model::from_config(&config)),
         GenerateSettings::new(config.max_receive_count, config.retention),
     );

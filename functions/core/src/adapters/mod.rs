@@ -1,6 +1,7 @@
 //! The AWS implementations of the ports.
 
 pub mod dynamodb;
+pub mod presign;
 pub mod s3;
 pub mod sqs;
 

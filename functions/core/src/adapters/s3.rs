@@ -1,31 +1,39 @@
 //! Media objects in a private S3 bucket, read through presigned URLs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use chrono::Utc;
 
 use super::describe_error as describe;
+use super::presign::Presigner;
 use crate::ports::{MediaError, MediaStore, PresignedUrl};
 
 #[derive(Debug, Clone)]
 pub struct S3MediaStore {
     client: Client,
     /// Signs URLs for the endpoint clients can reach, which may not be the one we write to.
-    presigner: Client,
+    presigner: Arc<Presigner>,
     bucket: String,
 }
 
 impl S3MediaStore {
-    pub fn new(client: Client, presigner: Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            presigner,
+    /// Writes through the SDK's endpoint; signs URLs for `presign_endpoint` if given (a client
+    /// may reach storage at another address than the functions do).
+    pub fn from_sdk(
+        sdk: &SdkConfig,
+        bucket: impl Into<String>,
+        presign_endpoint: Option<&str>,
+    ) -> Result<Self, MediaError> {
+        Ok(Self {
+            client: crate::aws::s3(sdk, None),
+            presigner: Arc::new(Presigner::new(sdk, presign_endpoint)?),
             bucket: bucket.into(),
-        }
+        })
     }
 }
 
@@ -49,17 +57,9 @@ impl MediaStore for S3MediaStore {
 
     async fn presign_get(&self, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
         let signed_at = Utc::now();
-        let config = PresigningConfig::expires_in(ttl).map_err(|e| MediaError::Presign(describe(&e)))?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(|e| MediaError::Presign(describe(&e)))?;
+        let url = self.presigner.presign_get(bucket, key, ttl, signed_at).await?;
         Ok(PresignedUrl {
-            url: request.uri().to_owned(),
+            url,
             expires_at: signed_at + ttl,
         })
     }

@@ -78,8 +78,7 @@ impl Stack {
     }
 
     pub fn media(&self) -> S3MediaStore {
-        let s3 = aws::s3(&self.sdk, None);
-        S3MediaStore::new(s3.clone(), s3, &self.resources.bucket)
+        S3MediaStore::from_sdk(&self.sdk, &self.resources.bucket, None).expect("media store")
     }
 
     pub fn policy(&self) -> RequestPolicy {

@@ -1,0 +1,338 @@
+//! SigV4 query-string presigning of S3 GETs, done directly: the SDK's presigner runs a whole
+//! request pipeline (endpoint rules, identity cache, interceptors) and spends about 25 µs per URL
+//! on it, while the signature itself is a hash and five HMACs. The result is checked against the
+//! AWS documentation's example and against the SDK's own presigned URLs in the tests below.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::ports::MediaError;
+
+/// Credentials are fetched again this long before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// Where objects are addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Addressing {
+    /// `https://<bucket>.s3.<region>.amazonaws.com/<key>`, as the SDK addresses AWS.
+    VirtualHosted { suffix: String },
+    /// `<base>/<bucket>/<key>`: emulators, and any endpoint override.
+    PathStyle { base: String, host: String },
+}
+
+#[derive(Debug)]
+pub struct Presigner {
+    credentials: Option<SharedCredentialsProvider>,
+    region: String,
+    addressing: Addressing,
+    cached: Mutex<Option<Credentials>>,
+}
+
+impl Presigner {
+    /// Signs for `endpoint_override` if given, else for the SDK's endpoint (if set), else AWS.
+    pub fn new(sdk: &SdkConfig, endpoint_override: Option<&str>) -> Result<Self, MediaError> {
+        let region = sdk
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .ok_or_else(|| MediaError::Presign("no AWS region configured".into()))?;
+        let addressing = match endpoint_override.or(sdk.endpoint_url()) {
+            Some(endpoint) => path_style(endpoint)?,
+            None => Addressing::VirtualHosted {
+                suffix: format!("s3.{region}.amazonaws.com"),
+            },
+        };
+        Ok(Self {
+            credentials: sdk.credentials_provider(),
+            region,
+            addressing,
+            cached: Mutex::new(None),
+        })
+    }
+
+    async fn credentials(&self, now: SystemTime) -> Result<Credentials, MediaError> {
+        let fresh = |c: &Credentials| c.expiry().is_none_or(|expiry| expiry > now + REFRESH_BEFORE_EXPIRY);
+        if let Some(credentials) = self.lock().as_ref().filter(|c| fresh(c)) {
+            return Ok(credentials.clone());
+        }
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| MediaError::Presign("no AWS credentials configured".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| MediaError::Presign(format!("no AWS credentials: {e}")))?;
+        *self.lock() = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
+        self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A URL that GETs `bucket/key` for `ttl` from `now`.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<String, MediaError> {
+        let credentials = self.credentials(now.into()).await?;
+        let (origin, host, path) = match &self.addressing {
+            Addressing::VirtualHosted { suffix } => {
+                let host = format!("{bucket}.{suffix}");
+                (format!("https://{host}"), host, format!("/{}", encode_path(key)))
+            }
+            Addressing::PathStyle { base, host } => (
+                base.clone(),
+                host.clone(),
+                format!("/{}/{}", encode_path(bucket), encode_path(key)),
+            ),
+        };
+        let query = signed_query(
+            &Signing {
+                access_key_id: credentials.access_key_id(),
+                secret_access_key: credentials.secret_access_key(),
+                session_token: credentials.session_token(),
+                region: &self.region,
+            },
+            &host,
+            &path,
+            ttl,
+            now,
+            &[("x-id", "GetObject")],
+        );
+        Ok(format!("{origin}{path}?{query}"))
+    }
+}
+
+fn path_style(endpoint: &str) -> Result<Addressing, MediaError> {
+    let url = url::Url::parse(endpoint).map_err(|e| MediaError::Presign(format!("bad endpoint {endpoint}: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| MediaError::Presign(format!("endpoint {endpoint} has no host")))?;
+    // The Host header carries the port only when it is not the scheme's default.
+    let host = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Ok(Addressing::PathStyle {
+        base: format!("{}://{host}{}", url.scheme(), url.path().trim_end_matches('/')),
+        host,
+    })
+}
+
+struct Signing<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    session_token: Option<&'a str>,
+    region: &'a str,
+}
+
+/// The query string of a presigned GET, signature included. `extra` parameters are signed too.
+fn signed_query(
+    signing: &Signing<'_>,
+    host: &str,
+    path: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    extra: &[(&str, &str)],
+) -> String {
+    let date = now.format("%Y%m%d").to_string();
+    let timestamp = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let scope = format!("{date}/{}/s3/aws4_request", signing.region);
+    let credential = format!("{}/{scope}", signing.access_key_id);
+    let expires = ttl.as_secs().to_string();
+    let mut parameters: Vec<(&str, String)> = vec![
+        ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".into()),
+        ("X-Amz-Credential", encode(&credential)),
+        ("X-Amz-Date", timestamp.clone()),
+        ("X-Amz-Expires", expires),
+        ("X-Amz-SignedHeaders", "host".into()),
+    ];
+    if let Some(token) = signing.session_token {
+        parameters.push(("X-Amz-Security-Token", encode(token)));
+    }
+    parameters.extend(extra.iter().map(|(name, value)| (*name, encode(value))));
+    parameters.sort();
+    let mut query = String::new();
+    for (name, value) in &parameters {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        let _ = write!(query, "{name}={value}");
+    }
+
+    let canonical_request = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical_request.as_bytes()))
+    );
+    let mut key = hmac(format!("AWS4{}", signing.secret_access_key).as_bytes(), date.as_bytes());
+    for part in [signing.region, "s3", "aws4_request"] {
+        key = hmac(&key, part.as_bytes());
+    }
+    let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
+    format!("{query}&X-Amz-Signature={signature}")
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC takes a key of any length.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// SigV4's URI encoding: everything but the unreserved characters.
+fn encode(value: &str) -> String {
+    encode_except(value, b"")
+}
+
+/// The same for a path, whose slashes stay.
+fn encode_path(value: &str) -> String {
+    encode_except(value, b"/")
+}
+
+fn encode_except(value: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use chrono::TimeZone;
+    use std::collections::BTreeMap;
+
+    /// The example of "Authenticating Requests: Using Query Parameters (AWS Signature Version 4)"
+    /// in the Amazon S3 documentation.
+    #[test]
+    fn matches_the_aws_documentation_example() {
+        let signing = Signing {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE",
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            session_token: None,
+            region: "us-east-1",
+        };
+        let now = Utc.with_ymd_and_hms(2013, 5, 24, 0, 0, 0).unwrap();
+        let query = signed_query(
+            &signing,
+            "examplebucket.s3.amazonaws.com",
+            "/test.txt",
+            Duration::from_secs(86_400),
+            now,
+            &[],
+        );
+        assert!(
+            query.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
+            "{query}"
+        );
+    }
+
+    fn parts(url: &str) -> (String, BTreeMap<String, String>) {
+        let url = url::Url::parse(url).unwrap();
+        let base = format!("{}://{}{}", url.scheme(), url.host_str().unwrap(), url.path());
+        let base = match url.port() {
+            Some(port) => base.replacen(
+                url.host_str().unwrap(),
+                &format!("{}:{port}", url.host_str().unwrap()),
+                1,
+            ),
+            None => base,
+        };
+        (
+            base,
+            url.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    async fn compare(endpoint: Option<&str>, token: Option<&str>) {
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "secret/with+chars",
+            token.map(str::to_owned),
+            None,
+            "test",
+        );
+        let mut builder = SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .behavior_version(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let sdk = builder.build();
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 10, 11, 12).unwrap();
+        let ttl = Duration::from_secs(900);
+        let key = "media/0192e5a0-7b1c-7c3d-8e9f-0123456789ab/0 (copy).png";
+
+        let ours = Presigner::new(&sdk, None)
+            .unwrap()
+            .presign_get("media-bucket", key, ttl, now)
+            .await
+            .unwrap();
+        let config = PresigningConfig::builder()
+            .start_time(now.into())
+            .expires_in(ttl)
+            .build()
+            .unwrap();
+        let theirs = crate::aws::s3(&sdk, None)
+            .get_object()
+            .bucket("media-bucket")
+            .key(key)
+            .presigned(config)
+            .await
+            .unwrap();
+        assert_eq!(
+            parts(&ours),
+            parts(theirs.uri()),
+            "\nours:   {ours}\ntheirs: {}",
+            theirs.uri()
+        );
+    }
+
+    #[tokio::test]
+    async fn matches_the_sdk_on_aws() {
+        compare(None, None).await;
+        compare(None, Some("session/token+value==")).await;
+    }
+
+    #[tokio::test]
+    async fn matches_the_sdk_against_an_emulator() {
+        compare(Some("http://127.0.0.1:4566"), None).await;
+        compare(Some("http://localhost.localstack.cloud:4566/"), Some("token")).await;
+    }
+
+    #[test]
+    fn encodes_as_sigv4_asks() {
+        assert_eq!(encode("a/b c+d=e~f"), "a%2Fb%20c%2Bd%3De~f");
+        assert_eq!(encode_path("media/x y/0.png"), "media/x%20y/0.png");
+    }
+}
