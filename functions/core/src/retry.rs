@@ -41,10 +41,6 @@ impl Budget {
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
-
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
 }
 
 /// Exponential backoff with full jitter: the n-th delay is drawn from `[0, min(cap, base·2ⁿ)]`.

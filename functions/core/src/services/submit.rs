@@ -38,10 +38,6 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         }
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     pub async fn submit(&self, body: &Value) -> Result<Job, SubmitError> {
         let request = GenerateRequest::parse(body, &self.policy).map_err(SubmitError::Invalid)?;
         let job = Job::new(request, Utc::now(), self.retention);
