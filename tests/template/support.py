@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 LOCAL_ENV = ROOT / "scripts" / "local.env"
-CONFIG_RS = ROOT / "functions" / "core" / "src" / "config.rs"
+CONFIG_RS = ROOT / "functions" / "core" / "src" / "runtime" / "config.rs"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -87,7 +87,7 @@ def config_rs():
 
 
 def settings_read_by_config():
-    """Every environment variable functions/core/src/config.rs reads."""
+    """Every environment variable functions/core/src/runtime/config.rs reads."""
     return set(re.findall(r'\b(?:get|required|parse_or\(&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
 
 

@@ -78,7 +78,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
 
     def test_parameter_defaults_are_the_functions_defaults(self):
         # What a deployed stack runs with when nobody overrides a parameter is what the code
-        # itself assumes when the variable is unset (functions/core/src/config.rs).
+        # itself assumes when the variable is unset (functions/core/src/runtime/config.rs).
         for setting, parameter in {
             "PRESIGN_TTL_SECONDS": "PresignTtlSeconds",
             "RETENTION_DAYS": "RetentionDays",
@@ -88,7 +88,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
                 default = support.config_default(setting)
                 self.assertIsNotNone(
                     default,
-                    f"functions/core/src/config.rs no longer reads {setting} with "
+                    f"functions/core/src/runtime/config.rs no longer reads {setting} with "
                     f'parse_or(&get, "{setting}", <default>); update this test',
                 )
                 self.assertEqual(int(self.parameters[parameter]["Default"]), default)

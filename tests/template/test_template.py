@@ -14,7 +14,7 @@ from support import ref_name, resources_of_type
 
 ANY = "x-amazon-apigateway-any-method"
 
-# DESIGN §2 routes, and the ANY routes that let each function answer 405 itself.
+# The routes of docs/design.md ("HTTP contract"), and the ANY routes that let each function answer 405 itself.
 ROUTES = {
     ("/media/generate", "POST"): "SubmitFunction",
     ("/media/generate", "ANY"): "SubmitFunction",
@@ -286,9 +286,9 @@ def function_problems(cfn):
             problems.append(f"{name}'s binary {binary} is not a package of the workspace")
         variables = props["Environment"]["Variables"]
         for missing in sorted(required - set(variables)):
-            problems.append(f"{name} lacks {missing}, which functions/core/src/config.rs needs")
+            problems.append(f"{name} lacks {missing}, which functions/core/src/runtime/config.rs needs")
         for unknown in sorted(set(variables) - read - {"RUST_LOG"}):
-            problems.append(f"{name} sets {unknown}, which functions/core/src/config.rs does not read")
+            problems.append(f"{name} sets {unknown}, which functions/core/src/runtime/config.rs does not read")
         has_token = "REPLICATE_API_TOKEN" in variables
         if has_token != (name == "GenerateFunction"):
             problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN; only generate calls the model")

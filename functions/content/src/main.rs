@@ -1,9 +1,11 @@
 //! `content`: `GET /media/content/{media_id}`.
 
+use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
-use mediagen::config::ConfigError;
+use mediagen::entrypoints::http;
+use mediagen::runtime::bootstrap;
+use mediagen::runtime::config::ConfigError;
 use mediagen::services::content::ContentService;
-use mediagen::{api, aws, bootstrap};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -19,7 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     );
     let service = &service;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(api::content::handle(service, request).await)
+        Ok::<_, std::convert::Infallible>(http::content::handle(service, request).await)
     }))
     .await
 }

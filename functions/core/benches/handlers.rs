@@ -12,16 +12,18 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request};
+use mediagen::adapters::aws;
+use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
-use mediagen::ids::{JobId, MediaId};
-use mediagen::model::local::LocalModel;
+use mediagen::domain::generation::RequestPolicy;
+use mediagen::domain::ids::{JobId, MediaId};
+use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{JobStore, MediaStore};
-use mediagen::provision::{Resources, provision};
-use mediagen::request::RequestPolicy;
+use mediagen::runtime::provision::{Resources, provision};
 use mediagen::services::content::ContentService;
 use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
-use mediagen::{api, aws, worker};
 use tokio::runtime::Runtime;
 
 const BODY: &str = r#"{"prompt":"a lighthouse on a cliff at dusk","width":512,"height":512,"seed":7}"#;
@@ -75,7 +77,7 @@ async fn fixture() -> Fixture {
     // One finished job to read back.
     let (store, queue, media) = adapters(&sdk, &resources, &queue_url);
     let submit = SubmitService::new(store.clone(), queue.clone(), policy(), Duration::from_secs(86_400));
-    let answer = api::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
+    let answer = http::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
     let job: serde_json::Value = serde_json::from_slice(answer.body().as_ref()).expect("submit answer");
     let job_id = JobId::parse(job["job_id"].as_str().expect("job id")).expect("job id");
     let generator = Generator::new(
@@ -92,7 +94,7 @@ async fn fixture() -> Fixture {
     event.records = vec![record];
     let mut context = lambda_runtime::Context::default();
     context.deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).timestamp_millis() as u64;
-    worker::handle(&generator, lambda_runtime::LambdaEvent::new(event, context)).await;
+    sqs::handle(&generator, lambda_runtime::LambdaEvent::new(event, context)).await;
     let done = store.job(job_id).await.expect("job").expect("job exists");
     Fixture {
         sdk,
@@ -155,6 +157,7 @@ fn benches(c: &mut Criterion) {
     let (handler_store, handler_queue, _) = adapters(&fx.sdk, &handler_stack.0, &handler_stack.1);
     let submit = SubmitService::new(handler_store, handler_queue, policy(), Duration::from_secs(86_400));
     let content = ContentService::new(store.clone(), media.clone(), TTL);
+    let reads = ReadService::new(store.clone());
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);
     let media_key = format!("media/{}/0.png", fx.job_id);
@@ -163,7 +166,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(60).measurement_time(Duration::from_secs(6));
     group.bench_function("submit_handler", |b| {
         b.to_async(&runtime).iter(|| async {
-            let answer = api::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
+            let answer = http::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
             assert_eq!(answer.status(), 202);
         })
     });
@@ -187,7 +190,7 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("status_handler", |b| {
         b.to_async(&runtime).iter(|| async {
-            let answer = api::status::handle(&store, request(Method::GET, &status_path, "")).await;
+            let answer = http::status::handle(&reads, request(Method::GET, &status_path, "")).await;
             assert_eq!(answer.status(), 200);
         })
     });
@@ -205,7 +208,7 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("content_handler", |b| {
         b.to_async(&runtime).iter(|| async {
-            let answer = api::content::handle(&content, request(Method::GET, &content_path, "")).await;
+            let answer = http::content::handle(&content, request(Method::GET, &content_path, "")).await;
             assert_eq!(answer.status(), 302);
         })
     });

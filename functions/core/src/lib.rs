@@ -1,24 +1,12 @@
-//! mediagen: the domain, its ports and adapters, shared by every Lambda function.
+//! mediagen: the domain, its services, ports and adapters, shared by every Lambda function.
 //!
-//! Arrows point inward: the function binaries build [`config::Config`] and the adapters once, hand
-//! them to an entrypoint ([`api`] for HTTP, [`worker`] for SQS), which calls a service in
-//! [`services`]; services know only the traits in [`ports`].
+//! Layers, arrows pointing inward (docs/design.md, "Code layout"):
+//! `runtime` wires `adapters` into `services`, which `entrypoints` call; services know only `ports`;
+//! adapters implement the ports; everything uses `domain`, which imports nothing of ours.
 
 pub mod adapters;
-pub mod api;
-pub mod aws;
-pub mod bootstrap;
-pub mod config;
-pub mod ids;
-pub mod job;
-pub mod metrics;
-pub mod model;
-pub mod outbound;
+pub mod domain;
+pub mod entrypoints;
 pub mod ports;
-pub mod problem;
-pub mod provision;
-pub mod request;
-pub mod retry;
+pub mod runtime;
 pub mod services;
-pub mod telemetry;
-pub mod worker;

@@ -1,14 +1,16 @@
-//! The small traits the services are written against; adapters implement them.
+//! The small traits the services are written against, with their error types and the values
+//! that cross them; adapters implement them.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ids::{JobId, MediaId};
-use crate::job::{Job, JobError, JobStatus, MediaItem};
-use crate::request::{GenerateRequest, OutputFormat};
-use crate::retry::{Budget, Transient};
+use crate::domain::format::OutputFormat;
+use crate::domain::generation::GenerateRequest;
+use crate::domain::ids::{JobId, MediaId};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
+use crate::domain::retry::{Budget, Transient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +93,12 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
 }
 
+/// The body of a message on the jobs queue: `{"job_id":"…"}`. The job record is the truth.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct JobMessage {
+    pub job_id: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("job queue unavailable: {0}")]
@@ -149,38 +157,6 @@ pub struct GeneratedImage {
     pub format: OutputFormat,
     pub width: u32,
     pub height: u32,
-}
-
-impl GeneratedImage {
-    /// Reads the format and size from the bytes themselves, not from what a server claimed.
-    pub fn inspect(bytes: Vec<u8>) -> Result<Self, ModelError> {
-        let unsupported = |detail: String| ModelError::Permanent {
-            code: "unsupported_output".into(),
-            message: detail,
-        };
-        let format = match image::guess_format(&bytes) {
-            Ok(image::ImageFormat::Png) => OutputFormat::Png,
-            Ok(image::ImageFormat::Jpeg) => OutputFormat::Jpg,
-            Ok(image::ImageFormat::WebP) => OutputFormat::Webp,
-            Ok(other) => {
-                return Err(unsupported(format!(
-                    "the model produced {other:?}, not PNG, JPEG or WebP"
-                )));
-            }
-            Err(_) => return Err(unsupported("the model's output is not an image".into())),
-        };
-        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
-            .with_guessed_format()
-            .map_err(|e| unsupported(e.to_string()))?
-            .into_dimensions()
-            .map_err(|e| unsupported(format!("unreadable image: {e}")))?;
-        Ok(Self {
-            bytes,
-            format,
-            width,
-            height,
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

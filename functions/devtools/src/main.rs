@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mediagen::provision::{Resources, provision, queue_arn};
+use mediagen::adapters::aws;
+use mediagen::runtime::provision::{Resources, provision, queue_arn};
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
 use mediagen_devtools::pump::Pump;
@@ -128,7 +129,7 @@ async fn main() -> ExitCode {
 }
 
 async fn setup(resources: &Resources) -> Result<(), Error> {
-    let sdk = mediagen::aws::sdk_config().await;
+    let sdk = aws::sdk_config().await;
     let provisioned = provision(&sdk, resources).await?;
     // Shell assignments, for `eval` in the scripts.
     println!("export JOBS_TABLE={}", resources.table);
@@ -142,8 +143,8 @@ async fn setup(resources: &Resources) -> Result<(), Error> {
 }
 
 async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) -> Result<(), Error> {
-    let sdk = mediagen::aws::sdk_config().await;
-    let sqs = mediagen::aws::sqs(&sdk);
+    let sdk = aws::sdk_config().await;
+    let sqs = aws::sqs(&sdk);
     let queue_arn = queue_arn(&sqs, &queue_url, "the jobs queue").await?;
     let pump = Pump {
         sqs,

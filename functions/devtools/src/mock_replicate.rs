@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mediagen::model::local;
-use mediagen::request::{GenerateRequest, OutputFormat};
+use mediagen::adapters::image_model::local;
+use mediagen::domain::format::OutputFormat;
+use mediagen::domain::generation::GenerateRequest;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

@@ -1,10 +1,11 @@
 //! `generate`: the SQS-triggered worker.
 
+use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
-use mediagen::config::ConfigError;
-use mediagen::model::Model;
+use mediagen::entrypoints::sqs;
+use mediagen::runtime::bootstrap;
+use mediagen::runtime::config::ConfigError;
 use mediagen::services::generate::{GenerateSettings, Generator};
-use mediagen::{aws, bootstrap, worker};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -16,12 +17,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
         media,
-        bootstrap::or_exit(Model::from_config(&config)),
+        bootstrap::or_exit(bootstrap::image_model(&config)),
         GenerateSettings::new(config.max_receive_count, config.retention),
     );
     let generator = &generator;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, std::convert::Infallible>(worker::handle(generator, event).await)
+        Ok::<_, std::convert::Infallible>(sqs::handle(generator, event).await)
     }))
     .await
 }

@@ -1,8 +1,10 @@
 //! `submit`: `POST /media/generate`.
 
+use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, sqs::SqsJobQueue};
+use mediagen::entrypoints::http;
+use mediagen::runtime::bootstrap;
 use mediagen::services::submit::SubmitService;
-use mediagen::{api, aws, bootstrap};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -15,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     );
     let service = &service;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(api::submit::handle(service, request).await)
+        Ok::<_, std::convert::Infallible>(http::submit::handle(service, request).await)
     }))
     .await
 }

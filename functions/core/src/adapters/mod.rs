@@ -1,6 +1,11 @@
-//! The AWS implementations of the ports.
+//! The implementations of the ports: DynamoDB, SQS and S3 (with our own presigner), outbound
+//! HTTP fetching, and the image models. Adapters know the domain and the ports, never the
+//! services or the entrypoints.
 
+pub mod aws;
 pub mod dynamodb;
+pub mod fetch;
+pub mod image_model;
 pub mod presign;
 pub mod s3;
 pub mod sqs;

@@ -303,7 +303,7 @@ mod tests {
             .expires_in(ttl)
             .build()
             .unwrap();
-        let theirs = crate::aws::s3(&sdk, None)
+        let theirs = crate::adapters::aws::s3(&sdk, None)
             .get_object()
             .bucket("media-bucket")
             .key(key)

@@ -30,7 +30,7 @@ impl S3MediaStore {
         presign_endpoint: Option<&str>,
     ) -> Result<Self, MediaError> {
         Ok(Self {
-            client: crate::aws::s3(sdk, None),
+            client: super::aws::s3(sdk, None),
             presigner: Arc::new(Presigner::new(sdk, presign_endpoint)?),
             bucket: bucket.into(),
         })

@@ -3,16 +3,10 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use serde::{Deserialize, Serialize};
 
 use super::describe_error as describe;
-use crate::ids::JobId;
-use crate::ports::{JobQueue, QueueError};
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JobMessage {
-    pub job_id: String,
-}
+use crate::domain::ids::JobId;
+use crate::ports::{JobMessage, JobQueue, QueueError};
 
 #[derive(Debug, Clone)]
 pub struct SqsJobQueue {
@@ -31,7 +25,8 @@ impl SqsJobQueue {
 
 impl JobQueue for SqsJobQueue {
     async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
-        let body = serde_json::json!({ "job_id": id.to_string() }).to_string();
+        let message = JobMessage { job_id: id.to_string() };
+        let body = serde_json::to_string(&message).map_err(|e| QueueError::Unavailable(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::ids::MediaId;
-use crate::job::MediaItem;
+use crate::domain::ids::MediaId;
+use crate::domain::job::MediaItem;
 use crate::ports::{JobStore, MediaError, MediaStore, PresignedUrl, StoreError};
 
 #[derive(Debug, thiserror::Error)]

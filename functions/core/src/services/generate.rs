@@ -1,14 +1,14 @@
 //! Process one queued job: claim it, run the model, store the images, finish the job
-//! (DESIGN §3, §5). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
+//! (docs/design.md, "Job states", "Failure rules"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use crate::ids::{JobId, MediaId};
-use crate::job::{Job, JobError, MediaItem, expiry};
-use crate::metrics::{self, Metric};
+use super::metrics::{self, Metric};
+use crate::domain::ids::{JobId, MediaId};
+use crate::domain::job::{Job, JobError, MediaItem, expiry};
+use crate::domain::retry::{Backoff, Budget, redelivery_delay};
 use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
-use crate::retry::{Backoff, Budget, redelivery_delay};
 
 /// What became of one delivery of a job's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

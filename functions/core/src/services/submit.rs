@@ -1,14 +1,14 @@
-//! Accept a generation request: validate, record the job, queue it (DESIGN §2, §5).
+//! Accept a generation request: validate, record the job, queue it (docs/design.md, "HTTP contract", "Failure rules").
 
 use chrono::Utc;
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::ids::JobId;
-use crate::job::{Job, JobError};
-use crate::metrics::{self, Metric};
+use super::metrics::{self, Metric};
+use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
+use crate::domain::ids::JobId;
+use crate::domain::job::{Job, JobError};
 use crate::ports::{JobQueue, JobStore, StoreError, Transition};
-use crate::request::{FieldError, GenerateRequest, RequestPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

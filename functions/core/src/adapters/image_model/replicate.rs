@@ -1,0 +1,483 @@
+//! The Replicate predictions API as an [`ImageModel`] (docs/design.md, "Image models").
+//!
+//! A prediction is created with `Prefer: wait` fitted to the invocation's remaining time; if it is
+//! not final by then it is polled at `urls.get` with backoff. If the time budget runs low first,
+//! the prediction is canceled (`urls.cancel`) so that no paid work runs that nobody collects, and
+//! the attempt counts as transient. Outputs are URLs, fetched one at a time through the checked
+//! [`Fetcher`], because Replicate deletes them after an hour: the copy in our bucket is the point.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::inspect::inspect;
+use crate::adapters::fetch::{FetchError, Fetcher, retry_after};
+use crate::domain::catalogue::{ModelRef, SizeInput, Supported};
+use crate::domain::generation::GenerateRequest;
+use crate::domain::retry::Budget;
+use crate::domain::secret::Secret;
+use crate::ports::{GeneratedImage, ImageModel, ModelError};
+
+pub const DEFAULT_API_BASE_URL: &str = "https://api.replicate.com/v1";
+/// Kept back from the budget when deciding whether another wait or poll still fits.
+const RESERVE: Duration = Duration::from_secs(3);
+const FIRST_POLL: Duration = Duration::from_millis(500);
+const LONGEST_POLL: Duration = Duration::from_secs(5);
+const MAX_WAIT_SECONDS: u64 = 60;
+
+const ASPECT_RATIOS: [(u32, u32); 11] = [
+    (1, 1),
+    (16, 9),
+    (21, 9),
+    (3, 2),
+    (2, 3),
+    (4, 5),
+    (5, 4),
+    (3, 4),
+    (4, 3),
+    (9, 16),
+    (9, 21),
+];
+
+fn nearest_aspect_ratio(width: u32, height: u32) -> String {
+    let wanted = (width as f64 / height as f64).ln();
+    let (w, h) = ASPECT_RATIOS
+        .iter()
+        .min_by(|a, b| {
+            let distance = |(w, h): &&(u32, u32)| (wanted - (*w as f64 / *h as f64).ln()).abs();
+            distance(a).total_cmp(&distance(b))
+        })
+        .copied()
+        .unwrap_or((1, 1));
+    format!("{w}:{h}")
+}
+
+/// The model's input for one prediction making `count` images from `seed`.
+fn model_input(model: &Supported, request: &GenerateRequest, count: u32, seed: u32) -> Value {
+    let mut input = Map::new();
+    input.insert("prompt".into(), json!(request.prompt));
+    input.insert("seed".into(), json!(seed));
+    if model.max_outputs > 1 {
+        input.insert("num_outputs".into(), json!(count));
+    }
+    match model.size {
+        SizeInput::AspectRatio => {
+            input.insert(
+                "aspect_ratio".into(),
+                json!(nearest_aspect_ratio(request.width, request.height)),
+            );
+        }
+        SizeInput::CustomAspectRatio => {
+            input.insert("aspect_ratio".into(), json!("custom"));
+            input.insert("width".into(), json!(request.width));
+            input.insert("height".into(), json!(request.height));
+        }
+        SizeInput::WidthHeight => {
+            input.insert("width".into(), json!(request.width));
+            input.insert("height".into(), json!(request.height));
+        }
+    }
+    if model.takes_output_format {
+        input.insert("output_format".into(), json!(request.output_format.extension()));
+    }
+    if let (true, Some(negative)) = (model.takes_negative_prompt, &request.negative_prompt) {
+        input.insert("negative_prompt".into(), json!(negative));
+    }
+    Value::Object(input)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Prediction {
+    id: String,
+    status: String,
+    #[serde(default)]
+    output: Value,
+    #[serde(default)]
+    error: Value,
+    #[serde(default)]
+    urls: PredictionUrls,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct PredictionUrls {
+    get: Option<String>,
+    cancel: Option<String>,
+}
+
+impl Prediction {
+    fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "canceled" | "aborted")
+    }
+
+    /// The output URLs of a succeeded prediction: one string, or a list of them.
+    fn output_urls(&self) -> Result<Vec<Url>, ModelError> {
+        let raw: Vec<&str> = match &self.output {
+            Value::String(url) => vec![url.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if raw.is_empty() {
+            return Err(ModelError::Permanent {
+                code: "model_no_output".into(),
+                message: format!("prediction {} succeeded without output URLs", self.id),
+            });
+        }
+        raw.into_iter()
+            .map(|url| {
+                Url::parse(url).map_err(|e| ModelError::Permanent {
+                    code: "model_bad_output".into(),
+                    message: format!("prediction {} gave an unusable output URL: {e}", self.id),
+                })
+            })
+            .collect()
+    }
+
+    /// The failure of a prediction that ended without success.
+    fn failure(&self) -> ModelError {
+        let reason = match &self.error {
+            Value::String(text) if !text.is_empty() => text.clone(),
+            Value::Null => format!("the prediction ended {}", self.status),
+            other => other.to_string(),
+        };
+        let code = match self.status.as_str() {
+            "failed" => "model_failed",
+            _ => "model_canceled",
+        };
+        ModelError::Permanent {
+            code: code.into(),
+            message: reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicateSettings {
+    pub api_base_url: Url,
+    pub token: Secret,
+    pub allow_local_urls: bool,
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicateModel {
+    api: reqwest::Client,
+    base: Url,
+    authorization: HeaderValue,
+    outputs: Fetcher,
+}
+
+impl ReplicateModel {
+    pub fn new(settings: ReplicateSettings) -> Result<Self, String> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", settings.token.expose()))
+            .map_err(|_| "REPLICATE_API_TOKEN holds characters a header cannot carry".to_owned())?;
+        // Kept out of debug output and logs.
+        authorization.set_sensitive(true);
+        let api = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("mediagen/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        let outputs = Fetcher::new(settings.allow_local_urls, settings.max_output_bytes)
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        let mut base = settings.api_base_url;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Self {
+            api,
+            base,
+            authorization,
+            outputs,
+        })
+    }
+
+    fn endpoint(&self, path: &str) -> Result<Url, ModelError> {
+        self.base.join(path).map_err(|e| ModelError::Configuration {
+            message: format!("bad Replicate API URL: {e}"),
+        })
+    }
+
+    /// Sends one API request; any answer but a 2xx becomes the matching [`ModelError`].
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        extra: HeaderMap,
+        timeout: Duration,
+    ) -> Result<Prediction, ModelError> {
+        let mut request = self
+            .api
+            .request(method, url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .headers(extra)
+            .timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ModelError::Transient {
+            message: format!("Replicate did not answer: {}", crate::adapters::describe_error(&e)),
+            retry_after: None,
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| ModelError::Transient {
+            message: format!("Replicate's answer broke off: {e}"),
+            retry_after: None,
+        })?;
+        if !status.is_success() {
+            return Err(api_error(status, &headers, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| ModelError::Transient {
+            message: format!("Replicate answered {status} with an unreadable prediction: {e}"),
+            retry_after: None,
+        })
+    }
+
+    async fn create(&self, model: &ModelRef<'_>, input: Value, budget: &Budget) -> Result<Prediction, ModelError> {
+        let usable = budget.remaining().saturating_sub(RESERVE);
+        if usable < Duration::from_secs(1) {
+            return Err(ModelError::Transient {
+                message: "no time left in this invocation to start a prediction".into(),
+                retry_after: None,
+            });
+        }
+        let wait = usable.as_secs().clamp(1, MAX_WAIT_SECONDS);
+        let (url, body) = match model.version {
+            None => (
+                self.endpoint(&format!("models/{}/predictions", model.supported.name))?,
+                json!({ "input": input }),
+            ),
+            Some(version) => (
+                self.endpoint("predictions")?,
+                json!({ "version": version, "input": input }),
+            ),
+        };
+        let mut headers = HeaderMap::new();
+        if let Ok(prefer) = HeaderValue::from_str(&format!("wait={wait}")) {
+            headers.insert("prefer", prefer);
+        }
+        self.call(
+            Method::POST,
+            url,
+            Some(&body),
+            headers,
+            Duration::from_secs(wait + 5).min(usable),
+        )
+        .await
+    }
+
+    /// Polls until the prediction is final; cancels it if the budget runs out first.
+    async fn settle(&self, mut prediction: Prediction, budget: &Budget) -> Result<Prediction, ModelError> {
+        let mut delay = FIRST_POLL;
+        while !prediction.is_final() {
+            if budget.remaining() < delay + RESERVE {
+                self.cancel(&prediction).await;
+                return Err(ModelError::Transient {
+                    message: format!(
+                        "prediction {} was still {} when the time budget ran out; canceled",
+                        prediction.id, prediction.status
+                    ),
+                    retry_after: None,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = delay.mul_f32(1.5).min(LONGEST_POLL);
+            let get = match &prediction.urls.get {
+                Some(get) => Url::parse(get).map_err(|e| ModelError::Permanent {
+                    code: "model_bad_answer".into(),
+                    message: format!("prediction {} has an unusable urls.get: {e}", prediction.id),
+                })?,
+                None => self.endpoint(&format!("predictions/{}", prediction.id))?,
+            };
+            let timeout = budget.remaining().saturating_sub(RESERVE).min(Duration::from_secs(10));
+            match self.call(Method::GET, get, None, HeaderMap::new(), timeout).await {
+                Ok(latest) => prediction = latest,
+                // A failed poll changes nothing about the prediction: poll again.
+                Err(err @ ModelError::Transient { .. }) => tracing::warn!(error = %err, "polling failed"),
+                Err(err) => {
+                    self.cancel(&prediction).await;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(prediction)
+    }
+
+    async fn cancel(&self, prediction: &Prediction) {
+        let url = match &prediction.urls.cancel {
+            Some(cancel) => Url::parse(cancel).ok(),
+            None => self.endpoint(&format!("predictions/{}/cancel", prediction.id)).ok(),
+        };
+        let Some(url) = url else { return };
+        match self
+            .call(Method::POST, url, None, HeaderMap::new(), Duration::from_secs(5))
+            .await
+        {
+            Ok(_) => tracing::info!(prediction = %prediction.id, "prediction canceled"),
+            Err(err) => tracing::warn!(prediction = %prediction.id, error = %err, "could not cancel the prediction"),
+        }
+    }
+}
+
+/// Maps an API error answer: 429 and 5xx are transient (with the delay Replicate asks for), a
+/// refused token is our configuration, anything else the model's verdict on this input.
+fn api_error(status: StatusCode, headers: &HeaderMap, body: &str) -> ModelError {
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => ModelError::Transient {
+            message: format!("Replicate throttled the request: {detail}"),
+            retry_after: retry_after(headers).or_else(|| resets_in(&detail)),
+        },
+        status if status.is_server_error() => ModelError::Transient {
+            message: format!("Replicate answered {status}: {detail}"),
+            retry_after: retry_after(headers),
+        },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ModelError::Configuration {
+            message: format!("Replicate refused the API token ({status}): {detail}"),
+        },
+        status => ModelError::Permanent {
+            code: "model_rejected".into(),
+            message: format!("Replicate rejected the request ({status}): {detail}"),
+        },
+    }
+}
+
+/// The delay in a throttling message such as "Your rate limit resets in ~30s."
+fn resets_in(detail: &str) -> Option<Duration> {
+    let after = &detail[detail.find("resets in ~")? + "resets in ~".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    let rest = &after[digits.len()..];
+    if !rest.starts_with('s') {
+        return None;
+    }
+    digits.parse().ok().map(Duration::from_secs)
+}
+
+impl ImageModel for ReplicateModel {
+    type Output = Url;
+
+    async fn generate(&self, request: &GenerateRequest, budget: &Budget) -> Result<Vec<Url>, ModelError> {
+        let model = ModelRef::parse(&request.model).map_err(|message| ModelError::Permanent {
+            code: "model_unsupported".into(),
+            message,
+        })?;
+        let mut outputs = Vec::with_capacity(request.num_outputs as usize);
+        let mut seed = request.seed;
+        while (outputs.len() as u32) < request.num_outputs {
+            let count = (request.num_outputs - outputs.len() as u32).min(model.supported.max_outputs);
+            let input = model_input(&model.supported, request, count, seed);
+            let created = self.create(&model, input, budget).await?;
+            tracing::info!(prediction = %created.id, status = %created.status, "prediction created");
+            let prediction = self.settle(created, budget).await?;
+            if prediction.status != "succeeded" {
+                return Err(prediction.failure());
+            }
+            outputs.extend(prediction.output_urls()?);
+            seed = seed.wrapping_add(count);
+        }
+        outputs.truncate(request.num_outputs as usize);
+        Ok(outputs)
+    }
+
+    async fn fetch(
+        &self,
+        _request: &GenerateRequest,
+        url: &Url,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        let timeout = budget.remaining().saturating_sub(RESERVE).min(Duration::from_secs(60));
+        let fetched = self.outputs.get(url, timeout).await.map_err(|err| match err {
+            FetchError::Unavailable { retry_after, .. } => ModelError::Transient {
+                message: err.to_string(),
+                retry_after,
+            },
+            // The output may have expired; the next attempt makes a new prediction.
+            FetchError::Rejected { .. } => ModelError::Transient {
+                message: err.to_string(),
+                retry_after: None,
+            },
+            FetchError::TooLarge { .. } => ModelError::Permanent {
+                code: "output_too_large".into(),
+                message: err.to_string(),
+            },
+            FetchError::Refused { .. } => ModelError::Permanent {
+                code: "output_refused".into(),
+                message: err.to_string(),
+            },
+        })?;
+        inspect(fetched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::generation::tests::sample_request;
+
+    #[test]
+    fn sizes_map_to_the_nearest_aspect_ratio() {
+        assert_eq!(nearest_aspect_ratio(1024, 1024), "1:1");
+        assert_eq!(nearest_aspect_ratio(1440, 800), "16:9");
+        assert_eq!(nearest_aspect_ratio(768, 512), "3:2");
+        assert_eq!(nearest_aspect_ratio(256, 1440), "9:21");
+        assert_eq!(nearest_aspect_ratio(1024, 768), "4:3");
+    }
+
+    #[test]
+    fn each_model_gets_the_input_it_takes() {
+        let request = GenerateRequest {
+            prompt: "a fox".into(),
+            negative_prompt: Some("blurry".into()),
+            width: 768,
+            height: 512,
+            seed: 9,
+            ..sample_request()
+        };
+        let schnell = ModelRef::parse("black-forest-labs/flux-schnell").unwrap();
+        assert_eq!(
+            model_input(&schnell.supported, &request, 2, 9),
+            json!({"prompt": "a fox", "seed": 9, "num_outputs": 2, "aspect_ratio": "3:2", "output_format": "png"})
+        );
+        let pro = ModelRef::parse("black-forest-labs/flux-1.1-pro").unwrap();
+        assert_eq!(
+            model_input(&pro.supported, &request, 1, 9),
+            json!({"prompt": "a fox", "seed": 9, "aspect_ratio": "custom", "width": 768, "height": 512, "output_format": "png"})
+        );
+        let sdxl = ModelRef::parse("stability-ai/sdxl:7762fd07").unwrap();
+        assert_eq!(sdxl.version, Some("7762fd07"));
+        assert_eq!(
+            model_input(&sdxl.supported, &request, 3, 9),
+            json!({"prompt": "a fox", "seed": 9, "num_outputs": 3, "width": 768, "height": 512, "negative_prompt": "blurry"})
+        );
+    }
+
+    #[test]
+    fn throttling_hints_are_read_from_the_message() {
+        assert_eq!(
+            resets_in("Request was throttled. Your rate limit resets in ~30s."),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(resets_in("Request was throttled."), None);
+        assert_eq!(resets_in("resets in ~soon"), None);
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let model = ReplicateModel::new(ReplicateSettings {
+            api_base_url: Url::parse(DEFAULT_API_BASE_URL).unwrap(),
+            token: Secret::new("r8_topsecret"),
+            allow_local_urls: false,
+            max_output_bytes: 1,
+        })
+        .unwrap();
+        assert!(!format!("{model:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The models a deployment can offer (docs/design.md, "Image models"): the one local model, and
+//! every Replicate model the adapter knows how to call, with how each takes its input.
+
+/// The deterministic offline model.
+pub const LOCAL_MODEL: &str = "local";
+/// The Replicate model a `replicate` deployment offers when none is configured.
+pub const DEFAULT_REPLICATE_MODEL: &str = "black-forest-labs/flux-schnell";
+
+/// Which image model backs `generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelProvider {
+    Local,
+    Replicate,
+}
+
+impl ModelProvider {
+    pub fn default_model(self) -> &'static str {
+        match self {
+            ModelProvider::Local => LOCAL_MODEL,
+            ModelProvider::Replicate => DEFAULT_REPLICATE_MODEL,
+        }
+    }
+
+    /// Whether this provider can run the named model; the error says what it can run.
+    pub fn check_model(self, model: &str) -> Result<(), String> {
+        match self {
+            ModelProvider::Local if model == LOCAL_MODEL => Ok(()),
+            ModelProvider::Local => Err(format!("the local provider has one model, `{LOCAL_MODEL}`")),
+            ModelProvider::Replicate => check_replicate_model(model),
+        }
+    }
+}
+
+/// How a model takes the picture's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeInput {
+    /// `aspect_ratio`, the nearest of the ratios the model knows.
+    AspectRatio,
+    /// `aspect_ratio: "custom"` with `width` and `height`.
+    CustomAspectRatio,
+    /// `width` and `height`.
+    WidthHeight,
+}
+
+/// A Replicate model we know how to call, and how our request maps onto its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supported {
+    pub name: &'static str,
+    pub size: SizeInput,
+    /// Images one prediction can make; more are asked of further predictions.
+    pub max_outputs: u32,
+    pub takes_output_format: bool,
+    pub takes_negative_prompt: bool,
+}
+
+/// Every supported model, in one place. Official models run by name; others need a pinned
+/// version (`owner/name:version`).
+pub const REPLICATE_MODELS: [Supported; 4] = [
+    Supported {
+        name: "black-forest-labs/flux-schnell",
+        size: SizeInput::AspectRatio,
+        max_outputs: 4,
+        takes_output_format: true,
+        takes_negative_prompt: false,
+    },
+    Supported {
+        name: "black-forest-labs/flux-dev",
+        size: SizeInput::AspectRatio,
+        max_outputs: 4,
+        takes_output_format: true,
+        takes_negative_prompt: false,
+    },
+    Supported {
+        name: "black-forest-labs/flux-1.1-pro",
+        size: SizeInput::CustomAspectRatio,
+        max_outputs: 1,
+        takes_output_format: true,
+        takes_negative_prompt: false,
+    },
+    Supported {
+        name: "stability-ai/sdxl",
+        size: SizeInput::WidthHeight,
+        max_outputs: 4,
+        takes_output_format: false,
+        takes_negative_prompt: true,
+    },
+];
+
+/// A model as configured: `owner/name`, or `owner/name:version` for a pinned version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelRef<'a> {
+    pub supported: Supported,
+    pub version: Option<&'a str>,
+}
+
+impl<'a> ModelRef<'a> {
+    pub fn parse(reference: &'a str) -> Result<Self, String> {
+        let (name, version) = match reference.split_once(':') {
+            Some((name, version)) if !version.is_empty() => (name, Some(version)),
+            Some(_) => return Err(format!("{reference}: the version after ':' is empty")),
+            None => (reference, None),
+        };
+        let supported = REPLICATE_MODELS
+            .iter()
+            .find(|s| s.name == name)
+            .copied()
+            .ok_or_else(|| {
+                let known: Vec<&str> = REPLICATE_MODELS.iter().map(|s| s.name).collect();
+                format!(
+                    "{name} is not a supported Replicate model (supported: {})",
+                    known.join(", ")
+                )
+            })?;
+        Ok(Self { supported, version })
+    }
+}
+
+/// Whether a configured model name is one the Replicate adapter can call.
+pub fn check_replicate_model(reference: &str) -> Result<(), String> {
+    ModelRef::parse(reference).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_models_and_empty_versions_are_refused() {
+        assert!(check_replicate_model("black-forest-labs/flux-schnell").is_ok());
+        assert!(
+            check_replicate_model("openai/dall-e-3")
+                .unwrap_err()
+                .contains("not a supported")
+        );
+        assert!(check_replicate_model("stability-ai/sdxl:").is_err());
+        assert_eq!(
+            ModelRef::parse("stability-ai/sdxl:7762fd07").unwrap().version,
+            Some("7762fd07")
+        );
+    }
+
+    #[test]
+    fn each_provider_runs_only_its_own_models() {
+        assert!(ModelProvider::Local.check_model(LOCAL_MODEL).is_ok());
+        assert!(ModelProvider::Local.check_model(DEFAULT_REPLICATE_MODEL).is_err());
+        assert!(ModelProvider::Replicate.check_model(DEFAULT_REPLICATE_MODEL).is_ok());
+        assert!(ModelProvider::Replicate.check_model(LOCAL_MODEL).is_err());
+    }
+}

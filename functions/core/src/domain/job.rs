@@ -1,0 +1,226 @@
+//! A job, its states and the media it produced (docs/design.md, "Job states", "Stored data").
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+use super::format::OutputFormat;
+use super::generation::GenerateRequest;
+use super::ids::{JobId, MediaId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Processing => "processing",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Final states never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for JobStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => JobStatus::Queued,
+            "processing" => JobStatus::Processing,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "canceled" => JobStatus::Canceled,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+/// Why a job failed, or why its last attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn enqueue_failed() -> Self {
+        Self::new("enqueue_failed", "the job could not be queued for processing")
+    }
+
+    pub fn retries_exhausted(last: &str) -> Self {
+        Self::new(
+            "retries_exhausted",
+            format!("gave up after the last allowed attempt: {last}"),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub request: GenerateRequest,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub error: Option<JobError>,
+    pub media_ids: Vec<MediaId>,
+    /// Epoch seconds after which DynamoDB may delete the record.
+    pub ttl: i64,
+}
+
+impl Job {
+    pub fn new(request: GenerateRequest, now: DateTime<Utc>, retention: std::time::Duration) -> Self {
+        Job {
+            id: JobId::new(),
+            request,
+            status: JobStatus::Queued,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+            lease_until: None,
+            error: None,
+            media_ids: Vec::new(),
+            ttl: expiry(now, retention),
+        }
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.timings_until(self.completed_at)
+    }
+
+    /// The timings as they will be if the job completes at `completed_at`.
+    pub fn timings_until(&self, completed_at: Option<DateTime<Utc>>) -> Timings {
+        let millis = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds().max(0);
+        Timings {
+            queued_ms: self.started_at.map(|s| millis(self.created_at, s)),
+            generation_ms: self.started_at.zip(completed_at).map(|(s, c)| millis(s, c)),
+        }
+    }
+
+    /// The object key of the `index`th image of this job.
+    pub fn media_key(&self, index: u32, format: OutputFormat) -> String {
+        format!("media/{}/{}.{}", self.id, index, format.extension())
+    }
+}
+
+pub fn expiry(now: DateTime<Utc>, retention: std::time::Duration) -> i64 {
+    now.timestamp() + retention.as_secs() as i64
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    pub queued_ms: Option<i64>,
+    pub generation_ms: Option<i64>,
+}
+
+/// One stored image of a finished job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaItem {
+    pub id: MediaId,
+    pub job_id: JobId,
+    pub index: u32,
+    pub bucket: String,
+    pub key: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub ttl: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::format::OutputFormat;
+    use crate::domain::generation::tests::sample_request;
+    use std::time::Duration;
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [
+            JobStatus::Queued,
+            JobStatus::Processing,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Canceled,
+        ] {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!("done".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn only_succeeded_failed_and_canceled_are_final() {
+        assert!(!JobStatus::Queued.is_final());
+        assert!(!JobStatus::Processing.is_final());
+        assert!(JobStatus::Succeeded.is_final());
+        assert!(JobStatus::Failed.is_final());
+        assert!(JobStatus::Canceled.is_final());
+    }
+
+    #[test]
+    fn timings_come_from_the_timestamps() {
+        let now = Utc::now();
+        let mut job = Job::new(sample_request(), now, Duration::from_secs(86_400));
+        assert_eq!(
+            job.timings(),
+            Timings {
+                queued_ms: None,
+                generation_ms: None
+            }
+        );
+        job.started_at = Some(now + chrono::Duration::milliseconds(250));
+        job.completed_at = Some(now + chrono::Duration::milliseconds(1250));
+        assert_eq!(
+            job.timings(),
+            Timings {
+                queued_ms: Some(250),
+                generation_ms: Some(1000)
+            }
+        );
+        assert_eq!(job.ttl, now.timestamp() + 86_400);
+    }
+
+    #[test]
+    fn media_keys_follow_the_stored_layout() {
+        let job = Job::new(sample_request(), Utc::now(), Duration::from_secs(1));
+        assert_eq!(job.media_key(2, OutputFormat::Png), format!("media/{}/2.png", job.id));
+    }
+}

@@ -1,0 +1,54 @@
+//! `GET /media/content/{media_id}`: a redirect to a presigned URL, or the URL as JSON.
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::{ApiError, accepts_json, json_response, path_param, require_method, respond};
+use crate::domain::ids::MediaId;
+use crate::domain::timestamp;
+use crate::ports::{JobStore, MediaError, MediaStore};
+use crate::services::content::{ContentError, ContentService};
+
+pub async fn handle<S: JobStore, M: MediaStore>(service: &ContentService<S, M>, request: Request) -> Response<Body> {
+    let span =
+        tracing::info_span!("content", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
+    async {
+        respond(
+            async {
+                require_method(&request, Method::GET, "GET")?;
+                let id = MediaId::parse(&path_param(&request, "media_id"))
+                    .map_err(|_| ApiError::MalformedId { param: "media_id" })?;
+                let (item, link) = service.link(id).await?.ok_or(ApiError::NotFound { what: "media" })?;
+
+                let mut response = if accepts_json(&request) {
+                    json_response(
+                        StatusCode::OK,
+                        &json!({
+                            "url": link.url,
+                            "expires_at": timestamp::render(link.expires_at),
+                            "content_type": item.content_type,
+                        }),
+                    )
+                } else {
+                    let mut redirect = Response::new(Body::Empty);
+                    *redirect.status_mut() = StatusCode::FOUND;
+                    let location = HeaderValue::from_str(&link.url)
+                        .map_err(|e| ContentError::Media(MediaError::Presign(e.to_string())))?;
+                    redirect.headers_mut().insert(header::LOCATION, location);
+                    redirect
+                };
+                // Caches may keep the answer a little less long than the URL lives.
+                let max_age = service.ttl().as_secs().saturating_sub(service.ttl().as_secs() / 10 + 5);
+                if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+                    response.headers_mut().insert(header::CACHE_CONTROL, value);
+                }
+                Ok(response)
+            }
+            .await,
+        )
+    }
+    .instrument(span)
+    .await
+}

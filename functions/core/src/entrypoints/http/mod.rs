@@ -1,0 +1,116 @@
+//! HTTP entrypoints, one file per route: parse the request, call a service, render the answer.
+//! Every error becomes a problem+json response in [`problem`], and nowhere else.
+
+pub mod content;
+pub mod problem;
+pub mod status;
+pub mod submit;
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+pub use problem::ApiError;
+
+/// The largest request body accepted (docs/design.md, "HTTP contract").
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Renders the outcome of a handler: the response, or the problem for its error.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let mut response = Response::new(Body::from(serde_json::to_string(body).unwrap_or_default()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn require_method(request: &Request, allowed: Method, allow: &'static str) -> Result<(), ApiError> {
+    if request.method() == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            method: request.method().clone(),
+            allow,
+        })
+    }
+}
+
+/// The path as the client sent it, whichever event shape carried it.
+fn path(request: &Request) -> String {
+    match request.uri().path().trim_end_matches('/') {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    }
+}
+
+/// What the client's path has before our routes (an API Gateway stage such as `/prod`), so
+/// that the links we hand out resolve where the client called us.
+fn base_path(request: &Request) -> String {
+    let raw = request.raw_http_path();
+    if raw.is_empty() {
+        return String::new();
+    }
+    let full = request.uri().path();
+    full.strip_suffix(raw)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The named path parameter, from the router's parameters when it gave them, else from the
+/// path's last segment (a route of ours always ends with its id).
+fn path_param(request: &Request, name: &str) -> String {
+    let from_router = request
+        .path_parameters_ref()
+        .and_then(|params| params.first(name))
+        .map(str::to_owned);
+    from_router.unwrap_or_else(|| path(request).rsplit('/').next().unwrap_or_default().to_owned())
+}
+
+/// The request id of this invocation, for the log span.
+pub fn request_id(request: &Request) -> String {
+    request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_default()
+}
+
+/// The JSON body, after the checks every JSON endpoint makes in this order: content type,
+/// size, syntax.
+fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(body.len()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// Whether the client asked for JSON rather than a redirect.
+fn accepts_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| media.split(';').next().unwrap_or_default().trim() == "application/json")
+}

@@ -1,0 +1,175 @@
+//! RFC 9457 problem details, the one shape of every HTTP error, and the one place where an error
+//! becomes a status code (docs/design.md, "HTTP contract").
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use super::MAX_BODY_BYTES;
+use crate::domain::generation::FieldError;
+use crate::ports::StoreError;
+use crate::services::content::ContentError;
+use crate::services::submit::SubmitError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// `slug` names the problem type; `title` is its fixed summary, `detail` this occurrence.
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:mediagen:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::to_string(&self).unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// Everything an HTTP request can fail with: the request's own mistakes, and the services'
+/// errors as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("method {method} not allowed")]
+    MethodNotAllowed { method: Method, allow: &'static str },
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("body of {0} bytes is too large")]
+    PayloadTooLarge(usize),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("malformed {param} in path")]
+    MalformedId { param: &'static str },
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            ApiError::NoRoute(path) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "No such route",
+                format!("nothing is served at {path}; see the API in the README"),
+            ),
+            ApiError::NotFound { what } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("no {what} has this id"),
+            ),
+            ApiError::MethodNotAllowed { method, allow } => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{method} is not allowed here; use {allow}"),
+            ),
+            ApiError::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            ApiError::PayloadTooLarge(size) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+                format!("the body has {size} bytes; the limit is {MAX_BODY_BYTES}"),
+            ),
+            ApiError::MalformedJson(reason) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                format!("the body is not valid JSON: {reason}"),
+            )
+            .with_errors(vec![FieldError::new("body", reason.clone())]),
+            ApiError::Submit(SubmitError::Invalid(errors)) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-request",
+                    "Invalid request",
+                    format!("check these fields: {}", fields.join(", ")),
+                )
+                .with_errors(errors.clone())
+            }
+            ApiError::MalformedId { param } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-id",
+                "Malformed id",
+                format!("{param} must be a UUIDv7 such as 0192e5a0-7b1c-7c3d-8e9f-0123456789ab"),
+            )
+            .with_errors(vec![FieldError::new(*param, "is not a UUIDv7")]),
+            ApiError::Submit(SubmitError::QueueUnavailable(job_id)) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue-unavailable",
+                "Service unavailable",
+                format!("job {job_id} could not be queued and was marked failed; submit again later"),
+            ),
+            ApiError::Submit(SubmitError::Store(_)) | ApiError::Content(_) | ApiError::Store(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend-unavailable",
+                "Service unavailable",
+                "a storage backend did not answer; try again shortly",
+            ),
+        }
+    }
+
+    pub(super) fn into_response(self) -> Response<Body> {
+        let problem = self.problem();
+        let unavailable = problem.status() == StatusCode::SERVICE_UNAVAILABLE;
+        if problem.status >= 500 {
+            tracing::error!(error = %self, status = problem.status, "request failed");
+        } else {
+            tracing::info!(error = %self, status = problem.status, "request rejected");
+        }
+        let mut response = problem.into_response();
+        let headers = response.headers_mut();
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if unavailable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,256 @@
+//! Settings read from the environment once per cold start (docs/design.md, "Configuration").
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::adapters::image_model::replicate::DEFAULT_API_BASE_URL;
+use crate::domain::catalogue::ModelProvider;
+use crate::domain::generation::RequestPolicy;
+use crate::domain::secret::Secret;
+
+/// A setting that is missing or unusable; its message names the variable, on one line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing setting {0}: set this environment variable")]
+    Missing(&'static str),
+    #[error("invalid setting {name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot start: {0}")]
+    Startup(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jobs_table: String,
+    pub jobs_queue_url: String,
+    pub media_bucket: String,
+    pub model_provider: ModelProvider,
+    pub default_model: String,
+    pub allowed_models: Vec<String>,
+    pub presign_ttl: Duration,
+    pub retention: Duration,
+    pub max_receive_count: u32,
+    pub replicate_api_token: Option<Secret>,
+    /// The Replicate API's address; tests point it at a local mock.
+    pub replicate_api_base_url: url::Url,
+    pub allow_local_urls: bool,
+    pub max_output_bytes: u64,
+    /// Endpoint used only to sign presigned URLs, when clients reach storage by another address
+    /// than the functions do (inside LocalStack, say).
+    pub presign_endpoint_url: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+
+        let model_provider = match get("MODEL_PROVIDER").as_deref() {
+            None | Some("local") => ModelProvider::Local,
+            Some("replicate") => ModelProvider::Replicate,
+            Some(other) => return Err(invalid("MODEL_PROVIDER", other, "expected `local` or `replicate`")),
+        };
+        let default_model = get("DEFAULT_MODEL").unwrap_or_else(|| model_provider.default_model().to_owned());
+        let mut allowed_models: Vec<String> = match get("ALLOWED_MODELS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !allowed_models.contains(&default_model) {
+            allowed_models.insert(0, default_model.clone());
+        }
+        for model in &allowed_models {
+            if let Err(reason) = model_provider.check_model(model) {
+                return Err(invalid("ALLOWED_MODELS", &allowed_models.join(","), &reason));
+            }
+        }
+        let replicate_api_base_url = match get("REPLICATE_API_BASE_URL") {
+            None => url::Url::parse(DEFAULT_API_BASE_URL)
+                .map_err(|e| invalid("REPLICATE_API_BASE_URL", "", &e.to_string()))?,
+            Some(raw) => url::Url::parse(&raw).map_err(|e| invalid("REPLICATE_API_BASE_URL", &raw, &e.to_string()))?,
+        };
+
+        let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
+        if !(60..=604_800).contains(&presign_ttl_seconds) {
+            return Err(invalid(
+                "PRESIGN_TTL_SECONDS",
+                &presign_ttl_seconds.to_string(),
+                "must be between 60 and 604800 (7 days, the SigV4 limit)",
+            ));
+        }
+        let retention_days: u64 = parse_or(&get, "RETENTION_DAYS", 30)?;
+        if retention_days == 0 {
+            return Err(invalid("RETENTION_DAYS", "0", "must be at least 1"));
+        }
+        let max_receive_count: u32 = parse_or(&get, "MAX_RECEIVE_COUNT", 5)?;
+        if max_receive_count == 0 {
+            return Err(invalid("MAX_RECEIVE_COUNT", "0", "must be at least 1"));
+        }
+        let allow_local_urls = match get("ALLOW_LOCAL_URLS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(invalid("ALLOW_LOCAL_URLS", other, "expected true or false")),
+        };
+
+        Ok(Config {
+            jobs_table: required("JOBS_TABLE")?,
+            jobs_queue_url: required("JOBS_QUEUE_URL")?,
+            media_bucket: required("MEDIA_BUCKET")?,
+            model_provider,
+            default_model,
+            allowed_models,
+            presign_ttl: Duration::from_secs(presign_ttl_seconds),
+            retention: Duration::from_secs(retention_days * 86_400),
+            max_receive_count,
+            replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
+            replicate_api_base_url,
+            allow_local_urls,
+            max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
+            presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
+        })
+    }
+}
+
+impl Config {
+    /// The request rules this deployment imposes.
+    pub fn request_policy(&self) -> RequestPolicy {
+        RequestPolicy {
+            allowed_models: self.allowed_models.clone(),
+            default_model: self.default_model.clone(),
+            allow_local_urls: self.allow_local_urls,
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|e: T::Err| invalid(name, &raw, &e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("JOBS_TABLE", "jobs"),
+            ("JOBS_QUEUE_URL", "http://queue"),
+            ("MEDIA_BUCKET", "media"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn defaults_fill_everything_optional() {
+        let config = Config::from_map(&base()).unwrap();
+        assert_eq!(config.model_provider, ModelProvider::Local);
+        assert_eq!(config.default_model, "local");
+        assert_eq!(config.allowed_models, vec!["local".to_owned()]);
+        assert_eq!(config.presign_ttl, Duration::from_secs(900));
+        assert_eq!(config.max_receive_count, 5);
+        assert!(!config.allow_local_urls);
+    }
+
+    #[test]
+    fn each_required_setting_is_named_when_missing() {
+        for name in ["JOBS_TABLE", "JOBS_QUEUE_URL", "MEDIA_BUCKET"] {
+            let mut vars = base();
+            vars.remove(name);
+            let err = Config::from_map(&vars).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(name));
+            assert!(err.to_string().contains(name));
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for (name, value) in [
+            ("PRESIGN_TTL_SECONDS", "soon"),
+            ("PRESIGN_TTL_SECONDS", "10"),
+            ("MODEL_PROVIDER", "dalle"),
+            ("ALLOW_LOCAL_URLS", "maybe"),
+            ("MAX_RECEIVE_COUNT", "0"),
+        ] {
+            let mut vars = base();
+            vars.insert(name.to_owned(), value.to_owned());
+            let err = Config::from_map(&vars).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn allowed_models_always_include_the_default() {
+        let mut vars = base();
+        vars.insert("MODEL_PROVIDER".into(), "replicate".into());
+        vars.insert(
+            "ALLOWED_MODELS".into(),
+            "black-forest-labs/flux-dev, stability-ai/sdxl:7762fd07".into(),
+        );
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(
+            config.allowed_models,
+            vec![
+                "black-forest-labs/flux-schnell",
+                "black-forest-labs/flux-dev",
+                "stability-ai/sdxl:7762fd07"
+            ]
+        );
+    }
+
+    #[test]
+    fn models_the_provider_cannot_run_are_refused_at_start() {
+        let mut vars = base();
+        vars.insert("ALLOWED_MODELS".into(), "black-forest-labs/flux-dev".into());
+        let err = Config::from_map(&vars).unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_MODELS"), "{err}");
+        vars.insert("MODEL_PROVIDER".into(), "replicate".into());
+        vars.insert("ALLOWED_MODELS".into(), "openai/dall-e-3".into());
+        let err = Config::from_map(&vars).unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_MODELS") && err.contains("dall-e-3"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut vars = base();
+        vars.insert("REPLICATE_API_TOKEN".into(), "r8_supersecret".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert!(!format!("{config:?}").contains("supersecret"));
+    }
+}

@@ -1,0 +1,255 @@
+//! The `generate` worker through its SQS entrypoint, against the real store, queue and bucket.
+
+use std::time::Duration;
+
+use crate::helpers::{MAX_RECEIVE_COUNT, Stack, record, sqs_event};
+use chrono::Utc;
+use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::domain::generation::GenerateRequest;
+use mediagen::domain::ids::JobId;
+use mediagen::domain::job::{Job, JobStatus};
+use mediagen::domain::retry::Budget;
+use mediagen::entrypoints::sqs;
+use mediagen::ports::{Claim, GeneratedImage, ImageModel, JobQueue, JobStore, ModelError};
+use serde_json::json;
+
+/// A model that always answers the same error: the stand-in for a failing model API.
+#[derive(Clone)]
+struct FailingModel(ModelError);
+
+impl ImageModel for FailingModel {
+    type Output = ();
+
+    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+        Err(self.0.clone())
+    }
+
+    async fn fetch(&self, _: &GenerateRequest, _: &(), _: &Budget) -> Result<GeneratedImage, ModelError> {
+        Err(self.0.clone())
+    }
+}
+
+/// Submits a job the way `submit` does and answers it with its queued message.
+async fn submitted(stack: &Stack, body: serde_json::Value) -> (Job, aws_lambda_events::event::sqs::SqsMessage) {
+    let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
+    let job = Job::new(request, Utc::now(), Duration::from_secs(86_400));
+    stack.store().create(&job).await.unwrap();
+    stack.queue().enqueue(job.id).await.unwrap();
+    let mut messages = stack.receive(30).await;
+    assert_eq!(messages.len(), 1);
+    (job, messages.remove(0))
+}
+
+async fn job(stack: &Stack, id: JobId) -> Job {
+    stack.store().job(id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_job_runs_to_succeeded_with_its_images_stored() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(
+        &stack,
+        json!({"prompt": "a red fox", "width": 256, "height": 320, "num_outputs": 2, "output_format": "jpg"}),
+    )
+    .await;
+
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let done = job(&stack, queued.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.attempts, 1);
+    assert!(done.completed_at.is_some() && done.started_at.is_some());
+    assert_eq!(done.media_ids.len(), 2);
+    let media = stack.store().job_media(&done).await.unwrap();
+    assert_eq!(media.iter().map(|m| m.index).collect::<Vec<_>>(), [0, 1]);
+    for item in &media {
+        assert_eq!((item.width, item.height), (256, 320));
+        assert_eq!(item.content_type, "image/jpeg");
+        assert_eq!(item.key, format!("media/{}/{}.jpg", done.id, item.index));
+        let object = mediagen::adapters::aws::s3(&stack.sdk, None)
+            .get_object()
+            .bucket(&item.bucket)
+            .key(&item.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(object.content_type(), Some("image/jpeg"));
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        assert_eq!(bytes.len() as u64, item.bytes);
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((image.width(), image.height()), (256, 320));
+    }
+}
+
+#[tokio::test]
+async fn the_same_message_twice_yields_one_set_of_images() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(
+        &stack,
+        json!({"prompt": "twice", "width": 256, "height": 256, "num_outputs": 3}),
+    )
+    .await;
+    let generator = stack.generator(LocalModel);
+
+    let first = sqs::handle(&generator, sqs_event(vec![message.clone()])).await;
+    let after_first = job(&stack, queued.id).await;
+    let second = sqs::handle(&generator, sqs_event(vec![message])).await;
+    let after_second = job(&stack, queued.id).await;
+
+    assert!(first.batch_item_failures.is_empty());
+    assert!(second.batch_item_failures.is_empty(), "a duplicate is acknowledged");
+    assert_eq!(after_second.status, JobStatus::Succeeded);
+    assert_eq!(after_second.media_ids, after_first.media_ids);
+    assert_eq!(after_second.attempts, 1);
+    assert_eq!(stack.object_keys(&format!("media/{}/", queued.id)).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_job_under_a_live_lease_goes_back_to_the_queue() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "held", "width": 256, "height": 256})).await;
+    let now = Utc::now();
+    let Claim::Claimed(_) = stack
+        .store()
+        .claim(queued.id, now, now + chrono::Duration::minutes(5))
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim must succeed");
+    };
+
+    let message_id = message.message_id.clone().unwrap();
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, [message_id.as_str()]);
+    let held = job(&stack, queued.id).await;
+    assert_eq!((held.status, held.attempts), (JobStatus::Processing, 1));
+    assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "abandoned", "width": 256, "height": 256})).await;
+    let long_ago = Utc::now() - chrono::Duration::minutes(10);
+    stack
+        .store()
+        .claim(queued.id, long_ago, long_ago + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let done = job(&stack, queued.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
+}
+
+#[tokio::test]
+async fn a_malformed_message_does_not_block_its_batch() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "neighbour", "width": 256, "height": 256})).await;
+    let records = vec![
+        record("m-garbage", "not json at all", 1),
+        record("m-wrong-shape", r#"{"job":"x"}"#, 1),
+        record("m-bad-id", r#"{"job_id":"../../etc"}"#, 1),
+        message,
+        record(
+            "m-unknown-job",
+            &json!({"job_id": JobId::new().to_string()}).to_string(),
+            1,
+        ),
+    ];
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(records)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_transient_failure_returns_the_job_to_the_queue() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "flaky", "width": 256, "height": 256})).await;
+    let model = FailingModel(ModelError::Transient {
+        message: "model answered 503".into(),
+        retry_after: None,
+    });
+    let message_id = message.message_id.clone().unwrap();
+    let response = sqs::handle(&stack.generator(model), sqs_event(vec![message])).await;
+
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, message_id);
+    let retried = job(&stack, queued.id).await;
+    assert_eq!(retried.status, JobStatus::Queued);
+    assert_eq!(retried.attempts, 1);
+    assert!(retried.error.unwrap().message.contains("503"));
+    // The redelivery delay keeps the message out of sight for now.
+    assert!(stack.receive(30).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_last_allowed_receive_marks_the_job_failed() {
+    let stack = Stack::new().await;
+    let (queued, _) = submitted(&stack, json!({"prompt": "doomed", "width": 256, "height": 256})).await;
+    let model = FailingModel(ModelError::Transient {
+        message: "model answered 503".into(),
+        retry_after: None,
+    });
+    let last = record(
+        "m-last",
+        &json!({"job_id": queued.id.to_string()}).to_string(),
+        MAX_RECEIVE_COUNT,
+    );
+    let response = sqs::handle(&stack.generator(model), sqs_event(vec![last])).await;
+
+    // Reported all the same, so that the queue moves it to the dead-letter queue.
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let failed = job(&stack, queued.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let error = failed.error.unwrap();
+    assert_eq!(error.code, "retries_exhausted");
+    assert!(error.message.contains("503"));
+}
+
+#[tokio::test]
+async fn a_permanent_model_error_fails_the_job_with_the_models_reason() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "forbidden", "width": 256, "height": 256})).await;
+    let model = FailingModel(ModelError::Permanent {
+        code: "model_rejected".into(),
+        message: "NSFW content detected".into(),
+    });
+    let response = sqs::handle(&stack.generator(model), sqs_event(vec![message])).await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a permanent failure is acknowledged"
+    );
+    let failed = job(&stack, queued.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.unwrap().message, "NSFW content detected");
+}
+
+#[tokio::test]
+async fn a_final_job_is_never_moved_again() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "final", "width": 256, "height": 256})).await;
+    let model = FailingModel(ModelError::Permanent {
+        code: "model_rejected".into(),
+        message: "no".into(),
+    });
+    sqs::handle(&stack.generator(model), sqs_event(vec![message.clone()])).await;
+    // A late duplicate meets a working model: the failed job must stay failed, with no images.
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Failed);
+    assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());
+}

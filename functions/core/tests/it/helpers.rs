@@ -1,0 +1,217 @@
+//! The harness every module shares: real adapters against moto server, one fresh set of resources
+//! per test so tests run in parallel without seeing each other's data.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use lambda_http::http::{Method, header};
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::{Context, LambdaEvent};
+use mediagen::adapters::aws;
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::domain::generation::RequestPolicy;
+use mediagen::domain::retry::Backoff;
+use mediagen::ports::ImageModel;
+use mediagen::runtime::provision::{Provisioned, Resources, provision};
+use mediagen::services::content::ContentService;
+use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::services::read::ReadService;
+use mediagen::services::submit::SubmitService;
+
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+pub const RETENTION: Duration = Duration::from_secs(86_400);
+
+/// The emulator's address, from `scripts/test.sh`.
+pub fn endpoint() -> String {
+    std::env::var("MEDIAGEN_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MEDIAGEN_TEST_ENDPOINT is not set: these tests need moto server; run scripts/test.sh")
+    })
+}
+
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .http_client(mediagen::adapters::aws::http_client())
+        .load()
+        .await
+}
+
+/// One test's own table, queues and bucket on the emulator.
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub resources: Resources,
+    pub provisioned: Provisioned,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let sdk = sdk_config(&endpoint()).await;
+        let suffix = &format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
+        let resources = Resources {
+            table: format!("jobs-{suffix}"),
+            queue: format!("jobs-{suffix}"),
+            dead_letter_queue: format!("jobs-{suffix}-dlq"),
+            bucket: format!("media-{suffix}"),
+            max_receive_count: MAX_RECEIVE_COUNT,
+            visibility_timeout_seconds: 30,
+        };
+        let provisioned = provision(&sdk, &resources).await.expect("provision the test stack");
+        Stack {
+            sdk,
+            resources,
+            provisioned,
+        }
+    }
+
+    pub fn store(&self) -> DynamoJobStore {
+        DynamoJobStore::new(aws::dynamodb(&self.sdk), &self.resources.table)
+    }
+
+    pub fn queue(&self) -> SqsJobQueue {
+        SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.queue_url)
+    }
+
+    pub fn media(&self) -> S3MediaStore {
+        S3MediaStore::from_sdk(&self.sdk, &self.resources.bucket, None).expect("media store")
+    }
+
+    pub fn policy(&self) -> RequestPolicy {
+        RequestPolicy {
+            allowed_models: vec!["local".into()],
+            default_model: "local".into(),
+            allow_local_urls: true,
+        }
+    }
+
+    pub fn submit_service(&self) -> SubmitService<DynamoJobStore, SqsJobQueue> {
+        SubmitService::new(self.store(), self.queue(), self.policy(), RETENTION)
+    }
+
+    /// The worker with this stack's adapters, retrying fast so that failure tests stay quick.
+    pub fn generator<I: ImageModel>(&self, model: I) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, RETENTION);
+        settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+        Generator::new(self.store(), self.queue(), self.media(), model, settings)
+    }
+
+    pub fn read_service(&self) -> ReadService<DynamoJobStore> {
+        ReadService::new(self.store())
+    }
+
+    pub fn content_service(&self, ttl: Duration) -> ContentService<DynamoJobStore, S3MediaStore> {
+        ContentService::new(self.store(), self.media(), ttl)
+    }
+
+    /// Receives up to ten messages, waiting briefly; as the event source mapping would.
+    pub async fn receive(&self, visibility_timeout: i32) -> Vec<SqsMessage> {
+        let output = aws::sqs(&self.sdk)
+            .receive_message()
+            .queue_url(&self.provisioned.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(visibility_timeout)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id;
+                record.receipt_handle = m.receipt_handle;
+                record.body = m.body;
+                record.attributes = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                record.event_source = Some("aws:sqs".into());
+                record.event_source_arn = Some(self.provisioned.queue_arn.clone());
+                record
+            })
+            .collect()
+    }
+
+    /// Keys of the objects under a prefix of this stack's bucket.
+    pub async fn object_keys(&self, prefix: &str) -> Vec<String> {
+        aws::s3(&self.sdk, None)
+            .list_objects_v2()
+            .bucket(&self.resources.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list objects")
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect()
+    }
+}
+
+/// An SQS event as Lambda hands it over, with a deadline a minute away.
+pub fn sqs_event(records: Vec<SqsMessage>) -> LambdaEvent<SqsEvent> {
+    let mut event = SqsEvent::default();
+    event.records = records;
+    let mut context = Context::default();
+    context.request_id = "test-request".into();
+    context.deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).timestamp_millis() as u64;
+    LambdaEvent::new(event, context)
+}
+
+/// A record whose body and receive count are set by hand.
+pub fn record(message_id: &str, body: &str, receive_count: u32) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(message_id.into());
+    record.body = Some(body.into());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    record
+}
+
+pub fn request(method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
+    let mut builder = lambda_http::http::Request::builder().method(method).uri(path);
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    builder.body(body.into()).expect("request")
+}
+
+/// `POST /media/generate` with a JSON body.
+pub fn post_generate(body: impl Into<Body>) -> Request {
+    request(Method::POST, "/media/generate", Some("application/json"), body)
+}
+
+pub fn json_of(response: &Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null)
+}
+
+/// Checks that the answer is a problem+json document of this status, and answers it.
+pub fn assert_problem(response: &Response<Body>, status: u16) -> serde_json::Value {
+    let problem = json_of(response);
+    assert_eq!(response.status(), status, "{problem}");
+    assert_eq!(
+        header_of(response, "content-type"),
+        Some("application/problem+json"),
+        "{problem}"
+    );
+    assert_eq!(problem["status"], status, "{problem}");
+    for key in ["type", "title", "detail"] {
+        assert!(problem[key].is_string(), "{key} missing in {problem}");
+    }
+    problem
+}
+
+pub fn header_of<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}

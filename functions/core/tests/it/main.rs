@@ -1,0 +1,10 @@
+//! The core's integration tests, one binary: a module per route or service, the harness once.
+//! Most talk to moto server at `MEDIAGEN_TEST_ENDPOINT` (started by `scripts/test.sh`); the
+//! Replicate contract tests talk to a local mock of its API.
+
+mod events;
+mod generate;
+mod helpers;
+mod read;
+mod replicate;
+mod submit;

@@ -1,0 +1,207 @@
+//! `status` and `content` through their handlers, against the real store and bucket.
+
+use std::time::Duration;
+
+use crate::helpers::{Stack, assert_problem, header_of, json_of, post_generate, request, sqs_event};
+use lambda_http::http::{Method, header};
+use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::domain::ids::{JobId, MediaId};
+use mediagen::entrypoints::http;
+use mediagen::entrypoints::sqs;
+use mediagen::ports::JobStore;
+use mediagen::services::content::ContentService;
+use serde_json::json;
+
+/// Submits a job through the real handler and runs `generate` on its message.
+async fn finished_job(stack: &Stack) -> JobId {
+    let submit = stack.submit_service();
+    let body = json!({"prompt": "a quiet harbour", "width": 256, "height": 256, "num_outputs": 2, "seed": 3});
+    let response = http::submit::handle(&submit, post_generate(body.to_string())).await;
+    let job_id = JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap();
+    let generator = stack.generator(LocalModel);
+    sqs::handle(&generator, sqs_event(stack.receive(30).await)).await;
+    job_id
+}
+
+#[tokio::test]
+async fn status_is_light_and_says_when_to_poll_again() {
+    let stack = Stack::new().await;
+    let submit = stack.submit_service();
+    let response = http::submit::handle(&submit, post_generate(r#"{"prompt":"a"}"#)).await;
+    let job_id = json_of(&response)["job_id"].as_str().unwrap().to_owned();
+
+    let response = http::status::handle(
+        &stack.read_service(),
+        request(Method::GET, &format!("/media/status/{job_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header_of(&response, "retry-after"), Some("1"));
+    let body = json_of(&response);
+    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["attempts", "created_at", "job_id", "status", "updated_at"]);
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["attempts"], 0);
+}
+
+#[tokio::test]
+async fn a_finished_job_shows_its_media_and_timings() {
+    let stack = Stack::new().await;
+    let job_id = finished_job(&stack).await;
+
+    let response = http::status::handle(
+        &stack.read_service(),
+        request(Method::GET, &format!("/media/status/{job_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(json_of(&response)["status"], "succeeded");
+    assert_eq!(header_of(&response, "retry-after"), None, "no polling hint once final");
+
+    let response = http::status::handle(
+        &stack.read_service(),
+        request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body = json_of(&response);
+    assert_eq!(body["prompt"], "a quiet harbour");
+    assert_eq!(body["seed"], 3);
+    assert_eq!(body["output_format"], "png");
+    assert!(body["started_at"].is_string() && body["completed_at"].is_string());
+    assert!(body["timings"]["queued_ms"].is_i64() && body["timings"]["generation_ms"].is_i64());
+    let media = body["media"].as_array().unwrap();
+    assert_eq!(media.len(), 2);
+    for (index, item) in media.iter().enumerate() {
+        assert_eq!(item["index"], index);
+        assert_eq!(item["content_type"], "image/png");
+        assert_eq!(
+            (item["width"].as_u64(), item["height"].as_u64()),
+            (Some(256), Some(256))
+        );
+        assert!(item["bytes"].as_u64().unwrap() > 0);
+        let media_id = item["media_id"].as_str().unwrap();
+        assert_eq!(item["content_url"], format!("/media/content/{media_id}"));
+    }
+}
+
+#[tokio::test]
+async fn content_redirects_to_a_presigned_url_or_answers_json() {
+    let stack = Stack::new().await;
+    let job_id = finished_job(&stack).await;
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    let media_id = job.media_ids[0];
+    let service = stack.content_service(Duration::from_secs(900));
+
+    let response = http::content::handle(
+        &service,
+        request(Method::GET, &format!("/media/content/{media_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(response.status(), 302);
+    let location = header_of(&response, "location").unwrap().to_owned();
+    assert!(location.starts_with(&crate::helpers::endpoint()), "{location}");
+    assert!(
+        location.contains(&format!("/{}/media/{job_id}/0.png?", stack.resources.bucket)),
+        "path-style: {location}"
+    );
+    assert!(location.contains("X-Amz-Expires=900"), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let max_age: u64 = header_of(&response, "cache-control")
+        .unwrap()
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age < 900 && max_age > 600, "{max_age}");
+
+    // The presigned URL serves the image, with its content type.
+    let download = reqwest::get(&location).await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()[header::CONTENT_TYPE], "image/png");
+    let image = image::load_from_memory(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!((image.width(), image.height()), (256, 256));
+
+    let mut json_request = request(Method::GET, &format!("/media/content/{media_id}"), None, "");
+    json_request
+        .headers_mut()
+        .insert(header::ACCEPT, "application/json".parse().unwrap());
+    let response = http::content::handle(&service, json_request).await;
+    assert_eq!(response.status(), 200);
+    let body = json_of(&response);
+    assert_eq!(body["content_type"], "image/png");
+    assert!(body["url"].as_str().unwrap().contains("X-Amz-Signature="));
+    let expires_at = chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
+    let lifetime = expires_at.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((880..=900).contains(&lifetime), "{lifetime}");
+}
+
+#[tokio::test]
+async fn presigned_urls_can_name_another_endpoint_than_the_functions_use() {
+    let stack = Stack::new().await;
+    let job_id = finished_job(&stack).await;
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    let media = mediagen::adapters::s3::S3MediaStore::from_sdk(
+        &stack.sdk,
+        &stack.resources.bucket,
+        Some("http://localhost.localstack.cloud:4566"),
+    )
+    .unwrap();
+    let service = ContentService::new(stack.store(), media, Duration::from_secs(60));
+    let response = http::content::handle(
+        &service,
+        request(Method::GET, &format!("/media/content/{}", job.media_ids[0]), None, ""),
+    )
+    .await;
+    let location = header_of(&response, "location").unwrap();
+    assert!(
+        location.starts_with(&format!(
+            "http://localhost.localstack.cloud:4566/{}/media/",
+            stack.resources.bucket
+        )),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn ids_and_routes_are_checked() {
+    let stack = Stack::new().await;
+    let reads = stack.read_service();
+    let content = stack.content_service(Duration::from_secs(900));
+    let unknown_job = JobId::new();
+    let unknown_media = MediaId::new();
+
+    let cases = [
+        (Method::GET, "/media/status/not-an-id".to_owned(), 400, "malformed-id"),
+        (Method::GET, "/media/jobs/12345".to_owned(), 400, "malformed-id"),
+        (Method::GET, format!("/media/status/{unknown_job}"), 404, "not-found"),
+        (Method::GET, format!("/media/jobs/{unknown_job}"), 404, "not-found"),
+        (
+            Method::DELETE,
+            format!("/media/status/{unknown_job}"),
+            405,
+            "method-not-allowed",
+        ),
+        (Method::GET, "/media/nothing-here".to_owned(), 404, "no-route"),
+        (Method::GET, "/".to_owned(), 404, "no-route"),
+    ];
+    for (method, path, status, kind) in cases {
+        let response = http::status::handle(&reads, request(method.clone(), &path, None, "")).await;
+        let problem = assert_problem(&response, status);
+        assert_eq!(
+            problem["type"],
+            format!("urn:mediagen:problem:{kind}"),
+            "{method} {path}"
+        );
+    }
+
+    let cases = [
+        (Method::GET, "/media/content/nope".to_owned(), 400),
+        (Method::GET, format!("/media/content/{unknown_media}"), 404),
+        (Method::POST, format!("/media/content/{unknown_media}"), 405),
+    ];
+    for (method, path, status) in cases {
+        let response = http::content::handle(&content, request(method.clone(), &path, None, "")).await;
+        assert_problem(&response, status);
+    }
+}

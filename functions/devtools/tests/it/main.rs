@@ -1,0 +1,18 @@
+//! The whole path over HTTP against a running local stack, one binary. Every test is ignored by a
+//! plain `cargo test`, which has no stack to talk to; `scripts/test.sh` starts the stack and runs
+//! `local_model::` with the local model, then `replicate_model::` with the mock Replicate API.
+
+mod local_model;
+mod replicate_model;
+
+use mediagen_devtools::client::ApiClient;
+
+/// The local stack's address, set by `scripts/test.sh`.
+fn api_url() -> String {
+    std::env::var("MEDIAGEN_API_URL").expect("MEDIAGEN_API_URL: the local stack's address, set by scripts/test.sh")
+}
+
+/// A client of the stack at `MEDIAGEN_API_URL`.
+fn client() -> ApiClient {
+    ApiClient::new(&api_url()).expect("an API client")
+}
