@@ -19,6 +19,9 @@ if [ "${MEDIAGEN_SAM_BUILD:-0}" = 1 ]; then
   build_functions "${MEDIAGEN_ARCH:-arm64}" "$STATE/sam-build"
 fi
 
+say "layers of functions/core/src: no import loop, no arrow out of its layer"
+python3 scripts/check-layers.py
+
 say "cargo fmt --check"
 cargo fmt --all --check
 
@@ -31,17 +34,17 @@ cargo test --workspace --locked --lib --bins
 say "integration tests against moto server"
 start_emulator 0
 aws_env
-MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test --workspace --locked --test '*'
+MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --test it
 
 say "end-to-end through cargo lambda watch"
 start_stack "$(free_port)" --ignore-changes
-MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test end_to_end -- --ignored
+MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model::
 stop_stack
 
 say "end-to-end with MODEL_PROVIDER=replicate against the mock Replicate API"
 start_mock_replicate test-token
 export MODEL_PROVIDER=replicate REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$REPLICATE_MOCK_URL/v1"
 start_stack "$(free_port)" --ignore-changes
-MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test end_to_end_replicate -- --ignored
+MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model::
 
 say "all checks passed in $((SECONDS - started))s"
