@@ -26,6 +26,7 @@ else
   start_stack "${MEDIAGEN_API_PORT:-9000}"
 fi
 
+say "your local API key (kept in ${KEY_FILE#$ROOT/}): $MEDIAGEN_API_KEY"
 say "submitting a demo job"
 "$CARGO_TARGET_DIR/debug/mediagen-dev" demo --api "$API_URL" --out "$ROOT/out"
 say "demo done in $((SECONDS - started))s"
@@ -36,9 +37,10 @@ fi
 cat >&2 <<EOT
 
 The service runs at $API_URL. Try:
-  curl -s -X POST $API_URL/media/generate -H 'content-type: application/json' \\
-       -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
-  curl -s $API_URL/media/status/<job_id>
+  export MEDIAGEN_API_KEY=\$(cat ${KEY_FILE#$ROOT/})
+  curl -s -X POST $API_URL/media/generate -H "authorization: Bearer \$MEDIAGEN_API_KEY" \\
+       -H 'content-type: application/json' -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
+  curl -s $API_URL/media/status/<job_id> -H "authorization: Bearer \$MEDIAGEN_API_KEY"
 Logs: .local/dev/functions.log, .local/dev/pump.log. Ctrl-C stops everything.
 EOT
 wait

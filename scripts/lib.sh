@@ -4,6 +4,9 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 STATE="$ROOT/.local/$(basename "$0" .sh)"
+# The local stack's API key: made once, kept (readable by you only) and registered again in
+# every fresh emulator.
+KEY_FILE="${MEDIAGEN_KEY_FILE:-$ROOT/.local/api-key}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -88,8 +91,9 @@ free_port() {
 }
 
 # start_stack API_PORT [WATCH_FLAGS...]: builds the functions, creates the resources on the
-# emulator, runs the functions under `cargo lambda watch` on API_PORT and the SQS event-source
-# stand-in. Needs start_emulator first. Sets API_URL.
+# emulator and the API key kept in $KEY_FILE (made on first use), runs the functions under
+# `cargo lambda watch` on API_PORT and the SQS event-source stand-in. Needs start_emulator
+# first. Sets API_URL and exports MEDIAGEN_API_KEY.
 start_stack() {
   local api_port=$1; shift
   # shellcheck source=local.env
@@ -98,6 +102,8 @@ start_stack() {
   cargo build --workspace --bins --locked
   say "creating the table, queues and bucket on $EMULATOR_URL"
   eval "$("$CARGO_TARGET_DIR/debug/mediagen-dev" setup)"
+  MEDIAGEN_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner "${MEDIAGEN_OWNER:-local}" --key-file "$KEY_FILE")
+  export MEDIAGEN_API_KEY
   export ALLOW_LOCAL_URLS=true RUST_LOG="${RUST_LOG:-info}"
   API_URL="http://127.0.0.1:$api_port"
   if curl -s -o /dev/null "$API_URL/"; then

@@ -37,9 +37,18 @@ aws_env
 MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --test it
 
 say "end-to-end through cargo lambda watch"
+# A key of the test run's own, never the developer's.
+KEY_FILE="$STATE/api-key"
+rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model::
 stop_stack
+say "no API key in the functions' logs"
+for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234; do
+  if grep -qF -- "$secret" "$STATE/functions.log"; then
+    die "an API key (or most of one) is in $STATE/functions.log"
+  fi
+done
 
 say "end-to-end with MODEL_PROVIDER=replicate against the mock Replicate API"
 start_mock_replicate test-token

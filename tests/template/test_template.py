@@ -22,6 +22,10 @@ ROUTES = {
     ("/media/status/{job_id}", "ANY"): "StatusFunction",
     ("/media/jobs/{job_id}", "GET"): "StatusFunction",
     ("/media/jobs/{job_id}", "ANY"): "StatusFunction",
+    ("/media/jobs", "GET"): "StatusFunction",
+    ("/media/jobs", "ANY"): "StatusFunction",
+    ("/media/jobs/{job_id}/cancel", "POST"): "SubmitFunction",
+    ("/media/jobs/{job_id}/cancel", "ANY"): "SubmitFunction",
     ("/media/content/{media_id}", "GET"): "ContentFunction",
     ("/media/content/{media_id}", "ANY"): "ContentFunction",
     ("/", "ANY"): "StatusFunction",
@@ -44,6 +48,8 @@ PERMISSIONS = {
     "SubmitFunction": {
         "dynamodb:PutItem": TABLE,
         "dynamodb:UpdateItem": TABLE,
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:BatchGetItem": TABLE,
         "sqs:SendMessage": QUEUE,
     },
     "GenerateFunction": {
@@ -55,10 +61,12 @@ PERMISSIONS = {
         "sqs:ChangeMessageVisibility": QUEUE,
         "sqs:GetQueueAttributes": QUEUE,
         "s3:PutObject": MEDIA_OBJECTS,
+        "s3:DeleteObject": MEDIA_OBJECTS,
     },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
+        "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
     },
     "ContentFunction": {
         "dynamodb:GetItem": TABLE,
@@ -230,8 +238,17 @@ def data_problems(cfn):
     table = cfn["Resources"]["JobsTable"]["Properties"]
     if table.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
         problems.append(f"the table's key is {table.get('KeySchema')}, not pk")
-    if table.get("AttributeDefinitions") != [{"AttributeName": "pk", "AttributeType": "S"}]:
-        problems.append("the table's pk is not a string")
+    if table.get("AttributeDefinitions") != [
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "gsi1pk", "gsi1sk")
+    ]:
+        problems.append("the table's pk and index keys are not strings")
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+    by_owner = indexes.get("by_owner", {})
+    if by_owner.get("KeySchema") != [
+        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+    ] or by_owner.get("Projection") != {"ProjectionType": "ALL"}:
+        problems.append("the table has no by_owner index on gsi1pk and gsi1sk projecting every attribute")
     if table.get("BillingMode") != "PAY_PER_REQUEST":
         problems.append("the table is not on-demand")
     if table.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:

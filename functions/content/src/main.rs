@@ -2,10 +2,10 @@
 
 use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
-use mediagen::entrypoints::http;
+use mediagen::entrypoints::http::{self, content::ContentApi};
 use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
-use mediagen::services::content::ContentService;
+use mediagen::services::{auth::Authenticator, content::ContentService};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -14,14 +14,14 @@ async fn main() -> Result<(), lambda_http::Error> {
         S3MediaStore::from_sdk(&sdk, &config.media_bucket, config.presign_endpoint_url.as_deref())
             .map_err(|e| ConfigError::Startup(e.to_string())),
     );
-    let service = ContentService::new(
-        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
-        media,
-        config.presign_ttl,
-    );
-    let service = &service;
+    let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    let api = ContentApi {
+        auth: Authenticator::new(store.clone()),
+        content: ContentService::new(store, media, config.presign_ttl),
+    };
+    let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(http::content::handle(service, request).await)
+        Ok::<_, std::convert::Infallible>(http::content::handle(api, request).await)
     }))
     .await
 }

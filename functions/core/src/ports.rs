@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
+use crate::domain::keys::{KeyHash, KeyRecord, Owner};
+use crate::domain::listing::{Cursor, ListQuery};
 use crate::domain::retry::{Budget, Transient};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +52,64 @@ pub enum Transition {
     Stale,
 }
 
+/// The idempotency key a new job is written with, and the fingerprint of its request.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyClaim<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a str,
+    /// Until when the key holds, in epoch seconds.
+    pub expires_at: i64,
+}
+
+/// The answer to writing a new job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The idempotency key already names this job, made from a request with this fingerprint.
+    Existing {
+        job_id: JobId,
+        fingerprint: String,
+    },
+}
+
+/// The answer to a cancel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// The job was `queued` and is now `canceled`.
+    Canceled(Box<Job>),
+    /// The job is `processing`; its attempt will end it `canceled`.
+    Requested(Box<Job>),
+    /// The job was already final.
+    AlreadyFinal(Box<Job>),
+    Missing,
+}
+
+/// One page of an owner's jobs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<Cursor>,
+}
+
 pub trait JobStore: Send + Sync {
-    /// Writes a new job; fails with [`StoreError::AlreadyExists`] if its id is taken.
-    fn create(&self, job: &Job) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes a new job, with its idempotency key in the same transaction if given. Fails with
+    /// [`StoreError::AlreadyExists`] if its id is taken.
+    fn create(
+        &self,
+        job: &Job,
+        idempotency: Option<IdempotencyClaim<'_>>,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// The owner's jobs, newest first, as the query asks.
+    fn list(&self, owner: &Owner, query: &ListQuery) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
+    /// `queued → canceled`, or marks a `processing` job for cancelling.
+    fn cancel(&self, id: JobId, now: DateTime<Utc>) -> impl Future<Output = Result<Cancel, StoreError>> + Send;
+    /// `processing → canceled` for a job whose cancel was requested, if the claim still holds.
+    fn finish_canceled(
+        &self,
+        claimed: &Job,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
     /// The media items of a succeeded job, in index order.
@@ -70,7 +128,8 @@ pub trait JobStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// `processing → succeeded` with its media items, in one transaction, if the claim still holds.
+    /// `processing → succeeded` with its media items, in one transaction, if the claim still holds
+    /// and no cancel was requested.
     fn complete(
         &self,
         claimed: &Job,
@@ -97,6 +156,16 @@ pub trait JobStore: Send + Sync {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct JobMessage {
     pub job_id: String,
+}
+
+/// API keys, stored by their hash.
+pub trait KeyStore: Send + Sync {
+    fn find(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+    fn add(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every key, oldest first.
+    fn all(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    fn revoke(&self, hash: &KeyHash, now: DateTime<Utc>)
+    -> impl Future<Output = Result<Transition, StoreError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +211,8 @@ pub trait MediaStore: Send + Sync {
     /// The bucket new media is written to.
     fn bucket(&self) -> &str;
     fn put(&self, key: &str, body: Bytes, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+    /// Removes objects an attempt wrote but never committed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
     fn presign_get(
         &self,
         bucket: &str,

@@ -11,6 +11,8 @@ use crate::Error;
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` to the API, never to the presigned storage URLs.
+    api_key: Option<String>,
 }
 
 /// One image of a finished job, downloaded.
@@ -20,7 +22,7 @@ pub struct Downloaded {
 }
 
 impl ApiClient {
-    pub fn new(base: &str) -> Result<Self, Error> {
+    pub fn new(base: &str, api_key: Option<&str>) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -28,11 +30,21 @@ impl ApiClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            api_key: api_key.map(str::to_owned),
         })
     }
 
+    /// A request to the API at `path`, with the key.
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
     async fn get_json(&self, path: &str) -> Result<Value, Error> {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let response = self.api(reqwest::Method::GET, path).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         if status != StatusCode::OK {
@@ -44,8 +56,7 @@ impl ApiClient {
     /// Submits a job; answers the `202` body.
     pub async fn submit(&self, request: &Value) -> Result<Value, Error> {
         let response = self
-            .http
-            .post(format!("{}/media/generate", self.base))
+            .api(reqwest::Method::POST, "/media/generate")
             .json(request)
             .send()
             .await?;
@@ -95,7 +106,11 @@ impl ApiClient {
         let content_url = media["content_url"].as_str().ok_or("media without content_url")?;
         // The link is a path from the API's host: it already carries any stage prefix.
         let url = reqwest::Url::parse(&self.base)?.join(content_url)?;
-        let response = self.http.get(url).send().await?;
+        let mut request = self.http.get(url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await?;
         if response.status() != StatusCode::FOUND {
             return Err(format!("content answered {} instead of a redirect", response.status()).into());
         }

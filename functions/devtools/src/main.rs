@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use mediagen::adapters::aws;
+use mediagen::adapters::dynamodb::DynamoJobStore;
+use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::timestamp;
 use mediagen::runtime::provision::{Resources, provision, queue_arn};
+use mediagen::services::keys::KeyAdmin;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
 use mediagen_devtools::pump::Pump;
@@ -60,9 +64,20 @@ enum Command {
         token: String,
     },
     /// Submits a job, shows its progress, and writes its images to a folder.
+    /// Makes, lists and revokes API keys in the jobs table of any stack (local or deployed).
+    Keys {
+        /// The jobs table (on AWS: the stack's TableName).
+        #[arg(long, env = "JOBS_TABLE")]
+        table: String,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     Demo {
         #[arg(long, default_value = "http://127.0.0.1:9000")]
         api: String,
+        /// The API key to call with.
+        #[arg(long, env = "MEDIAGEN_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
         #[arg(long, default_value = "a lighthouse on a cliff at dusk, oil painting")]
         prompt: String,
         #[arg(long, default_value_t = 768)]
@@ -76,6 +91,23 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Makes a key for an owner and prints it: it is shown this once.
+    Create {
+        #[arg(long)]
+        owner: String,
+        /// Keep the key in this file: a key already there is registered again (a fresh local
+        /// emulator forgets it), else a new key is made and written there.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Lists the keys: prefix, owner, created, revoked. Never the keys themselves.
+    List,
+    /// Revokes the key that starts with PREFIX (as `list` shows it).
+    Revoke { prefix: String },
 }
 
 #[tokio::main]
@@ -106,8 +138,10 @@ async fn main() -> ExitCode {
             batch_size,
         } => pump(queue_url, &invoke, &function, batch_size).await,
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
+        Command::Keys { table, action } => keys(&table, action).await,
         Command::Demo {
             api,
+            api_key,
             prompt,
             width,
             height,
@@ -116,7 +150,14 @@ async fn main() -> ExitCode {
             timeout_seconds,
         } => {
             let request = json!({"prompt": prompt, "width": width, "height": height, "output_format": format});
-            demo(&api, &request, &out, Duration::from_secs(timeout_seconds)).await
+            demo(
+                &api,
+                api_key.as_deref(),
+                &request,
+                &out,
+                Duration::from_secs(timeout_seconds),
+            )
+            .await
         }
     };
     match result {
@@ -182,8 +223,72 @@ async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
     Ok(())
 }
 
-async fn demo(api: &str, request: &serde_json::Value, out: &std::path::Path, timeout: Duration) -> Result<(), Error> {
-    let client = ApiClient::new(api)?;
+async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
+    let sdk = aws::sdk_config().await;
+    let admin = KeyAdmin::new(DynamoJobStore::new(aws::dynamodb(&sdk), table));
+    match action {
+        KeysAction::Create { owner, key_file } => {
+            let owner = Owner::parse(&owner)?;
+            let existing = match &key_file {
+                Some(path) if path.exists() => Some(
+                    ApiKey::parse(std::fs::read_to_string(path)?.trim())
+                        .map_err(|e| format!("{} does not hold a mediagen key: {e}", path.display()))?,
+                ),
+                _ => None,
+            };
+            let made = existing.is_none();
+            let (key, record) = admin.create(owner, existing).await?;
+            if let (Some(path), true) = (&key_file, made) {
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder)?;
+                }
+                write_private(path, key.expose())?;
+            }
+            eprintln!("key {} for owner {}", record.prefix, record.owner);
+            println!("{}", key.expose());
+        }
+        KeysAction::List => {
+            println!("{:<14} {:<24} {:<26} revoked", "prefix", "owner", "created");
+            for record in admin.list().await? {
+                let revoked = record.revoked_at.map(timestamp::render).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<14} {:<24} {:<26} {revoked}",
+                    record.prefix,
+                    record.owner,
+                    timestamp::render(record.created_at)
+                );
+            }
+        }
+        KeysAction::Revoke { prefix } => {
+            let record = admin.revoke(&prefix).await?;
+            println!("revoked {} of owner {}", record.prefix, record.owner);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{text}")?;
+    Ok(())
+}
+
+async fn demo(
+    api: &str,
+    api_key: Option<&str>,
+    request: &serde_json::Value,
+    out: &std::path::Path,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let client = ApiClient::new(api, api_key)?;
     let started = Instant::now();
     let accepted = client.submit(request).await?;
     let job_id = accepted["job_id"].as_str().ok_or("no job_id in the answer")?.to_owned();

@@ -1,18 +1,23 @@
-//! `status`: `GET /media/status/{job_id}` and `GET /media/jobs/{job_id}`.
+//! `status`: the reads, `GET /media/status/{job_id}`, `GET /media/jobs/{job_id}` and
+//! `GET /media/jobs`, and the 404 problem for every path no other function serves.
 
 use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
-use mediagen::entrypoints::http;
+use mediagen::entrypoints::http::{self, status::StatusApi};
 use mediagen::runtime::bootstrap;
-use mediagen::services::read::ReadService;
+use mediagen::services::{auth::Authenticator, read::ReadService};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
-    let service = ReadService::new(DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table));
-    let service = &service;
+    let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    let api = StatusApi {
+        auth: Authenticator::new(store.clone()),
+        reads: ReadService::new(store),
+    };
+    let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(http::status::handle(service, request).await)
+        Ok::<_, std::convert::Infallible>(http::status::handle(api, request).await)
     }))
     .await
 }

@@ -1,23 +1,29 @@
-//! `submit`: `POST /media/generate`.
+//! `submit`: the writes, `POST /media/generate` and `POST /media/jobs/{job_id}/cancel`.
 
 use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, sqs::SqsJobQueue};
-use mediagen::entrypoints::http;
+use mediagen::entrypoints::http::{self, submit::SubmitApi};
 use mediagen::runtime::bootstrap;
-use mediagen::services::submit::SubmitService;
+use mediagen::services::{auth::Authenticator, cancel::CancelService, read::ReadService, submit::SubmitService};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
-    let service = SubmitService::new(
-        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
-        SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
-        config.request_policy(),
-        config.retention,
-    );
-    let service = &service;
+    let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    let api = SubmitApi {
+        auth: Authenticator::new(store.clone()),
+        submit: SubmitService::new(
+            store.clone(),
+            SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+            config.request_policy(),
+            config.retention,
+        ),
+        cancel: CancelService::new(store.clone()),
+        reads: ReadService::new(store),
+    };
+    let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(http::submit::handle(service, request).await)
+        Ok::<_, std::convert::Infallible>(http::submit::handle(api, request).await)
     }))
     .await
 }

@@ -55,6 +55,17 @@ impl MediaStore for S3MediaStore {
         Ok(())
     }
 
+    async fn delete(&self, key: &str) -> Result<(), MediaError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
+        Ok(())
+    }
+
     async fn presign_get(&self, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
         let signed_at = Utc::now();
         let url = self.presigner.presign_get(bucket, key, ttl, signed_at).await?;

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use super::format::OutputFormat;
 use super::generation::GenerateRequest;
 use super::ids::{JobId, MediaId};
+use super::keys::Owner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -89,6 +90,8 @@ impl JobError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: JobId,
+    /// Whose job it is: every read is scoped to its owner.
+    pub owner: Owner,
     pub request: GenerateRequest,
     pub status: JobStatus,
     pub attempts: u32,
@@ -99,14 +102,17 @@ pub struct Job {
     pub lease_until: Option<DateTime<Utc>>,
     pub error: Option<JobError>,
     pub media_ids: Vec<MediaId>,
+    /// Set by a cancel while the job is `processing`: its attempt ends it `canceled`.
+    pub cancel_requested: bool,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
 
 impl Job {
-    pub fn new(request: GenerateRequest, now: DateTime<Utc>, retention: std::time::Duration) -> Self {
+    pub fn new(owner: Owner, request: GenerateRequest, now: DateTime<Utc>, retention: std::time::Duration) -> Self {
         Job {
             id: JobId::new(),
+            owner,
             request,
             status: JobStatus::Queued,
             attempts: 0,
@@ -117,6 +123,7 @@ impl Job {
             lease_until: None,
             error: None,
             media_ids: Vec::new(),
+            cancel_requested: false,
             ttl: expiry(now, retention),
         }
     }
@@ -155,6 +162,8 @@ pub struct Timings {
 pub struct MediaItem {
     pub id: MediaId,
     pub job_id: JobId,
+    /// The job's owner, so that a media read is scoped without reading the job.
+    pub owner: Owner,
     pub index: u32,
     pub bucket: String,
     pub key: String,
@@ -170,6 +179,7 @@ mod tests {
     use super::*;
     use crate::domain::format::OutputFormat;
     use crate::domain::generation::tests::sample_request;
+    use crate::domain::keys::tests::sample_owner;
     use std::time::Duration;
 
     #[test]
@@ -198,7 +208,7 @@ mod tests {
     #[test]
     fn timings_come_from_the_timestamps() {
         let now = Utc::now();
-        let mut job = Job::new(sample_request(), now, Duration::from_secs(86_400));
+        let mut job = Job::new(sample_owner(), sample_request(), now, Duration::from_secs(86_400));
         assert_eq!(
             job.timings(),
             Timings {
@@ -220,7 +230,7 @@ mod tests {
 
     #[test]
     fn media_keys_follow_the_stored_layout() {
-        let job = Job::new(sample_request(), Utc::now(), Duration::from_secs(1));
+        let job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(1));
         assert_eq!(job.media_key(2, OutputFormat::Png), format!("media/{}/2.png", job.id));
     }
 }

@@ -1,13 +1,17 @@
 //! What the service is about, free of any I/O: ids, jobs and their states, the generation
-//! request and its rules, output formats, the model catalogue, the network policy for outbound
-//! URLs, secrets, timestamps, and the time budgets and retries every layer shares. Nothing here
+//! request and its rules, API keys and owners, idempotency keys, listing pages, output formats,
+//! the model catalogue, the network policy for outbound URLs, secrets, timestamps, and the time
+//! budgets and retries every layer shares. Nothing here
 //! imports another module of this crate outside `domain`.
 
 pub mod catalogue;
 pub mod format;
 pub mod generation;
+pub mod idempotency;
 pub mod ids;
 pub mod job;
+pub mod keys;
+pub mod listing;
 pub mod network;
 pub mod retry;
 pub mod secret;

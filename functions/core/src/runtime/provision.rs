@@ -4,7 +4,8 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -52,24 +53,37 @@ pub async fn provision(sdk: &SdkConfig, resources: &Resources) -> Result<Provisi
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
+    let string_attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| failed(table, &e))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| failed(table, &e))
+    };
+    // The same index as template.yaml's: an owner's jobs by creation time, and the API keys.
+    let by_owner = GlobalSecondaryIndex::builder()
+        .index_name("by_owner")
+        .key_schema(key("gsi1pk", KeyType::Hash)?)
+        .key_schema(key("gsi1sk", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| failed(table, &e))?;
     let created = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| failed(table, &e))?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| failed(table, &e))?,
-        )
+        .attribute_definitions(string_attribute("pk")?)
+        .attribute_definitions(string_attribute("gsi1pk")?)
+        .attribute_definitions(string_attribute("gsi1sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .global_secondary_indexes(by_owner)
         .send()
         .await;
     match created {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::auth::Caller;
 use crate::domain::ids::MediaId;
 use crate::domain::job::MediaItem;
 use crate::ports::{JobStore, MediaError, MediaStore, PresignedUrl, StoreError};
@@ -29,9 +30,10 @@ impl<S: JobStore, M: MediaStore> ContentService<S, M> {
         self.ttl
     }
 
-    /// The media item and a presigned GET for it, or `None` if there is no such media.
-    pub async fn link(&self, id: MediaId) -> Result<Option<(MediaItem, PresignedUrl)>, ContentError> {
-        let Some(item) = self.store.media(id).await? else {
+    /// The caller's media item and a presigned GET for it, or `None` if there is no such media
+    /// of theirs.
+    pub async fn link(&self, caller: &Caller, id: MediaId) -> Result<Option<(MediaItem, PresignedUrl)>, ContentError> {
+        let Some(item) = self.store.media(id).await?.filter(|item| item.owner == caller.owner) else {
             return Ok(None);
         };
         tracing::Span::current().record("job_id", tracing::field::display(item.job_id));

@@ -37,6 +37,8 @@ enum AttemptError {
     Permanent(JobError),
     /// Another worker took the job over; it is theirs now.
     LostClaim,
+    /// The job's cancel was requested while it ran: these stored objects are not to be kept.
+    Canceled(Vec<String>),
 }
 
 pub struct GenerateSettings {
@@ -107,6 +109,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             receive_count = delivery.receive_count,
             "job claimed"
         );
+        if claimed.cancel_requested {
+            return self.finish_canceled(&claimed, &[]).await;
+        }
 
         match self.attempt(&claimed, budget).await {
             Ok(()) => {
@@ -126,6 +131,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 tracing::warn!("another worker took the job over; this attempt's result is discarded");
                 Outcome::Acknowledge
             }
+            Err(AttemptError::Canceled(keys)) => self.finish_canceled(&claimed, &keys).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
                 self.finish_failed(&claimed, &error, Outcome::Acknowledge).await
@@ -177,6 +183,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             media.push(MediaItem {
                 id: MediaId::new(),
                 job_id: job.id,
+                owner: job.owner.clone(),
                 index,
                 bucket: self.media.bucket().to_owned(),
                 key,
@@ -194,8 +201,35 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             .map_err(|e| AttemptError::Transient(e.to_string()))?
         {
             Transition::Applied => Ok(()),
-            Transition::Stale => Err(AttemptError::LostClaim),
+            Transition::Stale => match self.store.job(job.id).await {
+                Ok(Some(current)) if current.attempts == job.attempts && current.cancel_requested => {
+                    Err(AttemptError::Canceled(media.into_iter().map(|item| item.key).collect()))
+                }
+                _ => Err(AttemptError::LostClaim),
+            },
         }
+    }
+
+    /// Ends a job whose cancel was requested, and removes what its attempt stored.
+    async fn finish_canceled(&self, claimed: &Job, keys: &[String]) -> Outcome {
+        match self.store.finish_canceled(claimed, Utc::now()).await {
+            Ok(Transition::Applied) => tracing::info!("job canceled as requested; its images were not committed"),
+            Ok(Transition::Stale) => {
+                tracing::warn!("another worker took the job over before it could be canceled");
+                return Outcome::Acknowledge;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not mark the job canceled; message returned");
+                return Outcome::Retry;
+            }
+        }
+        for key in keys {
+            if let Err(err) = self.media.delete(key).await {
+                // Unreferenced, and the bucket's lifecycle rule removes it after the retention.
+                tracing::warn!(error = %err, %key, "could not remove an image of a canceled job");
+            }
+        }
+        Outcome::Acknowledge
     }
 
     async fn finish_failed(&self, claimed: &Job, error: &JobError, outcome: Outcome) -> Outcome {

@@ -1,8 +1,11 @@
-//! The operations of the service, written against the ports only: accept a job, run one, read
-//! jobs back, hand out links to their images. Each emits its own metrics.
+//! The operations of the service, written against the ports only: authenticate a caller, accept
+//! a job, run one, read and list jobs, cancel one, hand out links to images, manage API keys.
 
+pub mod auth;
+pub mod cancel;
 pub mod content;
 pub mod generate;
+pub mod keys;
 pub mod metrics;
 pub mod read;
 pub mod submit;

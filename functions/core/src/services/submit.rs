@@ -1,14 +1,17 @@
-//! Accept a generation request: validate, record the job, queue it (docs/design.md, "HTTP contract", "Failure rules").
+//! Accept a generation request: validate, record the job (with its idempotency key), queue it
+//! (docs/design.md, "HTTP contract", "Idempotency", "Failure rules").
 
 use chrono::Utc;
 use serde_json::Value;
 use std::time::Duration;
 
+use super::auth::Caller;
 use super::metrics::{self, Metric};
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
+use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
 use crate::domain::job::{Job, JobError};
-use crate::ports::{JobQueue, JobStore, StoreError, Transition};
+use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -17,8 +20,19 @@ pub enum SubmitError {
     /// The job was recorded but could not be queued; it is now `failed` (`enqueue_failed`).
     #[error("job {0} could not be queued")]
     QueueUnavailable(JobId),
+    /// The idempotency key was used for another request.
+    #[error("the idempotency key was used with another request body")]
+    IdempotencyMismatch,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A job as submitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub job: Job,
+    /// The idempotency key named a job made before: this is that job, not a new one.
+    pub replayed: bool,
 }
 
 pub struct SubmitService<S, Q> {
@@ -38,11 +52,44 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         }
     }
 
-    pub async fn submit(&self, body: &Value) -> Result<Job, SubmitError> {
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        body: &Value,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<Submitted, SubmitError> {
         let request = GenerateRequest::parse(body, &self.policy).map_err(SubmitError::Invalid)?;
-        let job = Job::new(request, Utc::now(), self.retention);
+        let job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
+        let fingerprint = idempotency_key.map(|_| request_fingerprint(body));
+        let claim = idempotency_key
+            .zip(fingerprint.as_deref())
+            .map(|(key, fingerprint)| IdempotencyClaim {
+                key,
+                fingerprint,
+                expires_at: job.created_at.timestamp() + IDEMPOTENCY_WINDOW_SECONDS,
+            });
+        match self.store.create(&job, claim).await? {
+            Created::New => {}
+            Created::Existing {
+                job_id,
+                fingerprint: stored,
+            } => {
+                if Some(stored.as_str()) != fingerprint.as_deref() {
+                    return Err(SubmitError::IdempotencyMismatch);
+                }
+                tracing::Span::current().record("job_id", tracing::field::display(job_id));
+                let original =
+                    self.store.job(job_id).await?.ok_or_else(|| {
+                        StoreError::Unavailable(format!("idempotency record names missing job {job_id}"))
+                    })?;
+                tracing::info!("idempotent replay of an earlier submit");
+                return Ok(Submitted {
+                    job: original,
+                    replayed: true,
+                });
+            }
+        }
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
-        self.store.create(&job).await?;
 
         if let Err(err) = self.queue.enqueue(job.id).await {
             tracing::error!(error = %err, "could not queue the job; marking it failed");
@@ -60,6 +107,6 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         }
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
         metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
-        Ok(job)
+        Ok(Submitted { job, replayed: false })
     }
 }

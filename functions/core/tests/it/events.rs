@@ -22,7 +22,13 @@ const GENERATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../
 
 /// The request lambda_http builds from an HTTP event file, which must be of the REST API shape.
 fn http_event(name: &str, text: &str) -> Request {
-    let request = lambda_http::request::from_str(text).unwrap_or_else(|e| panic!("{name} is not an HTTP event: {e}"));
+    let mut request =
+        lambda_http::request::from_str(text).unwrap_or_else(|e| panic!("{name} is not an HTTP event: {e}"));
+    // The sample events carry no key: a caller adds theirs.
+    request.headers_mut().insert(
+        lambda_http::http::header::AUTHORIZATION,
+        format!("Bearer {}", crate::helpers::KEY).parse().unwrap(),
+    );
     assert!(
         matches!(request.request_context_ref(), Some(RequestContext::ApiGatewayV1(_))),
         "{name} is not a REST API (v1) proxy event"
@@ -38,7 +44,7 @@ fn assert_not_found(name: &str, response: &Response<Body>) {
 #[tokio::test]
 async fn the_submit_event_is_accepted() {
     let stack = Stack::new().await;
-    let service = stack.submit_service();
+    let service = stack.submit_api();
     let response = http::submit::handle(&service, http_event("submit.json", SUBMIT)).await;
 
     let answer = json_of(&response);
@@ -61,7 +67,7 @@ async fn the_submit_event_is_accepted() {
 async fn the_status_and_job_events_reach_the_store() {
     let stack = Stack::new().await;
     for (name, text) in [("status.json", STATUS), ("job.json", JOB)] {
-        let response = http::status::handle(&stack.read_service(), http_event(name, text)).await;
+        let response = http::status::handle(&stack.status_api(), http_event(name, text)).await;
         assert_not_found(name, &response);
     }
 }
@@ -69,7 +75,7 @@ async fn the_status_and_job_events_reach_the_store() {
 #[tokio::test]
 async fn the_content_event_reaches_the_store() {
     let stack = Stack::new().await;
-    let service = stack.content_service(Duration::from_secs(900));
+    let service = stack.content_api(Duration::from_secs(900));
     let response = http::content::handle(&service, http_event("content.json", CONTENT)).await;
     assert_not_found("content.json", &response);
 }

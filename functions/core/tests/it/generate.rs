@@ -8,6 +8,7 @@ use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::{Job, JobStatus};
+use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{Claim, GeneratedImage, ImageModel, JobQueue, JobStore, ModelError};
@@ -32,8 +33,9 @@ impl ImageModel for FailingModel {
 /// Submits a job the way `submit` does and answers it with its queued message.
 async fn submitted(stack: &Stack, body: serde_json::Value) -> (Job, aws_lambda_events::event::sqs::SqsMessage) {
     let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
-    let job = Job::new(request, Utc::now(), Duration::from_secs(86_400));
-    stack.store().create(&job).await.unwrap();
+    let owner = Owner::parse(crate::helpers::OWNER).unwrap();
+    let job = Job::new(owner, request, Utc::now(), Duration::from_secs(86_400));
+    stack.store().create(&job, None).await.unwrap();
     stack.queue().enqueue(job.id).await.unwrap();
     let mut messages = stack.receive(30).await;
     assert_eq!(messages.len(), 1);

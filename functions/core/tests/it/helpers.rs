@@ -11,15 +11,27 @@ use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
 use mediagen::domain::generation::RequestPolicy;
+use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Backoff;
+use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::ports::ImageModel;
 use mediagen::runtime::provision::{Provisioned, Resources, provision};
+use mediagen::services::auth::Authenticator;
+use mediagen::services::cancel::CancelService;
 use mediagen::services::content::ContentService;
 use mediagen::services::generate::{GenerateSettings, Generator};
+use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
+/// The owner every stack has a key for, and that key; requests carry it unless a test says
+/// otherwise.
+pub const OWNER: &str = "tester";
+pub const KEY: &str = "mgk_testtesttesttesttesttesttesttest";
+/// A second owner, to show that owners do not see each other's jobs.
+pub const OTHER_OWNER: &str = "someone-else";
+pub const OTHER_KEY: &str = "mgk_otherotherotherotherotherother12";
 pub const RETENTION: Duration = Duration::from_secs(86_400);
 
 /// The emulator's address, from `scripts/test.sh`.
@@ -61,11 +73,19 @@ impl Stack {
             visibility_timeout_seconds: 30,
         };
         let provisioned = provision(&sdk, &resources).await.expect("provision the test stack");
-        Stack {
+        let stack = Stack {
             sdk,
             resources,
             provisioned,
+        };
+        let keys = KeyAdmin::new(stack.store());
+        for (owner, key) in [(OWNER, KEY), (OTHER_OWNER, OTHER_KEY)] {
+            let key = ApiKey::parse(key).expect("a test key");
+            keys.create(Owner::parse(owner).expect("an owner"), Some(key))
+                .await
+                .expect("register the test key");
         }
+        stack
     }
 
     pub fn store(&self) -> DynamoJobStore {
@@ -88,8 +108,18 @@ impl Stack {
         }
     }
 
-    pub fn submit_service(&self) -> SubmitService<DynamoJobStore, SqsJobQueue> {
-        SubmitService::new(self.store(), self.queue(), self.policy(), RETENTION)
+    /// What the `submit` function serves, with this stack's adapters.
+    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+        self.submit_api_with_queue(self.queue())
+    }
+
+    pub fn submit_api_with_queue(&self, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+        SubmitApi {
+            auth: Authenticator::new(self.store()),
+            submit: SubmitService::new(self.store(), queue, self.policy(), RETENTION),
+            cancel: CancelService::new(self.store()),
+            reads: ReadService::new(self.store()),
+        }
     }
 
     /// The worker with this stack's adapters, retrying fast so that failure tests stay quick.
@@ -99,12 +129,28 @@ impl Stack {
         Generator::new(self.store(), self.queue(), self.media(), model, settings)
     }
 
-    pub fn read_service(&self) -> ReadService<DynamoJobStore> {
-        ReadService::new(self.store())
+    /// What the `status` function serves.
+    pub fn status_api(&self) -> StatusApi<DynamoJobStore> {
+        StatusApi {
+            auth: Authenticator::new(self.store()),
+            reads: ReadService::new(self.store()),
+        }
     }
 
-    pub fn content_service(&self, ttl: Duration) -> ContentService<DynamoJobStore, S3MediaStore> {
-        ContentService::new(self.store(), self.media(), ttl)
+    /// What the `content` function serves, its links living `ttl`.
+    pub fn content_api(&self, ttl: Duration) -> ContentApi<DynamoJobStore, S3MediaStore> {
+        self.content_api_with_media(self.media(), ttl)
+    }
+
+    pub fn content_api_with_media(
+        &self,
+        media: S3MediaStore,
+        ttl: Duration,
+    ) -> ContentApi<DynamoJobStore, S3MediaStore> {
+        ContentApi {
+            auth: Authenticator::new(self.store()),
+            content: ContentService::new(self.store(), media, ttl),
+        }
     }
 
     /// Receives up to ten messages, waiting briefly; as the event source mapping would.
@@ -179,8 +225,17 @@ pub fn record(message_id: &str, body: &str, receive_count: u32) -> SqsMessage {
     record
 }
 
+/// A request with the key of [`OWNER`].
 pub fn request(method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
-    let mut builder = lambda_http::http::Request::builder().method(method).uri(path);
+    request_as(KEY, method, path, content_type, body)
+}
+
+/// A request with the given `Authorization: Bearer` key.
+pub fn request_as(key: &str, method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"));
     if let Some(content_type) = content_type {
         builder = builder.header(header::CONTENT_TYPE, content_type);
     }

@@ -2,6 +2,7 @@
 //! Most talk to moto server at `MEDIAGEN_TEST_ENDPOINT` (started by `scripts/test.sh`); the
 //! Replicate contract tests talk to a local mock of its API.
 
+mod callers;
 mod events;
 mod generate;
 mod helpers;

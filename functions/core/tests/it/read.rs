@@ -9,12 +9,11 @@ use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::entrypoints::http;
 use mediagen::entrypoints::sqs;
 use mediagen::ports::JobStore;
-use mediagen::services::content::ContentService;
 use serde_json::json;
 
 /// Submits a job through the real handler and runs `generate` on its message.
 async fn finished_job(stack: &Stack) -> JobId {
-    let submit = stack.submit_service();
+    let submit = stack.submit_api();
     let body = json!({"prompt": "a quiet harbour", "width": 256, "height": 256, "num_outputs": 2, "seed": 3});
     let response = http::submit::handle(&submit, post_generate(body.to_string())).await;
     let job_id = JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap();
@@ -26,12 +25,12 @@ async fn finished_job(stack: &Stack) -> JobId {
 #[tokio::test]
 async fn status_is_light_and_says_when_to_poll_again() {
     let stack = Stack::new().await;
-    let submit = stack.submit_service();
+    let submit = stack.submit_api();
     let response = http::submit::handle(&submit, post_generate(r#"{"prompt":"a"}"#)).await;
     let job_id = json_of(&response)["job_id"].as_str().unwrap().to_owned();
 
     let response = http::status::handle(
-        &stack.read_service(),
+        &stack.status_api(),
         request(Method::GET, &format!("/media/status/{job_id}"), None, ""),
     )
     .await;
@@ -51,7 +50,7 @@ async fn a_finished_job_shows_its_media_and_timings() {
     let job_id = finished_job(&stack).await;
 
     let response = http::status::handle(
-        &stack.read_service(),
+        &stack.status_api(),
         request(Method::GET, &format!("/media/status/{job_id}"), None, ""),
     )
     .await;
@@ -59,7 +58,7 @@ async fn a_finished_job_shows_its_media_and_timings() {
     assert_eq!(header_of(&response, "retry-after"), None, "no polling hint once final");
 
     let response = http::status::handle(
-        &stack.read_service(),
+        &stack.status_api(),
         request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
     )
     .await;
@@ -91,7 +90,7 @@ async fn content_redirects_to_a_presigned_url_or_answers_json() {
     let job_id = finished_job(&stack).await;
     let job = stack.store().job(job_id).await.unwrap().unwrap();
     let media_id = job.media_ids[0];
-    let service = stack.content_service(Duration::from_secs(900));
+    let service = stack.content_api(Duration::from_secs(900));
 
     let response = http::content::handle(
         &service,
@@ -147,9 +146,9 @@ async fn presigned_urls_can_name_another_endpoint_than_the_functions_use() {
         Some("http://localhost.localstack.cloud:4566"),
     )
     .unwrap();
-    let service = ContentService::new(stack.store(), media, Duration::from_secs(60));
+    let api = stack.content_api_with_media(media, Duration::from_secs(60));
     let response = http::content::handle(
-        &service,
+        &api,
         request(Method::GET, &format!("/media/content/{}", job.media_ids[0]), None, ""),
     )
     .await;
@@ -166,8 +165,8 @@ async fn presigned_urls_can_name_another_endpoint_than_the_functions_use() {
 #[tokio::test]
 async fn ids_and_routes_are_checked() {
     let stack = Stack::new().await;
-    let reads = stack.read_service();
-    let content = stack.content_service(Duration::from_secs(900));
+    let reads = stack.status_api();
+    let content = stack.content_api(Duration::from_secs(900));
     let unknown_job = JobId::new();
     let unknown_media = MediaId::new();
 

@@ -1,7 +1,5 @@
 //! `POST /media/generate` through the real handler, store and queue.
 
-use std::time::Duration;
-
 use crate::helpers::{Stack, assert_problem, header_of, json_of, post_generate, request};
 use lambda_http::http::Method;
 use mediagen::adapters::sqs::SqsJobQueue;
@@ -9,7 +7,6 @@ use mediagen::domain::ids::JobId;
 use mediagen::domain::job::JobStatus;
 use mediagen::entrypoints::http;
 use mediagen::ports::JobStore;
-use mediagen::services::submit::SubmitService;
 use serde_json::{Value, json};
 
 const JSON: Option<&str> = Some("application/json");
@@ -18,7 +15,7 @@ const JSON: Option<&str> = Some("application/json");
 async fn a_valid_request_is_accepted_stored_and_queued() {
     let stack = Stack::new().await;
     let body = json!({"prompt": "a lighthouse", "width": 512, "height": 256, "seed": 42, "output_format": "webp"});
-    let response = http::submit::handle(&stack.submit_service(), post_generate(body.to_string())).await;
+    let response = http::submit::handle(&stack.submit_api(), post_generate(body.to_string())).await;
 
     assert_eq!(response.status(), 202);
     let answer = json_of(&response);
@@ -49,7 +46,7 @@ async fn a_valid_request_is_accepted_stored_and_queued() {
 #[tokio::test]
 async fn bad_input_gets_a_problem_naming_the_field() {
     let stack = Stack::new().await;
-    let service = stack.submit_service();
+    let service = stack.submit_api();
     let long = "x".repeat(2001);
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "prompt"),
@@ -103,7 +100,7 @@ async fn bad_input_gets_a_problem_naming_the_field() {
 #[tokio::test]
 async fn transport_level_mistakes_get_their_own_status() {
     let stack = Stack::new().await;
-    let service = stack.submit_service();
+    let service = stack.submit_api();
     let cases = [
         (Method::POST, Some("text/plain"), "prompt=a".to_owned(), 415),
         (Method::POST, None, r#"{"prompt":"a"}"#.to_owned(), 415),
@@ -149,12 +146,7 @@ async fn an_unreachable_queue_gives_503_and_a_failed_job() {
             .endpoint_url("http://127.0.0.1:1")
             .build(),
     );
-    let service = SubmitService::new(
-        stack.store(),
-        SqsJobQueue::new(sqs, &stack.provisioned.queue_url),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    );
+    let service = stack.submit_api_with_queue(SqsJobQueue::new(sqs, &stack.provisioned.queue_url));
     let response = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
 
     assert_eq!(response.status(), 503);
@@ -178,12 +170,7 @@ async fn a_missing_queue_gives_503_and_a_failed_job() {
         .provisioned
         .queue_url
         .replace(&stack.resources.queue, "no-such-queue");
-    let service = SubmitService::new(
-        stack.store(),
-        SqsJobQueue::new(mediagen::adapters::aws::sqs(&stack.sdk), missing),
-        stack.policy(),
-        Duration::from_secs(86_400),
-    );
+    let service = stack.submit_api_with_queue(SqsJobQueue::new(mediagen::adapters::aws::sqs(&stack.sdk), missing));
     let response = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
     assert_eq!(response.status(), 503);
 }

@@ -55,6 +55,7 @@ async fn bad_input_over_http_is_a_problem_not_a_server_error() {
     let http = reqwest::Client::new();
     let response = http
         .post(format!("{}/media/generate", crate::api_url()))
+        .bearer_auth(crate::api_key())
         .json(&json!({"prompt": "a", "width": 100}))
         .send()
         .await
@@ -65,7 +66,30 @@ async fn bad_input_over_http_is_a_problem_not_a_server_error() {
     assert_eq!(problem["errors"][0]["field"], "width");
 
     for (path, status) in [("/no/such/route", 404), ("/media/status/not-an-id", 400)] {
-        let response = http.get(format!("{}{path}", crate::api_url())).send().await.unwrap();
+        let response = http
+            .get(format!("{}{path}", crate::api_url()))
+            .bearer_auth(crate::api_key())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), status, "{path}");
     }
+}
+
+/// `scripts/test.sh` then checks that neither this key nor the stack's own is in the logs.
+#[tokio::test]
+#[ignore = "needs the local stack; scripts/test.sh runs it"]
+async fn a_refused_key_is_401_and_not_echoed() {
+    let refused = "mgk_refusedrefusedrefusedrefused1234";
+    let response = reqwest::Client::new()
+        .post(format!("{}/media/generate", crate::api_url()))
+        .bearer_auth(refused)
+        .json(&json!({"prompt": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body = response.text().await.unwrap();
+    assert!(!body.contains(refused), "{body}");
 }

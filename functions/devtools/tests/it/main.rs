@@ -12,7 +12,12 @@ fn api_url() -> String {
     std::env::var("MEDIAGEN_API_URL").expect("MEDIAGEN_API_URL: the local stack's address, set by scripts/test.sh")
 }
 
+/// A key the stack knows, set by `scripts/test.sh`.
+fn api_key() -> String {
+    std::env::var("MEDIAGEN_API_KEY").expect("MEDIAGEN_API_KEY: a key of the local stack, set by scripts/test.sh")
+}
+
 /// A client of the stack at `MEDIAGEN_API_URL`.
 fn client() -> ApiClient {
-    ApiClient::new(&api_url()).expect("an API client")
+    ApiClient::new(&api_url(), Some(&api_key())).expect("an API client")
 }

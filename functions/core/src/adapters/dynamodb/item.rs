@@ -1,4 +1,6 @@
-//! How jobs and media map onto DynamoDB items, and the keys they are stored under.
+//! How jobs, media, API keys and idempotency keys map onto DynamoDB items, and the keys they are
+//! stored under. Jobs and API keys also carry the attributes of the `by_owner` index (`gsi1pk`,
+//! `gsi1sk`): an owner's jobs newest first, and every key in one partition.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -7,8 +9,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use crate::domain::generation::GenerateRequest;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, MediaItem};
+use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::timestamp;
 use crate::ports::StoreError;
 
@@ -23,6 +27,30 @@ pub(super) fn job_pk(id: JobId) -> AttributeValue {
 pub(super) fn media_pk(id: MediaId) -> AttributeValue {
     AttributeValue::S(format!("MEDIA#{id}"))
 }
+
+/// The key of an API key's item.
+pub(super) fn key_pk(hash: &KeyHash) -> AttributeValue {
+    AttributeValue::S(format!("KEY#{}", hash.as_str()))
+}
+
+/// The key of an idempotency record: keys are scoped per owner.
+pub(super) fn idempotency_pk(owner: &Owner, key: &IdempotencyKey) -> AttributeValue {
+    AttributeValue::S(format!("IDEMPOTENCY#{owner}#{}", key.as_str()))
+}
+
+/// The index partition of an owner's jobs.
+pub(super) fn owner_partition(owner: &Owner) -> AttributeValue {
+    AttributeValue::S(format!("OWNER#{owner}"))
+}
+
+/// The index sort key of a job: creation time, then id, so that equal times still order.
+pub(super) fn job_sort_key(created_at: DateTime<Utc>, id: JobId) -> AttributeValue {
+    AttributeValue::S(format!("{}#{id}", timestamp::render(created_at)))
+}
+
+/// The index partition every API key is in.
+pub(super) const KEYS_PARTITION: &str = "KEYS";
+pub(super) const INDEX: &str = "by_owner";
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -41,6 +69,9 @@ pub(super) fn job_to_item(job: &Job) -> Item {
     let mut item = HashMap::from([
         ("pk".to_owned(), job_pk(job.id)),
         ("job_id".to_owned(), s(job.id.to_string())),
+        ("owner".to_owned(), s(job.owner.as_str())),
+        ("gsi1pk".to_owned(), owner_partition(&job.owner)),
+        ("gsi1sk".to_owned(), job_sort_key(job.created_at, job.id)),
         ("status".to_owned(), s(job.status.as_str())),
         ("prompt".to_owned(), s(&request.prompt)),
         ("model".to_owned(), s(&request.model)),
@@ -66,6 +97,10 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         ("lease_until", job.lease_until.map(|t| n(t.timestamp_millis()))),
         ("error_code", job.error.as_ref().map(|e| s(&e.code))),
         ("error_message", job.error.as_ref().map(|e| s(&e.message))),
+        (
+            "cancel_requested",
+            job.cancel_requested.then_some(AttributeValue::Bool(true)),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -78,6 +113,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
 pub(super) fn media_to_item(media: &MediaItem) -> Item {
     HashMap::from([
         ("pk".to_owned(), media_pk(media.id)),
+        ("owner".to_owned(), s(media.owner.as_str())),
         ("media_id".to_owned(), s(media.id.to_string())),
         ("job_id".to_owned(), s(media.job_id.to_string())),
         ("index".to_owned(), n(media.index)),
@@ -89,6 +125,63 @@ pub(super) fn media_to_item(media: &MediaItem) -> Item {
         ("height".to_owned(), n(media.height)),
         ("ttl".to_owned(), n(media.ttl)),
     ])
+}
+
+pub(super) fn key_to_item(record: &KeyRecord) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_owned(), key_pk(&record.hash)),
+        ("key_hash".to_owned(), s(record.hash.as_str())),
+        ("prefix".to_owned(), s(&record.prefix)),
+        ("owner".to_owned(), s(record.owner.as_str())),
+        ("created_at".to_owned(), time(record.created_at)),
+        ("gsi1pk".to_owned(), s(KEYS_PARTITION)),
+        (
+            "gsi1sk".to_owned(),
+            s(format!(
+                "{}#{}",
+                timestamp::render(record.created_at),
+                record.hash.as_str()
+            )),
+        ),
+    ]);
+    if let Some(revoked_at) = record.revoked_at {
+        item.insert("revoked_at".to_owned(), time(revoked_at));
+    }
+    item
+}
+
+pub(super) fn key_from_item(item: &Item) -> Result<KeyRecord, StoreError> {
+    let r = Reader::new(item);
+    Ok(KeyRecord {
+        hash: KeyHash::from_hex(r.s("key_hash")?),
+        prefix: r.s("prefix")?.to_owned(),
+        owner: r.owner()?,
+        created_at: r.time("created_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+/// The record that ties an idempotency key to the job it made.
+pub(super) fn idempotency_item(
+    owner: &Owner,
+    key: &IdempotencyKey,
+    job_id: JobId,
+    fingerprint: &str,
+    expires_at: i64,
+) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), idempotency_pk(owner, key)),
+        ("job_id".to_owned(), s(job_id.to_string())),
+        ("request_hash".to_owned(), s(fingerprint)),
+        ("ttl".to_owned(), n(expires_at)),
+    ])
+}
+
+/// The job and request fingerprint an idempotency record holds.
+pub(super) fn idempotency_from_item(item: &Item) -> Result<(JobId, String), StoreError> {
+    let r = Reader::new(item);
+    let job_id = JobId::parse(r.s("job_id")?).map_err(|_| r.corrupt("job_id", "is not a job id"))?;
+    Ok((job_id, r.s("request_hash")?.to_owned()))
 }
 
 /// Reads typed attributes of one item, naming the item and attribute in any error.
@@ -150,6 +243,10 @@ impl<'a> Reader<'a> {
             .transpose()
     }
 
+    fn owner(&self) -> Result<Owner, StoreError> {
+        Owner::parse(self.s("owner")?).map_err(|_| self.corrupt("owner", "is not an owner name"))
+    }
+
     fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
         self.opt_time(name)?.ok_or_else(|| self.corrupt(name, "is missing"))
     }
@@ -182,6 +279,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
     };
     Ok(Job {
         id,
+        owner: r.owner()?,
         request: GenerateRequest {
             prompt: r.s("prompt")?.to_owned(),
             negative_prompt: r.opt_s("negative_prompt")?.map(str::to_owned),
@@ -204,6 +302,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             .and_then(DateTime::<Utc>::from_timestamp_millis),
         error,
         media_ids,
+        cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
         ttl: r.n("ttl")?,
     })
 }
@@ -213,6 +312,7 @@ pub(super) fn media_from_item(item: &Item) -> Result<MediaItem, StoreError> {
     Ok(MediaItem {
         id: MediaId::parse(r.s("media_id")?).map_err(|_| r.corrupt("media_id", "is not a media id"))?,
         job_id: JobId::parse(r.s("job_id")?).map_err(|_| r.corrupt("job_id", "is not a job id"))?,
+        owner: r.owner()?,
         index: r.n("index")?,
         bucket: r.s("bucket")?.to_owned(),
         key: r.s("key")?.to_owned(),
@@ -228,18 +328,20 @@ pub(super) fn media_from_item(item: &Item) -> Result<MediaItem, StoreError> {
 mod tests {
     use super::*;
     use crate::domain::generation::tests::sample_request;
+    use crate::domain::keys::tests::sample_owner;
     use std::time::Duration;
 
     #[test]
     fn a_job_survives_the_round_trip_through_an_item() {
         let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
-        let mut job = Job::new(sample_request(), now, Duration::from_secs(60));
+        let mut job = Job::new(sample_owner(), sample_request(), now, Duration::from_secs(60));
         job.request.negative_prompt = Some("blurry".into());
         job.request.webhook_url = Some(url::Url::parse("https://example.com/hook").unwrap());
         job.started_at = Some(now);
         job.lease_until = Some(now);
         job.error = Some(JobError::new("model_error", "nope"));
         job.media_ids = vec![MediaId::new(), MediaId::new()];
+        job.cancel_requested = true;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
     }
 
@@ -248,6 +350,7 @@ mod tests {
         let media = MediaItem {
             id: MediaId::new(),
             job_id: JobId::new(),
+            owner: sample_owner(),
             index: 3,
             bucket: "b".into(),
             key: "media/x/3.png".into(),
@@ -262,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_broken_item_names_the_attribute() {
-        let job = Job::new(sample_request(), Utc::now(), Duration::from_secs(60));
+        let job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(60));
         let mut item = job_to_item(&job);
         item.insert("width".into(), s("wide"));
         let err = job_from_item(&item).unwrap_err().to_string();

@@ -1,12 +1,15 @@
-//! Jobs and media in one DynamoDB table keyed by `pk` (docs/design.md, "Stored data"). Every
-//! state change is a conditional write on the current state, so late or duplicate messages cannot
-//! move a job back. How a job or media item maps onto attributes is in [`item`].
+//! Jobs, media, API keys and idempotency keys in one DynamoDB table keyed by `pk`, with one index
+//! (`by_owner`) for listings (docs/design.md, "Stored data"). Every state change is a conditional
+//! write on the current state, so late or duplicate messages cannot move a job back. How each
+//! thing maps onto attributes is in [`item`].
 
 mod item;
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -15,8 +18,17 @@ use chrono::{DateTime, Utc};
 use super::describe_error as describe;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
-use crate::ports::{Claim, JobStore, StoreError, Transition};
-use item::{Item, job_from_item, job_pk, job_to_item, media_from_item, media_pk, media_to_item, n, s, time};
+use crate::domain::keys::{KeyHash, KeyRecord, Owner};
+use crate::domain::listing::{Cursor, ListQuery};
+use crate::ports::{Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Transition};
+use item::{
+    INDEX, Item, KEYS_PARTITION, idempotency_from_item, idempotency_item, job_from_item, job_pk, job_sort_key,
+    job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, s,
+    time,
+};
+
+/// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
+const TRANSACTION_TRIES: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct DynamoJobStore {
@@ -30,6 +42,46 @@ impl DynamoJobStore {
             client,
             table: table.into(),
         }
+    }
+
+    /// `queued → canceled`: the canceled job, or the job as it was (`None` if there is none).
+    async fn cancel_queued(&self, id: JobId, now: DateTime<Utc>) -> Result<Result<Job, Option<Job>>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression("SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until")
+            .condition_expression("#status = :queued")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":canceled", s(JobStatus::Canceled.as_str()))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+            .expression_attribute_values(":now", time(now))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional_outcome(result.map(|output| output.attributes))
+    }
+
+    /// Marks a `processing` job for cancelling: the marked job, or the job as it was.
+    async fn request_cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Result<Job, Option<Job>>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression("SET cancel_requested = :yes, updated_at = :now")
+            .condition_expression("#status = :processing")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", time(now))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional_outcome(result.map(|output| output.attributes))
     }
 
     /// A conditional update of a claimed job: applies only while the job is `processing` under
@@ -61,7 +113,27 @@ impl DynamoJobStore {
     }
 }
 
-fn is_condition_failure(err: Option<&aws_sdk_dynamodb::operation::update_item::UpdateItemError>) -> bool {
+/// The job an update returned, or, when its condition failed, the job as it was (`None` if
+/// there is no such job).
+fn conditional_outcome<R>(
+    result: Result<Option<Item>, aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>>,
+) -> Result<Result<Job, Option<Job>>, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(Some(item)) => Ok(Ok(job_from_item(&item)?)),
+        Ok(None) => Err(StoreError::Unavailable("an update returned no attributes".into())),
+        Err(err) => match err.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Ok(Err(failed.item().map(job_from_item).transpose()?))
+            }
+            _ => Err(unavailable(&err)),
+        },
+    }
+}
+
+fn is_condition_failure(err: Option<&UpdateItemError>) -> bool {
     err.is_some_and(|e| e.is_conditional_check_failed_exception())
 }
 
@@ -70,26 +142,169 @@ fn unavailable(err: &(dyn std::error::Error + 'static)) -> StoreError {
 }
 
 impl JobStore for DynamoJobStore {
-    async fn create(&self, job: &Job) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
+    async fn create(&self, job: &Job, idempotency: Option<IdempotencyClaim<'_>>) -> Result<Created, StoreError> {
+        let job_item = job_to_item(job);
+        let Some(claim) = idempotency else {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(job_item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(Created::New),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::AlreadyExists(job.id))
+                }
+                Err(err) => Err(unavailable(&err)),
+            };
+        };
+        let put_job = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(job_to_item(job)))
+            .set_item(Some(job_item))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        // The key is taken unless its record is missing or has expired (TTL deletes lazily).
+        let put_key = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(idempotency_item(
+                &job.owner,
+                claim.key,
+                job.id,
+                claim.fingerprint,
+                claim.expires_at,
+            )))
+            .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(job.created_at.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let items = vec![
+            TransactWriteItem::builder().put(put_job).build(),
+            TransactWriteItem::builder().put(put_key).build(),
+        ];
+        for try_number in 1..=TRANSACTION_TRIES {
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
             {
-                Err(StoreError::AlreadyExists(job.id))
+                Ok(_) => return Ok(Created::New),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error() else {
+                return Err(unavailable(&err));
+            };
+            let reasons = canceled.cancellation_reasons();
+            let code = |index: usize| reasons.get(index).and_then(|reason| reason.code()).unwrap_or_default();
+            if code(0) == "ConditionalCheckFailed" {
+                return Err(StoreError::AlreadyExists(job.id));
             }
-            Err(err) => Err(unavailable(&err)),
+            if code(1) == "ConditionalCheckFailed" {
+                let existing = reasons.get(1).and_then(|reason| reason.item()).ok_or_else(|| {
+                    StoreError::Unavailable("the taken idempotency key came back without its record".into())
+                })?;
+                let (job_id, fingerprint) = idempotency_from_item(existing)?;
+                return Ok(Created::Existing { job_id, fingerprint });
+            }
+            if try_number < TRANSACTION_TRIES && (code(0) == "TransactionConflict" || code(1) == "TransactionConflict")
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(try_number))).await;
+                continue;
+            }
+            return Err(unavailable(&err));
         }
+        Err(StoreError::Unavailable("the job's transaction kept conflicting".into()))
+    }
+
+    async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<JobPage, StoreError> {
+        // One more than the page, to know whether there is a next page.
+        let wanted = query.limit as usize + 1;
+        let mut jobs = Vec::with_capacity(wanted);
+        let mut start: Option<Item> = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .scan_index_forward(false)
+                .expression_attribute_values(":owner", owner_partition(owner))
+                .limit((wanted - jobs.len()).max(1) as i32)
+                .set_exclusive_start_key(start.take());
+            request = match query.after {
+                Some(Cursor { created_at, job_id }) => request
+                    .key_condition_expression("gsi1pk = :owner AND gsi1sk < :after")
+                    .expression_attribute_values(":after", job_sort_key(created_at, job_id)),
+                None => request.key_condition_expression("gsi1pk = :owner"),
+            };
+            if let Some(status) = query.status {
+                request = request
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            let output = request.send().await.map_err(|e| unavailable(&e))?;
+            for item in output.items() {
+                jobs.push(job_from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(last) if jobs.len() < wanted => start = Some(last),
+                _ => break,
+            }
+        }
+        let next = if jobs.len() > query.limit as usize {
+            jobs.truncate(query.limit as usize);
+            jobs.last().map(|job| Cursor {
+                created_at: job.created_at,
+                job_id: job.id,
+            })
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<Cancel, StoreError> {
+        // A job can move between the two writes (sent back to the queue, say): then try again.
+        for _ in 0..3 {
+            let current = match self.cancel_queued(id, now).await? {
+                Ok(canceled) => return Ok(Cancel::Canceled(Box::new(canceled))),
+                Err(None) => return Ok(Cancel::Missing),
+                Err(Some(current)) => current,
+            };
+            if current.status.is_final() {
+                return Ok(Cancel::AlreadyFinal(Box::new(current)));
+            }
+            match self.request_cancel(id, now).await? {
+                Ok(requested) => return Ok(Cancel::Requested(Box::new(requested))),
+                Err(None) => return Ok(Cancel::Missing),
+                Err(Some(moved)) if moved.status.is_final() => return Ok(Cancel::AlreadyFinal(Box::new(moved))),
+                Err(Some(_)) => {}
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the job kept changing while it was being canceled".into(),
+        ))
+    }
+
+    async fn finish_canceled(&self, claimed: &Job, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+        self.update_claimed(
+            claimed,
+            "SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until",
+            vec![(":canceled", s(JobStatus::Canceled.as_str())), (":now", time(now))],
+        )
+        .await
     }
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -224,9 +439,7 @@ impl JobStore for DynamoJobStore {
             }
             Err(err) => err,
         };
-        let Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) =
-            err.as_service_error()
-        else {
+        let Some(UpdateItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() else {
             return Err(unavailable(&err));
         };
         let Some(current) = failed.item() else {
@@ -260,7 +473,9 @@ impl JobStore for DynamoJobStore {
                 "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now \
                  REMOVE lease_until, error_code, error_message",
             )
-            .condition_expression("#status = :processing AND attempts = :attempt")
+            .condition_expression(
+                "#status = :processing AND attempts = :attempt AND attribute_not_exists(cancel_requested)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":succeeded", s(JobStatus::Succeeded.as_str()))
             .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
@@ -282,12 +497,7 @@ impl JobStore for DynamoJobStore {
             Ok(_) => return Ok(Transition::Applied),
             Err(err) => err,
         };
-        if let Some(
-            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                canceled,
-            ),
-        ) = err.as_service_error()
-        {
+        if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error() {
             let job_condition_failed = canceled
                 .cancellation_reasons()
                 .get(job_index)
@@ -328,5 +538,74 @@ impl JobStore for DynamoJobStore {
             ],
         )
         .await
+    }
+}
+
+impl KeyStore for DynamoJobStore {
+    async fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", key_pk(hash))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        output.item.as_ref().map(key_from_item).transpose()
+    }
+
+    async fn add(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key_to_item(record)))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    async fn all(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("gsi1pk = :keys")
+                .expression_attribute_values(":keys", s(KEYS_PARTITION))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            for item in output.items() {
+                records.push(key_from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(records),
+            }
+        }
+    }
+
+    async fn revoke(&self, hash: &KeyHash, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", key_pk(hash))
+            .update_expression("SET revoked_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":now", time(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
+            Err(err) => Err(unavailable(&err)),
+        }
     }
 }

@@ -5,22 +5,38 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{ApiError, accepts_json, json_response, path_param, require_method, respond};
+use super::{ApiError, accepts_json, caller, json_response, path, require_method, respond, segments_from_end};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
-use crate::ports::{JobStore, MediaError, MediaStore};
+use crate::ports::{JobStore, KeyStore, MediaError, MediaStore};
+use crate::services::auth::Authenticator;
 use crate::services::content::{ContentError, ContentService};
 
-pub async fn handle<S: JobStore, M: MediaStore>(service: &ContentService<S, M>, request: Request) -> Response<Body> {
+/// What the `content` function serves.
+pub struct ContentApi<S, M> {
+    pub auth: Authenticator<S>,
+    pub content: ContentService<S, M>,
+}
+
+pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
+    let service = &api.content;
     let span =
         tracing::info_span!("content", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async {
         respond(
             async {
+                let segments = segments_from_end(&request);
+                let raw_id = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                    [id, "content", "media", ..] => id.to_string(),
+                    _ => return Err(ApiError::NoRoute(path(&request))),
+                };
                 require_method(&request, Method::GET, "GET")?;
-                let id = MediaId::parse(&path_param(&request, "media_id"))
-                    .map_err(|_| ApiError::MalformedId { param: "media_id" })?;
-                let (item, link) = service.link(id).await?.ok_or(ApiError::NotFound { what: "media" })?;
+                let caller = caller(&api.auth, &request).await?;
+                let id = MediaId::parse(&raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
+                let (item, link) = service
+                    .link(&caller, id)
+                    .await?
+                    .ok_or(ApiError::NotFound { what: "media" })?;
 
                 let mut response = if accepts_json(&request) {
                     json_response(

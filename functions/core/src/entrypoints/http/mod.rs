@@ -5,12 +5,21 @@ pub mod content;
 pub mod problem;
 pub mod status;
 pub mod submit;
+mod views;
+
+use std::time::Duration;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
+use crate::ports::KeyStore;
+use crate::services::auth::{Authenticator, Caller};
 pub use problem::ApiError;
+
+/// The longest a `Prefer: wait` holds an answer: well inside API Gateway's 29 s and the HTTP
+/// functions' timeout in `template.yaml`.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// The largest request body accepted (docs/design.md, "HTTP contract").
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -62,14 +71,48 @@ fn base_path(request: &Request) -> String {
         .to_owned()
 }
 
-/// The named path parameter, from the router's parameters when it gave them, else from the
-/// path's last segment (a route of ours always ends with its id).
-fn path_param(request: &Request, name: &str) -> String {
-    let from_router = request
-        .path_parameters_ref()
-        .and_then(|params| params.first(name))
-        .map(str::to_owned);
-    from_router.unwrap_or_else(|| path(request).rsplit('/').next().unwrap_or_default().to_owned())
+/// The path's segments, last first: routes are matched from the end, so that a stage prefix
+/// (`/prod`) or LocalStack's `/restapis/…/_user_request_` in front changes nothing.
+fn segments_from_end(request: &Request) -> Vec<String> {
+    path(request).rsplit('/').map(str::to_owned).collect()
+}
+
+/// The caller an `Authorization: Bearer` header names.
+async fn caller<K: KeyStore>(auth: &Authenticator<K>, request: &Request) -> Result<Caller, ApiError> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    Ok(auth.authenticate(header).await?)
+}
+
+/// How long the client asked to wait for a final job (`Prefer: wait` or `Prefer: wait=N`), at
+/// most [`MAX_WAIT`].
+fn preferred_wait(request: &Request) -> Option<Duration> {
+    request
+        .headers()
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .map(str::trim)
+        .find_map(|preference| match preference.split_once('=') {
+            None if preference.eq_ignore_ascii_case("wait") => Some(MAX_WAIT),
+            Some((name, seconds)) if name.trim().eq_ignore_ascii_case("wait") => seconds
+                .trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(|s| Duration::from_secs(s).min(MAX_WAIT)),
+            _ => None,
+        })
+}
+
+/// Marks a response as shaped by the client's `Prefer: wait`.
+fn applied_wait(response: &mut Response<Body>) {
+    response
+        .headers_mut()
+        .insert("preference-applied", HeaderValue::from_static("wait"));
 }
 
 /// The request id of this invocation, for the log span.

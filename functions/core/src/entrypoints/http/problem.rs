@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use super::MAX_BODY_BYTES;
 use crate::domain::generation::FieldError;
+use crate::domain::idempotency::InvalidIdempotencyKey;
 use crate::ports::StoreError;
+use crate::services::auth::AuthError;
+use crate::services::cancel::CancelError;
 use crate::services::content::ContentError;
 use crate::services::submit::SubmitError;
 
@@ -74,8 +77,16 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("malformed {param} in path")]
     MalformedId { param: &'static str },
+    #[error("invalid query parameters")]
+    InvalidQuery(Vec<FieldError>),
+    #[error(transparent)]
+    IdempotencyKey(#[from] InvalidIdempotencyKey),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]
@@ -145,7 +156,56 @@ impl ApiError {
                 "Service unavailable",
                 format!("job {job_id} could not be queued and was marked failed; submit again later"),
             ),
-            ApiError::Submit(SubmitError::Store(_)) | ApiError::Content(_) | ApiError::Store(_) => Problem::new(
+            ApiError::InvalidQuery(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-query",
+                    "Invalid query",
+                    format!("check these query parameters: {}", fields.join(", ")),
+                )
+                .with_errors(errors.clone())
+            }
+            ApiError::IdempotencyKey(err) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+                err.to_string(),
+            )
+            .with_errors(vec![FieldError::new("Idempotency-Key", err.to_string())]),
+            ApiError::Auth(AuthError::Format(err)) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                format!("{err}; send Authorization: Bearer <your API key>"),
+            ),
+            ApiError::Auth(AuthError::Refused) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "the API key is unknown or revoked",
+            ),
+            ApiError::Submit(SubmitError::IdempotencyMismatch) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used within 24 hours with another request body; use a new key",
+            )
+            .with_errors(vec![FieldError::new(
+                "Idempotency-Key",
+                "was used with another request body",
+            )]),
+            ApiError::Cancel(CancelError::AlreadyFinal(job)) => Problem::new(
+                StatusCode::CONFLICT,
+                "already-final",
+                "Job already final",
+                format!("job {} is {} and can no longer be canceled", job.id, job.status),
+            ),
+            ApiError::Submit(SubmitError::Store(_))
+            | ApiError::Content(_)
+            | ApiError::Store(_)
+            | ApiError::Auth(AuthError::Store(_))
+            | ApiError::Cancel(CancelError::Store(_)) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend-unavailable",
                 "Service unavailable",
@@ -169,6 +229,9 @@ impl ApiError {
         }
         if unavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let ApiError::Auth(AuthError::Format(_) | AuthError::Refused) = self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

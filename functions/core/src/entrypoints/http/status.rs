@@ -1,106 +1,117 @@
-//! `GET /media/status/{job_id}` (light, for polling) and `GET /media/jobs/{job_id}` (whole).
-//! This function also answers every path no other function serves, with a 404 problem.
+//! The reads (the `status` function): `GET /media/status/{job_id}` (light, for polling),
+//! `GET /media/jobs/{job_id}` (whole, with `Prefer: wait`), `GET /media/jobs` (the caller's
+//! jobs). This function also answers every path no other function serves, with a 404 problem.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
-use super::{ApiError, base_path, json_response, path, path_param, require_method, respond};
+use super::views::{job_body, page_body, status_body};
+use super::{
+    ApiError, applied_wait, base_path, caller, json_response, path, preferred_wait, require_method, respond,
+    segments_from_end,
+};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Job, MediaItem};
-use crate::domain::timestamp::render as timestamp;
-use crate::ports::JobStore;
+use crate::domain::listing::ListQuery;
+use crate::ports::{JobStore, KeyStore};
+use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::ReadService;
 
-enum View {
-    Status,
-    Job,
+/// What the `status` function serves.
+pub struct StatusApi<S> {
+    pub auth: Authenticator<S>,
+    pub reads: ReadService<S>,
 }
 
-pub async fn handle<S: JobStore>(service: &ReadService<S>, request: Request) -> Response<Body> {
+enum Route {
+    Status(String),
+    Job(String),
+    List,
+}
+
+pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
     let span = tracing::info_span!("status", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async { respond(answer(service, &request).await) }
-        .instrument(span)
-        .await
+    async { respond(answer(api, &request).await) }.instrument(span).await
 }
 
-async fn answer<S: JobStore>(service: &ReadService<S>, request: &Request) -> Result<Response<Body>, ApiError> {
-    let path = path(request);
-    let segments: Vec<&str> = path.rsplit('/').take(3).collect();
-    let view = match segments.as_slice() {
-        [_, "status", "media"] => View::Status,
-        [_, "jobs", "media"] => View::Job,
-        _ => return Err(ApiError::NoRoute(path)),
+async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -> Result<Response<Body>, ApiError> {
+    let segments = segments_from_end(request);
+    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [id, "status", "media", ..] => Route::Status(id.to_string()),
+        ["jobs", "media", ..] => Route::List,
+        [id, "jobs", "media", ..] => Route::Job(id.to_string()),
+        _ => return Err(ApiError::NoRoute(path(request))),
     };
     require_method(request, Method::GET, "GET")?;
-    let id = JobId::parse(&path_param(request, "job_id")).map_err(|_| ApiError::MalformedId { param: "job_id" })?;
-    tracing::Span::current().record("job_id", tracing::field::display(id));
-    let not_found = || ApiError::NotFound { what: "job" };
-    let (mut response, job) = match view {
-        View::Status => {
-            let job = service.job(id).await?.ok_or_else(not_found)?;
-            (json_response(StatusCode::OK, &status_body(&job)), job)
+    let caller = caller(&api.auth, request).await?;
+    let mut response = match route {
+        Route::Status(id) => {
+            let job = api.reads.job(&caller, job_id(&id)?).await?.ok_or(NOT_FOUND)?;
+            let mut response = json_response(StatusCode::OK, &status_body(&job));
+            if !job.status.is_final() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
         }
-        View::Job => {
-            let (job, media) = service.job_with_media(id).await?.ok_or_else(not_found)?;
-            (
-                json_response(StatusCode::OK, &job_body(&job, &media, &base_path(request))),
-                job,
-            )
-        }
+        Route::Job(id) => job(api, &caller, job_id(&id)?, request).await?,
+        Route::List => list(api, &caller, request).await?,
     };
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound { what: "job" };
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    let id = JobId::parse(raw).map_err(|_| ApiError::MalformedId { param: "job_id" })?;
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    Ok(id)
+}
+
+async fn job<S: JobStore + KeyStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    id: JobId,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let wait = preferred_wait(request);
+    if let Some(wait) = wait {
+        api.reads.wait_until_final(caller, id, wait).await?.ok_or(NOT_FOUND)?;
+    }
+    let (job, media) = api.reads.job_with_media(caller, id).await?.ok_or(NOT_FOUND)?;
+    let mut response = json_response(StatusCode::OK, &job_body(&job, &media, &base_path(request)));
     if !job.status.is_final() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if wait.is_some() {
+        applied_wait(&mut response);
     }
     Ok(response)
 }
 
-fn status_body(job: &Job) -> Value {
-    let mut body = json!({
-        "job_id": job.id.to_string(),
-        "status": job.status.as_str(),
-        "attempts": job.attempts,
-        "created_at": timestamp(job.created_at),
-        "updated_at": timestamp(job.updated_at),
-    });
-    if let Some(error) = &job.error {
-        body["error"] = json!({ "code": error.code, "message": error.message });
-    }
-    body
-}
-
-fn job_body(job: &Job, media: &[MediaItem], base: &str) -> Value {
-    let request = &job.request;
-    let timings = job.timings();
-    let mut body = status_body(job);
-    let extra = json!({
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "model": request.model,
-        "width": request.width,
-        "height": request.height,
-        "num_outputs": request.num_outputs,
-        "seed": request.seed,
-        "output_format": request.output_format.extension(),
-        "webhook_url": request.webhook_url.as_ref().map(|u| u.as_str()),
-        "started_at": job.started_at.map(timestamp),
-        "completed_at": job.completed_at.map(timestamp),
-        "timings": { "queued_ms": timings.queued_ms, "generation_ms": timings.generation_ms },
-        "media": media.iter().map(|m| json!({
-            "media_id": m.id.to_string(),
-            "index": m.index,
-            "content_type": m.content_type,
-            "bytes": m.bytes,
-            "width": m.width,
-            "height": m.height,
-            "content_url": format!("{base}/media/content/{}", m.id),
-        })).collect::<Vec<_>>(),
-    });
-    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
-        body.extend(extra);
-    }
-    body
+async fn list<S: JobStore + KeyStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let params = request.query_string_parameters();
+    let query = ListQuery::parse(params.iter()).map_err(ApiError::InvalidQuery)?;
+    let page = api.reads.list(caller, &query).await?;
+    let next_query = |cursor: &str| {
+        let mut next = format!("limit={}&cursor={cursor}", query.limit);
+        if let Some(status) = query.status {
+            next.push_str(&format!("&status={status}"));
+        }
+        next
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &page_body(&page, &base_path(request), next_query),
+    ))
 }

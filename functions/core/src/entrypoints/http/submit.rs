@@ -1,49 +1,123 @@
-//! `POST /media/generate`.
+//! The writes (the `submit` function): `POST /media/generate` (with `Idempotency-Key` and
+//! `Prefer: wait`) and `POST /media/jobs/{job_id}/cancel`.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use tracing::Instrument;
 
-use super::{base_path, json_body, json_response, require_method, respond};
-use crate::domain::job::Job;
-use crate::domain::timestamp;
-use crate::ports::{JobQueue, JobStore};
+use super::views::{accepted_body, job_body, links, status_url};
+use super::{
+    ApiError, applied_wait, base_path, caller, json_body, json_response, path, preferred_wait, require_method, respond,
+    segments_from_end,
+};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::ids::JobId;
+use crate::ports::{JobQueue, JobStore, KeyStore};
+use crate::services::auth::{Authenticator, Caller};
+use crate::services::cancel::{CancelService, Canceled};
+use crate::services::read::ReadService;
 use crate::services::submit::SubmitService;
 
-pub async fn handle<S: JobStore, Q: JobQueue>(service: &SubmitService<S, Q>, request: Request) -> Response<Body> {
-    let span = tracing::info_span!("submit", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async {
-        respond(
-            async {
-                require_method(&request, Method::POST, "POST")?;
-                let body = json_body(&request)?;
-                let job = service.submit(&body).await?;
-                Ok(accepted(&job, &base_path(&request)))
-            }
-            .await,
-        )
-    }
-    .instrument(span)
-    .await
+/// What the `submit` function serves.
+pub struct SubmitApi<S, Q> {
+    pub auth: Authenticator<S>,
+    pub submit: SubmitService<S, Q>,
+    pub cancel: CancelService<S>,
+    pub reads: ReadService<S>,
 }
 
-fn accepted(job: &Job, base: &str) -> Response<Body> {
-    let status_url = format!("{base}/media/status/{}", job.id);
-    let mut response = json_response(
-        StatusCode::ACCEPTED,
-        &json!({
-            "job_id": job.id.to_string(),
-            "status": job.status.as_str(),
-            "created_at": timestamp::render(job.created_at),
-            "links": {
-                "status": status_url,
-                "job": format!("{base}/media/jobs/{}", job.id),
-            },
-        }),
-    );
-    if let Ok(location) = HeaderValue::from_str(&status_url) {
-        response.headers_mut().insert(header::LOCATION, location);
+enum Route {
+    Generate,
+    Cancel(String),
+}
+
+pub async fn handle<S: JobStore + KeyStore, Q: JobQueue>(api: &SubmitApi<S, Q>, request: Request) -> Response<Body> {
+    let span = tracing::info_span!("submit", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
+    async { respond(answer(api, &request).await) }.instrument(span).await
+}
+
+async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
+    api: &SubmitApi<S, Q>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let segments = segments_from_end(request);
+    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["generate", "media", ..] => Route::Generate,
+        ["cancel", id, "jobs", "media", ..] => Route::Cancel(id.to_string()),
+        _ => return Err(ApiError::NoRoute(path(request))),
+    };
+    require_method(request, Method::POST, "POST")?;
+    let caller = caller(&api.auth, request).await?;
+    match route {
+        Route::Generate => generate(api, &caller, request).await,
+        Route::Cancel(id) => cancel(api, &caller, &id, request).await,
     }
-    response
+}
+
+async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
+    api: &SubmitApi<S, Q>,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let idempotency_key = request
+        .headers()
+        .get("idempotency-key")
+        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .transpose()?;
+    let body = json_body(request)?;
+    let submitted = api.submit.submit(caller, &body, idempotency_key.as_ref()).await?;
+    let base = base_path(request);
+    let wait = preferred_wait(request);
+    let mut response = match wait {
+        // The whole job, as it is when it is final or the wait runs out.
+        Some(wait) => {
+            let id = submitted.job.id;
+            api.reads.wait_until_final(caller, id, wait).await?;
+            let (job, media) = api
+                .reads
+                .job_with_media(caller, id)
+                .await?
+                .ok_or(ApiError::NotFound { what: "job" })?;
+            let mut body = job_body(&job, &media, &base);
+            body["links"] = links(&job, &base);
+            let status = if job.status.is_final() || submitted.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let mut response = json_response(status, &body);
+            applied_wait(&mut response);
+            response
+        }
+        None if submitted.replayed => json_response(StatusCode::OK, &accepted_body(&submitted.job, &base)),
+        None => json_response(StatusCode::ACCEPTED, &accepted_body(&submitted.job, &base)),
+    };
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&status_url(&submitted.job, &base)) {
+        headers.insert(header::LOCATION, location);
+    }
+    if submitted.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn cancel<S: JobStore + KeyStore, Q: JobQueue>(
+    api: &SubmitApi<S, Q>,
+    caller: &Caller,
+    raw_id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let id = JobId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "job_id" })?;
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let canceled = api
+        .cancel
+        .cancel(caller, id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "job" })?;
+    let (status, job) = match canceled {
+        Canceled::Now(job) => (StatusCode::OK, job),
+        Canceled::Pending(job) => (StatusCode::ACCEPTED, job),
+    };
+    Ok(json_response(status, &job_body(&job, &[], &base_path(request))))
 }

@@ -1,0 +1,79 @@
+//! Making, listing and revoking API keys: what `mediagen-dev keys` does against any stack.
+
+use chrono::Utc;
+
+use crate::domain::keys::{ApiKey, KeyRecord, Owner};
+use crate::ports::{KeyStore, StoreError, Transition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyAdminError {
+    #[error("could not draw a random key: {0}")]
+    Random(String),
+    #[error("no key starts with {0:?}")]
+    NoSuchPrefix(String),
+    #[error("{count} keys start with {prefix:?}; give more of the key")]
+    Ambiguous { prefix: String, count: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct KeyAdmin<K> {
+    keys: K,
+}
+
+impl<K: KeyStore> KeyAdmin<K> {
+    pub fn new(keys: K) -> Self {
+        Self { keys }
+    }
+
+    /// Stores a key for the owner: the given one (a local stack re-registering its key), or a
+    /// new random one. Answers the key, to be shown once.
+    pub async fn create(&self, owner: Owner, key: Option<ApiKey>) -> Result<(ApiKey, KeyRecord), KeyAdminError> {
+        let key = match key {
+            Some(key) => key,
+            None => ApiKey::generate().map_err(|e| KeyAdminError::Random(e.to_string()))?,
+        };
+        let record = KeyRecord {
+            hash: key.hash(),
+            prefix: key.prefix(),
+            owner,
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
+        self.keys.add(&record).await?;
+        Ok((key, record))
+    }
+
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyAdminError> {
+        Ok(self.keys.all().await?)
+    }
+
+    /// Revokes the one key that starts with `prefix`.
+    pub async fn revoke(&self, prefix: &str) -> Result<KeyRecord, KeyAdminError> {
+        let mut matching: Vec<KeyRecord> = self
+            .keys
+            .all()
+            .await?
+            .into_iter()
+            .filter(|record| record.revoked_at.is_none() && !prefix.is_empty() && record.prefix.starts_with(prefix))
+            .collect();
+        let record = match matching.len() {
+            0 => return Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
+            1 => matching.remove(0),
+            count => {
+                return Err(KeyAdminError::Ambiguous {
+                    prefix: prefix.to_owned(),
+                    count,
+                });
+            }
+        };
+        let now = Utc::now();
+        match self.keys.revoke(&record.hash, now).await? {
+            Transition::Applied => Ok(KeyRecord {
+                revoked_at: Some(now),
+                ..record
+            }),
+            Transition::Stale => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
+        }
+    }
+}

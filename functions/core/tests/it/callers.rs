@@ -1,0 +1,415 @@
+//! Real callers (docs/design.md, "API keys and owners", "Idempotency", "Listing", "Job states"):
+//! keys, owners, idempotent submits, cancel, listing and `Prefer: wait`, through the handlers.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{
+    KEY, OTHER_KEY, OWNER, Stack, assert_problem, header_of, json_of, post_generate, request, request_as, sqs_event,
+};
+use chrono::Utc;
+use lambda_http::http::{Method, header};
+use lambda_http::{Body, Request};
+use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::domain::generation::GenerateRequest;
+use mediagen::domain::ids::JobId;
+use mediagen::domain::job::{Job, JobStatus};
+use mediagen::domain::keys::Owner;
+use mediagen::domain::retry::Budget;
+use mediagen::entrypoints::{http, sqs};
+use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError};
+use mediagen::services::keys::KeyAdmin;
+use serde_json::{Value, json};
+
+const JSON: Option<&str> = Some("application/json");
+
+/// Submits through the handler and answers the job id.
+async fn submit(stack: &Stack, body: Value) -> JobId {
+    let response = http::submit::handle(&stack.submit_api(), post_generate(body.to_string())).await;
+    assert_eq!(response.status(), 202, "{}", json_of(&response));
+    JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap()
+}
+
+/// Runs `generate` on whatever the queue holds.
+async fn run_queue(stack: &Stack) {
+    let generator = stack.generator(LocalModel);
+    sqs::handle(&generator, sqs_event(stack.receive(30).await)).await;
+}
+
+fn with_header(mut request: Request, name: &'static str, value: &str) -> Request {
+    request.headers_mut().insert(name, value.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn missing_malformed_unknown_and_revoked_keys_are_401_without_the_key() {
+    let stack = Stack::new().await;
+    let submit = stack.submit_api();
+    let unknown = "mgk_unknownunknownunknownunknown1234";
+    let mut anonymous = post_generate(r#"{"prompt":"a"}"#);
+    anonymous.headers_mut().remove(header::AUTHORIZATION);
+    let cases: Vec<(Request, Option<&str>)> = vec![
+        (anonymous, None),
+        (
+            with_header(
+                post_generate(r#"{"prompt":"a"}"#),
+                "authorization",
+                "Basic dXNlcjpwdw==",
+            ),
+            None,
+        ),
+        (
+            request_as("mgk_short", Method::POST, "/media/generate", JSON, r#"{"prompt":"a"}"#),
+            Some("mgk_short"),
+        ),
+        (
+            request_as(unknown, Method::POST, "/media/generate", JSON, r#"{"prompt":"a"}"#),
+            Some(unknown),
+        ),
+    ];
+    for (request, secret) in cases {
+        let response = http::submit::handle(&submit, request).await;
+        let problem = assert_problem(&response, 401);
+        assert_eq!(header_of(&response, "www-authenticate"), Some("Bearer"));
+        assert_eq!(problem["type"], "urn:mediagen:problem:unauthorized");
+        if let Some(secret) = secret {
+            assert!(!problem.to_string().contains(secret), "{problem}");
+        }
+    }
+    assert!(stack.receive(0).await.is_empty(), "no refused request may queue a job");
+
+    // A revoked key stops working (a fresh instance here; a warm one within its cache time).
+    let admin = KeyAdmin::new(stack.store());
+    admin.revoke(&KEY[..12]).await.unwrap();
+    let path = format!("/media/status/{}", JobId::new());
+    let response = http::status::handle(&stack.status_api(), request(Method::GET, &path, None, "")).await;
+    assert_problem(&response, 401);
+}
+
+#[tokio::test]
+async fn another_owners_job_media_cancel_and_listing_entry_are_not_found() {
+    let stack = Stack::new().await;
+    let job_id = submit(&stack, json!({"prompt": "mine", "width": 256, "height": 256})).await;
+    run_queue(&stack).await;
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.owner.as_str(), OWNER);
+    let media_id = job.media_ids[0];
+
+    let status = stack.status_api();
+    for path in [format!("/media/status/{job_id}"), format!("/media/jobs/{job_id}")] {
+        let mine = http::status::handle(&status, request(Method::GET, &path, None, "")).await;
+        assert_eq!(mine.status(), 200, "{path}");
+        let theirs = http::status::handle(&status, request_as(OTHER_KEY, Method::GET, &path, None, "")).await;
+        let unknown = http::status::handle(
+            &status,
+            request_as(
+                OTHER_KEY,
+                Method::GET,
+                &path.replace(&job_id.to_string(), &JobId::new().to_string()),
+                None,
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(assert_problem(&theirs, 404), assert_problem(&unknown, 404), "{path}");
+    }
+    let content = stack.content_api(Duration::from_secs(60));
+    let path = format!("/media/content/{media_id}");
+    assert_eq!(
+        http::content::handle(&content, request(Method::GET, &path, None, ""))
+            .await
+            .status(),
+        302
+    );
+    let theirs = http::content::handle(&content, request_as(OTHER_KEY, Method::GET, &path, None, "")).await;
+    assert_problem(&theirs, 404);
+
+    let cancel = format!("/media/jobs/{job_id}/cancel");
+    let theirs = http::submit::handle(
+        &stack.submit_api(),
+        request_as(OTHER_KEY, Method::POST, &cancel, None, ""),
+    )
+    .await;
+    assert_problem(&theirs, 404);
+
+    let list = http::status::handle(&status, request_as(OTHER_KEY, Method::GET, "/media/jobs", None, "")).await;
+    assert_eq!(list.status(), 200);
+    assert_eq!(json_of(&list)["jobs"], json!([]));
+    let mine = http::status::handle(&status, request(Method::GET, "/media/jobs", None, "")).await;
+    assert_eq!(json_of(&mine)["jobs"][0]["job_id"], job_id.to_string());
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_replays_the_first_job() {
+    let stack = Stack::new().await;
+    let api = stack.submit_api();
+    let body = json!({"prompt": "only once", "seed": 5});
+    let send = |body: String| with_header(post_generate(body), "idempotency-key", "order-42");
+
+    let first = http::submit::handle(&api, send(body.to_string())).await;
+    assert_eq!(first.status(), 202);
+    assert_eq!(header_of(&first, "idempotent-replayed"), None);
+    // The same body, formatted otherwise.
+    let again = http::submit::handle(&api, send(r#"{ "seed": 5, "prompt": "only once" }"#.into())).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(header_of(&again, "idempotent-replayed"), Some("true"));
+    assert_eq!(json_of(&again)["job_id"], json_of(&first)["job_id"]);
+
+    let other = http::submit::handle(&api, send(json!({"prompt": "something else"}).to_string())).await;
+    let problem = assert_problem(&other, 422);
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+
+    // Keys are per owner: another owner's same key makes their own job.
+    let mut theirs = request_as(OTHER_KEY, Method::POST, "/media/generate", JSON, body.to_string());
+    theirs
+        .headers_mut()
+        .insert("idempotency-key", "order-42".parse().unwrap());
+    let theirs = http::submit::handle(&api, theirs).await;
+    assert_eq!(theirs.status(), 202);
+    assert_ne!(json_of(&theirs)["job_id"], json_of(&first)["job_id"]);
+    assert_eq!(stack.receive(0).await.len(), 2, "one message per job made");
+
+    for bad in ["", "has space", &"x".repeat(256)] {
+        let response = http::submit::handle(
+            &api,
+            with_header(post_generate(body.to_string()), "idempotency-key", bad),
+        )
+        .await;
+        assert_problem(&response, 400);
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_submits_with_one_key_make_one_job() {
+    let stack = Stack::new().await;
+    let api = stack.submit_api();
+    let body = json!({"prompt": "a race"}).to_string();
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let request = with_header(post_generate(body.clone()), "idempotency-key", "race-1");
+        http::submit::handle(&api, request)
+    }))
+    .await;
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|response| {
+            assert!(matches!(response.status().as_u16(), 200 | 202), "{}", json_of(response));
+            json_of(response)["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(answers.iter().filter(|r| r.status() == 202).count(), 1);
+    assert_eq!(stack.receive(0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_queued_job_is_canceled_and_its_message_is_dropped() {
+    let stack = Stack::new().await;
+    let job_id = submit(&stack, json!({"prompt": "never mind"})).await;
+    let cancel = format!("/media/jobs/{job_id}/cancel");
+    let response = http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await;
+    assert_eq!(response.status(), 200, "{}", json_of(&response));
+    assert_eq!(json_of(&response)["status"], "canceled");
+
+    let generator = stack.generator(LocalModel);
+    let answer = sqs::handle(&generator, sqs_event(stack.receive(30).await)).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Canceled, 0));
+
+    let again = http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await;
+    let problem = assert_problem(&again, 409);
+    assert_eq!(problem["type"], "urn:mediagen:problem:already-final");
+    let wrong = http::submit::handle(&stack.submit_api(), request(Method::GET, &cancel, None, "")).await;
+    assert_problem(&wrong, 405);
+}
+
+/// The local model, slowed down so that a cancel can land while it runs.
+struct SlowModel(Duration);
+
+impl ImageModel for SlowModel {
+    type Output = u32;
+
+    async fn generate(&self, request: &GenerateRequest, budget: &Budget) -> Result<Vec<u32>, ModelError> {
+        tokio::time::sleep(self.0).await;
+        LocalModel.generate(request, budget).await
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        output: &u32,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        LocalModel.fetch(request, output, budget).await
+    }
+}
+
+#[tokio::test]
+async fn a_processing_job_canceled_ends_canceled_without_its_images() {
+    let stack = Stack::new().await;
+    let job_id = submit(
+        &stack,
+        json!({"prompt": "too late", "width": 256, "height": 256, "num_outputs": 2}),
+    )
+    .await;
+    let generator = stack.generator(SlowModel(Duration::from_millis(1500)));
+    let records = stack.receive(30).await;
+    let cancel_while_running = async {
+        let started = Instant::now();
+        while stack.store().job(job_id).await.unwrap().unwrap().status != JobStatus::Processing {
+            assert!(started.elapsed() < Duration::from_secs(5), "the job never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cancel = format!("/media/jobs/{job_id}/cancel");
+        http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await
+    };
+    let (answer, response) = tokio::join!(sqs::handle(&generator, sqs_event(records)), cancel_while_running);
+    assert_eq!(response.status(), 202, "{}", json_of(&response));
+    assert_eq!(json_of(&response)["status"], "processing");
+    assert_eq!(json_of(&response)["cancel_requested"], true);
+    assert!(answer.batch_item_failures.is_empty());
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Canceled);
+    assert!(job.media_ids.is_empty(), "no images committed");
+    assert!(
+        stack.object_keys(&format!("media/{job_id}/")).await.is_empty(),
+        "no images kept"
+    );
+}
+
+#[tokio::test]
+async fn listing_pages_through_250_jobs_without_loss_or_repeat() {
+    let stack = Stack::new().await;
+    let store = stack.store();
+    let policy = stack.policy();
+    let mut made = Vec::new();
+    for (owner, count) in [(OWNER, 250), (crate::helpers::OTHER_OWNER, 30)] {
+        let owner = Owner::parse(owner).unwrap();
+        for i in 0..count {
+            let request = GenerateRequest::parse(&json!({"prompt": format!("job {i}")}), &policy).unwrap();
+            let mut job = Job::new(owner.clone(), request, Utc::now(), Duration::from_secs(3600));
+            if i % 5 == 0 {
+                job.status = JobStatus::Failed;
+            }
+            store.create(&job, None).await.unwrap();
+            if owner.as_str() == OWNER {
+                made.push((job.created_at, job.id, job.status));
+            }
+        }
+    }
+    made.sort_by_key(|(created_at, id, _)| std::cmp::Reverse((*created_at, id.to_string())));
+    let expected: Vec<String> = made.iter().map(|(_, id, _)| id.to_string()).collect();
+
+    let status = stack.status_api();
+    let page_through = |query: &'static str| {
+        let status = &status;
+        async move {
+            let mut seen = Vec::new();
+            let mut path = format!("/media/jobs?{query}");
+            loop {
+                let response = http::status::handle(status, request_with_query(&path)).await;
+                assert_eq!(response.status(), 200, "{}", json_of(&response));
+                let page = json_of(&response);
+                for job in page["jobs"].as_array().unwrap() {
+                    seen.push(job["job_id"].as_str().unwrap().to_owned());
+                }
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => path = format!("/media/jobs?{query}&cursor={cursor}"),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    assert_eq!(page_through("limit=37").await, expected);
+    let failed: Vec<String> = made
+        .iter()
+        .filter(|(_, _, status)| *status == JobStatus::Failed)
+        .map(|(_, id, _)| id.to_string())
+        .collect();
+    assert_eq!(page_through("limit=100&status=failed").await, failed);
+
+    let first = json_of(&http::status::handle(&status, request_with_query("/media/jobs")).await);
+    assert_eq!(first["jobs"].as_array().unwrap().len(), 20, "the default page");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let tampered = format!("/media/jobs?cursor={}x{}", &cursor[..5], &cursor[5..]);
+    for bad in [
+        tampered.as_str(),
+        "/media/jobs?cursor=%%%",
+        "/media/jobs?limit=0",
+        "/media/jobs?limit=101",
+        "/media/jobs?status=done",
+        "/media/jobs?page=2",
+    ] {
+        let response = http::status::handle(&status, request_with_query(bad)).await;
+        let problem = assert_problem(&response, 400);
+        assert_eq!(problem["type"], "urn:mediagen:problem:invalid-query", "{bad}");
+    }
+}
+
+/// A GET whose query string reaches the handler as API Gateway gives it.
+fn request_with_query(path_and_query: &str) -> Request {
+    use lambda_http::RequestExt;
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let params: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    request(Method::GET, path, None, Body::Empty).with_query_string_parameters(params)
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_a_finished_job_or_the_state_when_the_wait_runs_out() {
+    let stack = Stack::new().await;
+    // With nothing running the queue, the wait runs out and the job is still queued.
+    let job_id = submit(&stack, json!({"prompt": "waiting"})).await;
+    let path = format!("/media/jobs/{job_id}");
+    let started = Instant::now();
+    let response = http::status::handle(
+        &stack.status_api(),
+        with_header(request(Method::GET, &path, None, ""), "prefer", "wait=1"),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(header_of(&response, "preference-applied"), Some("wait"));
+    assert_eq!(json_of(&response)["status"], "queued");
+    // Out of the worker's way below.
+    assert_eq!(stack.receive(300).await.len(), 1);
+
+    // A worker running beside the submit: the submit's answer is the succeeded job.
+    let worker = async {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let records = stack.receive(30).await;
+            if !records.is_empty() {
+                run_records(&stack, records).await;
+                return;
+            }
+        }
+    };
+    let api = stack.submit_api();
+    let submit = http::submit::handle(
+        &api,
+        with_header(
+            post_generate(json!({"prompt": "fast", "width": 256, "height": 256}).to_string()),
+            "prefer",
+            "wait=10",
+        ),
+    );
+    let ((), response) = tokio::join!(worker, submit);
+    let body = json_of(&response);
+    assert_eq!(response.status(), 200, "{body}");
+    assert_eq!(header_of(&response, "preference-applied"), Some("wait"));
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["media"].as_array().unwrap().len(), 1);
+    assert!(body["links"]["status"].as_str().is_some());
+}
+
+async fn run_records(stack: &Stack, records: Vec<aws_lambda_events::event::sqs::SqsMessage>) {
+    let generator = stack.generator(LocalModel);
+    sqs::handle(&generator, sqs_event(records)).await;
+}
