@@ -4,18 +4,24 @@
 # shellcheck shell=bash
 
 STACK="${MEDIAGEN_STACK:-mediagen}"
-LOCALSTACK_URL="${LOCALSTACK_URL:-http://localhost:4566}"
+# LocalStack: in Docker (localstack/docker-compose.yml, http://localhost:4566) where a Docker
+# engine answers, else on the host (scripts/localstack.sh, http://127.0.0.1:4599, functions run
+# as host processes). MEDIAGEN_LOCALSTACK=docker|host chooses; a LOCALSTACK_URL of your own
+# (and no MEDIAGEN_LOCALSTACK) means a LocalStack already running there, used as it is.
+LOCALSTACK_MODE="${MEDIAGEN_LOCALSTACK:-}"
+if [ -z "$LOCALSTACK_MODE" ] && [ -n "${LOCALSTACK_URL:-}" ]; then LOCALSTACK_MODE=external; fi
 export SAM_CLI_TELEMETRY=0
 
 # Python of .venv/, with boto3 (a dependency of aws-sam-cli).
 py() { "$VENV/bin/python" "$@"; }
 
-# prepare_target TARGET: checks what the target needs and sets the environment for it.
-# Sets TARGET, SAM (samlocal or sam), REGION, ACCOUNT.
+# prepare_target TARGET [start]: checks what the target needs and sets the environment for it.
+# Sets TARGET, SAM (samlocal or sam), REGION, ACCOUNT; for LocalStack also LOCALSTACK_MODE,
+# LOCALSTACK_URL and LOCALSTACK_UP (see prepare_localstack).
 prepare_target() {
   TARGET=$1
   case $TARGET in
-    localstack) prepare_localstack ;;
+    localstack) prepare_localstack "${2:-}" ;;
     aws) prepare_aws ;;
     *) die "unknown target '$TARGET': use localstack or aws" ;;
   esac
@@ -23,17 +29,49 @@ prepare_target() {
     || die "$SAM not found in .venv/bin: scripts/requirements.txt pins it; remove .venv/.requirements and run again to reinstall the tools"
 }
 
+docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+# Sets LOCALSTACK_MODE (docker, host or external; see the top of this file) if not yet set.
+resolve_localstack_mode() {
+  if [ -z "$LOCALSTACK_MODE" ]; then
+    if docker_answers; then LOCALSTACK_MODE=docker; else LOCALSTACK_MODE=host; fi
+  fi
+}
+
+# prepare_localstack [start]: with "start", starts the host-mode LocalStack if it is the one to
+# use and is not running (scripts/deploy.sh); without, a stopped one is left stopped and
+# LOCALSTACK_UP=false (scripts/destroy.sh: nothing to remove, it keeps no state).
 prepare_localstack() {
   SAM=samlocal
-  command -v docker >/dev/null \
-    || die "docker not found: LocalStack runs in Docker and starts a container for each Lambda function; install Docker"
-  docker info >/dev/null 2>&1 \
-    || die "no Docker engine answers (docker info failed): start Docker; LocalStack runs each Lambda function in a container"
+  # shellcheck disable=SC2034 # LOCALSTACK_UP is for the scripts that source this file
+  LOCALSTACK_UP=true
+  resolve_localstack_mode
+  case $LOCALSTACK_MODE in
+    docker)
+      LOCALSTACK_URL="${LOCALSTACK_URL:-http://localhost:4566}"
+      docker_answers \
+        || die "no Docker engine answers (docker info failed): start Docker, or use LocalStack without Docker (MEDIAGEN_LOCALSTACK=host, scripts/localstack.sh)"
+      ;;
+    external) ;;
+    host)
+      # Its port is MEDIAGEN_LOCALSTACK_PORT's (default 4599).
+      LOCALSTACK_URL=$("$ROOT/scripts/localstack.sh" url)
+      if [ "${1:-}" = start ]; then
+        "$ROOT/scripts/localstack.sh" start
+      elif ! "$ROOT/scripts/localstack.sh" status >/dev/null; then
+        # shellcheck disable=SC2034
+        LOCALSTACK_UP=false
+        return 0
+      fi
+      ;;
+    *) die "MEDIAGEN_LOCALSTACK=$LOCALSTACK_MODE: use docker or host (or set LOCALSTACK_URL alone)" ;;
+  esac
   local health
   health=$(curl -sf "$LOCALSTACK_URL/_localstack/health") \
     || die "LocalStack is not running at $LOCALSTACK_URL: start it with
     LOCALSTACK_AUTH_TOKEN=<your token> docker compose -f localstack/docker-compose.yml up -d --wait
   (LocalStack asks for an account token even for its free edition; see localstack/README.md),
+  or without Docker with scripts/localstack.sh start (MEDIAGEN_LOCALSTACK=host),
   or set LOCALSTACK_URL if it listens elsewhere"
   local missing
   missing=$(py -c '
@@ -116,8 +154,10 @@ host_arch() {
 
 # build_functions ARCH [BUILD_DIR]: `sam build` of the four functions for ARCH (arm64 or
 # x86_64), each `cargo lambda build --release [--arm64] --bin NAME` from the workspace root.
+# MEDIAGEN_BUILD_MODE=debug builds without --release (SAM_BUILD_MODE=debug): much quicker than
+# the release profile's fat LTO, for LocalStack only; the default is release.
 build_functions() {
-  local arch=$1 build_dir=${2:-$ROOT/.aws-sam/build} rust_target started=$SECONDS
+  local arch=$1 build_dir=${2:-$ROOT/.aws-sam/build} rust_target started=$SECONDS mode=${MEDIAGEN_BUILD_MODE:-release}
   case $arch in
     arm64) rust_target=aarch64-unknown-linux-gnu ;;
     x86_64) rust_target=x86_64-unknown-linux-gnu ;;
@@ -130,7 +170,11 @@ build_functions() {
   if [ "$arch" != "$(host_arch)" ] && ! command -v zig >/dev/null && ! py -m ziglang version >/dev/null 2>&1; then
     die "zig not found: cargo lambda cross-compiles for $arch with zig (the ziglang package cargo-lambda brings into .venv/)"
   fi
-  say "building the functions for $arch with sam build (from scratch: 6 to 12 minutes on 2 cores)"
-  sam build --template "$ROOT/template.yaml" --build-dir "$build_dir" --parameter-overrides "Architecture=$arch"
+  case $mode in
+    release) say "building the functions for $arch with sam build (from scratch: 6 to 12 minutes on 2 cores)" ;;
+    debug) say "building the functions for $arch with sam build, debug build (from scratch: about 6 minutes on 2 cores)" ;;
+    *) die "MEDIAGEN_BUILD_MODE=$mode: use release or debug" ;;
+  esac
+  SAM_BUILD_MODE=$mode sam build --template "$ROOT/template.yaml" --build-dir "$build_dir" --parameter-overrides "Architecture=$arch"
   say "built in $((SECONDS - started))s: $(cd "$build_dir" && du -h ./*/bootstrap | tr '\n\t' '  ')"
 }

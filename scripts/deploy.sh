@@ -3,8 +3,13 @@
 # workspace), deploys the stack to LocalStack (samlocal) or AWS (sam), prints the API URL and
 # runs a smoke test against it: submit a job, wait for it, download its image.
 #   scripts/deploy.sh localstack|aws [--no-smoke]
+# LocalStack runs in Docker where a Docker engine answers (start it yourself:
+# localstack/docker-compose.yml), else on the host: this script starts it (scripts/localstack.sh;
+# stop it with scripts/localstack.sh stop) and its functions run as host processes.
 # Settings: MEDIAGEN_STACK (stack name, default mediagen), MEDIAGEN_ARCH (arm64 or x86_64),
-# MODEL_PROVIDER, REPLICATE_API_TOKEN, LOCALSTACK_URL (default http://localhost:4566).
+# MODEL_PROVIDER, REPLICATE_API_TOKEN, MEDIAGEN_LOCALSTACK (docker or host), LOCALSTACK_URL (a
+# LocalStack running elsewhere), MEDIAGEN_BUILD_MODE (release or debug; LocalStack's default is
+# debug, AWS's release), MEDIAGEN_API_KEY (sent by the smoke test as a bearer token).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/deploy-lib.sh"
@@ -16,7 +21,7 @@ for arg in "$@"; do
   case $arg in
     localstack | aws) target=$arg ;;
     --no-smoke) smoke=false ;;
-    -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown argument $arg (usage: scripts/deploy.sh localstack|aws [--no-smoke])" ;;
   esac
 done
@@ -24,19 +29,29 @@ done
 
 started=$SECONDS
 ensure_tools
-prepare_target "$target"
+# On AWS, Graviton (arm64) unless told otherwise. LocalStack runs the functions in Docker
+# containers of their architecture, or as host processes, so there it must be the host's.
+if [ "$target" = localstack ]; then
+  resolve_localstack_mode
+  arch=${MEDIAGEN_ARCH:-$(host_arch)}
+else
+  arch=${MEDIAGEN_ARCH:-arm64}
+fi
+if [ "$target" = localstack ] && [ "$arch" != "$(host_arch)" ]; then
+  [ "$LOCALSTACK_MODE" != host ] \
+    || die "MEDIAGEN_ARCH=$arch: LocalStack without Docker runs the functions as processes of this $(host_arch) machine; build for $(host_arch)"
+  say "warning: functions for $arch on a $(host_arch) Docker host run only if the host emulates $arch (binfmt/QEMU)"
+fi
+# A debug build is enough to prove the stack on LocalStack, and far quicker to make than the
+# release profile (fat LTO); AWS gets the release build.
+if [ "$target" = localstack ]; then export MEDIAGEN_BUILD_MODE=${MEDIAGEN_BUILD_MODE:-debug}; fi
+
+prepare_target "$target" start
 # The resource names and queue settings the local stack uses: the template's defaults too.
 # shellcheck source=local.env
 set -a; source "$ROOT/scripts/local.env"; set +a
 if [ "${MODEL_PROVIDER:-local}" = replicate ] && [ -z "${REPLICATE_API_TOKEN:-}" ]; then
   die "MODEL_PROVIDER=replicate needs REPLICATE_API_TOKEN"
-fi
-
-# On AWS, Graviton (arm64) unless told otherwise. LocalStack runs the functions in Docker
-# containers of their architecture, so there it must be the Docker host's.
-if [ "$target" = localstack ]; then arch=${MEDIAGEN_ARCH:-$(host_arch)}; else arch=${MEDIAGEN_ARCH:-arm64}; fi
-if [ "$target" = localstack ] && [ "$arch" != "$(host_arch)" ]; then
-  say "warning: functions for $arch on a $(host_arch) Docker host run only if the host emulates $arch (binfmt/QEMU)"
 fi
 
 bucket=$MEDIAGEN_BUCKET
@@ -45,7 +60,9 @@ if [ "$target" = aws ]; then
   bucket="$MEDIAGEN_BUCKET-$ACCOUNT-$REGION"
 fi
 
+build_started=$SECONDS
 build_functions "$arch"
+build_seconds=$((SECONDS - build_started))
 
 overrides=(
   "Architecture=$arch"
@@ -64,7 +81,8 @@ if [ "$target" = localstack ]; then
   overrides+=("PresignEndpointUrl=$LOCALSTACK_URL")
 fi
 
-say "deploying stack $STACK to $target (account $ACCOUNT, region $REGION)"
+say "deploying stack $STACK to $target${LOCALSTACK_MODE:+ ($LOCALSTACK_MODE, $LOCALSTACK_URL)} (account $ACCOUNT, region $REGION)"
+deploy_started=$SECONDS
 "$SAM" deploy \
   --stack-name "$STACK" \
   --resolve-s3 \
@@ -73,12 +91,30 @@ say "deploying stack $STACK to $target (account $ACCOUNT, region $REGION)"
   --no-fail-on-empty-changeset \
   --parameter-overrides "${overrides[@]}"
 
+deploy_seconds=$((SECONDS - deploy_started))
+
 url=$(api_url)
 [ -n "$url" ] || die "stack $STACK has no API outputs; see the deploy output above"
 say "the API is at $url"
 
+# An API key for the smoke test and for you, made in the deployed table and kept (readable by
+# you only) in .local/: a later deploy registers the same key again.
+if [ -z "${MEDIAGEN_API_KEY:-}" ]; then
+  cargo build -p mediagen-devtools --bins --locked --quiet
+  MEDIAGEN_API_KEY=$(JOBS_TABLE=$(stack_output TableName) "$CARGO_TARGET_DIR/debug/mediagen-dev" \
+    keys create --owner "${MEDIAGEN_OWNER:-deploy}" --key-file "$ROOT/.local/deploy-$target-api-key")
+  export MEDIAGEN_API_KEY
+  say "API key in .local/deploy-$target-api-key (mint more: mediagen-dev keys create --owner NAME)"
+fi
+
+smoke_seconds=-
 if $smoke; then
   say "smoke test: submit a job, wait for it, download its image"
+  smoke_started=$SECONDS
   py "$ROOT/scripts/smoke.py" "$url" --out "$ROOT/out" --timeout "${MEDIAGEN_SMOKE_TIMEOUT:-300}"
+  smoke_seconds=$((SECONDS - smoke_started))
 fi
-say "deployed in $((SECONDS - started))s; the API is at $url"
+if [ -n "${MEDIAGEN_TIMINGS_FILE:-}" ]; then
+  printf 'build %s\ndeploy %s\nsmoke %s\n' "$build_seconds" "$deploy_seconds" "$smoke_seconds" >>"$MEDIAGEN_TIMINGS_FILE"
+fi
+say "deployed in $((SECONDS - started))s (build ${build_seconds}s, deploy ${deploy_seconds}s, smoke ${smoke_seconds}s); the API is at $url"

@@ -52,7 +52,8 @@ start_bg() {
 wait_for_http() {
   local url=$1 seconds=$2 what=$3 i
   for ((i = 0; i < seconds * 10; i++)); do
-    if curl -s -o /dev/null "$url"; then return 0; fi
+    # A bounded wait: a server that accepts but never answers must not hang the script.
+    if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
     sleep 0.1
   done
   die "$what did not answer at $url within ${seconds}s"

@@ -3,13 +3,15 @@
 for it, downloads its image through the presigned URL, and checks that API Gateway hands
 wrong methods and unknown paths to the functions (405 and 404 problems, not its own 403).
 
-    python3 scripts/smoke.py API_URL [--out DIR] [--timeout SECONDS]
+    python3 scripts/smoke.py API_URL [--out DIR] [--timeout SECONDS] [--api-key KEY]
 
 API_URL is the stage's base URL, e.g. https://<id>.execute-api.<region>.amazonaws.com/prod.
-Standard library only."""
+With --api-key (or MEDIAGEN_API_KEY), every call to the API carries `Authorization: Bearer KEY`;
+the download from the presigned URL never does. Standard library only."""
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -25,14 +27,27 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 OPENER = urllib.request.build_opener(NoRedirect)
+# Headers of every call to the API (not to S3): the API key, when one is given.
+API_HEADERS = {}
 
 
 def call(method, url, body=None, headers=None):
     """(status, headers, body bytes) of one request; redirects are not followed."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    headers = {**API_HEADERS, **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    try:
+        with OPENER.open(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def download(url):
+    """GET of a presigned URL: no API headers (S3 refuses a second kind of authentication)."""
+    request = urllib.request.Request(url)
     try:
         with OPENER.open(request, timeout=60) as response:
             return response.status, response.headers, response.read()
@@ -50,7 +65,14 @@ def main():
     parser.add_argument("api")
     parser.add_argument("--out", default="out")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the job")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MEDIAGEN_API_KEY") or None,
+        help="sent as Authorization: Bearer KEY to the API (default: MEDIAGEN_API_KEY; none if unset)",
+    )
     args = parser.parse_args()
+    if args.api_key:
+        API_HEADERS["Authorization"] = f"Bearer {args.api_key}"
     api = args.api.rstrip("/")
     started = time.monotonic()
 
@@ -84,9 +106,13 @@ def main():
     item = media[0]
     expect(item["content_url"].endswith(f"/media/content/{item['media_id']}"), f"content_url {item['content_url']}")
 
-    status, headers, _ = call("GET", f"{api}/media/content/{item['media_id']}")
-    expect(status == 302 and headers.get("Location"), f"GET /media/content answered {status}, not a redirect")
-    status, _, image = call("GET", headers["Location"])
+    # API Gateway gives the function `Accept: application/json` when the client sends no Accept
+    # (and content answers JSON then): ask for the image as a browser would.
+    status, headers, body = call("GET", f"{api}/media/content/{item['media_id']}", headers={"Accept": "image/*, */*"})
+    expect(status == 302 and headers.get("Location"), f"GET /media/content answered {status}, not a redirect: {body[:300]!r}")
+    status, _, body = call("GET", f"{api}/media/content/{item['media_id']}", headers={"Accept": "application/json"})
+    expect(status == 200 and json.loads(body).get("url", "").startswith("http"), f"GET /media/content as JSON answered {status}: {body[:300]!r}")
+    status, _, image = download(headers["Location"])
     expect(status == 200, f"the presigned URL answered {status}: {image[:300]!r}")
     expect(image.startswith(PNG), "the download is not a PNG")
     out = Path(args.out)

@@ -16,6 +16,12 @@ PARAMETERS = {
 RESOURCE_VALUES = {
     "QUEUE_VISIBILITY_TIMEOUT": ("JobsQueue", "VisibilityTimeout"),
 }
+# Function settings the local stack sets on purpose where a deployment takes the template's
+# parameter (each a parameter of template.yaml, and a setting functions/core reads).
+LOCAL_ONLY = {
+    # A known local value; a deployment's secret is its own.
+    "FILE_URL_SECRET": "FileUrlSecret",
+}
 
 
 class LocalStackMatchesTemplate(unittest.TestCase):
@@ -26,7 +32,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
         self.resources = self.template["Resources"]
 
     def test_every_local_setting_has_a_counterpart_in_the_template(self):
-        known = set(PARAMETERS) | set(RESOURCE_VALUES) | {"MAX_RECEIVE_COUNT"}
+        known = set(PARAMETERS) | set(RESOURCE_VALUES) | set(LOCAL_ONLY) | {"MAX_RECEIVE_COUNT"}
         unknown = sorted(set(self.env) - known)
         self.assertEqual(
             unknown,
@@ -34,6 +40,14 @@ class LocalStackMatchesTemplate(unittest.TestCase):
             "scripts/local.env has settings this test does not compare with template.yaml; "
             "add them to PARAMETERS or RESOURCE_VALUES in tests/template/test_parity.py",
         )
+
+    def test_local_only_settings_are_parameters_the_functions_read(self):
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        for setting, parameter in LOCAL_ONLY.items():
+            with self.subTest(setting=setting):
+                self.assertIn(parameter, self.parameters)
+                self.assertEqual(variables.get(setting), {"Ref": parameter})
+                self.assertIn(setting, support.settings_read_by_config())
 
     def test_resource_names_are_the_template_defaults(self):
         for setting, (parameter, resource, prop) in PARAMETERS.items():

@@ -18,6 +18,7 @@ use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJob
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{JobStore, MediaStore};
@@ -128,7 +129,12 @@ fn submit_api(store: DynamoJobStore, queue: SqsJobQueue) -> SubmitApi<DynamoJobS
         submit: SubmitService::new(store.clone(), queue, policy(), Duration::from_secs(86_400)),
         cancel: CancelService::new(store.clone()),
         reads: ReadService::new(store),
+        links: links(),
     }
+}
+
+fn links() -> FileLinks {
+    FileLinks { signer: None, ttl: TTL }
 }
 
 fn policy() -> RequestPolicy {
@@ -188,10 +194,12 @@ fn benches(c: &mut Criterion) {
     let content = ContentApi {
         auth: Authenticator::new(store.clone()),
         content: ContentService::new(store.clone(), media.clone(), TTL),
+        links: links(),
     };
     let reads = StatusApi {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store.clone()),
+        links: links(),
     };
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);

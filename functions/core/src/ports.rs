@@ -211,6 +211,8 @@ pub trait MediaStore: Send + Sync {
     /// The bucket new media is written to.
     fn bucket(&self) -> &str;
     fn put(&self, key: &str, body: Bytes, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+    /// The bytes of a stored object.
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Bytes, MediaError>> + Send;
     /// Removes objects an attempt wrote but never committed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
     fn presign_get(

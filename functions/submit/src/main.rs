@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         ),
         cancel: CancelService::new(store.clone()),
         reads: ReadService::new(store),
+        links: bootstrap::file_links(&config),
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

@@ -55,6 +55,23 @@ impl MediaStore for S3MediaStore {
         Ok(())
     }
 
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, MediaError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
+        Ok(body.into_bytes())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), MediaError> {
         self.client
             .delete_object()

@@ -3,6 +3,11 @@
 
 /// The deterministic offline model.
 pub const LOCAL_MODEL: &str = "local";
+/// The same model, made slow on purpose (a few seconds per image), to try waits and cancels.
+pub const LOCAL_SLOW_MODEL: &str = "local-slow";
+/// The owner our own models are shown under where a model name must be `owner/name` (the
+/// Replicate-compatible API).
+pub const OUR_MODEL_OWNER: &str = "mediagen";
 /// The Replicate model a `replicate` deployment offers when none is configured.
 pub const DEFAULT_REPLICATE_MODEL: &str = "black-forest-labs/flux-schnell";
 
@@ -21,11 +26,23 @@ impl ModelProvider {
         }
     }
 
+    /// The models a deployment of this provider offers when it names none: for the local
+    /// provider both local models, so that waits and cancels can be tried on any local stack;
+    /// for Replicate none but the default model, which is always offered.
+    pub fn offered_by_default(self) -> &'static [&'static str] {
+        match self {
+            ModelProvider::Local => &[LOCAL_MODEL, LOCAL_SLOW_MODEL],
+            ModelProvider::Replicate => &[],
+        }
+    }
+
     /// Whether this provider can run the named model; the error says what it can run.
     pub fn check_model(self, model: &str) -> Result<(), String> {
         match self {
-            ModelProvider::Local if model == LOCAL_MODEL => Ok(()),
-            ModelProvider::Local => Err(format!("the local provider has one model, `{LOCAL_MODEL}`")),
+            ModelProvider::Local if model == LOCAL_MODEL || model == LOCAL_SLOW_MODEL => Ok(()),
+            ModelProvider::Local => Err(format!(
+                "the local provider has the models `{LOCAL_MODEL}` and `{LOCAL_SLOW_MODEL}`"
+            )),
             ModelProvider::Replicate => check_replicate_model(model),
         }
     }
@@ -40,6 +57,22 @@ pub enum SizeInput {
     CustomAspectRatio,
     /// `width` and `height`.
     WidthHeight,
+}
+
+/// A model's name as `owner/name`: ours get the `mediagen/` owner, Replicate's keep theirs.
+pub fn public_name(model: &str) -> String {
+    if model.contains('/') {
+        model.to_owned()
+    } else {
+        format!("{OUR_MODEL_OWNER}/{model}")
+    }
+}
+
+/// The model an `owner/name` stands for: the inverse of [`public_name`].
+pub fn from_public_name(name: &str) -> &str {
+    name.strip_prefix(OUR_MODEL_OWNER)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(name)
 }
 
 /// A Replicate model we know how to call, and how our request maps onto its input.
@@ -137,6 +170,15 @@ mod tests {
             ModelRef::parse("stability-ai/sdxl:7762fd07").unwrap().version,
             Some("7762fd07")
         );
+    }
+
+    #[test]
+    fn public_names_are_owner_slash_name_and_round_trip() {
+        assert_eq!(public_name(LOCAL_MODEL), "mediagen/local");
+        assert_eq!(public_name(DEFAULT_REPLICATE_MODEL), DEFAULT_REPLICATE_MODEL);
+        for model in [LOCAL_MODEL, LOCAL_SLOW_MODEL, DEFAULT_REPLICATE_MODEL] {
+            assert_eq!(from_public_name(&public_name(model)), model);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! imports another module of this crate outside `domain`.
 
 pub mod catalogue;
+pub mod file_urls;
 pub mod format;
 pub mod generation;
 pub mod idempotency;
@@ -13,6 +14,7 @@ pub mod job;
 pub mod keys;
 pub mod listing;
 pub mod network;
+pub mod prediction;
 pub mod retry;
 pub mod secret;
 pub mod timestamp;

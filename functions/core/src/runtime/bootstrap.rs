@@ -6,6 +6,8 @@ use aws_config::SdkConfig;
 use super::config::{Config, ConfigError};
 use crate::adapters::image_model::{Model, local::LocalModel, replicate};
 use crate::domain::catalogue::ModelProvider;
+use crate::domain::file_urls::FileLinkSigner;
+use crate::entrypoints::http::replicate::FileLinks;
 
 /// Starts logging and reads the settings; a bad setting ends the process with one line naming it.
 pub async fn cold_start() -> (Config, SdkConfig) {
@@ -23,6 +25,15 @@ pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
             eprintln!("{err}");
             std::process::exit(1);
         }
+    }
+}
+
+/// How the Replicate-compatible API's file links are made: signed for as long as the presigned URLs
+/// lifetime when `FILE_URL_SECRET` is set.
+pub fn file_links(config: &Config) -> FileLinks {
+    FileLinks {
+        signer: config.file_url_secret.clone().map(FileLinkSigner::new),
+        ttl: config.presign_ttl,
     }
 }
 

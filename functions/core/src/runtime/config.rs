@@ -36,6 +36,9 @@ pub struct Config {
     pub retention: Duration,
     pub max_receive_count: u32,
     pub replicate_api_token: Option<Secret>,
+    /// Signs the file links of the Replicate-compatible API, so that any HTTP client can fetch
+    /// them until they expire; without it those links need the API key.
+    pub file_url_secret: Option<Secret>,
     /// The Replicate API's address; tests point it at a local mock.
     pub replicate_api_base_url: url::Url,
     pub allow_local_urls: bool,
@@ -71,7 +74,11 @@ impl Config {
                 .filter(|m| !m.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            None => Vec::new(),
+            None => model_provider
+                .offered_by_default()
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
         };
         if !allowed_models.contains(&default_model) {
             allowed_models.insert(0, default_model.clone());
@@ -120,6 +127,7 @@ impl Config {
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
+            file_url_secret: get("FILE_URL_SECRET").map(Secret::new),
             replicate_api_base_url,
             allow_local_urls,
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
@@ -181,7 +189,7 @@ mod tests {
         let config = Config::from_map(&base()).unwrap();
         assert_eq!(config.model_provider, ModelProvider::Local);
         assert_eq!(config.default_model, "local");
-        assert_eq!(config.allowed_models, vec!["local".to_owned()]);
+        assert_eq!(config.allowed_models, vec!["local".to_owned(), "local-slow".to_owned()]);
         assert_eq!(config.presign_ttl, Duration::from_secs(900));
         assert_eq!(config.max_receive_count, 5);
         assert!(!config.allow_local_urls);

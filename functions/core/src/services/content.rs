@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::auth::Caller;
 use crate::domain::ids::MediaId;
 use crate::domain::job::MediaItem;
@@ -28,6 +30,27 @@ impl<S: JobStore, M: MediaStore> ContentService<S, M> {
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The media item, if the caller owns it or `signed` says a signed link names it, with its
+    /// bytes: what `GET /v1/files/{media_id}` serves.
+    pub async fn file(
+        &self,
+        caller: Option<&Caller>,
+        signed: bool,
+        id: MediaId,
+    ) -> Result<Option<(MediaItem, Bytes)>, ContentError> {
+        let Some(item) = self
+            .store
+            .media(id)
+            .await?
+            .filter(|item| signed || caller.is_some_and(|caller| item.owner == caller.owner))
+        else {
+            return Ok(None);
+        };
+        tracing::Span::current().record("job_id", tracing::field::display(item.job_id));
+        let bytes = self.media.get(&item.bucket, &item.key).await?;
+        Ok(Some((item, bytes)))
     }
 
     /// The caller's media item and a presigned GET for it, or `None` if there is no such media

@@ -52,6 +52,11 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         }
     }
 
+    /// Whether this deployment offers the model.
+    pub fn offers(&self, model: &str) -> bool {
+        self.policy.allowed_models.iter().any(|allowed| allowed == model)
+    }
+
     pub async fn submit(
         &self,
         caller: &Caller,

@@ -10,9 +10,12 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::domain::file_urls::FileLinkSigner;
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Backoff;
+use mediagen::domain::secret::Secret;
+use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::ports::ImageModel;
 use mediagen::runtime::provision::{Provisioned, Resources, provision};
@@ -119,6 +122,7 @@ impl Stack {
             submit: SubmitService::new(self.store(), queue, self.policy(), RETENTION),
             cancel: CancelService::new(self.store()),
             reads: ReadService::new(self.store()),
+            links: file_links(),
         }
     }
 
@@ -134,6 +138,7 @@ impl Stack {
         StatusApi {
             auth: Authenticator::new(self.store()),
             reads: ReadService::new(self.store()),
+            links: file_links(),
         }
     }
 
@@ -150,6 +155,7 @@ impl Stack {
         ContentApi {
             auth: Authenticator::new(self.store()),
             content: ContentService::new(self.store(), media, ttl),
+            links: file_links(),
         }
     }
 
@@ -223,6 +229,14 @@ pub fn record(message_id: &str, body: &str, receive_count: u32) -> SqsMessage {
         .attributes
         .insert("ApproximateReceiveCount".into(), receive_count.to_string());
     record
+}
+
+/// File links as the local stack signs them.
+pub fn file_links() -> FileLinks {
+    FileLinks {
+        signer: Some(FileLinkSigner::new(Secret::new("test file links"))),
+        ttl: Duration::from_secs(900),
+    }
 }
 
 /// A request with the key of [`OWNER`].

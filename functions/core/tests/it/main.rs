@@ -6,6 +6,7 @@ mod callers;
 mod events;
 mod generate;
 mod helpers;
+mod predictions;
 mod read;
 mod replicate;
 mod submit;

@@ -7,10 +7,16 @@ use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+use std::time::Duration;
+
+use crate::domain::catalogue::LOCAL_SLOW_MODEL;
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
 use crate::ports::{GeneratedImage, ImageModel, ModelError};
+
+/// How long the slow variant takes per image: long enough to outlast a short `Prefer: wait`.
+const SLOW_MODEL_DELAY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalModel;
@@ -27,8 +33,11 @@ impl ImageModel for LocalModel {
         &self,
         request: &GenerateRequest,
         index: &u32,
-        _budget: &Budget,
+        budget: &Budget,
     ) -> Result<GeneratedImage, ModelError> {
+        if request.model == LOCAL_SLOW_MODEL {
+            tokio::time::sleep(SLOW_MODEL_DELAY.min(budget.remaining())).await;
+        }
         let (request, index) = (request.clone(), *index);
         // Rendering is CPU work: keep it off the threads that drive the other records' I/O.
         tokio::task::spawn_blocking(move || render(&request, index))

@@ -1,10 +1,13 @@
-//! `GET /media/content/{media_id}`: a redirect to a presigned URL, or the URL as JSON.
+//! The `content` function: `GET /media/content/{media_id}`, a redirect to a presigned URL or the
+//! URL as JSON; and `GET /v1/files/{media_id}`, the image's bytes for the Replicate-compatible
+//! API.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::replicate::{self, FileLinks};
 use super::{ApiError, accepts_json, caller, json_response, path, require_method, respond, segments_from_end};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
@@ -16,55 +19,71 @@ use crate::services::content::{ContentError, ContentService};
 pub struct ContentApi<S, M> {
     pub auth: Authenticator<S>,
     pub content: ContentService<S, M>,
+    pub links: FileLinks,
+}
+
+enum Route {
+    Content(String),
+    File(String),
 }
 
 pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
-    let service = &api.content;
     let span =
         tracing::info_span!("content", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async {
-        respond(
-            async {
-                let segments = segments_from_end(&request);
-                let raw_id = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                    [id, "content", "media", ..] => id.to_string(),
-                    _ => return Err(ApiError::NoRoute(path(&request))),
-                };
-                require_method(&request, Method::GET, "GET")?;
-                let caller = caller(&api.auth, &request).await?;
-                let id = MediaId::parse(&raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
-                let (item, link) = service
-                    .link(&caller, id)
-                    .await?
-                    .ok_or(ApiError::NotFound { what: "media" })?;
+    async { respond(answer(api, &request).await) }.instrument(span).await
+}
 
-                let mut response = if accepts_json(&request) {
-                    json_response(
-                        StatusCode::OK,
-                        &json!({
-                            "url": link.url,
-                            "expires_at": timestamp::render(link.expires_at),
-                            "content_type": item.content_type,
-                        }),
-                    )
-                } else {
-                    let mut redirect = Response::new(Body::Empty);
-                    *redirect.status_mut() = StatusCode::FOUND;
-                    let location = HeaderValue::from_str(&link.url)
-                        .map_err(|e| ContentError::Media(MediaError::Presign(e.to_string())))?;
-                    redirect.headers_mut().insert(header::LOCATION, location);
-                    redirect
-                };
-                // Caches may keep the answer a little less long than the URL lives.
-                let max_age = service.ttl().as_secs().saturating_sub(service.ttl().as_secs() / 10 + 5);
-                if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
-                    response.headers_mut().insert(header::CACHE_CONTROL, value);
-                }
-                Ok(response)
-            }
-            .await,
-        )
+async fn answer<S: JobStore + KeyStore, M: MediaStore>(
+    api: &ContentApi<S, M>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let segments = segments_from_end(request);
+    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [id, "content", "media", ..] => Route::Content(id.to_string()),
+        [id, "files", "v1", ..] => Route::File(id.to_string()),
+        _ => return Err(ApiError::NoRoute(path(request))),
+    };
+    require_method(request, Method::GET, "GET")?;
+    match route {
+        Route::Content(id) => content(api, &id, request).await,
+        Route::File(id) => replicate::file(&api.auth, &api.content, &id, request, &api.links).await,
     }
-    .instrument(span)
-    .await
+}
+
+async fn content<S: JobStore + KeyStore, M: MediaStore>(
+    api: &ContentApi<S, M>,
+    raw_id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let service = &api.content;
+    let caller = caller(&api.auth, request).await?;
+    let id = MediaId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
+    let (item, link) = service
+        .link(&caller, id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "media" })?;
+
+    let mut response = if accepts_json(request) {
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "url": link.url,
+                "expires_at": timestamp::render(link.expires_at),
+                "content_type": item.content_type,
+            }),
+        )
+    } else {
+        let mut redirect = Response::new(Body::Empty);
+        *redirect.status_mut() = StatusCode::FOUND;
+        let location =
+            HeaderValue::from_str(&link.url).map_err(|e| ContentError::Media(MediaError::Presign(e.to_string())))?;
+        redirect.headers_mut().insert(header::LOCATION, location);
+        redirect
+    };
+    // Caches may keep the answer a little less long than the URL lives.
+    let max_age = service.ttl().as_secs().saturating_sub(service.ttl().as_secs() / 10 + 5);
+    if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    Ok(response)
 }

@@ -3,6 +3,7 @@
 
 pub mod content;
 pub mod problem;
+pub mod replicate;
 pub mod status;
 pub mod submit;
 mod views;

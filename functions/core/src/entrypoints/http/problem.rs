@@ -75,6 +75,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    #[error("no model {0}")]
+    UnknownModel(String),
     #[error("malformed {param} in path")]
     MalformedId { param: &'static str },
     #[error("invalid query parameters")]
@@ -155,6 +157,12 @@ impl ApiError {
                 "queue-unavailable",
                 "Service unavailable",
                 format!("job {job_id} could not be queued and was marked failed; submit again later"),
+            ),
+            ApiError::UnknownModel(model) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-model",
+                "Model not found",
+                format!("no model {model} is served here; see the models in the README"),
             ),
             ApiError::InvalidQuery(errors) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();

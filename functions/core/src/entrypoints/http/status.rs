@@ -1,11 +1,14 @@
 //! The reads (the `status` function): `GET /media/status/{job_id}` (light, for polling),
 //! `GET /media/jobs/{job_id}` (whole, with `Prefer: wait`), `GET /media/jobs` (the caller's
-//! jobs). This function also answers every path no other function serves, with a 404 problem.
+//! jobs), and their Replicate-compatible forms `GET /v1/predictions/{id}` and
+//! `GET /v1/predictions`. This function also answers every path no other function serves, with
+//! a 404 problem.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
+use super::replicate::{self, FileLinks};
 use super::views::{job_body, page_body, status_body};
 use super::{
     ApiError, applied_wait, base_path, caller, json_response, path, preferred_wait, require_method, respond,
@@ -21,12 +24,15 @@ use crate::services::read::ReadService;
 pub struct StatusApi<S> {
     pub auth: Authenticator<S>,
     pub reads: ReadService<S>,
+    pub links: FileLinks,
 }
 
 enum Route {
     Status(String),
     Job(String),
     List,
+    Prediction(String),
+    Predictions,
 }
 
 pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
@@ -40,11 +46,15 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
         [id, "status", "media", ..] => Route::Status(id.to_string()),
         ["jobs", "media", ..] => Route::List,
         [id, "jobs", "media", ..] => Route::Job(id.to_string()),
+        ["predictions", "v1", ..] => Route::Predictions,
+        [id, "predictions", "v1", ..] => Route::Prediction(id.to_string()),
         _ => return Err(ApiError::NoRoute(path(request))),
     };
     require_method(request, Method::GET, "GET")?;
     let caller = caller(&api.auth, request).await?;
     let mut response = match route {
+        Route::Prediction(id) => replicate::get(&api.reads, &caller, &id, request, &api.links).await?,
+        Route::Predictions => replicate::list(&api.reads, &caller, request, &api.links).await?,
         Route::Status(id) => {
             let job = api.reads.job(&caller, job_id(&id)?).await?.ok_or(NOT_FOUND)?;
             let mut response = json_response(StatusCode::OK, &status_body(&job));

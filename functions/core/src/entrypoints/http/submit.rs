@@ -1,10 +1,13 @@
 //! The writes (the `submit` function): `POST /media/generate` (with `Idempotency-Key` and
-//! `Prefer: wait`) and `POST /media/jobs/{job_id}/cancel`.
+//! `Prefer: wait`) and `POST /media/jobs/{job_id}/cancel`, and their Replicate-compatible
+//! forms `POST /v1/predictions`, `POST /v1/models/{owner}/{name}/predictions` and
+//! `POST /v1/predictions/{id}/cancel`.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
+use super::replicate::{self, FileLinks};
 use super::views::{accepted_body, job_body, links, status_url};
 use super::{
     ApiError, applied_wait, base_path, caller, json_body, json_response, path, preferred_wait, require_method, respond,
@@ -24,11 +27,14 @@ pub struct SubmitApi<S, Q> {
     pub submit: SubmitService<S, Q>,
     pub cancel: CancelService<S>,
     pub reads: ReadService<S>,
+    pub links: FileLinks,
 }
 
 enum Route {
     Generate,
     Cancel(String),
+    CreatePrediction(Option<String>),
+    CancelPrediction(String),
 }
 
 pub async fn handle<S: JobStore + KeyStore, Q: JobQueue>(api: &SubmitApi<S, Q>, request: Request) -> Response<Body> {
@@ -44,6 +50,9 @@ async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
     let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["generate", "media", ..] => Route::Generate,
         ["cancel", id, "jobs", "media", ..] => Route::Cancel(id.to_string()),
+        ["predictions", "v1", ..] => Route::CreatePrediction(None),
+        ["predictions", name, owner, "models", "v1", ..] => Route::CreatePrediction(Some(format!("{owner}/{name}"))),
+        ["cancel", id, "predictions", "v1", ..] => Route::CancelPrediction(id.to_string()),
         _ => return Err(ApiError::NoRoute(path(request))),
     };
     require_method(request, Method::POST, "POST")?;
@@ -51,6 +60,10 @@ async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
     match route {
         Route::Generate => generate(api, &caller, request).await,
         Route::Cancel(id) => cancel(api, &caller, &id, request).await,
+        Route::CreatePrediction(model) => {
+            replicate::create(&api.submit, &api.reads, &caller, model, request, &api.links).await
+        }
+        Route::CancelPrediction(id) => replicate::cancel(&api.cancel, &caller, &id, request, &api.links).await,
     }
 }
 
