@@ -5,7 +5,7 @@ pub mod content;
 pub mod problem;
 pub mod status;
 pub mod submit;
-mod views;
+pub(crate) mod views;
 
 use std::time::Duration;
 
