@@ -114,7 +114,7 @@ host_arch() {
   esac
 }
 
-# build_functions ARCH [BUILD_DIR]: `sam build` of the four functions for ARCH (arm64 or
+# build_functions ARCH [BUILD_DIR]: `sam build` of the five functions for ARCH (arm64 or
 # x86_64), each `cargo lambda build --release [--arm64] --bin NAME` from the workspace root.
 build_functions() {
   local arch=$1 build_dir=${2:-$ROOT/.aws-sam/build} rust_target started=$SECONDS

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Deploys template.yaml: builds the four functions with `sam build` (cargo lambda, from the
+# Deploys template.yaml: builds the five functions with `sam build` (cargo lambda, from the
 # workspace), deploys the stack to LocalStack (samlocal) or AWS (sam), prints the API URL and
 # runs a smoke test against it: submit a job, wait for it, download its image.
 #   scripts/deploy.sh localstack|aws [--no-smoke]
 # Settings: MEDIAGEN_STACK (stack name, default mediagen), MEDIAGEN_ARCH (arm64 or x86_64),
-# MODEL_PROVIDER, REPLICATE_API_TOKEN, LOCALSTACK_URL (default http://localhost:4566).
+# MODEL_PROVIDER, REPLICATE_API_TOKEN, LOCALSTACK_URL (default http://localhost:4566),
+# MEDIAGEN_WEBHOOK_SECRET (the stack's webhook master key; made once and kept when unset).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/deploy-lib.sh"
@@ -45,6 +46,21 @@ if [ "$target" = aws ]; then
   bucket="$MEDIAGEN_BUCKET-$ACCOUNT-$REGION"
 fi
 
+# The master key of the stack's webhook signatures, never the local stack's public one: given,
+# or made once per target and stack and kept readable by you only, since every owner's secret
+# derives from it and changes if it does.
+webhook_secret_file="$ROOT/.local/webhook-secret-$target-$STACK"
+if [ -n "${MEDIAGEN_WEBHOOK_SECRET:-}" ]; then
+  webhook_secret=$MEDIAGEN_WEBHOOK_SECRET
+elif [ -f "$webhook_secret_file" ]; then
+  webhook_secret=$(cat "$webhook_secret_file")
+else
+  mkdir -p "$(dirname "$webhook_secret_file")"
+  webhook_secret=$(umask 077 && py -c 'import base64, os; print("whsec_" + base64.b64encode(os.urandom(32)).decode())' \
+    | tee "$webhook_secret_file")
+  say "made the stack's webhook master key, kept in ${webhook_secret_file#$ROOT/}"
+fi
+
 build_functions "$arch"
 
 overrides=(
@@ -54,6 +70,9 @@ overrides=(
   "DeadLetterQueueName=$MEDIAGEN_DEAD_LETTER_QUEUE"
   "BucketName=$bucket"
   "MaxReceiveCount=$MAX_RECEIVE_COUNT"
+  "WebhooksQueueName=$MEDIAGEN_WEBHOOKS_QUEUE"
+  "WebhooksDeadLetterQueueName=$MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE"
+  "WebhookSecret=$webhook_secret"
   "ModelProvider=${MODEL_PROVIDER:-local}"
 )
 if [ -n "${REPLICATE_API_TOKEN:-}" ]; then

@@ -41,12 +41,12 @@ say "end-to-end through cargo lambda watch"
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
-MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model::
+MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model:: webhooks::
 stop_stack
-say "no API key in the functions' logs"
-for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234; do
+say "no API key and no webhook secret in the functions' logs"
+for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do
   if grep -qF -- "$secret" "$STATE/functions.log"; then
-    die "an API key (or most of one) is in $STATE/functions.log"
+    die "an API key or the webhook secret (or most of one) is in $STATE/functions.log"
   fi
 done
 
