@@ -152,7 +152,7 @@ host_arch() {
   esac
 }
 
-# build_functions ARCH [BUILD_DIR]: `sam build` of the four functions for ARCH (arm64 or
+# build_functions ARCH [BUILD_DIR]: `sam build` of the five functions for ARCH (arm64 or
 # x86_64), each `cargo lambda build --release [--arm64] --bin NAME` from the workspace root.
 # MEDIAGEN_BUILD_MODE=debug builds without --release (SAM_BUILD_MODE=debug): much quicker than
 # the release profile's fat LTO, for LocalStack only; the default is release.

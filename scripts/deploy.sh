@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploys template.yaml: builds the four functions with `sam build` (cargo lambda, from the
+# Deploys template.yaml: builds the five functions with `sam build` (cargo lambda, from the
 # workspace), deploys the stack to LocalStack (samlocal) or AWS (sam), prints the API URL and
 # runs a smoke test against it: submit a job, wait for it, download its image.
 #   scripts/deploy.sh localstack|aws [--no-smoke]
@@ -9,7 +9,8 @@
 # Settings: MEDIAGEN_STACK (stack name, default mediagen), MEDIAGEN_ARCH (arm64 or x86_64),
 # MODEL_PROVIDER, REPLICATE_API_TOKEN, MEDIAGEN_LOCALSTACK (docker or host), LOCALSTACK_URL (a
 # LocalStack running elsewhere), MEDIAGEN_BUILD_MODE (release or debug; LocalStack's default is
-# debug, AWS's release), MEDIAGEN_API_KEY (sent by the smoke test as a bearer token).
+# debug, AWS's release), MEDIAGEN_API_KEY (sent by the smoke test as a bearer token),
+# MEDIAGEN_WEBHOOK_SECRET (the stack's webhook master key; made once and kept when unset).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/deploy-lib.sh"
@@ -60,6 +61,28 @@ if [ "$target" = aws ]; then
   bucket="$MEDIAGEN_BUCKET-$ACCOUNT-$REGION"
 fi
 
+# The master key of the stack's webhook signatures, never the local stack's public one: given,
+# or made once per target and stack and kept readable by you only, since every owner's secret
+# derives from it and changes if it does.
+webhook_secret_file="$ROOT/.local/webhook-secret-$target-$STACK"
+if [ -n "${MEDIAGEN_WEBHOOK_SECRET:-}" ]; then
+  webhook_secret=$MEDIAGEN_WEBHOOK_SECRET
+elif [ -f "$webhook_secret_file" ]; then
+  webhook_secret=$(cat "$webhook_secret_file")
+else
+  mkdir -p "$(dirname "$webhook_secret_file")"
+  webhook_secret=$(umask 077 && py -c 'import base64, os; print("whsec_" + base64.b64encode(os.urandom(32)).decode())' \
+    | tee "$webhook_secret_file")
+  say "made the stack's webhook master key, kept in ${webhook_secret_file#$ROOT/}"
+fi
+
+# The key that signs the Replicate-compatible API's file links, made and kept the same way.
+file_url_secret_file="$ROOT/.local/file-url-secret-$target-$STACK"
+if [ ! -f "$file_url_secret_file" ]; then
+  mkdir -p "$(dirname "$file_url_secret_file")"
+  (umask 077 && py -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file_url_secret_file")
+fi
+
 build_started=$SECONDS
 build_functions "$arch"
 build_seconds=$((SECONDS - build_started))
@@ -71,6 +94,10 @@ overrides=(
   "DeadLetterQueueName=$MEDIAGEN_DEAD_LETTER_QUEUE"
   "BucketName=$bucket"
   "MaxReceiveCount=$MAX_RECEIVE_COUNT"
+  "WebhooksQueueName=$MEDIAGEN_WEBHOOKS_QUEUE"
+  "WebhooksDeadLetterQueueName=$MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE"
+  "WebhookSecret=$webhook_secret"
+  "FileUrlSecret=$(cat "$file_url_secret_file")"
   "ModelProvider=${MODEL_PROVIDER:-local}"
 )
 if [ -n "${REPLICATE_API_TOKEN:-}" ]; then

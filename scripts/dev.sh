@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole service locally without Docker: moto server as AWS, the four functions under
-# `cargo lambda watch`, the SQS event-source stand-in; then submits a demo job and writes its
+# Runs the whole service locally without Docker: moto server as AWS, the five functions under
+# `cargo lambda watch`, the SQS event-source stand-ins; then submits a demo job and writes its
 # image to out/. Keeps running until Ctrl-C; with --once, stops after the demo.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -41,6 +41,6 @@ The service runs at $API_URL. Try:
   curl -s -X POST $API_URL/media/generate -H "authorization: Bearer \$MEDIAGEN_API_KEY" \\
        -H 'content-type: application/json' -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
   curl -s $API_URL/media/status/<job_id> -H "authorization: Bearer \$MEDIAGEN_API_KEY"
-Logs: .local/dev/functions.log, .local/dev/pump.log. Ctrl-C stops everything.
+Logs: .local/dev/functions.log, .local/dev/pump.log, .local/dev/pump-webhooks.log. Ctrl-C stops everything.
 EOT
 wait

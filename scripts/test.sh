@@ -41,17 +41,17 @@ say "end-to-end through cargo lambda watch"
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
-MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model::
+MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model:: webhooks::
 
 say "the official replicate client against the same stack (tests/replicate_client/)"
 MEDIAGEN_OTHER_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner someone-else 2>/dev/null)
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
 stop_stack
-say "no API key in the functions' logs"
-for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234; do
+say "no API key and no webhook secret in the functions' logs"
+for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do
   if grep -qF -- "$secret" "$STATE/functions.log"; then
-    die "an API key (or most of one) is in $STATE/functions.log"
+    die "an API key or the webhook secret (or most of one) is in $STATE/functions.log"
   fi
 done
 

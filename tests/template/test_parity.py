@@ -12,13 +12,23 @@ PARAMETERS = {
     "MEDIAGEN_QUEUE": ("QueueName", "JobsQueue", "QueueName"),
     "MEDIAGEN_DEAD_LETTER_QUEUE": ("DeadLetterQueueName", "JobsDeadLetterQueue", "QueueName"),
     "MEDIAGEN_BUCKET": ("BucketName", "MediaBucket", "BucketName"),
+    "MEDIAGEN_WEBHOOKS_QUEUE": ("WebhooksQueueName", "WebhooksQueue", "QueueName"),
+    "MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE": ("WebhooksDeadLetterQueueName", "WebhooksDeadLetterQueue", "QueueName"),
 }
+# A property path, dotted for nested properties.
 RESOURCE_VALUES = {
     "QUEUE_VISIBILITY_TIMEOUT": ("JobsQueue", "VisibilityTimeout"),
+    "WEBHOOKS_VISIBILITY_TIMEOUT": ("WebhooksQueue", "VisibilityTimeout"),
+    "WEBHOOKS_MAX_RECEIVE_COUNT": ("WebhooksQueue", "RedrivePolicy.maxReceiveCount"),
+}
+# Settings of the local stack alone, with no counterpart in the template.
+LOCAL_ONLY = {
+    # The local stack's public master key; a deployed stack is given its own (WebhookSecret).
+    "WEBHOOK_SECRET",
 }
 # Function settings the local stack sets on purpose where a deployment takes the template's
 # parameter (each a parameter of template.yaml, and a setting functions/core reads).
-LOCAL_ONLY = {
+LOCAL_PARAMETERS = {
     # A known local value; a deployment's secret is its own.
     "FILE_URL_SECRET": "FileUrlSecret",
 }
@@ -32,18 +42,18 @@ class LocalStackMatchesTemplate(unittest.TestCase):
         self.resources = self.template["Resources"]
 
     def test_every_local_setting_has_a_counterpart_in_the_template(self):
-        known = set(PARAMETERS) | set(RESOURCE_VALUES) | set(LOCAL_ONLY) | {"MAX_RECEIVE_COUNT"}
+        known = set(PARAMETERS) | set(RESOURCE_VALUES) | LOCAL_ONLY | set(LOCAL_PARAMETERS) | {"MAX_RECEIVE_COUNT"}
         unknown = sorted(set(self.env) - known)
         self.assertEqual(
             unknown,
             [],
             "scripts/local.env has settings this test does not compare with template.yaml; "
-            "add them to PARAMETERS or RESOURCE_VALUES in tests/template/test_parity.py",
+            "add them to PARAMETERS, RESOURCE_VALUES, LOCAL_ONLY or LOCAL_PARAMETERS in tests/template/test_parity.py",
         )
 
     def test_local_only_settings_are_parameters_the_functions_read(self):
         variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
-        for setting, parameter in LOCAL_ONLY.items():
+        for setting, parameter in LOCAL_PARAMETERS.items():
             with self.subTest(setting=setting):
                 self.assertIn(parameter, self.parameters)
                 self.assertEqual(variables.get(setting), {"Ref": parameter})
@@ -67,15 +77,22 @@ class LocalStackMatchesTemplate(unittest.TestCase):
                 )
 
     def test_queue_settings_are_the_templates(self):
-        for setting, (resource, prop) in RESOURCE_VALUES.items():
+        for setting, (resource, path) in RESOURCE_VALUES.items():
             with self.subTest(setting=setting):
-                value = str(self.resources[resource]["Properties"][prop])
+                value = self.resources[resource]["Properties"]
+                for prop in path.split("."):
+                    value = value[prop]
+                value = str(value)
                 self.assertEqual(
                     self.env[setting],
                     value,
                     f"scripts/local.env has {setting}={self.env[setting]} but template.yaml's "
-                    f"{resource}.{prop} is {value}",
+                    f"{resource}.{path} is {value}",
                 )
+
+    def test_the_local_webhook_secret_is_never_the_deployed_one(self):
+        self.assertNotIn("Default", self.parameters["WebhookSecret"])
+        self.assertNotIn(self.env["WEBHOOK_SECRET"], support.TEMPLATE.read_text())
 
     def test_max_receive_count_is_one_parameter_for_the_queue_and_the_worker(self):
         default = str(self.parameters["MaxReceiveCount"]["Default"])

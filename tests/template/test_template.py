@@ -46,22 +46,25 @@ ROUTES = {
 FUNCTIONS = {
     "SubmitFunction": "submit",
     "GenerateFunction": "generate",
+    "DeliverFunction": "deliver",
     "StatusFunction": "status",
     "ContentFunction": "content",
 }
 
 TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 QUEUE = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 
-# Every data action each function may take, and on what. Anything more is a failure.
+# Every data action each function may take, and on what (one resource, or a list of them).
+# Anything more is a failure.
 PERMISSIONS = {
     "SubmitFunction": {
         "dynamodb:PutItem": TABLE,
         "dynamodb:UpdateItem": TABLE,
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
-        "sqs:SendMessage": QUEUE,
+        "sqs:SendMessage": [QUEUE, WEBHOOKS],
     },
     "GenerateFunction": {
         "dynamodb:GetItem": TABLE,
@@ -71,8 +74,18 @@ PERMISSIONS = {
         "sqs:DeleteMessage": QUEUE,
         "sqs:ChangeMessageVisibility": QUEUE,
         "sqs:GetQueueAttributes": QUEUE,
+        "sqs:SendMessage": WEBHOOKS,
         "s3:PutObject": MEDIA_OBJECTS,
         "s3:DeleteObject": MEDIA_OBJECTS,
+    },
+    # Reads jobs and sends webhooks; never writes a job.
+    "DeliverFunction": {
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:BatchGetItem": TABLE,
+        "sqs:ReceiveMessage": WEBHOOKS,
+        "sqs:DeleteMessage": WEBHOOKS,
+        "sqs:ChangeMessageVisibility": WEBHOOKS,
+        "sqs:GetQueueAttributes": WEBHOOKS,
     },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
@@ -85,6 +98,14 @@ PERMISSIONS = {
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# Each SQS-triggered function, its queue and that queue's dead-letter queue.
+QUEUES = {
+    "GenerateFunction": ("JobsQueue", "JobsDeadLetterQueue"),
+    "DeliverFunction": ("WebhooksQueue", "WebhooksDeadLetterQueue"),
+}
+# Webhook deliveries are tried for hours: 30 s doubling to 15 minutes between receives
+# (domain/webhook.rs, retry_delay), jitter taking off at most a fifth.
+WEBHOOK_RETRY_SPAN_SECONDS = 3 * 3600
 WRITE_ACTION = re.compile(r":(Put|Update|Delete|BatchWrite|Write|Create|Send|Change|Transact|PartiQLInsert|PartiQLUpdate|PartiQLDelete)")
 
 # ---------------------------------------------------------------------------------- checks
@@ -155,35 +176,46 @@ def gateway_response_problems(cfn):
 
 def queue_problems(cfn):
     problems = []
-    mappings = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping")
-    if len(mappings) != 1:
-        return [f"expected one event source mapping, found {sorted(mappings)}"]
-    mapping = next(iter(mappings.values()))["Properties"]
-    if mapping["EventSourceArn"] != QUEUE:
-        problems.append(f"the event source is {mapping['EventSourceArn']}, not the jobs queue")
-    if ref_name(mapping["FunctionName"]) != "GenerateFunction":
-        problems.append(f"the jobs queue triggers {mapping['FunctionName']}, not generate")
-    if mapping.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
-        problems.append("generate's batchItemFailures are ignored without ReportBatchItemFailures")
-    if not 1 <= int(mapping.get("BatchSize", 0)) <= 10:
-        problems.append(f"batch size {mapping.get('BatchSize')}: generate is written for batches of at most 10")
-    if "MaximumBatchingWindowInSeconds" not in mapping:
-        problems.append("no batching window set")
-    if ref_name(mapping.get("ScalingConfig", {}).get("MaximumConcurrency")) != "GenerateMaxConcurrency":
-        problems.append("the event source's maximum concurrency is not the GenerateMaxConcurrency parameter")
+    mappings = resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    by_function = {ref_name(m["Properties"]["FunctionName"]): m["Properties"] for m in mappings}
+    if sorted(by_function) != sorted(QUEUES) or len(by_function) != len(mappings):
+        return [f"expected one event source mapping for each of {sorted(QUEUES)}, found {sorted(by_function)}"]
+    for function, (queue_name, dead_letter_name) in QUEUES.items():
+        mapping = by_function[function]
+        if mapping["EventSourceArn"] != {"Fn::GetAtt": [queue_name, "Arn"]}:
+            problems.append(f"{function}'s event source is {mapping['EventSourceArn']}, not {queue_name}")
+        if mapping.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
+            problems.append(f"{function}'s batchItemFailures are ignored without ReportBatchItemFailures")
+        if not 1 <= int(mapping.get("BatchSize", 0)) <= 10:
+            problems.append(f"{function}'s batch size {mapping.get('BatchSize')}: it is written for batches of at most 10")
+        if "MaximumBatchingWindowInSeconds" not in mapping:
+            problems.append(f"{function}: no batching window set")
+        if "MaximumConcurrency" not in mapping.get("ScalingConfig", {}):
+            problems.append(f"{function}'s event source has no maximum concurrency")
 
-    queue = cfn["Resources"]["JobsQueue"]["Properties"]
-    generate = cfn["Resources"]["GenerateFunction"]["Properties"]
-    needed = 6 * int(generate["Timeout"]) + int(mapping.get("MaximumBatchingWindowInSeconds", 0))
-    if int(queue["VisibilityTimeout"]) < needed:
-        problems.append(f"queue visibility timeout {queue['VisibilityTimeout']} s is under 6 × generate's timeout + batching window ({needed} s)")
-    redrive = queue.get("RedrivePolicy", {})
-    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}:
-        problems.append("the jobs queue does not redrive to the dead-letter queue")
+        queue = cfn["Resources"][queue_name]["Properties"]
+        props = cfn["Resources"][function]["Properties"]
+        needed = 6 * int(props["Timeout"]) + int(mapping.get("MaximumBatchingWindowInSeconds", 0))
+        if int(queue["VisibilityTimeout"]) < needed:
+            problems.append(f"{queue_name} visibility timeout {queue['VisibilityTimeout']} s is under 6 × {function}'s timeout + batching window ({needed} s)")
+        redrive = queue.get("RedrivePolicy", {})
+        if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
+            problems.append(f"{queue_name} does not redrive to {dead_letter_name}")
+
+    jobs = by_function["GenerateFunction"]
+    if ref_name(jobs.get("ScalingConfig", {}).get("MaximumConcurrency")) != "GenerateMaxConcurrency":
+        problems.append("the event source's maximum concurrency is not the GenerateMaxConcurrency parameter")
+    redrive = cfn["Resources"]["JobsQueue"]["Properties"].get("RedrivePolicy", {})
     if ref_name(redrive.get("maxReceiveCount")) != "MaxReceiveCount":
         problems.append("the redrive maxReceiveCount is not the MaxReceiveCount parameter")
+    generate = cfn["Resources"]["GenerateFunction"]["Properties"]
     if ref_name(generate["Environment"]["Variables"].get("MAX_RECEIVE_COUNT")) != "MaxReceiveCount":
         problems.append("generate's MAX_RECEIVE_COUNT is not the MaxReceiveCount parameter")
+
+    receives = int(cfn["Resources"]["WebhooksQueue"]["Properties"].get("RedrivePolicy", {}).get("maxReceiveCount", 0))
+    span = sum(0.8 * min(30 * 2 ** (n - 1), 900) for n in range(1, receives))
+    if span < WEBHOOK_RETRY_SPAN_SECONDS:
+        problems.append(f"webhooks are given up after {receives} receives, {span / 3600:.1f} h: retries should span hours")
     return problems
 
 
@@ -233,7 +265,7 @@ def policy_problems(cfn):
         for action, resources in sorted(granted.items()):
             if action not in allowed:
                 problems.append(f"{function} may {action}, which it does not need")
-            elif resources != [allowed[action]]:
+            elif sorted(map(json.dumps, resources)) != sorted(map(json.dumps, as_list(allowed[action]))):
                 problems.append(f"{function} may {action} on {resources}, not only on {allowed[action]}")
         for action in sorted(set(allowed) - set(granted)):
             problems.append(f"{function} may not {action}, which it needs")
@@ -296,7 +328,14 @@ def function_problems(cfn):
     if set(functions) != set(FUNCTIONS):
         problems.append(f"functions are {sorted(functions)}, expected {sorted(FUNCTIONS)}")
     read = support.settings_read_by_config()
-    required = support.required_settings() | {"MODEL_PROVIDER", "PRESIGN_TTL_SECONDS", "RETENTION_DAYS", "MAX_RECEIVE_COUNT"}
+    required = support.required_settings() | {
+        "MODEL_PROVIDER",
+        "PRESIGN_TTL_SECONDS",
+        "RETENTION_DAYS",
+        "MAX_RECEIVE_COUNT",
+        # Optional to the code (no queue, no webhooks), but a deployed stack always has one.
+        "WEBHOOKS_QUEUE_URL",
+    }
     for name, binary in FUNCTIONS.items():
         resource = functions.get(name)
         if resource is None:
@@ -320,6 +359,11 @@ def function_problems(cfn):
         has_token = "REPLICATE_API_TOKEN" in variables
         if has_token != (name == "GenerateFunction"):
             problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN; only generate calls the model")
+        has_secret = "WEBHOOK_SECRET" in variables
+        if has_secret != (name == "DeliverFunction"):
+            problems.append(f"{name} {'has' if has_secret else 'lacks'} WEBHOOK_SECRET; only deliver signs webhooks")
+        elif has_secret and ref_name(variables["WEBHOOK_SECRET"]) != "WebhookSecret":
+            problems.append("deliver's WEBHOOK_SECRET is not the WebhookSecret parameter")
         log_group = resource.get("DependsOn")
         log_props = cfn["Resources"].get(log_group, {}).get("Properties", {})
         if cfn["Resources"].get(log_group, {}).get("Type") != "AWS::Logs::LogGroup":
@@ -334,19 +378,28 @@ def function_problems(cfn):
         problems.append(f"the Architecture parameter is {architecture}")
     if not parameters.get("ReplicateApiToken", {}).get("NoEcho"):
         problems.append("the Replicate token parameter is echoed")
+    webhook_secret = parameters.get("WebhookSecret", {})
+    if not webhook_secret.get("NoEcho"):
+        problems.append("the webhook secret parameter is echoed")
+    if "Default" in webhook_secret:
+        problems.append("the webhook secret parameter has a default: every stack must be given its own")
     return problems
 
 
 def alarm_problems(cfn):
-    alarms = [
-        a["Properties"]
-        for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("Namespace") == "AWS/SQS"
-        and a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-        and {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsDeadLetterQueue", "QueueName"]}}
-        in a["Properties"].get("Dimensions", [])
-    ]
-    return [] if alarms else ["no alarm on the dead-letter queue's depth"]
+    problems = []
+    for dead_letter_name in ("JobsDeadLetterQueue", "WebhooksDeadLetterQueue"):
+        alarms = [
+            a["Properties"]
+            for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()
+            if a["Properties"].get("Namespace") == "AWS/SQS"
+            and a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and {"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_name, "QueueName"]}}
+            in a["Properties"].get("Dimensions", [])
+        ]
+        if not alarms:
+            problems.append(f"no alarm on the depth of {dead_letter_name}")
+    return problems
 
 
 def account_id_problems(cfn):
@@ -355,7 +408,9 @@ def account_id_problems(cfn):
 
 
 def output_problems(cfn):
-    missing = {"ApiUrl", "ApiId", "TableName", "QueueName", "QueueUrl", "DeadLetterQueueName", "BucketName"} - set(cfn.get("Outputs", {}))
+    expected = {"ApiUrl", "ApiId", "TableName", "QueueName", "QueueUrl", "DeadLetterQueueName", "BucketName"}
+    expected |= {"WebhooksQueueName", "WebhooksDeadLetterQueueName"}
+    missing = expected - set(cfn.get("Outputs", {}))
     return [f"no output {name}" for name in sorted(missing)]
 
 
@@ -432,6 +487,24 @@ class BrokenWiringIsCaught(unittest.TestCase):
 
         self.assertCaught(queue_problems, change, "ReportBatchItemFailures")
 
+    def test_webhooks_that_trigger_generate(self):
+        def change(cfn):
+            for mapping in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values():
+                if mapping["Properties"]["EventSourceArn"] == WEBHOOKS:
+                    mapping["Properties"]["FunctionName"] = {"Ref": "GenerateFunction"}
+
+        self.assertCaught(queue_problems, change, "expected one event source mapping")
+
+    def test_webhooks_given_up_within_the_hour(self):
+        self.assertCaught(
+            queue_problems,
+            lambda cfn: resource(cfn, "WebhooksQueue")["RedrivePolicy"].update(maxReceiveCount=5),
+            "should span hours",
+        )
+
+    def test_no_webhooks_dead_letter_queue(self):
+        self.assertCaught(queue_problems, lambda cfn: resource(cfn, "WebhooksQueue").pop("RedrivePolicy"), "WebhooksDeadLetterQueue")
+
     def test_a_short_visibility_timeout(self):
         self.assertCaught(
             queue_problems, lambda cfn: resource(cfn, "JobsQueue").update(VisibilityTimeout=60), "visibility timeout"
@@ -466,6 +539,20 @@ class BrokenWiringIsCaught(unittest.TestCase):
             policy_problems,
             lambda cfn: statement(cfn, "GenerateRole", "StoreImages").update(Resource={"Fn::Sub": "${MediaBucket.Arn}/*"}),
             "may s3:PutObject on",
+        )
+
+    def test_deliver_may_write_jobs(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "DeliverRole", "ReadJobs")["Action"].append("dynamodb:UpdateItem"),
+            "DeliverFunction may dynamodb:UpdateItem",
+        )
+
+    def test_generate_may_not_queue_webhooks(self):
+        self.assertCaught(
+            policy_problems,
+            lambda cfn: statement(cfn, "GenerateRole", "QueueWebhooks").update(Resource=QUEUE),
+            "GenerateFunction may sqs:SendMessage on",
         )
 
     def test_a_managed_policy(self):
@@ -510,6 +597,26 @@ class BrokenWiringIsCaught(unittest.TestCase):
             lambda cfn: resource(cfn, "SubmitFunction")["Environment"]["Variables"].update(REPLICATE_API_TOKEN="x"),
             "SubmitFunction has REPLICATE_API_TOKEN",
         )
+
+    def test_the_webhook_secret_given_to_every_function(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: resource(cfn, "StatusFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET="x"),
+            "StatusFunction has WEBHOOK_SECRET",
+        )
+
+    def test_a_default_webhook_secret(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: cfn["Parameters"]["WebhookSecret"].update(Default="whsec_x"),
+            "has a default",
+        )
+
+    def test_no_webhooks_dead_letter_alarm(self):
+        def change(cfn):
+            del cfn["Resources"]["WebhooksDeadLetterQueueAlarm"]
+
+        self.assertCaught(alarm_problems, change, "WebhooksDeadLetterQueue")
 
     def test_no_dead_letter_alarm(self):
         def change(cfn):

@@ -30,6 +30,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
+use mediagen::services::webhooks::Notifier;
 use tokio::runtime::Runtime;
 
 const BODY: &str = r#"{"prompt":"a lighthouse on a cliff at dusk","width":512,"height":512,"seed":7}"#;
@@ -67,6 +68,10 @@ async fn stack(sdk: &SdkConfig) -> (Resources, String) {
         bucket: format!("bench-{suffix}"),
         max_receive_count: 5,
         visibility_timeout_seconds: 180,
+        webhooks_queue: format!("bench-{suffix}-webhooks"),
+        webhooks_dead_letter_queue: format!("bench-{suffix}-webhooks-dlq"),
+        webhooks_max_receive_count: 20,
+        webhooks_visibility_timeout_seconds: 180,
     };
     let provisioned = provision(sdk, &resources).await.expect("provision");
     KeyAdmin::new(DynamoJobStore::new(aws::dynamodb(sdk), &resources.table))
@@ -103,6 +108,7 @@ async fn fixture() -> Fixture {
         queue,
         media,
         LocalModel,
+        Notifier::off(),
         GenerateSettings::new(5, Duration::from_secs(86_400)),
     );
     let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
@@ -123,11 +129,18 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// The bench's jobs have no `webhook_url`, so no webhook would be queued for them either way.
 fn submit_api(store: DynamoJobStore, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
     SubmitApi {
         auth: Authenticator::new(store.clone()),
-        submit: SubmitService::new(store.clone(), queue, policy(), Duration::from_secs(86_400)),
-        cancel: CancelService::new(store.clone()),
+        submit: SubmitService::new(
+            store.clone(),
+            queue,
+            Notifier::off(),
+            policy(),
+            Duration::from_secs(86_400),
+        ),
+        cancel: CancelService::new(store.clone(), Notifier::off()),
         reads: ReadService::new(store),
         links: links(),
     }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
+use url::Url;
 
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
@@ -185,6 +186,43 @@ pub trait JobQueue: Send + Sync {
     /// Makes a received message visible again after `delay`.
     fn retry_later(&self, receipt_handle: &str, delay: Duration)
     -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The queue of webhook deliveries (docs/design.md, "Webhooks"): a `{"job_id":"…"}` message for
+/// each job that became final with a `webhook_url`.
+pub trait WebhookQueue: Send + Sync {
+    fn enqueue(&self, id: JobId) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Makes a received delivery visible again after `delay`.
+    fn retry_later(&self, receipt_handle: &str, delay: Duration)
+    -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// One signed webhook POST.
+#[derive(Debug, Clone)]
+pub struct WebhookPost<'a> {
+    pub url: &'a Url,
+    /// Besides `content-type: application/json`: the `webhook-*` headers.
+    pub headers: &'a [(&'static str, String)],
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The URL may not be called (a private address, a bad scheme): never retried.
+    #[error("refused to call {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// The receiver answered something other than 2xx.
+    #[error("{url} answered {status}")]
+    Rejected { url: String, status: u16 },
+    /// No answer: DNS, connection, timeout.
+    #[error("could not reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// Sends webhooks to the URLs clients gave, refusing those that lead into our own network.
+pub trait WebhookSender: Send + Sync {
+    /// Delivered once the receiver answers 2xx.
+    fn post(&self, post: &WebhookPost<'_>) -> impl Future<Output = Result<(), WebhookError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! `mediagen-dev`: set up the local resources, run the SQS event-source stand-in, run a demo job.
+//! `mediagen-dev`: set up the local resources, run the SQS event-source stand-in, manage API keys,
+//! show webhook secrets, run a demo job.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +11,12 @@ use clap::{Parser, Subcommand};
 use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::secret::Secret;
 use mediagen::domain::timestamp;
+use mediagen::domain::webhook::MasterKey;
 use mediagen::runtime::provision::{Resources, provision, queue_arn};
 use mediagen::services::keys::KeyAdmin;
+use mediagen::services::webhooks::SigningKeys;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
 use mediagen_devtools::pump::Pump;
@@ -42,8 +46,17 @@ enum Command {
         max_receive_count: u32,
         #[arg(long, env = "QUEUE_VISIBILITY_TIMEOUT")]
         visibility_timeout: u32,
+        #[arg(long, env = "MEDIAGEN_WEBHOOKS_QUEUE")]
+        webhooks_queue: String,
+        #[arg(long, env = "MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE")]
+        webhooks_dead_letter_queue: String,
+        #[arg(long, env = "WEBHOOKS_MAX_RECEIVE_COUNT")]
+        webhooks_max_receive_count: u32,
+        #[arg(long, env = "WEBHOOKS_VISIBILITY_TIMEOUT")]
+        webhooks_visibility_timeout: u32,
     },
-    /// Feeds the jobs queue to `generate`, as Lambda's event-source mapping does.
+    /// Feeds a queue to a function (the jobs queue to `generate` by default, the webhooks queue
+    /// to `deliver`), as Lambda's event-source mapping does.
     Pump {
         #[arg(long, env = "JOBS_QUEUE_URL")]
         queue_url: String,
@@ -63,7 +76,6 @@ enum Command {
         #[arg(long, env = "REPLICATE_API_TOKEN")]
         token: String,
     },
-    /// Submits a job, shows its progress, and writes its images to a folder.
     /// Makes, lists and revokes API keys in the jobs table of any stack (local or deployed).
     Keys {
         /// The jobs table (on AWS: the stack's TableName).
@@ -72,6 +84,12 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Webhook signing: what an owner's receivers verify deliveries with.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
+    /// Submits a job, shows its progress, and writes its images to a folder.
     Demo {
         #[arg(long, default_value = "http://127.0.0.1:9000")]
         api: String,
@@ -110,6 +128,19 @@ enum KeysAction {
     Revoke { prefix: String },
 }
 
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// Prints the owner's signing secret (`whsec_...`), derived from the deployment's
+    /// `WEBHOOK_SECRET`: give it to the owner's receivers, and to no one else.
+    Secret {
+        #[arg(long)]
+        owner: String,
+        /// The deployment's master secret.
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
@@ -120,6 +151,10 @@ async fn main() -> ExitCode {
             bucket,
             max_receive_count,
             visibility_timeout,
+            webhooks_queue,
+            webhooks_dead_letter_queue,
+            webhooks_max_receive_count,
+            webhooks_visibility_timeout,
         } => {
             let resources = Resources {
                 table,
@@ -128,6 +163,10 @@ async fn main() -> ExitCode {
                 bucket,
                 max_receive_count,
                 visibility_timeout_seconds: visibility_timeout,
+                webhooks_queue,
+                webhooks_dead_letter_queue,
+                webhooks_max_receive_count,
+                webhooks_visibility_timeout_seconds: webhooks_visibility_timeout,
             };
             setup(&resources).await
         }
@@ -139,6 +178,9 @@ async fn main() -> ExitCode {
         } => pump(queue_url, &invoke, &function, batch_size).await,
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
+        Command::Webhooks {
+            action: WebhooksAction::Secret { owner, webhook_secret },
+        } => webhook_secret_of(&owner, Secret::new(webhook_secret)),
         Command::Demo {
             api,
             api_key,
@@ -180,13 +222,25 @@ async fn setup(resources: &Resources) -> Result<(), Error> {
         provisioned.dead_letter_queue_url
     );
     println!("export MEDIA_BUCKET={}", resources.bucket);
+    println!("export WEBHOOKS_QUEUE_URL={}", provisioned.webhooks_queue_url);
+    println!(
+        "export WEBHOOKS_DEAD_LETTER_QUEUE_URL={}",
+        provisioned.webhooks_dead_letter_queue_url
+    );
+    Ok(())
+}
+
+fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
+    let owner = Owner::parse(owner)?;
+    let master = MasterKey::parse(&master).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
+    println!("{}", SigningKeys::new(master).signing_secret(&owner).expose());
     Ok(())
 }
 
 async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let sqs = aws::sqs(&sdk);
-    let queue_arn = queue_arn(&sqs, &queue_url, "the jobs queue").await?;
+    let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
     let pump = Pump {
         sqs,
         http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,

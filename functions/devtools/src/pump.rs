@@ -1,7 +1,8 @@
-//! A local stand-in for Lambda's SQS event-source mapping: long-polls the jobs queue, hands each
-//! batch to `generate` through the runtime's invoke API (as `cargo lambda watch` serves it) as
-//! a real `SQSEvent`, and deletes only the records the function did not report in
-//! `batchItemFailures`. Reported records come back after their visibility timeout, as on AWS.
+//! A local stand-in for Lambda's SQS event-source mapping: long-polls a queue (the jobs queue, or
+//! the webhooks queue), hands each batch to its function (`generate`, or `deliver`) through the
+//! runtime's invoke API (as `cargo lambda watch` serves it) as a real `SQSEvent`, and deletes
+//! only the records the function did not report in `batchItemFailures`. Reported records come
+//! back after their visibility timeout, as on AWS.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +66,7 @@ impl Pump {
                 .collect(),
             // The whole invocation failed: Lambda would return the whole batch.
             _ => {
-                eprintln!("pump: generate failed ({status}): {text}");
+                eprintln!("pump: the function failed ({status}): {text}");
                 messages.iter().filter_map(|m| m.message_id.clone()).collect()
             }
         };

@@ -18,6 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
         media,
         bootstrap::or_exit(bootstrap::image_model(&config)),
+        bootstrap::webhook_notifier(&config, &sdk),
         GenerateSettings::new(config.max_receive_count, config.retention),
     );
     let generator = &generator;

@@ -10,15 +10,17 @@ use mediagen::services::{auth::Authenticator, cancel::CancelService, read::ReadS
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    let webhooks = bootstrap::webhook_notifier(&config, &sdk);
     let api = SubmitApi {
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
             store.clone(),
             SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+            webhooks.clone(),
             config.request_policy(),
             config.retention,
         ),
-        cancel: CancelService::new(store.clone()),
+        cancel: CancelService::new(store.clone(), webhooks),
         reads: ReadService::new(store),
         links: bootstrap::file_links(&config),
     };

@@ -1,6 +1,6 @@
 //! The implementations of the ports: DynamoDB, SQS and S3 (with our own presigner), outbound
-//! HTTP fetching, and the image models. Adapters know the domain and the ports, never the
-//! services or the entrypoints.
+//! HTTP fetching, webhook POSTs, and the image models. Adapters know the domain and the ports,
+//! never the services or the entrypoints.
 
 pub mod aws;
 pub mod dynamodb;
@@ -9,6 +9,7 @@ pub mod image_model;
 pub mod presign;
 pub mod s3;
 pub mod sqs;
+pub mod webhook;
 
 /// An error with its whole chain of causes, on one line: the SDK hides the useful part in `source`.
 pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {

@@ -1,4 +1,5 @@
-//! The jobs queue on SQS. A message body is `{"job_id":"…"}`; the job record is the truth.
+//! The jobs queue and the webhook deliveries queue on SQS. A message body is `{"job_id":"…"}`
+//! on both; the job record is the truth.
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use aws_sdk_sqs::Client;
 
 use super::describe_error as describe;
 use crate::domain::ids::JobId;
-use crate::ports::{JobMessage, JobQueue, QueueError};
+use crate::ports::{JobMessage, JobQueue, QueueError, WebhookQueue};
 
 #[derive(Debug, Clone)]
 pub struct SqsJobQueue {
@@ -21,10 +22,8 @@ impl SqsJobQueue {
             queue_url: queue_url.into(),
         }
     }
-}
 
-impl JobQueue for SqsJobQueue {
-    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+    async fn send(&self, id: JobId) -> Result<(), QueueError> {
         let message = JobMessage { job_id: id.to_string() };
         let body = serde_json::to_string(&message).map_err(|e| QueueError::Unavailable(e.to_string()))?;
         self.client
@@ -37,7 +36,7 @@ impl JobQueue for SqsJobQueue {
         Ok(())
     }
 
-    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         // SQS caps a message's visibility at 12 hours.
         let seconds = delay.as_secs().min(43_200) as i32;
         self.client
@@ -49,5 +48,35 @@ impl JobQueue for SqsJobQueue {
             .await
             .map_err(|e| QueueError::Unavailable(describe(&e)))?;
         Ok(())
+    }
+}
+
+impl JobQueue for SqsJobQueue {
+    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+        self.send(id).await
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        self.delay(receipt_handle, delay).await
+    }
+}
+
+/// The webhook deliveries queue: the same messages on another queue.
+#[derive(Debug, Clone)]
+pub struct SqsWebhookQueue(SqsJobQueue);
+
+impl SqsWebhookQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self(SqsJobQueue::new(client, queue_url))
+    }
+}
+
+impl WebhookQueue for SqsWebhookQueue {
+    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+        self.0.send(id).await
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        self.0.delay(receipt_handle, delay).await
     }
 }

@@ -1,7 +1,7 @@
 //! What the service is about, free of any I/O: ids, jobs and their states, the generation
 //! request and its rules, API keys and owners, idempotency keys, listing pages, output formats,
-//! the model catalogue, the network policy for outbound URLs, secrets, timestamps, and the time
-//! budgets and retries every layer shares. Nothing here
+//! the model catalogue, the network policy for outbound URLs, secrets, timestamps, the time
+//! budgets and retries every layer shares, and webhook signing. Nothing here
 //! imports another module of this crate outside `domain`.
 
 pub mod catalogue;
@@ -18,3 +18,4 @@ pub mod prediction;
 pub mod retry;
 pub mod secret;
 pub mod timestamp;
+pub mod webhook;

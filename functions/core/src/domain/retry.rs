@@ -105,7 +105,12 @@ impl Backoff {
 /// 10 s doubling per receive up to 15 minutes, jittered by up to a fifth so that a burst of failed
 /// jobs does not come back all at once.
 pub fn redelivery_delay(receive_count: u32) -> Duration {
-    let ceiling = Backoff::new(Duration::from_secs(10), Duration::from_secs(900), u32::MAX).ceiling(receive_count);
+    redelivery_delay_from(Duration::from_secs(10), receive_count)
+}
+
+/// As [`redelivery_delay`], starting from `first` instead of 10 s.
+pub fn redelivery_delay_from(first: Duration, receive_count: u32) -> Duration {
+    let ceiling = Backoff::new(first, Duration::from_secs(900), u32::MAX).ceiling(receive_count);
     let jitter = fastrand::u64(0..=ceiling.as_millis() as u64 / 5);
     ceiling.saturating_sub(Duration::from_millis(jitter))
 }

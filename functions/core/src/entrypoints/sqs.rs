@@ -1,6 +1,8 @@
-//! The SQS entrypoint of `generate`: a batch of job messages, processed concurrently and
-//! answered with the records to deliver again (`batchItemFailures`).
+//! The SQS entrypoints: `generate`'s batches of job messages and `deliver`'s batches of webhook
+//! deliveries, each record processed concurrently and the batch answered with the records to
+//! deliver again (`batchItemFailures`).
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -8,13 +10,19 @@ use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use tracing::Instrument;
 
+use super::http::views::job_body;
 use crate::domain::ids::JobId;
 use crate::domain::retry::Budget;
-use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore};
-use crate::services::generate::{Delivery, Generator, Outcome};
+use crate::domain::webhook::WebhookEvent;
+use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
+use crate::services::generate::Generator;
+use crate::services::message::{Delivery, Outcome};
+use crate::services::webhooks::Deliverer;
 
 /// How many records of a batch run at once.
 pub const RECORD_CONCURRENCY: usize = 4;
+/// How many webhooks of a batch are sent at once: each mostly waits on its receiver.
+pub const DELIVERY_CONCURRENCY: usize = 10;
 /// Kept back from the invocation's deadline for the writes after an attempt gives up.
 const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
 /// The budget when the runtime gives no real deadline (`cargo lambda watch`).
@@ -30,20 +38,32 @@ where
     let budget = budget(&event.context);
     let span =
         tracing::info_span!("generate", request_id = %event.context.request_id, records = event.payload.records.len());
-    async {
-        let failures: Vec<String> = futures::stream::iter(&event.payload.records)
-            .map(|record| process_record(generator, record, &budget))
-            .buffer_unordered(RECORD_CONCURRENCY)
-            .filter_map(|failed| async move { failed })
-            .collect()
-            .await;
-        tracing::info!(returned = failures.len(), "batch done");
-        let mut response = SqsBatchResponse::default();
-        for id in failures {
-            response.add_failure(id);
-        }
-        response
-    }
+    batch(&event.payload.records, RECORD_CONCURRENCY, |delivery| async move {
+        generator.process(&delivery, &budget).await
+    })
+    .instrument(span)
+    .await
+}
+
+/// `deliver`: each record is one job's webhook. The body is the job as
+/// `GET /media/jobs/{job_id}` shows it, with the event's name (docs/design.md, "Webhooks").
+pub async fn deliver<S, Q, P>(deliverer: &Deliverer<S, Q, P>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+where
+    S: JobStore,
+    Q: WebhookQueue,
+    P: WebhookSender,
+{
+    let span =
+        tracing::info_span!("deliver", request_id = %event.context.request_id, records = event.payload.records.len());
+    batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
+        let render = |job: &_, media: &_, event: WebhookEvent| {
+            // Links as the API gives them to a client that calls it at its root.
+            let mut body = job_body(job, media, "");
+            body["event"] = event.as_str().into();
+            serde_json::to_vec(&body).unwrap_or_default()
+        };
+        deliverer.deliver(&delivery, render).await
+    })
     .instrument(span)
     .await
 }
@@ -56,42 +76,57 @@ fn budget(context: &Context) -> Budget {
     Budget::from_deadline(context.deadline, now_ms, DEADLINE_RESERVE, LOCAL_BUDGET)
 }
 
-/// Processes one record; answers its message id if it must be delivered again.
-async fn process_record<S, Q, M, I>(
-    generator: &Generator<S, Q, M, I>,
-    record: &SqsMessage,
-    budget: &Budget,
-) -> Option<String>
+/// Runs `process` on every readable record, `concurrency` at a time; answers the records to
+/// deliver again.
+async fn batch<'a, F, Fut>(records: &'a [SqsMessage], concurrency: usize, process: F) -> SqsBatchResponse
 where
-    S: JobStore,
-    Q: JobQueue,
-    M: MediaStore,
-    I: ImageModel,
+    F: Fn(Delivery<'a>) -> Fut,
+    Fut: Future<Output = Outcome>,
 {
-    let message_id = record.message_id.clone().unwrap_or_default();
-    let Some(job_id) = job_id(record) else {
-        // Another delivery could not make it readable: drop it rather than block the queue.
-        tracing::error!(%message_id, body = ?record.body, "malformed message acknowledged and dropped");
-        return None;
-    };
+    let process = &process;
+    let failures: Vec<String> = futures::stream::iter(records)
+        .map(|record| async move {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let Some(delivery) = delivery(record) else {
+                // Another delivery could not make it readable: drop it rather than block the queue.
+                tracing::error!(%message_id, body = ?record.body, "malformed message acknowledged and dropped");
+                return None;
+            };
+            let span = tracing::info_span!(
+                "job",
+                job_id = %delivery.job_id,
+                %message_id,
+                receive_count = delivery.receive_count
+            );
+            match process(delivery).instrument(span).await {
+                Outcome::Acknowledge => None,
+                Outcome::Retry => Some(message_id),
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|failed| async move { failed })
+        .collect()
+        .await;
+    tracing::info!(returned = failures.len(), "batch done");
+    let mut response = SqsBatchResponse::default();
+    for id in failures {
+        response.add_failure(id);
+    }
+    response
+}
+
+/// The job a record names, with its place among the record's deliveries.
+fn delivery(record: &SqsMessage) -> Option<Delivery<'_>> {
+    let message: JobMessage = serde_json::from_str(record.body.as_deref()?).ok()?;
+    let job_id = JobId::parse(&message.job_id).ok()?;
     let receive_count = record
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
-    let delivery = Delivery {
+    Some(Delivery {
         job_id,
         receive_count,
         receipt_handle: record.receipt_handle.as_deref(),
-    };
-    let span = tracing::info_span!("job", %job_id, %message_id, receive_count);
-    match generator.process(&delivery, budget).instrument(span).await {
-        Outcome::Acknowledge => None,
-        Outcome::Retry => Some(message_id),
-    }
-}
-
-fn job_id(record: &SqsMessage) -> Option<JobId> {
-    let message: JobMessage = serde_json::from_str(record.body.as_deref()?).ok()?;
-    JobId::parse(&message.job_id).ok()
+    })
 }

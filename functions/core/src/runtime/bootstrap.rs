@@ -4,10 +4,14 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
+use crate::adapters::aws;
 use crate::adapters::image_model::{Model, local::LocalModel, replicate};
+use crate::adapters::sqs::SqsWebhookQueue;
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::file_urls::FileLinkSigner;
+use crate::domain::webhook::MasterKey;
 use crate::entrypoints::http::replicate::FileLinks;
+use crate::services::webhooks::{Notifier, SigningKeys};
 
 /// Starts logging and reads the settings; a bad setting ends the process with one line naming it.
 pub async fn cold_start() -> (Config, SdkConfig) {
@@ -55,4 +59,35 @@ pub fn image_model(config: &Config) -> Result<Model, ConfigError> {
             Model::Replicate(replicate::ReplicateModel::new(settings).map_err(ConfigError::Startup)?)
         }
     })
+}
+
+/// What queues the webhooks of final jobs: off when `WEBHOOKS_QUEUE_URL` is unset.
+pub fn webhook_notifier(config: &Config, sdk: &SdkConfig) -> Notifier {
+    match &config.webhooks_queue_url {
+        Some(url) => Notifier::new(SqsWebhookQueue::new(aws::sqs(sdk), url)),
+        None => Notifier::off(),
+    }
+}
+
+/// The queue `deliver` takes webhooks from; it needs one.
+pub fn webhook_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsWebhookQueue, ConfigError> {
+    let url = config
+        .webhooks_queue_url
+        .as_ref()
+        .ok_or(ConfigError::Missing("WEBHOOKS_QUEUE_URL"))?;
+    Ok(SqsWebhookQueue::new(aws::sqs(sdk), url))
+}
+
+/// The owners' webhook signing keys; `deliver` needs `WEBHOOK_SECRET`.
+pub fn signing_keys(config: &Config) -> Result<SigningKeys, ConfigError> {
+    let secret = config
+        .webhook_secret
+        .as_ref()
+        .ok_or(ConfigError::Missing("WEBHOOK_SECRET"))?;
+    let master = MasterKey::parse(secret).map_err(|e| ConfigError::Invalid {
+        name: "WEBHOOK_SECRET",
+        value: "(not shown)".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(SigningKeys::new(master))
 }

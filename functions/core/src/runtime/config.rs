@@ -8,6 +8,7 @@ use crate::adapters::image_model::replicate::DEFAULT_API_BASE_URL;
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::generation::RequestPolicy;
 use crate::domain::secret::Secret;
+use crate::domain::webhook::MasterKey;
 
 /// A setting that is missing or unusable; its message names the variable, on one line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +47,11 @@ pub struct Config {
     /// Endpoint used only to sign presigned URLs, when clients reach storage by another address
     /// than the functions do (inside LocalStack, say).
     pub presign_endpoint_url: Option<String>,
+    /// The webhook deliveries queue; without it no webhook is queued.
+    pub webhooks_queue_url: Option<String>,
+    /// The master key webhooks are signed with (owners' keys derive from it), `whsec_<base64>`;
+    /// `deliver` needs it. Checked when read.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Config {
@@ -116,6 +122,12 @@ impl Config {
             Some(other) => return Err(invalid("ALLOW_LOCAL_URLS", other, "expected true or false")),
         };
 
+        let webhook_secret = get("WEBHOOK_SECRET").map(Secret::new);
+        if let Some(secret) = &webhook_secret {
+            // The value is a secret: the error names the setting only.
+            MasterKey::parse(secret).map_err(|e| invalid("WEBHOOK_SECRET", "(not shown)", &e.to_string()))?;
+        }
+
         Ok(Config {
             jobs_table: required("JOBS_TABLE")?,
             jobs_queue_url: required("JOBS_QUEUE_URL")?,
@@ -132,6 +144,8 @@ impl Config {
             allow_local_urls,
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
             presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
+            webhooks_queue_url: get("WEBHOOKS_QUEUE_URL"),
+            webhook_secret,
         })
     }
 }
@@ -258,7 +272,34 @@ mod tests {
     fn secrets_do_not_print() {
         let mut vars = base();
         vars.insert("REPLICATE_API_TOKEN".into(), "r8_supersecret".into());
+        vars.insert("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
         let config = Config::from_map(&vars).unwrap();
-        assert!(!format!("{config:?}").contains("supersecret"));
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("supersecret") && !shown.contains(&WEBHOOK_SECRET[6..]),
+            "{shown}"
+        );
+    }
+
+    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn webhooks_are_optional_and_their_secret_is_checked() {
+        let config = Config::from_map(&base()).unwrap();
+        assert_eq!((config.webhooks_queue_url, config.webhook_secret), (None, None));
+
+        let mut vars = base();
+        vars.insert("WEBHOOKS_QUEUE_URL".into(), "http://webhooks".into());
+        vars.insert("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(config.webhooks_queue_url.as_deref(), Some("http://webhooks"));
+        assert_eq!(config.webhook_secret.unwrap().expose(), WEBHOOK_SECRET);
+
+        for bad in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not*base64", "whsec_c2hvcnQ="] {
+            vars.insert("WEBHOOK_SECRET".into(), bad.into());
+            let err = Config::from_map(&vars).unwrap_err().to_string();
+            assert!(err.starts_with("invalid setting WEBHOOK_SECRET"), "{err}");
+            assert!(!err.contains(bad) && !err.contains('\n'), "{err}");
+        }
     }
 }

@@ -36,6 +36,11 @@ pub struct Resources {
     pub bucket: String,
     pub max_receive_count: u32,
     pub visibility_timeout_seconds: u32,
+    /// The webhook deliveries queue, with its own dead-letter queue and settings.
+    pub webhooks_queue: String,
+    pub webhooks_dead_letter_queue: String,
+    pub webhooks_max_receive_count: u32,
+    pub webhooks_visibility_timeout_seconds: u32,
 }
 
 /// What the functions need to find the resources.
@@ -44,12 +49,39 @@ pub struct Provisioned {
     pub queue_url: String,
     pub queue_arn: String,
     pub dead_letter_queue_url: String,
+    pub webhooks_queue_url: String,
+    pub webhooks_queue_arn: String,
+    pub webhooks_dead_letter_queue_url: String,
 }
 
 pub async fn provision(sdk: &SdkConfig, resources: &Resources) -> Result<Provisioned, ProvisionError> {
     create_table(&aws::dynamodb(sdk), &resources.table).await?;
     create_bucket(&aws::s3(sdk, None), &resources.bucket, sdk).await?;
-    create_queues(&aws::sqs(sdk), resources).await
+    let sqs = aws::sqs(sdk);
+    let jobs = create_queues(
+        &sqs,
+        &resources.queue,
+        &resources.dead_letter_queue,
+        resources.max_receive_count,
+        resources.visibility_timeout_seconds,
+    )
+    .await?;
+    let webhooks = create_queues(
+        &sqs,
+        &resources.webhooks_queue,
+        &resources.webhooks_dead_letter_queue,
+        resources.webhooks_max_receive_count,
+        resources.webhooks_visibility_timeout_seconds,
+    )
+    .await?;
+    Ok(Provisioned {
+        queue_url: jobs.url,
+        queue_arn: jobs.arn,
+        dead_letter_queue_url: jobs.dead_letter_url,
+        webhooks_queue_url: webhooks.url,
+        webhooks_queue_arn: webhooks.arn,
+        webhooks_dead_letter_queue_url: webhooks.dead_letter_url,
+    })
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ProvisionError> {
@@ -149,9 +181,21 @@ async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str, sdk: &SdkConfi
     Ok(())
 }
 
-async fn create_queues(client: &aws_sdk_sqs::Client, resources: &Resources) -> Result<Provisioned, ProvisionError> {
-    let dlq = &resources.dead_letter_queue;
-    let dead_letter_queue_url = client
+/// A queue and the dead-letter queue it redrives to.
+struct Queues {
+    url: String,
+    arn: String,
+    dead_letter_url: String,
+}
+
+async fn create_queues(
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    dlq: &str,
+    max_receive_count: u32,
+    visibility_timeout_seconds: u32,
+) -> Result<Queues, ProvisionError> {
+    let dead_letter_url = client
         .create_queue()
         .queue_name(dlq)
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
@@ -160,19 +204,18 @@ async fn create_queues(client: &aws_sdk_sqs::Client, resources: &Resources) -> R
         .map_err(|e| failed(dlq, &e))?
         .queue_url
         .unwrap_or_default();
-    let dead_letter_arn = queue_arn(client, &dead_letter_queue_url, dlq).await?;
+    let dead_letter_arn = queue_arn(client, &dead_letter_url, dlq).await?;
 
-    let queue = &resources.queue;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dead_letter_arn,
-        "maxReceiveCount": resources.max_receive_count.to_string(),
+        "maxReceiveCount": max_receive_count.to_string(),
     });
-    let queue_url = client
+    let url = client
         .create_queue()
         .queue_name(queue)
         .attributes(
             QueueAttributeName::VisibilityTimeout,
-            resources.visibility_timeout_seconds.to_string(),
+            visibility_timeout_seconds.to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
@@ -180,11 +223,11 @@ async fn create_queues(client: &aws_sdk_sqs::Client, resources: &Resources) -> R
         .map_err(|e| failed(queue, &e))?
         .queue_url
         .unwrap_or_default();
-    let queue_arn = queue_arn(client, &queue_url, queue).await?;
-    Ok(Provisioned {
-        queue_url,
-        queue_arn,
-        dead_letter_queue_url,
+    let arn = queue_arn(client, &url, queue).await?;
+    Ok(Queues {
+        url,
+        arn,
+        dead_letter_url,
     })
 }
 

@@ -1,10 +1,11 @@
 //! Cancel a job (docs/design.md, "Job states"): a queued job is canceled at once; a processing
 //! job is marked, and `generate` ends it `canceled` when its attempt ends, without committing
-//! its images.
+//! its images. A job canceled here is final, and its webhook is queued (docs/design.md, "Webhooks").
 
 use chrono::Utc;
 
 use super::auth::Caller;
+use super::webhooks::Notifier;
 use crate::domain::ids::JobId;
 use crate::domain::job::Job;
 use crate::ports::{Cancel, JobStore, StoreError};
@@ -28,11 +29,12 @@ pub enum Canceled {
 
 pub struct CancelService<S> {
     store: S,
+    webhooks: Notifier,
 }
 
 impl<S: JobStore> CancelService<S> {
-    pub fn new(store: S) -> Self {
-        Self { store }
+    pub fn new(store: S, webhooks: Notifier) -> Self {
+        Self { store, webhooks }
     }
 
     /// Cancels the caller's job; `None` if there is no such job of theirs.
@@ -45,6 +47,7 @@ impl<S: JobStore> CancelService<S> {
         match self.store.cancel(id, Utc::now()).await? {
             Cancel::Canceled(job) => {
                 tracing::info!("queued job canceled");
+                self.webhooks.job_final(&job).await;
                 Ok(Some(Canceled::Now(*job)))
             }
             Cancel::Requested(job) => {

@@ -1,32 +1,17 @@
 //! Process one queued job: claim it, run the model, store the images, finish the job
-//! (docs/design.md, "Job states", "Failure rules"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
+//! (docs/design.md, "Job states", "Failure rules"), and queue its webhook once it is final
+//! ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
-use crate::domain::ids::{JobId, MediaId};
+use super::webhooks::Notifier;
+use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
 use crate::domain::retry::{Backoff, Budget, redelivery_delay};
 use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
-
-/// What became of one delivery of a job's message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The job reached a final state, or there was nothing to do: delete the message.
-    Acknowledge,
-    /// Deliver the message again later.
-    Retry,
-}
-
-/// One delivery of a job's message.
-#[derive(Debug, Clone)]
-pub struct Delivery<'a> {
-    pub job_id: JobId,
-    /// How many times the queue has handed out this message, this time included.
-    pub receive_count: u32,
-    pub receipt_handle: Option<&'a str>,
-}
 
 /// Why an attempt did not finish the job.
 #[derive(Debug)]
@@ -66,16 +51,18 @@ pub struct Generator<S, Q, M, I> {
     queue: Q,
     media: M,
     model: I,
+    webhooks: Notifier,
     settings: GenerateSettings,
 }
 
 impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, I> {
-    pub fn new(store: S, queue: Q, media: M, model: I, settings: GenerateSettings) -> Self {
+    pub fn new(store: S, queue: Q, media: M, model: I, webhooks: Notifier, settings: GenerateSettings) -> Self {
         Self {
             store,
             queue,
             media,
             model,
+            webhooks,
             settings,
         }
     }
@@ -125,6 +112,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 values.extend(timings.queued_ms.map(|ms| (Metric::QueueLatency, ms as f64)));
                 values.extend(timings.generation_ms.map(|ms| (Metric::GenerationLatency, ms as f64)));
                 metrics::emit(&claimed.request.model, &values);
+                self.webhooks.job_final(&claimed).await;
                 Outcome::Acknowledge
             }
             Err(AttemptError::LostClaim) => {
@@ -213,7 +201,10 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
     /// Ends a job whose cancel was requested, and removes what its attempt stored.
     async fn finish_canceled(&self, claimed: &Job, keys: &[String]) -> Outcome {
         match self.store.finish_canceled(claimed, Utc::now()).await {
-            Ok(Transition::Applied) => tracing::info!("job canceled as requested; its images were not committed"),
+            Ok(Transition::Applied) => {
+                tracing::info!("job canceled as requested; its images were not committed");
+                self.webhooks.job_final(claimed).await;
+            }
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over before it could be canceled");
                 return Outcome::Acknowledge;
@@ -236,6 +227,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         match self.store.fail(claimed, error, Utc::now()).await {
             Ok(Transition::Applied) => {
                 metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
+                self.webhooks.job_final(claimed).await;
                 outcome
             }
             Ok(Transition::Stale) => {

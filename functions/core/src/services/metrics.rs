@@ -16,6 +16,10 @@ pub enum Metric {
     QueueLatency,
     /// From the first claim to completion, in milliseconds.
     GenerationLatency,
+    /// Webhooks a receiver took (answered 2xx).
+    WebhooksDelivered,
+    /// Webhook attempts that failed and will be tried again.
+    WebhookAttemptsFailed,
 }
 
 impl Metric {
@@ -26,12 +30,18 @@ impl Metric {
             Metric::JobsFailed => "JobsFailed",
             Metric::QueueLatency => "QueueLatency",
             Metric::GenerationLatency => "GenerationLatency",
+            Metric::WebhooksDelivered => "WebhooksDelivered",
+            Metric::WebhookAttemptsFailed => "WebhookAttemptsFailed",
         }
     }
 
     fn unit(self) -> &'static str {
         match self {
-            Metric::JobsSubmitted | Metric::JobsSucceeded | Metric::JobsFailed => "Count",
+            Metric::JobsSubmitted
+            | Metric::JobsSucceeded
+            | Metric::JobsFailed
+            | Metric::WebhooksDelivered
+            | Metric::WebhookAttemptsFailed => "Count",
             Metric::QueueLatency | Metric::GenerationLatency => "Milliseconds",
         }
     }

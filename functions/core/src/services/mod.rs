@@ -1,11 +1,14 @@
 //! The operations of the service, written against the ports only: authenticate a caller, accept
-//! a job, run one, read and list jobs, cancel one, hand out links to images, manage API keys.
+//! a job, run one, read and list jobs, cancel one, hand out links to images, manage API keys,
+//! deliver webhooks.
 
 pub mod auth;
 pub mod cancel;
 pub mod content;
 pub mod generate;
 pub mod keys;
+pub mod message;
 pub mod metrics;
 pub mod read;
 pub mod submit;
+pub mod webhooks;

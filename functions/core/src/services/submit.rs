@@ -1,5 +1,5 @@
 //! Accept a generation request: validate, record the job (with its idempotency key), queue it
-//! (docs/design.md, "HTTP contract", "Idempotency", "Failure rules").
+//! (docs/design.md, "HTTP contract", "Idempotency", "Failure rules", "Webhooks").
 
 use chrono::Utc;
 use serde_json::Value;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::auth::Caller;
 use super::metrics::{self, Metric};
+use super::webhooks::Notifier;
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
@@ -38,15 +39,17 @@ pub struct Submitted {
 pub struct SubmitService<S, Q> {
     store: S,
     queue: Q,
+    webhooks: Notifier,
     policy: RequestPolicy,
     retention: Duration,
 }
 
 impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
-    pub fn new(store: S, queue: Q, policy: RequestPolicy, retention: Duration) -> Self {
+    pub fn new(store: S, queue: Q, webhooks: Notifier, policy: RequestPolicy, retention: Duration) -> Self {
         Self {
             store,
             queue,
+            webhooks,
             policy,
             retention,
         }
@@ -104,7 +107,7 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 .fail_queued(job.id, &JobError::enqueue_failed(), Utc::now())
                 .await
             {
-                Ok(Transition::Applied) => {}
+                Ok(Transition::Applied) => self.webhooks.job_final(&job).await,
                 Ok(Transition::Stale) => tracing::warn!("job left the queued state before it could be failed"),
                 Err(store_err) => tracing::error!(error = %store_err, "could not mark the unqueued job failed"),
             }

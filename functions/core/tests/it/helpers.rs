@@ -9,12 +9,18 @@ use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::aws;
-use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::adapters::webhook::HttpWebhookSender;
+use mediagen::adapters::{
+    dynamodb::DynamoJobStore,
+    s3::S3MediaStore,
+    sqs::{SqsJobQueue, SqsWebhookQueue},
+};
 use mediagen::domain::file_urls::FileLinkSigner;
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Backoff;
 use mediagen::domain::secret::Secret;
+use mediagen::domain::webhook::MasterKey;
 use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::ports::ImageModel;
@@ -26,6 +32,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
+use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
 /// The owner every stack has a key for, and that key; requests carry it unless a test says
@@ -36,6 +43,8 @@ pub const KEY: &str = "mgk_testtesttesttesttesttesttesttest";
 pub const OTHER_OWNER: &str = "someone-else";
 pub const OTHER_KEY: &str = "mgk_otherotherotherotherotherother12";
 pub const RETENTION: Duration = Duration::from_secs(86_400);
+/// The master key every test stack signs webhooks with.
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdHMgb25seTogbmV2ZXIgYSByZWFsIHNlY3JldCE=";
 
 /// The emulator's address, from `scripts/test.sh`.
 pub fn endpoint() -> String {
@@ -74,6 +83,10 @@ impl Stack {
             bucket: format!("media-{suffix}"),
             max_receive_count: MAX_RECEIVE_COUNT,
             visibility_timeout_seconds: 30,
+            webhooks_queue: format!("webhooks-{suffix}"),
+            webhooks_dead_letter_queue: format!("webhooks-{suffix}-dlq"),
+            webhooks_max_receive_count: 20,
+            webhooks_visibility_timeout_seconds: 30,
         };
         let provisioned = provision(&sdk, &resources).await.expect("provision the test stack");
         let stack = Stack {
@@ -99,6 +112,15 @@ impl Stack {
         SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.queue_url)
     }
 
+    pub fn webhooks(&self) -> SqsWebhookQueue {
+        SqsWebhookQueue::new(aws::sqs(&self.sdk), &self.provisioned.webhooks_queue_url)
+    }
+
+    /// What queues the webhooks of final jobs, onto this stack's deliveries queue.
+    pub fn notifier(&self) -> Notifier {
+        Notifier::new(self.webhooks())
+    }
+
     pub fn media(&self) -> S3MediaStore {
         S3MediaStore::from_sdk(&self.sdk, &self.resources.bucket, None).expect("media store")
     }
@@ -119,8 +141,8 @@ impl Stack {
     pub fn submit_api_with_queue(&self, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
         SubmitApi {
             auth: Authenticator::new(self.store()),
-            submit: SubmitService::new(self.store(), queue, self.policy(), RETENTION),
-            cancel: CancelService::new(self.store()),
+            submit: SubmitService::new(self.store(), queue, self.notifier(), self.policy(), RETENTION),
+            cancel: CancelService::new(self.store(), self.notifier()),
             reads: ReadService::new(self.store()),
             links: file_links(),
         }
@@ -130,7 +152,24 @@ impl Stack {
     pub fn generator<I: ImageModel>(&self, model: I) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, RETENTION);
         settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
-        Generator::new(self.store(), self.queue(), self.media(), model, settings)
+        Generator::new(
+            self.store(),
+            self.queue(),
+            self.media(),
+            model,
+            self.notifier(),
+            settings,
+        )
+    }
+
+    /// The webhook sender with this stack's adapters; `allow_local` as `ALLOW_LOCAL_URLS`.
+    pub fn deliverer(&self, allow_local: bool) -> Deliverer<DynamoJobStore, SqsWebhookQueue, HttpWebhookSender> {
+        Deliverer::new(
+            self.store(),
+            self.webhooks(),
+            HttpWebhookSender::new(allow_local, Duration::from_secs(5)),
+            signing_keys(),
+        )
     }
 
     /// What the `status` function serves.
@@ -159,11 +198,31 @@ impl Stack {
         }
     }
 
-    /// Receives up to ten messages, waiting briefly; as the event source mapping would.
+    /// Receives up to ten messages of the jobs queue, waiting briefly; as the event source
+    /// mapping would.
     pub async fn receive(&self, visibility_timeout: i32) -> Vec<SqsMessage> {
+        self.receive_from(
+            &self.provisioned.queue_url,
+            &self.provisioned.queue_arn,
+            visibility_timeout,
+        )
+        .await
+    }
+
+    /// The same from the webhook deliveries queue.
+    pub async fn receive_webhooks(&self, visibility_timeout: i32) -> Vec<SqsMessage> {
+        self.receive_from(
+            &self.provisioned.webhooks_queue_url,
+            &self.provisioned.webhooks_queue_arn,
+            visibility_timeout,
+        )
+        .await
+    }
+
+    async fn receive_from(&self, queue_url: &str, queue_arn: &str, visibility_timeout: i32) -> Vec<SqsMessage> {
         let output = aws::sqs(&self.sdk)
             .receive_message()
-            .queue_url(&self.provisioned.queue_url)
+            .queue_url(queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
             .visibility_timeout(visibility_timeout)
@@ -187,7 +246,7 @@ impl Stack {
                     .map(|(k, v)| (k.as_str().to_owned(), v))
                     .collect();
                 record.event_source = Some("aws:sqs".into());
-                record.event_source_arn = Some(self.provisioned.queue_arn.clone());
+                record.event_source_arn = Some(queue_arn.to_owned());
                 record
             })
             .collect()
@@ -208,6 +267,11 @@ impl Stack {
             .filter_map(|o| o.key)
             .collect()
     }
+}
+
+/// The owners' webhook signing keys of every test stack.
+pub fn signing_keys() -> SigningKeys {
+    SigningKeys::new(MasterKey::parse(&Secret::new(WEBHOOK_SECRET)).expect("the test webhook secret"))
 }
 
 /// An SQS event as Lambda hands it over, with a deadline a minute away.

@@ -1,6 +1,7 @@
 //! The core's integration tests, one binary: a module per route or service, the harness once.
 //! Most talk to moto server at `MEDIAGEN_TEST_ENDPOINT` (started by `scripts/test.sh`); the
-//! Replicate contract tests talk to a local mock of its API.
+//! Replicate contract tests talk to a local mock of its API, the webhook tests to a receiver on
+//! loopback.
 
 mod callers;
 mod events;
@@ -10,3 +11,4 @@ mod predictions;
 mod read;
 mod replicate;
 mod submit;
+mod webhooks;

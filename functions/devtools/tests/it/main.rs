@@ -1,9 +1,11 @@
 //! The whole path over HTTP against a running local stack, one binary. Every test is ignored by a
 //! plain `cargo test`, which has no stack to talk to; `scripts/test.sh` starts the stack and runs
-//! `local_model::` with the local model, then `replicate_model::` with the mock Replicate API.
+//! `local_model::` and `webhooks::` with the local model, then `replicate_model::` with the mock
+//! Replicate API.
 
 mod local_model;
 mod replicate_model;
+mod webhooks;
 
 use mediagen_devtools::client::ApiClient;
 

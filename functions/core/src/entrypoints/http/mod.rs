@@ -6,7 +6,7 @@ pub mod problem;
 pub mod replicate;
 pub mod status;
 pub mod submit;
-mod views;
+pub(crate) mod views;
 
 use std::time::Duration;
 

@@ -40,7 +40,8 @@ pub(super) fn summary_body(job: &Job) -> Value {
 }
 
 /// The whole job, with its media; `base` is what the client's path has before our routes.
-pub(super) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> Value {
+/// Webhook deliveries carry it too (`entrypoints/sqs.rs`).
+pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> Value {
     let request = &job.request;
     let timings = job.timings();
     let mut body = summary_body(job);

@@ -1,0 +1,179 @@
+//! Webhooks (docs/design.md, "Webhooks"): when a job with a `webhook_url` becomes final, its
+//! delivery is queued ([`Notifier`]); `deliver` takes it from the queue, signs the job with its
+//! owner's key and POSTs it ([`Deliverer`]), trying again with a growing delay until the queue
+//! gives up. Delivery never changes the job.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+
+use super::message::{Delivery, Outcome};
+use super::metrics::{self, Metric};
+use crate::domain::ids::JobId;
+use crate::domain::job::{Job, MediaItem};
+use crate::domain::keys::Owner;
+use crate::domain::secret::Secret;
+use crate::domain::webhook::{MasterKey, WebhookEvent, retry_delay};
+use crate::ports::{JobStore, QueueError, WebhookError, WebhookPost, WebhookQueue, WebhookSender};
+
+/// Queues the delivery of a final job's webhook. Submit, cancel and generate each hold one; the
+/// queue sits behind a trait object so that none of them grows a type parameter for it.
+#[derive(Clone, Default)]
+pub struct Notifier {
+    queue: Option<Arc<dyn Enqueue>>,
+}
+
+/// [`WebhookQueue::enqueue`] in a form a trait object can carry.
+trait Enqueue: Send + Sync {
+    fn enqueue(&self, id: JobId) -> BoxFuture<'_, Result<(), QueueError>>;
+}
+
+impl<W: WebhookQueue> Enqueue for W {
+    fn enqueue(&self, id: JobId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(WebhookQueue::enqueue(self, id))
+    }
+}
+
+impl Notifier {
+    pub fn new(queue: impl WebhookQueue + 'static) -> Self {
+        Self {
+            queue: Some(Arc::new(queue)),
+        }
+    }
+
+    /// Webhooks off (no `WEBHOOKS_QUEUE_URL`): nothing is ever queued.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// Call once the job's final state is committed. A job without a `webhook_url` needs no
+    /// delivery; a failure to queue one is logged and changes nothing else: the job stays as it is.
+    pub async fn job_final(&self, job: &Job) {
+        let (Some(queue), Some(_)) = (&self.queue, &job.request.webhook_url) else {
+            return;
+        };
+        match queue.enqueue(job.id).await {
+            Ok(()) => tracing::info!("webhook delivery queued"),
+            Err(err) => tracing::error!(error = %err, "could not queue the webhook delivery; it will not be sent"),
+        }
+    }
+}
+
+/// The owners' signing keys, each derived from the deployment's master key (`WEBHOOK_SECRET`).
+#[derive(Debug, Clone)]
+pub struct SigningKeys {
+    master: MasterKey,
+}
+
+impl SigningKeys {
+    pub fn new(master: MasterKey) -> Self {
+        Self { master }
+    }
+
+    /// The secret an owner's receivers verify deliveries with: `whsec_<base64>`.
+    pub fn signing_secret(&self, owner: &Owner) -> Secret {
+        self.master.for_owner(owner).secret()
+    }
+}
+
+/// Sends the webhooks the delivery queue holds.
+pub struct Deliverer<S, Q, P> {
+    store: S,
+    queue: Q,
+    sender: P,
+    keys: SigningKeys,
+}
+
+impl<S: JobStore, Q: WebhookQueue, P: WebhookSender> Deliverer<S, Q, P> {
+    pub fn new(store: S, queue: Q, sender: P, keys: SigningKeys) -> Self {
+        Self {
+            store,
+            queue,
+            sender,
+            keys,
+        }
+    }
+
+    /// Delivers one job's webhook; `render` makes the body (the job as the API shows it).
+    pub async fn deliver<R>(&self, delivery: &Delivery<'_>, render: R) -> Outcome
+    where
+        R: FnOnce(&Job, &[MediaItem], WebhookEvent) -> Vec<u8>,
+    {
+        let job = match self.store.job(delivery.job_id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                tracing::warn!("delivery names a job that does not exist; dropped");
+                return Outcome::Acknowledge;
+            }
+            Err(err) => return self.retry(delivery, &err.to_string()).await,
+        };
+        if !job.status.is_final() {
+            // Deliveries are queued only after the final state is committed.
+            tracing::warn!(status = %job.status, "delivery names a job that is not final; dropped");
+            return Outcome::Acknowledge;
+        }
+        let Some(url) = &job.request.webhook_url else {
+            tracing::warn!("delivery names a job without a webhook_url; dropped");
+            return Outcome::Acknowledge;
+        };
+        let media = match self.store.job_media(&job).await {
+            Ok(media) => media,
+            Err(err) => return self.retry(delivery, &err.to_string()).await,
+        };
+
+        let event = WebhookEvent::Completed;
+        let body = render(&job, &media, event);
+        let message_id = event.message_id(job.id);
+        // A fresh timestamp on every attempt: receivers refuse old ones.
+        let timestamp = Utc::now().timestamp();
+        let signature = self
+            .keys
+            .master
+            .for_owner(&job.owner)
+            .sign(&message_id, timestamp, &body);
+        let headers = [
+            ("webhook-id", message_id),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        let post = WebhookPost {
+            url,
+            headers: &headers,
+            body: &body,
+        };
+        match self.sender.post(&post).await {
+            Ok(()) => {
+                tracing::info!(receive_count = delivery.receive_count, "webhook delivered");
+                metrics::emit(&job.request.model, &[(Metric::WebhooksDelivered, 1.0)]);
+                Outcome::Acknowledge
+            }
+            Err(err @ WebhookError::Refused { .. }) => {
+                tracing::warn!(error = %err, "webhook refused; dropped, never retried");
+                Outcome::Acknowledge
+            }
+            Err(err) => {
+                metrics::emit(&job.request.model, &[(Metric::WebhookAttemptsFailed, 1.0)]);
+                self.retry(delivery, &err.to_string()).await
+            }
+        }
+    }
+
+    /// Sends the delivery back to the queue, to come again after a growing delay.
+    async fn retry(&self, delivery: &Delivery<'_>, reason: &str) -> Outcome {
+        let delay = retry_delay(delivery.receive_count);
+        tracing::warn!(
+            error = reason,
+            receive_count = delivery.receive_count,
+            retry_in_s = delay.as_secs(),
+            "webhook not delivered; tried again later"
+        );
+        if let Some(receipt_handle) = delivery.receipt_handle
+            && let Err(err) = self.queue.retry_later(receipt_handle, delay).await
+        {
+            // The queue's own visibility timeout still brings the delivery back.
+            tracing::warn!(error = %err, "could not set the delivery's retry delay");
+        }
+        Outcome::Retry
+    }
+}

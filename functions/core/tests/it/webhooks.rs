@@ -1,0 +1,275 @@
+//! Webhooks (docs/design.md, "Webhooks"): final jobs queue a delivery, and `deliver` POSTs it,
+//! signed with the owner's key, to a receiver on loopback, through its SQS entrypoint and
+//! against the real store and queues. Signatures are checked by another implementation: Python's
+//! `hmac`.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{OWNER, Stack, WEBHOOK_SECRET, json_of, post_generate, request, signing_keys, sqs_event};
+use aws_lambda_events::event::sqs::SqsMessage;
+use chrono::Utc;
+use lambda_http::http::Method;
+use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::adapters::sqs::SqsJobQueue;
+use mediagen::domain::generation::GenerateRequest;
+use mediagen::domain::ids::JobId;
+use mediagen::domain::job::{Job, JobStatus};
+use mediagen::domain::keys::Owner;
+use mediagen::domain::retry::Budget;
+use mediagen::entrypoints::{http, sqs};
+use mediagen::ports::{GeneratedImage, ImageModel, JobMessage, JobStore, ModelError, WebhookQueue};
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A receiver on loopback answering every POST with `status`.
+async fn receiver(status: u16) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Submits through the handler and answers the job id.
+async fn submit(stack: &Stack, body: Value) -> JobId {
+    let response = http::submit::handle(&stack.submit_api(), post_generate(body.to_string())).await;
+    assert_eq!(response.status(), 202, "{}", json_of(&response));
+    JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap()
+}
+
+/// Runs what the jobs queue holds through `generate`.
+async fn run_jobs<I: ImageModel>(stack: &Stack, model: I) {
+    let records = stack.receive(30).await;
+    assert!(!records.is_empty(), "no job message");
+    sqs::handle(&stack.generator(model), sqs_event(records)).await;
+}
+
+async fn job(stack: &Stack, id: JobId) -> Job {
+    stack.store().job(id).await.unwrap().unwrap()
+}
+
+fn job_id_of(record: &SqsMessage) -> JobId {
+    let message: JobMessage = serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
+    JobId::parse(&message.job_id).unwrap()
+}
+
+/// Checks a delivery the way a receiver would, with Python's `hmac`: derives the owner's key
+/// from the master secret, signs `{id}.{timestamp}.{body}` and compares. Answers what it printed.
+fn python_verifies(owner: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
+    const VERIFY: &str = r#"
+import base64, hashlib, hmac, os, sys
+master = base64.b64decode(os.environ["MASTER"].removeprefix("whsec_"))
+key = hmac.new(master, b"mediagen-webhook-key:" + os.environ["OWNER"].encode(), hashlib.sha256).digest()
+body = sys.stdin.buffer.read()
+signed = (os.environ["ID"] + "." + os.environ["TIMESTAMP"] + ".").encode() + body
+expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+given = [s.split(",", 1)[1] for s in os.environ["SIGNATURE"].split() if s.startswith("v1,")]
+ok = any(hmac.compare_digest(expected, s) for s in given)
+print(("ok " if ok else "bad ") + "whsec_" + base64.b64encode(key).decode())
+"#;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    let mut python = Command::new("python3")
+        .arg("-c")
+        .arg(VERIFY)
+        .env("MASTER", WEBHOOK_SECRET)
+        .env("OWNER", owner)
+        .env("ID", header("webhook-id"))
+        .env("TIMESTAMP", header("webhook-timestamp"))
+        .env("SIGNATURE", header("webhook-signature"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    python.stdin.take().unwrap().write_all(body).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(output.status.success(), "python3 failed");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_succeeded_job_is_posted_once_signed_with_its_owners_key() {
+    let stack = Stack::new().await;
+    let server = receiver(204).await;
+    let webhook_url = format!("{}/hooks/mediagen?token=t0k", server.uri());
+    let job_id = submit(
+        &stack,
+        json!({"prompt": "a heron", "width": 256, "height": 256, "webhook_url": webhook_url}),
+    )
+    .await;
+    run_jobs(&stack, LocalModel).await;
+    let done = job(&stack, job_id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+
+    let deliveries = stack.receive_webhooks(30).await;
+    assert_eq!(deliveries.len(), 1, "one delivery per final job");
+    assert_eq!(job_id_of(&deliveries[0]), job_id);
+    let answer = sqs::deliver(&stack.deliverer(true), sqs_event(deliveries)).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    let post = &received[0];
+    assert_eq!(post.url.path(), "/hooks/mediagen");
+    assert_eq!(post.url.query(), Some("token=t0k"));
+    let header = |name: &str| post.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(header("content-type"), "application/json");
+    assert_eq!(header("webhook-id"), format!("msg_{job_id}_completed"));
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+    assert!((Utc::now().timestamp() - timestamp).abs() < 60, "{timestamp}");
+    assert!(header("webhook-signature").starts_with("v1,"));
+
+    // The body is the job as GET /media/jobs/{job_id} shows it, and the event.
+    let mut body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["event"], "completed");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["media"].as_array().map(Vec::len), Some(1));
+    body.as_object_mut().unwrap().remove("event");
+    let shown = http::status::handle(
+        &stack.status_api(),
+        request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(body, json_of(&shown));
+
+    let headers: Vec<(&str, &str)> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .into_iter()
+        .map(|name| (name, header(name)))
+        .collect();
+    let verdict = python_verifies(OWNER, &headers, &post.body);
+    let owner_secret = signing_keys().signing_secret(&Owner::parse(OWNER).unwrap());
+    assert_eq!(verdict, format!("ok {}", owner_secret.expose()));
+    // Another owner's key does not verify it: one owner cannot forge another's deliveries.
+    assert!(python_verifies("someone-else", &headers, &post.body).starts_with("bad "));
+
+    // Delivery never changes the job.
+    assert_eq!(job(&stack, job_id).await, done);
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_gets_the_delivery_again_later() {
+    let stack = Stack::new().await;
+    let server = receiver(500).await;
+    let job_id = submit(
+        &stack,
+        json!({"prompt": "a heron", "webhook_url": format!("{}/hook", server.uri())}),
+    )
+    .await;
+    let cancel = format!("/media/jobs/{job_id}/cancel");
+    let response = http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await;
+    assert_eq!(json_of(&response)["status"], "canceled");
+    let canceled = job(&stack, job_id).await;
+
+    // Received with no visibility timeout: only the delivery's own retry delay hides it now.
+    let deliveries = stack.receive_webhooks(0).await;
+    assert_eq!(deliveries.len(), 1);
+    let message_id = deliveries[0].message_id.clone().unwrap();
+    let answer = sqs::deliver(&stack.deliverer(true), sqs_event(deliveries)).await;
+    let failed: Vec<_> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [message_id]);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert!(
+        stack.receive_webhooks(0).await.is_empty(),
+        "the delivery comes back only after its retry delay"
+    );
+    assert_eq!(job(&stack, job_id).await, canceled);
+}
+
+#[tokio::test]
+async fn a_host_that_resolves_to_loopback_is_refused_and_never_retried() {
+    let stack = Stack::new().await;
+    // Anything that tried to deliver would connect here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The URL passed the checks at submit on a stack that allowed local URLs; the deliverer
+    // does not allow them, and `localhost` resolves to loopback.
+    let url = format!("https://localhost:{port}/hook");
+    let request = GenerateRequest::parse(&json!({"prompt": "a heron", "webhook_url": url}), &stack.policy()).unwrap();
+    let queued = Job::new(
+        Owner::parse(OWNER).unwrap(),
+        request,
+        Utc::now(),
+        Duration::from_secs(86_400),
+    );
+    stack.store().create(&queued, None).await.unwrap();
+    stack.store().cancel(queued.id, Utc::now()).await.unwrap();
+    let canceled = job(&stack, queued.id).await;
+    stack.webhooks().enqueue(queued.id).await.unwrap();
+
+    let deliveries = stack.receive_webhooks(0).await;
+    assert_eq!(deliveries.len(), 1);
+    let answer = sqs::deliver(&stack.deliverer(false), sqs_event(deliveries)).await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "a refusal is acknowledged: {answer:?}"
+    );
+    let connected = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await;
+    assert!(connected.is_err(), "nothing may reach the refused host");
+    assert_eq!(job(&stack, queued.id).await, canceled);
+}
+
+/// A model that refuses every input.
+struct RefusingModel;
+
+impl ImageModel for RefusingModel {
+    type Output = ();
+
+    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+        Err(ModelError::Permanent {
+            code: "model_rejected".into(),
+            message: "no herons".into(),
+        })
+    }
+
+    async fn fetch(&self, _: &GenerateRequest, _: &(), _: &Budget) -> Result<GeneratedImage, ModelError> {
+        unreachable!("generate never succeeds")
+    }
+}
+
+#[tokio::test]
+async fn failed_jobs_queue_a_delivery_and_jobs_without_a_webhook_url_do_not() {
+    let stack = Stack::new().await;
+    let hook = "http://127.0.0.1:9/hook";
+    let failed = submit(&stack, json!({"prompt": "a heron", "webhook_url": hook})).await;
+    let quiet = submit(&stack, json!({"prompt": "a heron"})).await;
+    run_jobs(&stack, RefusingModel).await;
+    assert_eq!(job(&stack, failed).await.status, JobStatus::Failed);
+    assert_eq!(job(&stack, quiet).await.status, JobStatus::Failed);
+
+    // A job that could not be queued fails at submit, and its webhook is queued all the same.
+    let unreachable = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&stack.sdk)
+            .endpoint_url("http://127.0.0.1:1")
+            .build(),
+    );
+    let service = stack.submit_api_with_queue(SqsJobQueue::new(unreachable, &stack.provisioned.queue_url));
+    let response = http::submit::handle(
+        &service,
+        post_generate(json!({"prompt": "a", "webhook_url": hook}).to_string()),
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+
+    let queued: HashSet<JobId> = stack.receive_webhooks(30).await.iter().map(job_id_of).collect();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert!(queued.contains(&failed) && !queued.contains(&quiet));
+    let never_queued = queued.iter().find(|id| **id != failed).unwrap();
+    let job = job(&stack, *never_queued).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.unwrap().code, "enqueue_failed");
+}

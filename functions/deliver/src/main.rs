@@ -1,0 +1,29 @@
+//! `deliver`: the SQS-triggered sender of webhooks (docs/design.md, "Webhooks").
+
+use std::time::Duration;
+
+use mediagen::adapters::aws;
+use mediagen::adapters::dynamodb::DynamoJobStore;
+use mediagen::adapters::webhook::HttpWebhookSender;
+use mediagen::entrypoints::sqs;
+use mediagen::runtime::bootstrap;
+use mediagen::services::webhooks::Deliverer;
+
+/// The most one delivery waits for its receiver.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let (config, sdk) = bootstrap::cold_start().await;
+    let deliverer = Deliverer::new(
+        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
+        bootstrap::or_exit(bootstrap::webhook_queue(&config, &sdk)),
+        HttpWebhookSender::new(config.allow_local_urls, DELIVERY_TIMEOUT),
+        bootstrap::or_exit(bootstrap::signing_keys(&config)),
+    );
+    let deliverer = &deliverer;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
+        Ok::<_, std::convert::Infallible>(sqs::deliver(deliverer, event).await)
+    }))
+    .await
+}
