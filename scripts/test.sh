@@ -47,6 +47,9 @@ say "the official replicate client against the same stack (tests/replicate_clien
 MEDIAGEN_OTHER_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner someone-else 2>/dev/null)
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
+
+say "the mediagen CLI and the web playground in headless Chromium against the same stack"
+MEDIAGEN_API_URL="$API_URL" scripts/test-clients.sh
 stop_stack
 say "no API key and no webhook secret in the functions' logs"
 for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do

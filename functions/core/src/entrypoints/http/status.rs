@@ -27,7 +27,12 @@ pub struct StatusApi<S> {
     pub links: FileLinks,
 }
 
+/// The web playground (docs/design.md, "Clients"): one static page, no build step.
+const PLAYGROUND: &str = include_str!("../../../../../web/playground.html");
+
 enum Route {
+    Playground,
+    Health,
     Status(String),
     Job(String),
     List,
@@ -43,6 +48,8 @@ pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request
 async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -> Result<Response<Body>, ApiError> {
     let segments = segments_from_end(request);
     let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["playground", ..] => Route::Playground,
+        ["health", ..] => Route::Health,
         [id, "status", "media", ..] => Route::Status(id.to_string()),
         ["jobs", "media", ..] => Route::List,
         [id, "jobs", "media", ..] => Route::Job(id.to_string()),
@@ -51,8 +58,22 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
         _ => return Err(ApiError::NoRoute(path(request))),
     };
     require_method(request, Method::GET, "GET")?;
+    // The page and the health check are public: the page asks for the key itself.
+    match route {
+        Route::Playground => {
+            let mut page = Response::new(Body::from(PLAYGROUND));
+            page.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return Ok(page);
+        }
+        Route::Health => return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        _ => {}
+    }
     let caller = caller(&api.auth, request).await?;
     let mut response = match route {
+        Route::Playground | Route::Health => return Err(ApiError::NoRoute(path(request))),
         Route::Prediction(id) => replicate::get(&api.reads, &caller, &id, request, &api.links).await?,
         Route::Predictions => replicate::list(&api.reads, &caller, request, &api.links).await?,
         Route::Status(id) => {

@@ -1,0 +1,171 @@
+"""The playground page (web/playground.html) in headless Chromium, as a person uses it.
+
+Against the API at MEDIAGEN_API_URL (key MEDIAGEN_API_KEY) when set, as scripts/test-clients.sh
+runs it; otherwise against tests/playground/stub_api.py started here behind a /prod stage prefix.
+Playwright's Python package drives Debian's Chromium (/usr/bin/chromium, or MEDIAGEN_CHROMIUM);
+no browser is downloaded. The screenshot goes to target/playground.png (MEDIAGEN_SCREENSHOT).
+
+    .venv/bin/python -m unittest discover -s tests/playground -v
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import unittest
+from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import sync_playwright
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import stub_api  # noqa: E402
+
+CHROMIUM = os.environ.get("MEDIAGEN_CHROMIUM", "/usr/bin/chromium")
+# As the machine's notes say: without the background-networking flags Chromium keeps trying
+# Google's hosts, which this closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOT = Path(os.environ.get("MEDIAGEN_SCREENSHOT", ROOT / "target" / "playground.png"))
+# A job on the local stack takes about a second; allow for a cold function.
+JOB_TIMEOUT_MS = int(os.environ.get("MEDIAGEN_PLAYGROUND_TIMEOUT_MS", "90000"))
+
+# Records each state #status shows, to check that progress was shown while waiting.
+STATES_SEEN = """() => {
+  window.statesSeen = [];
+  new MutationObserver(() => {
+    const state = document.querySelector('#status').dataset.state;
+    if (window.statesSeen[window.statesSeen.length - 1] !== state) window.statesSeen.push(state);
+  }).observe(document.querySelector('#status'), { attributes: true, childList: true, characterData: true, subtree: true });
+}"""
+
+FIRST_IMAGE_LOADED = """() => {
+  const img = document.querySelector('#images img');
+  return img !== null && img.complete && img.naturalWidth > 0;
+}"""
+
+
+class Playground(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stub = None
+        url = os.environ.get("MEDIAGEN_API_URL", "").rstrip("/")
+        if url:
+            cls.api, cls.key = url, os.environ.get("MEDIAGEN_API_KEY", "")
+        else:
+            cls.stub, _ = stub_api.make_server(prefix="/prod", key="stub-key")
+            threading.Thread(target=cls.stub.serve_forever, daemon=True).start()
+            cls.api, cls.key = f"http://127.0.0.1:{cls.stub.server_address[1]}/prod", "stub-key"
+        cls.profile = tempfile.mkdtemp(prefix="mediagen-chromium-")
+        cls.playwright = sync_playwright().start()
+        cls.browser = cls.playwright.chromium.launch_persistent_context(
+            cls.profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 860},
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.playwright.stop()
+        shutil.rmtree(cls.profile, ignore_errors=True)
+        if cls.stub:
+            cls.stub.shutdown()
+            cls.stub.server_close()
+
+    def open_page(self, forget_key: bool = True):
+        """The playground, fresh: no key stored unless `forget_key` is false."""
+        page = self.browser.new_page()
+        self.addCleanup(page.close)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        self.addCleanup(lambda: self.assertEqual(errors, [], "the page threw"))
+        if forget_key:
+            # Before any script of the page runs, so that no earlier visit's key is seen.
+            page.add_init_script("window.localStorage.clear()")
+        page.goto(f"{self.api}/playground")
+        page.wait_for_load_state("load")
+        return page
+
+    def fill_and_submit(self, page, key: str | None, prompt: str, width: int, height: int):
+        if key is not None:
+            page.fill("#api-key", key)
+        page.fill("#prompt", prompt)
+        page.fill("#width", str(width))
+        page.fill("#height", str(height))
+        page.click("#submit")
+
+    def test_a_prompt_becomes_an_image_of_the_asked_size(self):
+        page = self.open_page()
+        self.assertTrue(page.is_visible("#api-key"), "a first visit asks for the key")
+        page.evaluate(STATES_SEEN)
+        self.fill_and_submit(page, self.key, "a lighthouse at dusk", 512, 384)
+
+        page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
+        size = page.evaluate("() => { const i = document.querySelector('#images img'); return [i.naturalWidth, i.naturalHeight]; }")
+        self.assertEqual(size, [512, 384], "the browser decoded an image of the asked size")
+        status = page.locator("#status")
+        self.assertEqual(status.get_attribute("data-state"), "succeeded")
+        self.assertRegex(status.inner_text(), r"^succeeded · attempt 1 · \d+\.\ds$")
+        seen = page.evaluate("window.statesSeen")
+        self.assertEqual(seen[-1], "succeeded")
+        self.assertIn(seen[0], ("queued", "processing"), f"the progress was shown while waiting: {seen}")
+        job_id = status.get_attribute("data-job-id")
+        # Listed, and the list follows the job to its end.
+        page.wait_for_selector(f'#jobs button[data-job-id="{job_id}"] .s-succeeded', timeout=10000)
+        self.assertFalse(page.is_visible("#api-key"), "the key is kept, not asked again")
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # Asked once: a new visit has the key, lists the job, and shows its image on a click.
+        again = self.open_page(forget_key=False)
+        self.assertFalse(again.is_visible("#api-key"))
+        listed = f'#jobs button[data-job-id="{job_id}"]'
+        try:
+            again.wait_for_selector(listed, timeout=5000)
+        except PlaywrightTimeoutError:
+            # The list loads once, as the page opens: ask again, as a person would.
+            again.click("#refresh-jobs")
+            again.wait_for_selector(listed, timeout=15000)
+        again.click(listed)
+        again.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
+        self.assertEqual(again.get_attribute("#status", "data-job-id"), job_id)
+        self.assertEqual(again.evaluate("document.querySelector('#images img').naturalHeight"), 384)
+
+    def test_a_failed_job_shows_its_code_and_message(self):
+        prompt = os.environ.get("MEDIAGEN_FAILURE_PROMPT") or ("[fail] a storm at sea" if self.stub else None)
+        if not prompt:
+            self.skipTest("the local model never fails: set MEDIAGEN_FAILURE_PROMPT for a model that can")
+        page = self.open_page()
+        self.fill_and_submit(page, self.key, prompt, 256, 256)
+        page.wait_for_selector('#status[data-state="failed"]', timeout=JOB_TIMEOUT_MS)
+        self.assertIn("The job failed: model_failed: ", page.inner_text("#job-error"))
+        self.assertEqual(page.locator("#images img").count(), 0)
+
+    def test_an_invalid_width_names_the_field(self):
+        page = self.open_page()
+        self.fill_and_submit(page, self.key, "too narrow", 300, 384)
+        page.wait_for_selector("#error:not([hidden])")
+        self.assertIn("width: must be a multiple of 32", page.inner_text("#error"))
+        self.assertEqual(page.get_attribute("#width", "aria-invalid"), "true")
+        self.assertIsNone(page.get_attribute("#height", "aria-invalid"))
+
+    def test_a_refused_key_says_so_and_asks_again(self):
+        page = self.open_page()
+        self.fill_and_submit(page, "mg_not_a_key", "a lighthouse at dusk", 512, 384)
+        page.wait_for_selector("#error:not([hidden])")
+        self.assertIn("refused the key (401)", page.inner_text("#error"))
+        self.assertTrue(page.is_visible("#api-key"), "the key field is shown again")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
