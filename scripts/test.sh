@@ -64,4 +64,10 @@ export MODEL_PROVIDER=replicate REPLICATE_API_TOKEN=test-token REPLICATE_API_BAS
 start_stack "$(free_port)" --ignore-changes
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model::
 
+say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checked, destroyed"
+stop_stack
+# A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
+env -u MODEL_PROVIDER -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
+  -u AWS_ENDPOINT_URL -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
+
 say "all checks passed in $((SECONDS - started))s"

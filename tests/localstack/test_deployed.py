@@ -196,13 +196,14 @@ class Roles(unittest.TestCase):
         self.assertFalse(self.allowed("StatusRole", "sqs:SendMessage", self.queue_arn))
         self.assertFalse(self.allowed("StatusRole", "s3:PutObject", f"{self.bucket_arn}/media/j/0.png"))
 
-    def test_only_generate_stores_images_and_only_content_reads_them(self):
+    def test_only_generate_stores_and_removes_images_and_only_content_reads_them(self):
         image = f"{self.bucket_arn}/media/some-job/0.png"
         for role in ("SubmitRole", "GenerateRole", "StatusRole", "ContentRole"):
             with self.subTest(role=role):
                 self.assertEqual(self.allowed(role, "s3:PutObject", image), role == "GenerateRole")
                 self.assertEqual(self.allowed(role, "s3:GetObject", image), role == "ContentRole")
-                self.assertFalse(self.allowed(role, "s3:DeleteObject", image))
+                # generate removes the images of an attempt whose job was canceled meanwhile.
+                self.assertEqual(self.allowed(role, "s3:DeleteObject", image), role == "GenerateRole")
                 self.assertFalse(self.allowed(role, "s3:GetObject", f"{self.bucket_arn}/elsewhere"))
 
     def test_only_submit_queues_jobs_and_only_generate_consumes_them(self):

@@ -5,8 +5,11 @@ HTTPS through tls_proxy.py, as a deployed stack is reached through API Gateway.
 Needs MEDIAGEN_API_URL (the local stack), MEDIAGEN_API_KEY and MEDIAGEN_OTHER_API_KEY (keys of
 two owners); scripts/test.sh sets them."""
 
-import io
+import http.server
+import json
 import os
+import queue
+import threading
 import ssl
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 import httpx
 import replicate
 from replicate.exceptions import ReplicateError
+from replicate.webhook import WebhookValidationError
 
 HERE = Path(__file__).resolve().parent
 
@@ -124,6 +128,43 @@ class ReplicateClient(unittest.TestCase):
         )
         self.assertEqual(png_size(output[0].read()), (256, 256))
         self.assertGreater(time.monotonic() - started, 2.5)
+
+    def test_a_webhook_validates_with_the_clients_own_check(self):
+        received = queue.Queue()
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.put((dict(self.headers), body.decode()))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        client = self.client()
+        prediction = client.predictions.create(
+            model="mediagen/local",
+            input={"prompt": "a signed heron", "width": 256, "height": 256},
+            webhook=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            webhook_events_filter=["completed"],
+        )
+        headers, body = received.get(timeout=60)
+        secret = client.webhooks.default.secret()
+        self.assertTrue(secret.key.startswith("whsec_"))
+        # Raises if the signature does not hold.
+        client.webhooks.validate(headers=headers, body=body, secret=secret)
+        delivered = json.loads(body)
+        self.assertEqual((delivered["id"], delivered["status"]), (prediction.id, "succeeded"))
+        forged = body.replace("succeeded", "failed")
+        with self.assertRaises(WebhookValidationError):
+            client.webhooks.validate(headers=headers, body=forged, secret=secret)
+        # Another owner's secret is not this one.
+        theirs = self.client(os.environ["MEDIAGEN_OTHER_API_KEY"]).webhooks.default.secret()
+        self.assertNotEqual(theirs.key, secret.key)
 
     def test_a_wrong_key_and_an_unknown_model_are_the_clients_errors(self):
         with self.assertRaises(ReplicateError) as raised:

@@ -360,10 +360,11 @@ def function_problems(cfn):
         if has_token != (name == "GenerateFunction"):
             problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN; only generate calls the model")
         has_secret = "WEBHOOK_SECRET" in variables
-        if has_secret != (name == "DeliverFunction"):
-            problems.append(f"{name} {'has' if has_secret else 'lacks'} WEBHOOK_SECRET; only deliver signs webhooks")
+        # deliver signs webhooks; status shows each owner their own key (GET /v1/webhooks/default/secret).
+        if has_secret != (name in ("DeliverFunction", "StatusFunction")):
+            problems.append(f"{name} {'has' if has_secret else 'lacks'} WEBHOOK_SECRET; only deliver and status need it")
         elif has_secret and ref_name(variables["WEBHOOK_SECRET"]) != "WebhookSecret":
-            problems.append("deliver's WEBHOOK_SECRET is not the WebhookSecret parameter")
+            problems.append(f"{name}'s WEBHOOK_SECRET is not the WebhookSecret parameter")
         log_group = resource.get("DependsOn")
         log_props = cfn["Resources"].get(log_group, {}).get("Properties", {})
         if cfn["Resources"].get(log_group, {}).get("Type") != "AWS::Logs::LogGroup":
@@ -601,8 +602,8 @@ class BrokenWiringIsCaught(unittest.TestCase):
     def test_the_webhook_secret_given_to_every_function(self):
         self.assertCaught(
             function_problems,
-            lambda cfn: resource(cfn, "StatusFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET="x"),
-            "StatusFunction has WEBHOOK_SECRET",
+            lambda cfn: resource(cfn, "ContentFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET="x"),
+            "ContentFunction has WEBHOOK_SECRET",
         )
 
     def test_a_default_webhook_secret(self):

@@ -213,6 +213,7 @@ fn benches(c: &mut Criterion) {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store.clone()),
         links: links(),
+        webhook_keys: None,
     };
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);

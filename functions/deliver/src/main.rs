@@ -21,9 +21,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         HttpWebhookSender::new(config.allow_local_urls, DELIVERY_TIMEOUT),
         bootstrap::or_exit(bootstrap::signing_keys(&config)),
     );
-    let deliverer = &deliverer;
+    let links = bootstrap::file_links(&config);
+    let (deliverer, links) = (&deliverer, &links);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, std::convert::Infallible>(sqs::deliver(deliverer, event).await)
+        Ok::<_, std::convert::Infallible>(sqs::deliver(deliverer, links, event).await)
     }))
     .await
 }

@@ -15,6 +15,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store),
         links: bootstrap::file_links(&config),
+        // Without WEBHOOK_SECRET this deployment signs no webhooks, and has no secret to show.
+        webhook_keys: bootstrap::signing_keys(&config).ok(),
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

@@ -60,6 +60,33 @@ impl FromStr for JobStatus {
     }
 }
 
+/// Which API a job was asked through, so that what is sent about it later (a webhook) speaks
+/// that API's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interface {
+    #[default]
+    Media,
+    /// The Replicate-compatible API: the job is a prediction.
+    Replicate,
+}
+
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Media => "media",
+            Interface::Replicate => "replicate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "media" => Some(Interface::Media),
+            "replicate" => Some(Interface::Replicate),
+            _ => None,
+        }
+    }
+}
+
 /// Why a job failed, or why its last attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
@@ -104,6 +131,7 @@ pub struct Job {
     pub media_ids: Vec<MediaId>,
     /// Set by a cancel while the job is `processing`: its attempt ends it `canceled`.
     pub cancel_requested: bool,
+    pub interface: Interface,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -124,6 +152,7 @@ impl Job {
             error: None,
             media_ids: Vec::new(),
             cancel_requested: false,
+            interface: Interface::Media,
             ttl: expiry(now, retention),
         }
     }

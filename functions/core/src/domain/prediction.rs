@@ -129,6 +129,14 @@ pub fn generate_body(model: &str, request: &Value) -> Result<Value, Vec<FieldErr
             errors.push(FieldError::new(format!("input.{name}"), "unknown input"));
         }
     }
+    // Only the completed event is delivered here: a filter without it asks for no webhook.
+    let completed_wanted = match request.get("webhook_events_filter").and_then(Value::as_array) {
+        Some(events) => events.iter().any(|event| event.as_str() == Some("completed")),
+        None => true,
+    };
+    if !completed_wanted {
+        body.remove("webhook_url");
+    }
     // Explicit sizes win over an aspect ratio, whichever came first.
     for side in ["width", "height"] {
         if let Some(value) = input.get(side) {

@@ -10,8 +10,10 @@ use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use tracing::Instrument;
 
+use super::http::replicate::{FileLinks, prediction_body};
 use super::http::views::job_body;
 use crate::domain::ids::JobId;
+use crate::domain::job::{Interface, Job};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
 use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
@@ -47,7 +49,11 @@ where
 
 /// `deliver`: each record is one job's webhook. The body is the job as
 /// `GET /media/jobs/{job_id}` shows it, with the event's name (docs/design.md, "Webhooks").
-pub async fn deliver<S, Q, P>(deliverer: &Deliverer<S, Q, P>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+pub async fn deliver<S, Q, P>(
+    deliverer: &Deliverer<S, Q, P>,
+    links: &FileLinks,
+    event: LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse
 where
     S: JobStore,
     Q: WebhookQueue,
@@ -56,10 +62,17 @@ where
     let span =
         tracing::info_span!("deliver", request_id = %event.context.request_id, records = event.payload.records.len());
     batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
-        let render = |job: &_, media: &_, event: WebhookEvent| {
-            // Links as the API gives them to a client that calls it at its root.
-            let mut body = job_body(job, media, "");
-            body["event"] = event.as_str().into();
+        let render = |job: &Job, media: &_, event: WebhookEvent| {
+            // The job as the API it was asked through shows it, with links as that API gives
+            // them to a client that calls it at its root.
+            let body = match job.interface {
+                Interface::Media => {
+                    let mut body = job_body(job, media, "");
+                    body["event"] = event.as_str().into();
+                    body
+                }
+                Interface::Replicate => prediction_body(job, "", links),
+            };
             serde_json::to_vec(&body).unwrap_or_default()
         };
         deliverer.deliver(&delivery, render).await

@@ -11,7 +11,7 @@ use super::webhooks::Notifier;
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Job, JobError};
+use crate::domain::job::{Interface, Job, JobError};
 use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +65,11 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         caller: &Caller,
         body: &Value,
         idempotency_key: Option<&IdempotencyKey>,
+        interface: Interface,
     ) -> Result<Submitted, SubmitError> {
         let request = GenerateRequest::parse(body, &self.policy).map_err(SubmitError::Invalid)?;
-        let job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
+        let mut job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
+        job.interface = interface;
         let fingerprint = idempotency_key.map(|_| request_fingerprint(body));
         let claim = idempotency_key
             .zip(fingerprint.as_deref())

@@ -178,6 +178,7 @@ impl Stack {
             auth: Authenticator::new(self.store()),
             reads: ReadService::new(self.store()),
             links: file_links(),
+            webhook_keys: Some(signing_keys()),
         }
     }
 

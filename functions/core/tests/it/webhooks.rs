@@ -115,7 +115,12 @@ async fn a_succeeded_job_is_posted_once_signed_with_its_owners_key() {
     let deliveries = stack.receive_webhooks(30).await;
     assert_eq!(deliveries.len(), 1, "one delivery per final job");
     assert_eq!(job_id_of(&deliveries[0]), job_id);
-    let answer = sqs::deliver(&stack.deliverer(true), sqs_event(deliveries)).await;
+    let answer = sqs::deliver(
+        &stack.deliverer(true),
+        &crate::helpers::file_links(),
+        sqs_event(deliveries),
+    )
+    .await;
     assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
 
     let received = server.received_requests().await.unwrap();
@@ -175,7 +180,12 @@ async fn a_receiver_that_fails_gets_the_delivery_again_later() {
     let deliveries = stack.receive_webhooks(0).await;
     assert_eq!(deliveries.len(), 1);
     let message_id = deliveries[0].message_id.clone().unwrap();
-    let answer = sqs::deliver(&stack.deliverer(true), sqs_event(deliveries)).await;
+    let answer = sqs::deliver(
+        &stack.deliverer(true),
+        &crate::helpers::file_links(),
+        sqs_event(deliveries),
+    )
+    .await;
     let failed: Vec<_> = answer
         .batch_item_failures
         .iter()
@@ -213,7 +223,12 @@ async fn a_host_that_resolves_to_loopback_is_refused_and_never_retried() {
 
     let deliveries = stack.receive_webhooks(0).await;
     assert_eq!(deliveries.len(), 1);
-    let answer = sqs::deliver(&stack.deliverer(false), sqs_event(deliveries)).await;
+    let answer = sqs::deliver(
+        &stack.deliverer(false),
+        &crate::helpers::file_links(),
+        sqs_event(deliveries),
+    )
+    .await;
     assert!(
         answer.batch_item_failures.is_empty(),
         "a refusal is acknowledged: {answer:?}"

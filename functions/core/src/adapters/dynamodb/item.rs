@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, MediaItem};
+use crate::domain::job::{Interface, Job, JobError, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::timestamp;
 use crate::ports::StoreError;
@@ -100,6 +100,11 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         (
             "cancel_requested",
             job.cancel_requested.then_some(AttributeValue::Bool(true)),
+        ),
+        // Only the exception is written: an item without it is a job of the media API.
+        (
+            "interface",
+            (job.interface != Interface::Media).then(|| s(job.interface.as_str())),
         ),
     ];
     for (name, value) in optional {
@@ -303,6 +308,10 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         error,
         media_ids,
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
+        interface: match r.opt_s("interface")? {
+            None => Interface::Media,
+            Some(raw) => Interface::parse(raw).ok_or_else(|| r.corrupt("interface", "is not an interface"))?,
+        },
         ttl: r.n("ttl")?,
     })
 }
@@ -342,6 +351,7 @@ mod tests {
         job.error = Some(JobError::new("model_error", "nope"));
         job.media_ids = vec![MediaId::new(), MediaId::new()];
         job.cancel_requested = true;
+        job.interface = Interface::Replicate;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
     }
 

@@ -16,7 +16,7 @@ use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::generation::FieldError;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::Job;
+use crate::domain::job::{Interface, Job};
 use crate::domain::listing::ListQuery;
 use crate::domain::prediction::{generate_body, input_field, status_name};
 use crate::domain::timestamp::render as timestamp;
@@ -59,7 +59,7 @@ pub(super) fn api_root(request: &Request) -> String {
 }
 
 /// A job as a Replicate prediction.
-pub(super) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> Value {
+pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> Value {
     let request = &job.request;
     let mut input = json!({
         "prompt": request.prompt,
@@ -160,7 +160,7 @@ pub(super) async fn create<S: JobStore, Q: JobQueue>(
         return Err(ApiError::UnknownModel(model));
     }
     let submitted = submit
-        .submit(caller, &body, idempotency_key.as_ref())
+        .submit(caller, &body, idempotency_key.as_ref(), Interface::Replicate)
         .await
         .map_err(|err| match err {
             SubmitError::Invalid(errors) => SubmitError::Invalid(

@@ -19,12 +19,15 @@ use crate::domain::listing::ListQuery;
 use crate::ports::{JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::ReadService;
+use crate::services::webhooks::SigningKeys;
 
 /// What the `status` function serves.
 pub struct StatusApi<S> {
     pub auth: Authenticator<S>,
     pub reads: ReadService<S>,
     pub links: FileLinks,
+    /// The owners' webhook signing keys, when this deployment signs webhooks.
+    pub webhook_keys: Option<SigningKeys>,
 }
 
 /// The web playground (docs/design.md, "Clients"): one static page, no build step.
@@ -38,6 +41,7 @@ enum Route {
     List,
     Prediction(String),
     Predictions,
+    WebhookSecret,
 }
 
 pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
@@ -54,6 +58,7 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
         ["jobs", "media", ..] => Route::List,
         [id, "jobs", "media", ..] => Route::Job(id.to_string()),
         ["predictions", "v1", ..] => Route::Predictions,
+        ["secret", "default", "webhooks", "v1", ..] => Route::WebhookSecret,
         [id, "predictions", "v1", ..] => Route::Prediction(id.to_string()),
         _ => return Err(ApiError::NoRoute(path(request))),
     };
@@ -76,6 +81,14 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
         Route::Playground | Route::Health => return Err(ApiError::NoRoute(path(request))),
         Route::Prediction(id) => replicate::get(&api.reads, &caller, &id, request, &api.links).await?,
         Route::Predictions => replicate::list(&api.reads, &caller, request, &api.links).await?,
+        // The caller's own key: Replicate's clients validate deliveries with it.
+        Route::WebhookSecret => match &api.webhook_keys {
+            Some(keys) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "key": keys.signing_secret(&caller.owner).expose() }),
+            ),
+            None => return Err(ApiError::NoRoute(path(request))),
+        },
         Route::Status(id) => {
             let job = api.reads.job(&caller, job_id(&id)?).await?.ok_or(NOT_FOUND)?;
             let mut response = json_response(StatusCode::OK, &status_body(&job));

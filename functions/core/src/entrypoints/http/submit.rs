@@ -15,6 +15,7 @@ use super::{
 };
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::JobId;
+use crate::domain::job::Interface;
 use crate::ports::{JobQueue, JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
@@ -78,7 +79,10 @@ async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
         .map(|value| IdempotencyKey::parse(value.as_bytes()))
         .transpose()?;
     let body = json_body(request)?;
-    let submitted = api.submit.submit(caller, &body, idempotency_key.as_ref()).await?;
+    let submitted = api
+        .submit
+        .submit(caller, &body, idempotency_key.as_ref(), Interface::Media)
+        .await?;
     let base = base_path(request);
     let wait = preferred_wait(request);
     let mut response = match wait {
