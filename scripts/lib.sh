@@ -111,13 +111,22 @@ start_stack() {
     die "port $api_port is taken; stop what runs there or set MEDIAGEN_API_PORT"
   fi
   say "starting the functions on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
-  start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$api_port" "$@"
+  # The functions on a port of their own; in front of them, on API_PORT, the stand-in for API
+  # Gateway, which hands bodies to the functions as the deployed API does (functions/devtools/src/gateway.rs).
+  FUNCTIONS_URL="http://127.0.0.1:$(free_port)"
+  # Several instances per function, as Lambda runs them: one would serialise the API, and a
+  # request held by `Prefer: wait` would keep every other request to its function waiting.
+  start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${FUNCTIONS_URL##*:}" \
+    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-3}" "$@"
   STACK_PIDS=("${BG_PIDS[-1]}")
-  wait_for_http "$API_URL/" 60 "cargo lambda watch"
-  say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log)"
-  start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$API_URL"
+  wait_for_http "$FUNCTIONS_URL/" 60 "cargo lambda watch"
+  start_bg "$STATE/gateway.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
   STACK_PIDS+=("${BG_PIDS[-1]}")
-  start_bg "$STATE/pump-webhooks.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$API_URL" \
+  wait_for_http "$API_URL/" 10 "the local gateway"
+  say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log)"
+  start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL"
+  STACK_PIDS+=("${BG_PIDS[-1]}")
+  start_bg "$STATE/pump-webhooks.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL" \
     --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }

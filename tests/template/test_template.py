@@ -27,7 +27,6 @@ ROUTES = {
     ("/media/jobs/{job_id}/cancel", "POST"): "SubmitFunction",
     ("/media/jobs/{job_id}/cancel", "ANY"): "SubmitFunction",
     ("/v1/predictions", "POST"): "SubmitFunction",
-    ("/v1/predictions", "GET"): "StatusFunction",
     ("/v1/predictions", "ANY"): "SubmitFunction",
     ("/v1/models/{owner}/{name}/predictions", "POST"): "SubmitFunction",
     ("/v1/models/{owner}/{name}/predictions", "ANY"): "SubmitFunction",
@@ -65,6 +64,8 @@ PERMISSIONS = {
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
         "sqs:SendMessage": [QUEUE, WEBHOOKS],
+        # GET /v1/predictions shares its path with creating (docs/design.md, "Replicate-compatible API").
+        "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
     },
     "GenerateFunction": {
         "dynamodb:GetItem": TABLE,

@@ -1,5 +1,5 @@
 //! `mediagen`: the command-line client of the mediagen API. See `mediagen --help` and
-//! `docs/clients.md`.
+//! the README ("Command-line client").
 
 mod api;
 mod cli;

@@ -2,6 +2,7 @@
 //! the end-to-end test.
 
 pub mod client;
+pub mod gateway;
 pub mod mock_replicate;
 pub mod pump;
 

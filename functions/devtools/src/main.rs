@@ -76,6 +76,16 @@ enum Command {
         #[arg(long, env = "REPLICATE_API_TOKEN")]
         token: String,
     },
+    /// Serves the local stand-in for API Gateway in front of `cargo lambda watch`.
+    Gateway {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// Where `cargo lambda watch` serves the functions.
+        #[arg(long)]
+        upstream: String,
+    },
+    /// Prints the OpenAPI description of the local stack's API (docs/openapi.json).
+    Openapi,
     /// Makes, lists and revokes API keys in the jobs table of any stack (local or deployed).
     Keys {
         /// The jobs table (on AWS: the stack's TableName).
@@ -178,6 +188,10 @@ async fn main() -> ExitCode {
         } => pump(queue_url, &invoke, &function, batch_size).await,
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
+        Command::Gateway { listen, upstream } => gateway(listen, upstream).await,
+        Command::Openapi => serde_json::to_string_pretty(&mediagen::entrypoints::http::openapi::local_document())
+            .map(|text| println!("{text}"))
+            .map_err(Into::into),
         Command::Webhooks {
             action: WebhooksAction::Secret { owner, webhook_secret },
         } => webhook_secret_of(&owner, Secret::new(webhook_secret)),
@@ -277,6 +291,15 @@ async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
     Ok(())
 }
 
+async fn gateway(listen: std::net::SocketAddr, upstream: String) -> Result<(), Error> {
+    let (listener, bound) = mediagen_devtools::gateway::bind(listen).await?;
+    eprintln!("gateway: http://{bound} → {upstream}");
+    tokio::select! {
+        served = mediagen_devtools::gateway::serve(listener, upstream.trim_end_matches('/').to_owned()) => served,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
 async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let admin = KeyAdmin::new(DynamoJobStore::new(aws::dynamodb(&sdk), table));
@@ -308,7 +331,7 @@ async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
                 println!(
                     "{:<14} {:<24} {:<26} {revoked}",
                     record.prefix,
-                    record.owner,
+                    record.owner.as_str(),
                     timestamp::render(record.created_at)
                 );
             }

@@ -29,7 +29,7 @@ const FIELDS: [&str; 9] = [
 ];
 
 /// One rule a field broke.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -160,7 +160,14 @@ impl Fields<'_> {
 
     fn integer(&mut self, name: &str, min: u64, max: u64) -> Option<u64> {
         let value = self.get(name)?;
-        match value.as_u64() {
+        // JSON has one number type: 512.0 is the integer 512 (JSON Schema agrees).
+        let whole = value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ if value.is_number() => {
                 self.reject(name, format!("must be a whole number from {min} to {max}"));

@@ -1,38 +1,27 @@
 //! `GET /media/jobs` (docs/design.md, "Listing"): the caller's jobs, newest first, a page at a
-//! time. The cursor is opaque to clients: the position of the last job of a page.
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+//! time. Jobs are ordered by their ids, which are time-ordered (UUIDv7); the cursor is the id of
+//! the last job of a page: where the next page starts, below it.
 
 use super::generation::FieldError;
 use super::ids::JobId;
 use super::job::JobStatus;
-use super::timestamp;
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
 
-/// Where a page ends: the creation time and id of its last job.
+/// Where a page ends: the id of its last job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub job_id: JobId,
+    pub after: JobId,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}|{}", timestamp::render(self.created_at), self.job_id))
+        self.after.to_string()
     }
 
     pub fn decode(raw: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (time, id) = text.split_once('|')?;
-        Some(Self {
-            created_at: timestamp::parse(time)?,
-            job_id: JobId::parse(id).ok()?,
-        })
+        JobId::parse(raw).ok().map(|after| Self { after })
     }
 }
 
@@ -89,17 +78,13 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_tampering_is_refused() {
-        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
-        let cursor = Cursor {
-            created_at: now,
-            job_id: JobId::new(),
-        };
+        let cursor = Cursor { after: JobId::new() };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         let mut tampered = cursor.encode();
         tampered.insert(3, 'x');
         assert_eq!(Cursor::decode(&tampered), None);
         assert_eq!(Cursor::decode("!!!"), None);
-        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("2026|nope")), None);
+        assert_eq!(Cursor::decode(""), None);
     }
 
     #[test]

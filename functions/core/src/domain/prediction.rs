@@ -81,6 +81,7 @@ pub fn generate_body(model: &str, request: &Value) -> Result<Value, Vec<FieldErr
             "webhook" | "webhook_completed" => {
                 body.insert("webhook_url".into(), value.clone());
             }
+            "webhook_events_filter" if value.is_null() => {}
             "webhook_events_filter" => {
                 let valid = value.as_array().is_some_and(|events| {
                     events
@@ -108,6 +109,8 @@ pub fn generate_body(model: &str, request: &Value) -> Result<Value, Vec<FieldErr
     for (name, value) in &input {
         if OUR_INPUTS.contains(&name.as_str()) {
             body.insert(name.clone(), value.clone());
+        } else if name == "aspect_ratio" && value.is_null() {
+            // `null` counts as absent, as everywhere in the body.
         } else if name == "aspect_ratio" {
             match value
                 .as_str()

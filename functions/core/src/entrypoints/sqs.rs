@@ -67,11 +67,11 @@ where
             // them to a client that calls it at its root.
             let body = match job.interface {
                 Interface::Media => {
-                    let mut body = job_body(job, media, "");
+                    let mut body = serde_json::to_value(job_body(job, media, "")).unwrap_or_default();
                     body["event"] = event.as_str().into();
                     body
                 }
-                Interface::Replicate => prediction_body(job, "", links),
+                Interface::Replicate => serde_json::to_value(prediction_body(job, "", links)).unwrap_or_default(),
             };
             serde_json::to_vec(&body).unwrap_or_default()
         };

@@ -298,7 +298,8 @@ async fn listing_pages_through_250_jobs_without_loss_or_repeat() {
             }
         }
     }
-    made.sort_by_key(|(created_at, id, _)| std::cmp::Reverse((*created_at, id.to_string())));
+    // Newest first: ids are time-ordered (UUIDv7).
+    made.sort_by_key(|(_, id, _)| std::cmp::Reverse(id.to_string()));
     let expected: Vec<String> = made.iter().map(|(_, id, _)| id.to_string()).collect();
 
     let status = stack.status_api();

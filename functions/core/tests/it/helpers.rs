@@ -179,6 +179,7 @@ impl Stack {
             reads: ReadService::new(self.store()),
             links: file_links(),
             webhook_keys: Some(signing_keys()),
+            openapi: mediagen::entrypoints::http::openapi::local_document().to_string(),
         }
     }
 

@@ -106,8 +106,9 @@ async fn create_by_version_list_cancel_and_problems() {
     assert_eq!(response.status(), 200);
     assert_eq!(json_of(&response)["status"], "canceled");
 
-    let response = http::status::handle(
-        &stack.status_api(),
+    // Listing shares its path with creating, so submit serves it.
+    let response = http::submit::handle(
+        &stack.submit_api(),
         https(request(Method::GET, "/v1/predictions", None, "")),
     )
     .await;

@@ -109,7 +109,7 @@ async fn transport_level_mistakes_get_their_own_status() {
         (
             Method::POST,
             JSON,
-            json!({"prompt": "a".repeat(17_000)}).to_string(),
+            json!({"prompt": "a".repeat(70_000)}).to_string(),
             413,
         ),
         (Method::GET, None, String::new(), 405),

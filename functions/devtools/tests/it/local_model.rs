@@ -66,6 +66,20 @@ async fn bad_input_over_http_is_a_problem_not_a_server_error() {
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "width");
 
+    // A body that is not UTF-8 is the same problem as one that is not JSON, not a gateway error.
+    let response = http
+        .post(format!("{}/media/generate", crate::api_url()))
+        .bearer_auth(crate::api_key())
+        .header("content-type", "application/json")
+        .body(vec![b'{', 0xff, 0xfe, b'}'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:mediagen:problem:malformed-json");
+
     for (path, status) in [("/no/such/route", 404), ("/media/status/not-an-id", 400)] {
         let response = http
             .get(format!("{}{path}", crate::api_url()))

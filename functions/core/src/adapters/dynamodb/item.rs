@@ -43,9 +43,9 @@ pub(super) fn owner_partition(owner: &Owner) -> AttributeValue {
     AttributeValue::S(format!("OWNER#{owner}"))
 }
 
-/// The index sort key of a job: creation time, then id, so that equal times still order.
-pub(super) fn job_sort_key(created_at: DateTime<Utc>, id: JobId) -> AttributeValue {
-    AttributeValue::S(format!("{}#{id}", timestamp::render(created_at)))
+/// The index sort key of a job: its id, which orders by time (UUIDv7).
+pub(super) fn job_sort_key(id: JobId) -> AttributeValue {
+    AttributeValue::S(id.to_string())
 }
 
 /// The index partition every API key is in.
@@ -71,7 +71,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         ("job_id".to_owned(), s(job.id.to_string())),
         ("owner".to_owned(), s(job.owner.as_str())),
         ("gsi1pk".to_owned(), owner_partition(&job.owner)),
-        ("gsi1sk".to_owned(), job_sort_key(job.created_at, job.id)),
+        ("gsi1sk".to_owned(), job_sort_key(job.id)),
         ("status".to_owned(), s(job.status.as_str())),
         ("prompt".to_owned(), s(&request.prompt)),
         ("model".to_owned(), s(&request.model)),

@@ -243,9 +243,9 @@ impl JobStore for DynamoJobStore {
                 .limit((wanted - jobs.len()).max(1) as i32)
                 .set_exclusive_start_key(start.take());
             request = match query.after {
-                Some(Cursor { created_at, job_id }) => request
+                Some(Cursor { after }) => request
                     .key_condition_expression("gsi1pk = :owner AND gsi1sk < :after")
-                    .expression_attribute_values(":after", job_sort_key(created_at, job_id)),
+                    .expression_attribute_values(":after", job_sort_key(after)),
                 None => request.key_condition_expression("gsi1pk = :owner"),
             };
             if let Some(status) = query.status {
@@ -265,10 +265,7 @@ impl JobStore for DynamoJobStore {
         }
         let next = if jobs.len() > query.limit as usize {
             jobs.truncate(query.limit as usize);
-            jobs.last().map(|job| Cursor {
-                created_at: job.created_at,
-                job_id: job.id,
-            })
+            jobs.last().map(|job| Cursor { after: job.id })
         } else {
             None
         };

@@ -4,10 +4,11 @@
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use tracing::Instrument;
 
+use super::problem::Problem;
 use super::replicate::{self, FileLinks};
+use super::views::ContentLinkView;
 use super::{ApiError, accepts_json, caller, json_response, path, require_method, respond, segments_from_end};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
@@ -50,7 +51,15 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
     }
 }
 
-async fn content<S: JobStore + KeyStore, M: MediaStore>(
+/// A short-lived link to an image: a redirect, or with `Accept: application/json` the link.
+#[utoipa::path(get, path = "/media/content/{media_id}", tag = "jobs",
+    params(("media_id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The image's id")),
+    responses(
+        (status = 302, description = "To a presigned link"),
+        (status = 200, description = "The link, with Accept: application/json", body = ContentLinkView),
+        (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn content<S: JobStore + KeyStore, M: MediaStore>(
     api: &ContentApi<S, M>,
     raw_id: &str,
     request: &Request,
@@ -66,11 +75,11 @@ async fn content<S: JobStore + KeyStore, M: MediaStore>(
     let mut response = if accepts_json(request) {
         json_response(
             StatusCode::OK,
-            &json!({
-                "url": link.url,
-                "expires_at": timestamp::render(link.expires_at),
-                "content_type": item.content_type,
-            }),
+            &ContentLinkView {
+                url: link.url,
+                expires_at: timestamp::render(link.expires_at),
+                content_type: item.content_type,
+            },
         )
     } else {
         let mut redirect = Response::new(Body::Empty);

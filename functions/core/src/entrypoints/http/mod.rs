@@ -2,8 +2,10 @@
 //! Every error becomes a problem+json response in [`problem`], and nowhere else.
 
 pub mod content;
+pub mod openapi;
 pub mod problem;
 pub mod replicate;
+pub mod requests;
 pub mod status;
 pub mod submit;
 pub(crate) mod views;
@@ -22,8 +24,10 @@ pub use problem::ApiError;
 /// functions' timeout in `template.yaml`.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
-/// The largest request body accepted (docs/design.md, "HTTP contract").
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The largest request body accepted (docs/design.md, "HTTP contract"): more than any valid body
+/// can take (two 2000-character texts of escaped surrogate pairs, 12 bytes a character), so
+/// that a body over it is never a valid one.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Renders the outcome of a handler: the response, or the problem for its error.
 pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {

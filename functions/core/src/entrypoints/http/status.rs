@@ -6,10 +6,13 @@
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
 
+use super::problem::Problem;
 use super::replicate::{self, FileLinks};
-use super::views::{job_body, page_body, status_body};
+use super::views::{JobPageView, JobStatusView, JobView, StatusName, job_body, page_body, status_body};
 use super::{
     ApiError, applied_wait, base_path, caller, json_response, path, preferred_wait, require_method, respond,
     segments_from_end,
@@ -28,6 +31,21 @@ pub struct StatusApi<S> {
     pub links: FileLinks,
     /// The owners' webhook signing keys, when this deployment signs webhooks.
     pub webhook_keys: Option<SigningKeys>,
+    /// `GET /openapi.json`, made once at cold start for this deployment's models.
+    pub openapi: String,
+}
+
+/// The answer of `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    pub status: String,
+}
+
+/// The answer of `GET /v1/webhooks/default/secret`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookSecretView {
+    /// `whsec_<base64>`.
+    pub key: String,
 }
 
 /// The web playground (docs/design.md, "Clients"): one static page, no build step.
@@ -36,11 +54,11 @@ const PLAYGROUND: &str = include_str!("../../../../../web/playground.html");
 enum Route {
     Playground,
     Health,
+    OpenApi,
     Status(String),
     Job(String),
     List,
     Prediction(String),
-    Predictions,
     WebhookSecret,
 }
 
@@ -54,57 +72,117 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
     let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["playground", ..] => Route::Playground,
         ["health", ..] => Route::Health,
+        ["openapi.json", ..] => Route::OpenApi,
         [id, "status", "media", ..] => Route::Status(id.to_string()),
         ["jobs", "media", ..] => Route::List,
         [id, "jobs", "media", ..] => Route::Job(id.to_string()),
-        ["predictions", "v1", ..] => Route::Predictions,
         ["secret", "default", "webhooks", "v1", ..] => Route::WebhookSecret,
         [id, "predictions", "v1", ..] => Route::Prediction(id.to_string()),
         _ => return Err(ApiError::NoRoute(path(request))),
     };
     require_method(request, Method::GET, "GET")?;
-    // The page and the health check are public: the page asks for the key itself.
+    // The page, the health check and the contract are public: the page asks for the key itself.
     match route {
-        Route::Playground => {
-            let mut page = Response::new(Body::from(PLAYGROUND));
-            page.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            return Ok(page);
-        }
-        Route::Health => return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        Route::Playground => return Ok(playground()),
+        Route::Health => return Ok(health()),
+        Route::OpenApi => return Ok(openapi(api)),
         _ => {}
     }
     let caller = caller(&api.auth, request).await?;
     let mut response = match route {
-        Route::Playground | Route::Health => return Err(ApiError::NoRoute(path(request))),
+        Route::Playground | Route::Health | Route::OpenApi => return Err(ApiError::NoRoute(path(request))),
         Route::Prediction(id) => replicate::get(&api.reads, &caller, &id, request, &api.links).await?,
-        Route::Predictions => replicate::list(&api.reads, &caller, request, &api.links).await?,
-        // The caller's own key: Replicate's clients validate deliveries with it.
-        Route::WebhookSecret => match &api.webhook_keys {
-            Some(keys) => json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "key": keys.signing_secret(&caller.owner).expose() }),
-            ),
-            None => return Err(ApiError::NoRoute(path(request))),
-        },
-        Route::Status(id) => {
-            let job = api.reads.job(&caller, job_id(&id)?).await?.ok_or(NOT_FOUND)?;
-            let mut response = json_response(StatusCode::OK, &status_body(&job));
-            if !job.status.is_final() {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            response
-        }
+        Route::WebhookSecret => webhook_secret(api, &caller, request)?,
+        Route::Status(id) => status(api, &caller, job_id(&id)?).await?,
         Route::Job(id) => job(api, &caller, job_id(&id)?, request).await?,
         Route::List => list(api, &caller, request).await?,
     };
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The web playground, one static page.
+#[utoipa::path(get, path = "/playground", tag = "clients", security(()),
+    responses((status = 200, description = "The page", content_type = "text/html")))]
+pub(super) fn playground() -> Response<Body> {
+    let mut page = Response::new(Body::from(PLAYGROUND));
+    page.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    page
+}
+
+/// Whether the API answers.
+#[utoipa::path(get, path = "/health", tag = "clients", security(()),
+    responses((status = 200, description = "The API answers", body = HealthView)))]
+pub(super) fn health() -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &HealthView {
+            status: "ok".to_owned(),
+        },
+    )
+}
+
+/// This description.
+#[utoipa::path(get, path = "/openapi.json", tag = "clients", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 description of the API", content_type = "application/json")))]
+pub(super) fn openapi<S>(api: &StatusApi<S>) -> Response<Body> {
+    let mut response = Response::new(Body::from(api.openapi.clone()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The caller's webhook signing secret, `whsec_<base64>`: Replicate's clients validate
+/// deliveries with it.
+#[utoipa::path(get, path = "/v1/webhooks/default/secret", tag = "replicate",
+    responses(
+        (status = 200, description = "The caller's signing secret", body = WebhookSecretView),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This deployment signs no webhooks", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) fn webhook_secret<S>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    match &api.webhook_keys {
+        Some(keys) => Ok(json_response(
+            StatusCode::OK,
+            &WebhookSecretView {
+                key: keys.signing_secret(&caller.owner).expose().to_owned(),
+            },
+        )),
+        None => Err(ApiError::NoRoute(path(request))),
+    }
+}
+
+/// A job's state, light, for polling; `Retry-After: 1` while it is not final.
+#[utoipa::path(get, path = "/media/status/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id")),
+    responses(
+        (status = 200, description = "The job's state", body = JobStatusView),
+        (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job of the caller's has this id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn status<S: JobStore + KeyStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    id: JobId,
+) -> Result<Response<Body>, ApiError> {
+    let job = api.reads.job(caller, id).await?.ok_or(NOT_FOUND)?;
+    let mut response = json_response(StatusCode::OK, &status_body(&job));
+    if !job.status.is_final() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     Ok(response)
 }
 
@@ -116,7 +194,20 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     Ok(id)
 }
 
-async fn job<S: JobStore + KeyStore>(
+/// The whole job with its images; `Prefer: wait=N` (N ≤ 20) holds the answer until the job is
+/// final or N seconds have passed.
+#[utoipa::path(get, path = "/media/jobs/{job_id}", tag = "jobs",
+    params(
+        ("job_id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id"),
+        ("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` (N ≤ 20): wait for the job to be final"),
+    ),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job of the caller's has this id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn job<S: JobStore + KeyStore>(
     api: &StatusApi<S>,
     caller: &Caller,
     id: JobId,
@@ -139,7 +230,19 @@ async fn job<S: JobStore + KeyStore>(
     Ok(response)
 }
 
-async fn list<S: JobStore + KeyStore>(
+/// The caller's jobs, newest first, a page at a time.
+#[utoipa::path(get, path = "/media/jobs", tag = "jobs",
+    params(
+        ("status" = Option<StatusName>, Query, description = "Only jobs in this state"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Jobs in a page (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The `next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPageView),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn list<S: JobStore + KeyStore>(
     api: &StatusApi<S>,
     caller: &Caller,
     request: &Request,

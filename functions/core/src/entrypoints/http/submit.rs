@@ -1,14 +1,17 @@
 //! The writes (the `submit` function): `POST /media/generate` (with `Idempotency-Key` and
 //! `Prefer: wait`) and `POST /media/jobs/{job_id}/cancel`, and their Replicate-compatible
 //! forms `POST /v1/predictions`, `POST /v1/models/{owner}/{name}/predictions` and
-//! `POST /v1/predictions/{id}/cancel`.
+//! `POST /v1/predictions/{id}/cancel`; and `GET /v1/predictions`, a read on the same path as
+//! creating in Replicate's API, so served here where every method of that path arrives.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
+use super::problem::Problem;
 use super::replicate::{self, FileLinks};
-use super::views::{accepted_body, job_body, links, status_url};
+use super::requests::GenerateBody;
+use super::views::{AcceptedView, JobView, accepted_body, job_body, links, status_url};
 use super::{
     ApiError, applied_wait, base_path, caller, json_body, json_response, path, preferred_wait, require_method, respond,
     segments_from_end,
@@ -34,7 +37,9 @@ pub struct SubmitApi<S, Q> {
 enum Route {
     Generate,
     Cancel(String),
-    CreatePrediction(Option<String>),
+    /// `/v1/predictions`: creating, and (a read, but on the same path in Replicate's API) listing.
+    Predictions,
+    CreatePrediction(String),
     CancelPrediction(String),
 }
 
@@ -51,24 +56,57 @@ async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
     let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["generate", "media", ..] => Route::Generate,
         ["cancel", id, "jobs", "media", ..] => Route::Cancel(id.to_string()),
-        ["predictions", "v1", ..] => Route::CreatePrediction(None),
-        ["predictions", name, owner, "models", "v1", ..] => Route::CreatePrediction(Some(format!("{owner}/{name}"))),
+        ["predictions", "v1", ..] => Route::Predictions,
+        ["predictions", name, owner, "models", "v1", ..] => Route::CreatePrediction(format!("{owner}/{name}")),
         ["cancel", id, "predictions", "v1", ..] => Route::CancelPrediction(id.to_string()),
         _ => return Err(ApiError::NoRoute(path(request))),
     };
+    if let Route::Predictions = route {
+        return predictions(api, request).await;
+    }
     require_method(request, Method::POST, "POST")?;
     let caller = caller(&api.auth, request).await?;
     match route {
+        Route::Predictions => Err(ApiError::NoRoute(path(request))),
         Route::Generate => generate(api, &caller, request).await,
         Route::Cancel(id) => cancel(api, &caller, &id, request).await,
         Route::CreatePrediction(model) => {
-            replicate::create(&api.submit, &api.reads, &caller, model, request, &api.links).await
+            replicate::create(&api.submit, &api.reads, &caller, Some(model), request, &api.links).await
         }
         Route::CancelPrediction(id) => replicate::cancel(&api.cancel, &caller, &id, request, &api.links).await,
     }
 }
 
-async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
+/// `GET /v1/predictions` lists, `POST /v1/predictions` creates.
+async fn predictions<S: JobStore + KeyStore, Q: JobQueue>(
+    api: &SubmitApi<S, Q>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let method = request.method().clone();
+    if method != Method::GET && method != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method,
+            allow: "GET, POST",
+        });
+    }
+    let caller = caller(&api.auth, request).await?;
+    if method == Method::GET {
+        replicate::list(&api.reads, &caller, request, &api.links).await
+    } else {
+        replicate::create(&api.submit, &api.reads, &caller, None, request, &api.links).await
+    }
+}
+
+/// Submits a job.
+#[utoipa::path(post, path = "/media/generate", tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters: the same key and body within 24 h answer the first job"), ("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` (N ≤ 20): answer when the job is final or N seconds have passed")),
+    request_body(content = GenerateBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued (or, with Prefer: wait, not final when the wait ran out: then the whole job)", body = AcceptedView),
+        (status = 200, description = "An idempotent replay, or with Prefer: wait the job, final", body = AcceptedView),
+        (status = 400, description = "The body is not JSON, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     caller: &Caller,
     request: &Request,
@@ -96,7 +134,7 @@ async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
                 .await?
                 .ok_or(ApiError::NotFound { what: "job" })?;
             let mut body = job_body(&job, &media, &base);
-            body["links"] = links(&job, &base);
+            body.links = Some(links(&job, &base));
             let status = if job.status.is_final() || submitted.replayed {
                 StatusCode::OK
             } else {
@@ -119,7 +157,16 @@ async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
     Ok(response)
 }
 
-async fn cancel<S: JobStore + KeyStore, Q: JobQueue>(
+/// Cancels a job: a queued one at once, a processing one when its attempt ends.
+#[utoipa::path(post, path = "/media/jobs/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The job's id")),
+    responses(
+        (status = 200, description = "Canceled", body = JobView),
+        (status = 202, description = "Processing: its attempt will end it canceled", body = JobView),
+        (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is already final", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn cancel<S: JobStore + KeyStore, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     caller: &Caller,
     raw_id: &str,

@@ -1,80 +1,222 @@
-//! The JSON shapes of jobs in answers (docs/design.md, "HTTP contract"), made in one place.
+//! The JSON shapes of answers (docs/design.md, "HTTP contract"), made in one place. Each is a
+//! type, so the OpenAPI description (`openapi.rs`) is derived from what is sent.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::domain::job::{Job, MediaItem};
+use crate::domain::job::{Job, JobStatus, MediaItem};
 use crate::domain::timestamp::render as timestamp;
 use crate::ports::JobPage;
 
-/// The light view, for polling.
-pub(super) fn status_body(job: &Job) -> Value {
-    let mut body = json!({
-        "job_id": job.id.to_string(),
-        "status": job.status.as_str(),
-        "attempts": job.attempts,
-        "created_at": timestamp(job.created_at),
-        "updated_at": timestamp(job.updated_at),
-    });
-    if let Some(error) = &job.error {
-        body["error"] = json!({ "code": error.code, "message": error.message });
+/// A job's state.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusName {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl From<JobStatus> for StatusName {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Queued => StatusName::Queued,
+            JobStatus::Processing => StatusName::Processing,
+            JobStatus::Succeeded => StatusName::Succeeded,
+            JobStatus::Failed => StatusName::Failed,
+            JobStatus::Canceled => StatusName::Canceled,
+        }
     }
-    body
 }
 
-/// The status view with what was asked for: a listing's entry.
-pub(super) fn summary_body(job: &Job) -> Value {
-    let request = &job.request;
-    let mut body = status_body(job);
-    merge(
-        &mut body,
-        json!({
-            "prompt": request.prompt,
-            "model": request.model,
-            "width": request.width,
-            "height": request.height,
-            "num_outputs": request.num_outputs,
-            "output_format": request.output_format.extension(),
-        }),
-    );
-    body
+/// Why a job failed, or why its last attempt did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
 }
 
-/// The whole job, with its media; `base` is what the client's path has before our routes.
-/// Webhook deliveries carry it too (`entrypoints/sqs.rs`).
-pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> Value {
-    let request = &job.request;
-    let timings = job.timings();
-    let mut body = summary_body(job);
-    merge(
-        &mut body,
-        json!({
-            "negative_prompt": request.negative_prompt,
-            "seed": request.seed,
-            "webhook_url": request.webhook_url.as_ref().map(|u| u.as_str()),
-            "started_at": job.started_at.map(timestamp),
-            "completed_at": job.completed_at.map(timestamp),
-            "cancel_requested": job.cancel_requested,
-            "timings": { "queued_ms": timings.queued_ms, "generation_ms": timings.generation_ms },
-            "media": media.iter().map(|m| json!({
-                "media_id": m.id.to_string(),
-                "index": m.index,
-                "content_type": m.content_type,
-                "bytes": m.bytes,
-                "width": m.width,
-                "height": m.height,
-                "content_url": format!("{base}/media/content/{}", m.id),
-            })).collect::<Vec<_>>(),
-        }),
-    );
-    body
+/// The light view of a job, for polling: `GET /media/status/{job_id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobStatusView {
+    #[schema(format = "uuid")]
+    pub job_id: String,
+    pub status: StatusName,
+    pub attempts: u32,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+}
+
+/// A job with what was asked of it: a listing's entry.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummaryView {
+    #[serde(flatten)]
+    pub status: JobStatusView,
+    pub prompt: String,
+    pub model: String,
+    pub width: u32,
+    pub height: u32,
+    pub num_outputs: u32,
+    pub output_format: String,
+}
+
+/// One stored image.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MediaView {
+    #[schema(format = "uuid")]
+    pub media_id: String,
+    pub index: u32,
+    pub content_type: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Where the image is served: a redirect to a short-lived link.
+    pub content_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimingsView {
+    /// From submission to the first claim.
+    pub queued_ms: Option<i64>,
+    /// From the first claim to completion.
+    pub generation_ms: Option<i64>,
 }
 
 /// Where a job can be followed.
-pub(super) fn links(job: &Job, base: &str) -> Value {
-    json!({
-        "status": status_url(job, base),
-        "job": format!("{base}/media/jobs/{}", job.id),
-    })
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LinksView {
+    pub status: String,
+    pub job: String,
+}
+
+/// The whole job: `GET /media/jobs/{job_id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub summary: JobSummaryView,
+    pub negative_prompt: Option<String>,
+    pub seed: u32,
+    pub webhook_url: Option<String>,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+    /// A cancel was asked while the job ran: its attempt ends it `canceled`.
+    pub cancel_requested: bool,
+    pub timings: TimingsView,
+    pub media: Vec<MediaView>,
+    /// Given with the answers of a submit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<LinksView>,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AcceptedView {
+    #[schema(format = "uuid")]
+    pub job_id: String,
+    pub status: StatusName,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub links: LinksView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PageLinksView {
+    /// The next page, if there may be one.
+    pub next: Option<String>,
+}
+
+/// A page of the caller's jobs, newest first: `GET /media/jobs`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobPageView {
+    pub jobs: Vec<JobSummaryView>,
+    /// Give it as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+    pub links: PageLinksView,
+}
+
+/// A short-lived link to an image: `GET /media/content/{media_id}` with
+/// `Accept: application/json`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ContentLinkView {
+    pub url: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub content_type: String,
+}
+
+pub(crate) fn status_body(job: &Job) -> JobStatusView {
+    JobStatusView {
+        job_id: job.id.to_string(),
+        status: job.status.into(),
+        attempts: job.attempts,
+        created_at: timestamp(job.created_at),
+        updated_at: timestamp(job.updated_at),
+        error: job.error.as_ref().map(|error| ErrorView {
+            code: error.code.clone(),
+            message: error.message.clone(),
+        }),
+    }
+}
+
+pub(crate) fn summary_body(job: &Job) -> JobSummaryView {
+    let request = &job.request;
+    JobSummaryView {
+        status: status_body(job),
+        prompt: request.prompt.clone(),
+        model: request.model.clone(),
+        width: request.width,
+        height: request.height,
+        num_outputs: request.num_outputs,
+        output_format: request.output_format.extension().to_owned(),
+    }
+}
+
+/// The whole job, with its media; `base` is what the client's path has before our routes.
+pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> JobView {
+    let request = &job.request;
+    let timings = job.timings();
+    JobView {
+        summary: summary_body(job),
+        negative_prompt: request.negative_prompt.clone(),
+        seed: request.seed,
+        webhook_url: request.webhook_url.as_ref().map(|u| u.as_str().to_owned()),
+        started_at: job.started_at.map(timestamp),
+        completed_at: job.completed_at.map(timestamp),
+        cancel_requested: job.cancel_requested,
+        timings: TimingsView {
+            queued_ms: timings.queued_ms,
+            generation_ms: timings.generation_ms,
+        },
+        media: media
+            .iter()
+            .map(|m| MediaView {
+                media_id: m.id.to_string(),
+                index: m.index,
+                content_type: m.content_type.clone(),
+                bytes: m.bytes,
+                width: m.width,
+                height: m.height,
+                content_url: format!("{base}/media/content/{}", m.id),
+            })
+            .collect(),
+        links: None,
+    }
+}
+
+/// Where a job can be followed.
+pub(super) fn links(job: &Job, base: &str) -> LinksView {
+    LinksView {
+        status: status_url(job, base),
+        job: format!("{base}/media/jobs/{}", job.id),
+    }
 }
 
 pub(super) fn status_url(job: &Job, base: &str) -> String {
@@ -82,29 +224,25 @@ pub(super) fn status_url(job: &Job, base: &str) -> String {
 }
 
 /// The answer to a submit: where to follow the job.
-pub(super) fn accepted_body(job: &Job, base: &str) -> Value {
-    json!({
-        "job_id": job.id.to_string(),
-        "status": job.status.as_str(),
-        "created_at": timestamp(job.created_at),
-        "links": links(job, base),
-    })
+pub(super) fn accepted_body(job: &Job, base: &str) -> AcceptedView {
+    AcceptedView {
+        job_id: job.id.to_string(),
+        status: job.status.into(),
+        created_at: timestamp(job.created_at),
+        links: links(job, base),
+    }
 }
 
 /// A page of a listing, with the cursor of the next one.
-pub(super) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) -> String) -> Value {
+pub(super) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) -> String) -> JobPageView {
     let next_cursor = page.next.map(|cursor| cursor.encode());
-    json!({
-        "jobs": page.jobs.iter().map(summary_body).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-        "links": {
-            "next": next_cursor.as_deref().map(|cursor| format!("{base}/media/jobs?{}", next_query(cursor))),
+    JobPageView {
+        jobs: page.jobs.iter().map(summary_body).collect(),
+        links: PageLinksView {
+            next: next_cursor
+                .as_deref()
+                .map(|cursor| format!("{base}/media/jobs?{}", next_query(cursor))),
         },
-    })
-}
-
-fn merge(body: &mut Value, extra: Value) {
-    if let (Value::Object(body), Value::Object(extra)) = (body, extra) {
-        body.extend(extra);
+        next_cursor,
     }
 }

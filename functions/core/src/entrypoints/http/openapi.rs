@@ -1,0 +1,150 @@
+//! The contract as a document (docs/design.md, "HTTP contract"): an OpenAPI 3.1 description of
+//! every route, derived from the route functions' annotations and the answers' types, served at
+//! `GET /openapi.json` and kept in `docs/openapi.json`.
+
+use serde_json::{Value, json};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{content, replicate, status, submit};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mediagen",
+        description = "Asynchronous image generation: submit a prompt, follow the job, download the images. \
+                       Every route but /health, /openapi.json and /playground needs `Authorization: Bearer <API key>`; \
+                       errors are application/problem+json (RFC 9457). The /v1 routes speak Replicate's API.",
+    ),
+    paths(
+        submit::generate,
+        submit::cancel,
+        status::status,
+        status::job,
+        status::list,
+        status::health,
+        status::playground,
+        status::openapi,
+        status::webhook_secret,
+        content::content,
+        replicate::create,
+        replicate::get,
+        replicate::list,
+        replicate::cancel,
+        replicate::file,
+    ),
+    modifiers(&BearerKey),
+    security(("api_key" = [])),
+)]
+struct ApiDoc;
+
+/// The API key as the security scheme of every route that needs one.
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key, `mgk_` and 32 characters (mediagen-dev keys create)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The description of this deployment: the models it offers listed in the bodies' `model`.
+pub fn document(models: &[String]) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+    doc["components"]["schemas"]["GenerateBody"]["properties"]["model"] = json!({
+        "type": ["string", "null"],
+        "enum": models.iter().map(|m| json!(m)).chain([Value::Null]).collect::<Vec<_>>(),
+        "description": "One of the models this deployment offers; its default when absent",
+    });
+    // `POST /v1/predictions` is the same operation as the model's route, the model in `version`.
+    let by_model = "/v1/models/{owner}/{name}/predictions";
+    if let Some(mut create) = doc["paths"][by_model]["post"].as_object().cloned() {
+        if let Some(Value::Array(params)) = create.get_mut("parameters") {
+            params.retain(|p| p["in"] != "path");
+        }
+        create.insert("operationId".into(), json!("create_by_version"));
+        create.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/PredictionRequestByVersion"}}}}),
+        );
+        doc["paths"]["/v1/predictions"]["post"] = Value::Object(create);
+        // Here the model is the version, so the version is required.
+        let mut by_version = doc["components"]["schemas"]["PredictionRequest"].clone();
+        by_version["required"] = json!(["input", "version"]);
+        by_version["properties"]["version"]["type"] = json!("string");
+        doc["components"]["schemas"]["PredictionRequestByVersion"] = by_version;
+    }
+    declare_links(&mut doc);
+    doc
+}
+
+/// The links from what creates a job to what reads or cancels it, for clients and for
+/// schemathesis's stateful phase.
+fn declare_links(doc: &mut Value) {
+    let job = |operation: &str| json!({"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}});
+    let job_links = json!({"status": job("status"), "job": job("job"), "cancel": job("cancel")});
+    let prediction =
+        |operation: &str| json!({"operationId": operation, "parameters": {"prediction_id": "$response.body#/id"}});
+    let prediction_links = json!({"get": prediction("get_prediction"), "cancel": prediction("cancel_prediction")});
+    for (path, links) in [
+        ("/media/generate", &job_links),
+        ("/v1/models/{owner}/{name}/predictions", &prediction_links),
+        ("/v1/predictions", &prediction_links),
+    ] {
+        if let Some(responses) = doc["paths"][path]["post"]["responses"].as_object_mut() {
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('2') {
+                    response["links"] = links.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The committed description (`docs/openapi.json`) is this one, for the local stack's models:
+/// `mediagen-dev openapi` writes it.
+pub fn local_document() -> Value {
+    document(&["local".to_owned(), "local-slow".to_owned()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::generation::{MAX_OUTPUTS, MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE, SIDE_STEP};
+
+    #[test]
+    fn the_committed_description_is_the_generated_one() {
+        let committed: Value =
+            serde_json::from_str(include_str!("../../../../../docs/openapi.json")).expect("docs/openapi.json is JSON");
+        assert!(
+            committed == local_document(),
+            "docs/openapi.json is stale: run `cargo run -q -p mediagen-devtools -- openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn the_schema_limits_are_the_rules() {
+        // The attributes above cannot name constants: this test holds them to the rules.
+        let doc = local_document();
+        let body = &doc["components"]["schemas"]["GenerateBody"]["properties"];
+        for side in ["width", "height"] {
+            assert_eq!(body[side]["minimum"], MIN_SIDE);
+            assert_eq!(body[side]["maximum"], MAX_SIDE);
+            assert_eq!(body[side]["multipleOf"], SIDE_STEP);
+        }
+        assert_eq!(body["prompt"]["maxLength"], MAX_PROMPT_CHARS);
+        assert_eq!(body["negative_prompt"]["maxLength"], MAX_PROMPT_CHARS);
+        assert_eq!(body["num_outputs"]["maximum"], MAX_OUTPUTS);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}
