@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, Response};
@@ -54,13 +54,13 @@ pub fn endpoint() -> String {
 }
 
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    // The functions' own defaults (HTTPS client, timeouts), pointed at the emulator.
+    aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
-        .http_client(mediagen::adapters::aws::http_client())
         .load()
         .await
 }

@@ -163,6 +163,50 @@ async fn an_unreachable_queue_gives_503_and_a_failed_job() {
     assert_eq!(job.error.unwrap().code, "enqueue_failed");
 }
 
+/// A queue that takes the connection and never answers: without the SDK's timeouts the send
+/// would wait until the function timed out, and the job would stay `queued` with no message.
+#[tokio::test]
+async fn a_queue_that_never_answers_gives_503_in_time_and_a_failed_job() {
+    let stack = Stack::new().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&stack.sdk)
+            .endpoint_url(format!("http://{address}"))
+            .build(),
+    );
+    let service = stack.submit_api_with_queue(SqsJobQueue::new(sqs, &stack.provisioned.queue_url));
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)),
+    )
+    .await
+    .expect("submit must answer well inside its 25 s function timeout");
+    held.abort();
+
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let detail = json_of(&response)["detail"].as_str().unwrap().to_owned();
+    let job_id = detail
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| JobId::parse(id).ok())
+        .unwrap();
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+}
+
 #[tokio::test]
 async fn a_missing_queue_gives_503_and_a_failed_job() {
     let stack = Stack::new().await;
