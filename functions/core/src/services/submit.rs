@@ -11,7 +11,7 @@ use super::webhooks::Notifier;
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Job, JobError};
+use crate::domain::job::{Job, JobError, JobStatus};
 use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,11 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 .await
             {
                 Ok(Transition::Applied) => self.webhooks.job_final(&job).await,
-                Ok(Transition::Stale) => tracing::warn!("job left the queued state before it could be failed"),
+                Ok(Transition::Stale) => {
+                    if let Some(running) = self.picked_up(job.id).await {
+                        return Ok(running);
+                    }
+                }
                 Err(store_err) => tracing::error!(error = %store_err, "could not mark the unqueued job failed"),
             }
             return Err(SubmitError::QueueUnavailable(job.id));
@@ -116,5 +120,22 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
         metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
         Ok(Submitted { job, replayed: false })
+    }
+
+    /// The job, if it left `queued` although sending its message seemed to fail: the send's answer
+    /// was lost, not the message, and the job is running (docs/design.md, "Failure rules").
+    async fn picked_up(&self, id: JobId) -> Option<Submitted> {
+        match self.store.job(id).await {
+            Ok(Some(job)) if job.status != JobStatus::Queued => {
+                tracing::warn!(status = %job.status, "the queue's answer was lost, but the job was picked up");
+                metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
+                Some(Submitted { job, replayed: false })
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read back the job whose message may have gone");
+                None
+            }
+        }
     }
 }

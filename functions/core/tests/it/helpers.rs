@@ -23,7 +23,7 @@ use mediagen::domain::secret::Secret;
 use mediagen::domain::webhook::MasterKey;
 use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
-use mediagen::ports::ImageModel;
+use mediagen::ports::{ImageModel, JobQueue};
 use mediagen::runtime::provision::{Provisioned, Resources, provision};
 use mediagen::services::auth::Authenticator;
 use mediagen::services::cancel::CancelService;
@@ -138,7 +138,7 @@ impl Stack {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue(&self, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
         SubmitApi {
             auth: Authenticator::new(self.store()),
             submit: SubmitService::new(self.store(), queue, self.notifier(), self.policy(), RETENTION),
