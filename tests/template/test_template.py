@@ -47,6 +47,7 @@ FUNCTIONS = {
     "SubmitFunction": "submit",
     "GenerateFunction": "generate",
     "DeliverFunction": "deliver",
+    "SweeperFunction": "sweeper",
     "StatusFunction": "status",
     "ContentFunction": "content",
 }
@@ -54,6 +55,7 @@ FUNCTIONS = {
 TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 QUEUE = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
 WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
+DEAD_LETTERS = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 
 # Every data action each function may take, and on what (one resource, or a list of them).
@@ -87,6 +89,16 @@ PERMISSIONS = {
         "sqs:ChangeMessageVisibility": WEBHOOKS,
         "sqs:GetQueueAttributes": WEBHOOKS,
     },
+    # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
+    "SweeperFunction": {
+        "dynamodb:UpdateItem": TABLE,
+        "sqs:ReceiveMessage": DEAD_LETTERS,
+        "sqs:DeleteMessage": DEAD_LETTERS,
+        "sqs:ChangeMessageVisibility": DEAD_LETTERS,
+        "sqs:GetQueueAttributes": DEAD_LETTERS,
+        "sqs:SendMessage": WEBHOOKS,
+        "s3:DeleteObject": MEDIA_OBJECTS,
+    },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
@@ -98,10 +110,12 @@ PERMISSIONS = {
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
-# Each SQS-triggered function, its queue and that queue's dead-letter queue.
+# Each SQS-triggered function, its queue and that queue's dead-letter queue (the sweeper's queue
+# is itself one: its messages stay until handled or their retention ends).
 QUEUES = {
     "GenerateFunction": ("JobsQueue", "JobsDeadLetterQueue"),
     "DeliverFunction": ("WebhooksQueue", "WebhooksDeadLetterQueue"),
+    "SweeperFunction": ("JobsDeadLetterQueue", None),
 }
 # Webhook deliveries are tried for hours: 30 s doubling to 15 minutes between receives
 # (domain/webhook.rs, retry_delay), jitter taking off at most a fifth.
@@ -199,7 +213,7 @@ def queue_problems(cfn):
         if int(queue["VisibilityTimeout"]) < needed:
             problems.append(f"{queue_name} visibility timeout {queue['VisibilityTimeout']} s is under 6 × {function}'s timeout + batching window ({needed} s)")
         redrive = queue.get("RedrivePolicy", {})
-        if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
+        if dead_letter_name and redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
             problems.append(f"{queue_name} does not redrive to {dead_letter_name}")
 
     jobs = by_function["GenerateFunction"]

@@ -45,6 +45,19 @@ pub enum Claim {
     Missing,
 }
 
+/// The answer to failing a job whose message the queue gave up on (docs/design.md, "Failure rules").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stranded {
+    /// The job was `queued`, or `processing` with its lease run out: it is now `failed`.
+    Failed(Box<Job>),
+    /// The job is final: nothing to do.
+    Final(JobStatus),
+    /// A worker still holds the job until then.
+    Held { until: DateTime<Utc> },
+    /// No such job.
+    Missing,
+}
+
 /// Whether a conditional state change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -122,6 +135,14 @@ pub trait JobStore: Send + Sync {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// `queued`, or `processing` whose lease has expired, `→ failed`: for a job no message will
+    /// ever bring back.
+    fn fail_stranded(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Stranded, StoreError>> + Send;
     /// `queued → processing`, or takes over a `processing` job whose lease has expired.
     fn claim(
         &self,

@@ -79,6 +79,14 @@ impl JobError {
         Self::new("enqueue_failed", "the job could not be queued for processing")
     }
 
+    /// A job whose message the queue gave up on before any attempt could end it.
+    pub fn stranded() -> Self {
+        Self::new(
+            "retries_exhausted",
+            "gave up: the job's message used up its deliveries before an attempt could finish it",
+        )
+    }
+
     pub fn retries_exhausted(last: &str) -> Self {
         Self::new(
             "retries_exhausted",
@@ -139,6 +147,14 @@ impl Job {
             queued_ms: self.started_at.map(|s| millis(self.created_at, s)),
             generation_ms: self.started_at.zip(completed_at).map(|(s, c)| millis(s, c)),
         }
+    }
+
+    /// Every key an attempt of this job may have stored an image under: the format is the one
+    /// the model answered, which need not be the one asked for.
+    pub fn possible_media_keys(&self) -> Vec<String> {
+        (0..self.request.num_outputs)
+            .flat_map(|index| OutputFormat::ALL.map(|format| self.media_key(index, format)))
+            .collect()
     }
 
     /// The object key of the `index`th image of this job.
@@ -232,5 +248,14 @@ mod tests {
     fn media_keys_follow_the_stored_layout() {
         let job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(1));
         assert_eq!(job.media_key(2, OutputFormat::Png), format!("media/{}/2.png", job.id));
+    }
+
+    #[test]
+    fn every_possible_key_of_a_job_is_listed() {
+        let mut job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(1));
+        job.request.num_outputs = 2;
+        let keys = job.possible_media_keys();
+        assert_eq!(keys.len(), 6);
+        assert!(keys.contains(&format!("media/{}/1.webp", job.id)), "{keys:?}");
     }
 }

@@ -101,6 +101,12 @@ impl Backoff {
     }
 }
 
+/// How long to wait before looking again at a job another worker holds until `until`: until that
+/// lease could have run out, not before.
+pub fn lease_wait(now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> Duration {
+    (until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
+}
+
 /// How long a message waits before its next delivery after the `receive_count`th failed one:
 /// 10 s doubling per receive up to 15 minutes, jittered by up to a fifth so that a burst of failed
 /// jobs does not come back all at once.

@@ -1,6 +1,6 @@
-//! The SQS entrypoints: `generate`'s batches of job messages and `deliver`'s batches of webhook
-//! deliveries, each record processed concurrently and the batch answered with the records to
-//! deliver again (`batchItemFailures`).
+//! The SQS entrypoints: `generate`'s batches of job messages, `deliver`'s batches of webhook
+//! deliveries and `sweeper`'s batches of dead letters, each record processed concurrently and the
+//! batch answered with the records to deliver again (`batchItemFailures`).
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use crate::domain::webhook::WebhookEvent;
 use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
 use crate::services::generate::Generator;
 use crate::services::message::{Delivery, Outcome};
+use crate::services::sweep::Sweeper;
 use crate::services::webhooks::Deliverer;
 
 /// How many records of a batch run at once.
@@ -63,6 +64,21 @@ where
             serde_json::to_vec(&body).unwrap_or_default()
         };
         deliverer.deliver(&delivery, render).await
+    })
+    .instrument(span)
+    .await
+}
+
+/// `sweeper`: each record is a job message the jobs queue gave up on (docs/design.md, "Failure rules").
+pub async fn dead_letters<S, Q, M>(sweeper: &Sweeper<S, Q, M>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+where
+    S: JobStore,
+    Q: JobQueue,
+    M: MediaStore,
+{
+    let span = tracing::info_span!("dead_letters", request_id = %event.context.request_id, records = event.payload.records.len());
+    batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
+        sweeper.dead_letter(&delivery).await
     })
     .instrument(span)
     .await

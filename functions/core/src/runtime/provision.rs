@@ -195,10 +195,16 @@ async fn create_queues(
     max_receive_count: u32,
     visibility_timeout_seconds: u32,
 ) -> Result<Queues, ProvisionError> {
+    // The jobs dead-letter queue is itself a function's event source (the sweeper's): the same
+    // visibility timeout as the queue it serves.
     let dead_letter_url = client
         .create_queue()
         .queue_name(dlq)
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_seconds.to_string(),
+        )
         .send()
         .await
         .map_err(|e| failed(dlq, &e))?

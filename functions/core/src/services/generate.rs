@@ -2,7 +2,7 @@
 //! (docs/design.md, "Job states", "Failure rules"), and queue its webhook once it is final
 //! ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::time::Duration;
 
 use super::message::{Delivery, Outcome};
@@ -10,7 +10,7 @@ use super::metrics::{self, Metric};
 use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
-use crate::domain::retry::{Backoff, Budget, redelivery_delay};
+use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
 use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
 
 /// Why an attempt did not finish the job.
@@ -261,8 +261,4 @@ fn model_failure(err: ModelError) -> AttemptError {
             AttemptError::Permanent(JobError::new("model_configuration", message))
         }
     }
-}
-
-fn lease_wait(now: DateTime<Utc>, until: DateTime<Utc>) -> Duration {
-    (until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
 }

@@ -32,6 +32,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
+use mediagen::services::sweep::Sweeper;
 use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -160,6 +161,31 @@ impl Stack {
             self.notifier(),
             settings,
         )
+    }
+
+    /// The sweeper with this stack's adapters.
+    pub fn sweeper(&self) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore> {
+        Sweeper::new(
+            self.store(),
+            SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+            self.media(),
+            self.notifier(),
+        )
+    }
+
+    /// Receives the jobs queue's message until SQS moves it to the dead-letter queue (after
+    /// `MAX_RECEIVE_COUNT` receives), then answers it as the dead-letter queue hands it over.
+    pub async fn exhaust_to_dead_letters(&self) -> Vec<SqsMessage> {
+        for _ in 0..MAX_RECEIVE_COUNT {
+            assert_eq!(self.receive(0).await.len(), 1, "the job's message is on the jobs queue");
+        }
+        // The receive after the last allowed one moves it.
+        assert!(self.receive(0).await.is_empty());
+        let moved = self
+            .receive_from(&self.provisioned.dead_letter_queue_url, "dead-letters", 30)
+            .await;
+        assert_eq!(moved.len(), 1, "SQS moved the message to the dead-letter queue");
+        moved
     }
 
     /// The webhook sender with this stack's adapters; `allow_local` as `ALLOW_LOCAL_URLS`.

@@ -20,7 +20,9 @@ use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::listing::{Cursor, ListQuery};
-use crate::ports::{Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Transition};
+use crate::ports::{
+    Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded, Transition,
+};
 use item::{
     INDEX, Item, KEYS_PARTITION, idempotency_from_item, idempotency_item, job_from_item, job_pk, job_sort_key,
     job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, s,
@@ -404,6 +406,41 @@ impl JobStore for DynamoJobStore {
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
             Err(err) => Err(unavailable(&err)),
         }
+    }
+
+    async fn fail_stranded(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Stranded, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression(
+                "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                 completed_at = :now REMOVE lease_until",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND lease_until < :now_ms))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+            .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
+            .expression_attribute_values(":code", s(&error.code))
+            .expression_attribute_values(":message", s(&error.message))
+            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        Ok(match conditional_outcome(result.map(|output| output.attributes))? {
+            Ok(failed) => Stranded::Failed(Box::new(failed)),
+            Err(None) => Stranded::Missing,
+            Err(Some(current)) if current.status.is_final() => Stranded::Final(current.status),
+            Err(Some(current)) => Stranded::Held {
+                until: current.lease_until.unwrap_or(now),
+            },
+        })
     }
 
     async fn claim(&self, id: JobId, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Claim, StoreError> {
