@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
+use super::sweep::discard_images;
 use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
@@ -22,8 +23,8 @@ enum AttemptError {
     Permanent(JobError),
     /// Another worker took the job over; it is theirs now.
     LostClaim,
-    /// The job's cancel was requested while it ran: these stored objects are not to be kept.
-    Canceled(Vec<String>),
+    /// The job's cancel was requested while it ran.
+    Canceled,
 }
 
 pub struct GenerateSettings {
@@ -100,7 +101,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             return self.finish_canceled(&claimed, &[]).await;
         }
 
-        match self.attempt(&claimed, budget).await {
+        // The keys this attempt stored images under, to remove if the job does not succeed.
+        let mut stored = Vec::new();
+        match self.attempt(&claimed, budget, &mut stored).await {
             Ok(()) => {
                 let timings = claimed.timings_until(Some(Utc::now()));
                 tracing::info!(
@@ -112,6 +115,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 values.extend(timings.queued_ms.map(|ms| (Metric::QueueLatency, ms as f64)));
                 values.extend(timings.generation_ms.map(|ms| (Metric::GenerationLatency, ms as f64)));
                 metrics::emit(&claimed.request.model, &values);
+                if claimed.attempts > 1 {
+                    // An earlier attempt may have stored an image in another format before it died.
+                    let stray: Vec<String> = claimed
+                        .possible_media_keys()
+                        .into_iter()
+                        .filter(|key| !stored.contains(key))
+                        .collect();
+                    discard_images(&self.media, &stray).await;
+                }
                 self.webhooks.job_final(&claimed).await;
                 Outcome::Acknowledge
             }
@@ -119,24 +131,28 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 tracing::warn!("another worker took the job over; this attempt's result is discarded");
                 Outcome::Acknowledge
             }
-            Err(AttemptError::Canceled(keys)) => self.finish_canceled(&claimed, &keys).await,
+            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
-                self.finish_failed(&claimed, &error, Outcome::Acknowledge).await
+                self.finish_failed(&claimed, &error, &stored, Outcome::Acknowledge)
+                    .await
             }
             Err(AttemptError::Transient(message)) if delivery.receive_count >= self.settings.max_receive_count => {
                 tracing::error!(%message, "last allowed attempt failed; job failed");
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
-                self.finish_failed(&claimed, &JobError::retries_exhausted(&message), Outcome::Retry)
-                    .await
+                let error = JobError::retries_exhausted(&message);
+                self.finish_failed(&claimed, &error, &stored, Outcome::Retry).await
             }
             Err(AttemptError::Transient(message)) => {
                 tracing::warn!(%message, "attempt failed; job goes back to the queue");
                 let error = JobError::new("transient_error", message);
-                if let Err(err) = self.store.release(&claimed, &error, Utc::now()).await {
+                match self.store.release(&claimed, &error, Utc::now()).await {
+                    // A queued job holds no images: a cancel while it waits leaves none behind.
+                    Ok(Transition::Applied) => discard_images(&self.media, &stored).await,
+                    Ok(Transition::Stale) => {}
                     // The lease will run out and the next delivery will take the job over.
-                    tracing::warn!(error = %err, "could not release the job");
+                    Err(err) => tracing::warn!(error = %err, "could not release the job"),
                 }
                 self.delay_redelivery(delivery, redelivery_delay(delivery.receive_count))
                     .await;
@@ -145,7 +161,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         }
     }
 
-    async fn attempt(&self, job: &Job, budget: &Budget) -> Result<(), AttemptError> {
+    async fn attempt(&self, job: &Job, budget: &Budget, stored: &mut Vec<String>) -> Result<(), AttemptError> {
         let retries = &self.settings.retries;
         let outputs = retries
             .retry(budget, || self.model.generate(&job.request, budget))
@@ -164,6 +180,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             let bytes = image.bytes.len() as u64;
             let body = bytes::Bytes::from(image.bytes);
             // The key is fixed per job and index, so a repeated attempt overwrites, never adds.
+            stored.push(key.clone());
             retries
                 .retry(budget, || self.media.put(&key, body.clone(), content_type))
                 .await
@@ -191,15 +208,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             Transition::Applied => Ok(()),
             Transition::Stale => match self.store.job(job.id).await {
                 Ok(Some(current)) if current.attempts == job.attempts && current.cancel_requested => {
-                    Err(AttemptError::Canceled(media.into_iter().map(|item| item.key).collect()))
+                    Err(AttemptError::Canceled)
                 }
                 _ => Err(AttemptError::LostClaim),
             },
         }
     }
 
-    /// Ends a job whose cancel was requested, and removes what its attempt stored.
-    async fn finish_canceled(&self, claimed: &Job, keys: &[String]) -> Outcome {
+    /// Ends a job whose cancel was requested, and removes what its attempts stored.
+    async fn finish_canceled(&self, claimed: &Job, stored: &[String]) -> Outcome {
         match self.store.finish_canceled(claimed, Utc::now()).await {
             Ok(Transition::Applied) => {
                 tracing::info!("job canceled as requested; its images were not committed");
@@ -214,19 +231,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 return Outcome::Retry;
             }
         }
-        for key in keys {
-            if let Err(err) = self.media.delete(key).await {
-                // Unreferenced, and the bucket's lifecycle rule removes it after the retention.
-                tracing::warn!(error = %err, %key, "could not remove an image of a canceled job");
-            }
-        }
+        discard_images(&self.media, &leftovers(claimed, stored)).await;
         Outcome::Acknowledge
     }
 
-    async fn finish_failed(&self, claimed: &Job, error: &JobError, outcome: Outcome) -> Outcome {
+    async fn finish_failed(&self, claimed: &Job, error: &JobError, stored: &[String], outcome: Outcome) -> Outcome {
         match self.store.fail(claimed, error, Utc::now()).await {
             Ok(Transition::Applied) => {
                 metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
+                discard_images(&self.media, &leftovers(claimed, stored)).await;
                 self.webhooks.job_final(claimed).await;
                 outcome
             }
@@ -249,6 +262,16 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             // The queue's own visibility timeout still brings the message back.
             tracing::warn!(error = %err, "could not set the message's redelivery delay");
         }
+    }
+}
+
+/// The images a job that ends without success may have left: what this attempt stored, and if
+/// an earlier attempt may have stored some before it crashed, every key the job may have.
+fn leftovers(claimed: &Job, stored: &[String]) -> Vec<String> {
+    if claimed.attempts > 1 {
+        claimed.possible_media_keys()
+    } else {
+        stored.to_vec()
     }
 }
 

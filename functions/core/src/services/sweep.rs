@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
 use super::webhooks::Notifier;
-use crate::domain::job::{Job, JobError};
+use crate::domain::job::JobError;
 use crate::domain::retry::lease_wait;
 use crate::ports::{JobQueue, JobStore, MediaStore, Stranded};
 
@@ -44,7 +44,8 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
             Ok(Stranded::Failed(job)) => {
                 tracing::error!(attempts = job.attempts, "job stranded by its queue; marked failed");
                 metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
-                discard_images(&self.media, &job).await;
+                // Any attempt may have stored images before it died.
+                discard_images(&self.media, &job.possible_media_keys()).await;
                 self.webhooks.job_final(&job).await;
                 Outcome::Acknowledge
             }
@@ -79,15 +80,11 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
     }
 }
 
-/// Removes every image an attempt of a job that did not succeed may have stored (a crash between
-/// the S3 put and the commit leaves some), so that the bucket holds the images of succeeded jobs
-/// only. Objects that are not there are no error; a failure is logged, and the bucket's lifecycle
-/// rule removes what is left after the retention.
-pub(super) async fn discard_images<M: MediaStore>(media: &M, job: &Job) {
-    if job.attempts == 0 {
-        return;
-    }
-    let keys = job.possible_media_keys();
+/// Removes images of a job that did not succeed (a crash between the S3 put and the commit
+/// leaves some), so that the bucket holds the images of succeeded jobs only. Objects that are not
+/// there are no error; a failure is logged, and the bucket's lifecycle rule removes what is left
+/// after the retention.
+pub(super) async fn discard_images<M: MediaStore>(media: &M, keys: &[String]) {
     let results = futures::future::join_all(keys.iter().map(|key| media.delete(key))).await;
     for (key, result) in keys.iter().zip(results) {
         if let Err(err) = result {
