@@ -25,9 +25,9 @@ async fn a_submitted_job_ends_as_downloadable_images_of_the_requested_size() {
         .await
         .unwrap();
     assert_eq!(status["status"], "succeeded", "{status}");
-    assert_eq!(
-        seen.first().unwrap(),
-        "queued",
+    // The pump may pick the job up before the first poll: then it is seen `processing`.
+    assert!(
+        matches!(seen.first().and_then(|s| s.as_str()), Some("queued" | "processing")),
         "polling starts before the job is done: {seen:?}"
     );
 
