@@ -92,6 +92,7 @@ PERMISSIONS = {
     # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
     "SweeperFunction": {
         "dynamodb:UpdateItem": TABLE,
+        "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/unsent"},
         "sqs:ReceiveMessage": DEAD_LETTERS,
         "sqs:DeleteMessage": DEAD_LETTERS,
         "sqs:ChangeMessageVisibility": DEAD_LETTERS,
@@ -296,7 +297,7 @@ def data_problems(cfn):
     if table.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
         problems.append(f"the table's key is {table.get('KeySchema')}, not pk")
     if table.get("AttributeDefinitions") != [
-        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "gsi1pk", "gsi1sk")
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
     ]:
         problems.append("the table's pk and index keys are not strings")
     indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
@@ -306,6 +307,12 @@ def data_problems(cfn):
         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
     ] or by_owner.get("Projection") != {"ProjectionType": "ALL"}:
         problems.append("the table has no by_owner index on gsi1pk and gsi1sk projecting every attribute")
+    unsent = indexes.get("unsent", {})
+    if unsent.get("KeySchema") != [
+        {"AttributeName": "gsi2pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi2sk", "KeyType": "RANGE"},
+    ]:
+        problems.append("the table has no unsent index on gsi2pk and gsi2sk for the sweeper")
     if table.get("BillingMode") != "PAY_PER_REQUEST":
         problems.append("the table is not on-demand")
     if table.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:
@@ -416,6 +423,26 @@ def alarm_problems(cfn):
     return problems
 
 
+def schedule_problems(cfn):
+    """The sweeper runs every minute (docs/design.md, "Failure rules"), and EventBridge may call it."""
+    problems = []
+    targets = [
+        (rule["Properties"].get("ScheduleExpression"), ref_name(target["Arn"]))
+        for rule in resources_of_type(cfn, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", [])
+    ]
+    if ("rate(1 minute)", "SweeperFunction") not in targets:
+        problems.append(f"no schedule runs the sweeper every minute: {targets}")
+    allowed = any(
+        ref_name(p["Properties"]["FunctionName"]) == "SweeperFunction"
+        and p["Properties"]["Principal"] == "events.amazonaws.com"
+        for p in resources_of_type(cfn, "AWS::Lambda::Permission").values()
+    )
+    if not allowed:
+        problems.append("EventBridge may not invoke the sweeper")
+    return problems
+
+
 def account_id_problems(cfn):
     text = json.dumps(cfn)
     return [f"a hard-coded account id: {m}" for m in sorted(set(re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", text)))]
@@ -436,6 +463,7 @@ CHECKS = [
     data_problems,
     function_problems,
     alarm_problems,
+    schedule_problems,
     account_id_problems,
     output_problems,
 ]
@@ -523,6 +551,13 @@ class BrokenWiringIsCaught(unittest.TestCase):
         self.assertCaught(
             queue_problems, lambda cfn: resource(cfn, "JobsQueue").update(VisibilityTimeout=60), "visibility timeout"
         )
+
+    def test_no_sweep_schedule(self):
+        def change(cfn):
+            for name in list(resources_of_type(cfn, "AWS::Events::Rule")):
+                del cfn["Resources"][name]
+
+        self.assertCaught(schedule_problems, change, "every minute")
 
     def test_no_dead_letter_queue(self):
         self.assertCaught(queue_problems, lambda cfn: resource(cfn, "JobsQueue").pop("RedrivePolicy"), "redrive")

@@ -128,6 +128,19 @@ pub trait JobStore: Send + Sync {
     fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
     /// The media items of a succeeded job, in index order.
     fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
+    /// The job's message was sent: the job leaves the sweeper's sight.
+    fn mark_sent(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Jobs whose message is not known to have been sent, made before `before`, oldest first, at
+    /// most `limit` of them.
+    fn unsent(&self, before: DateTime<Utc>, limit: u32) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
+    /// `queued → failed` for a job whose message was never sent: the failed job, or `None` if the
+    /// job was sent, picked up or ended meanwhile.
+    fn fail_unsent(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// `queued → failed`, for a job whose message could not be sent.
     fn fail_queued(
         &self,

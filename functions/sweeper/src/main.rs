@@ -1,9 +1,10 @@
-//! `sweeper`: ends the jobs no message will bring back (docs/design.md, "Failure rules"), taking
-//! the messages the jobs queue gave up on from its dead-letter queue.
+//! `sweeper`: ends the jobs no message will bring back (docs/design.md, "Failure rules"): those
+//! whose message the jobs queue gave up on (from its dead-letter queue), and, on a schedule,
+//! those whose message was never sent.
 
 use mediagen::adapters::aws;
 use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
-use mediagen::entrypoints::sqs;
+use mediagen::entrypoints::sweeper;
 use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
 use mediagen::services::sweep::Sweeper;
@@ -14,15 +15,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let media = bootstrap::or_exit(
         S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
     );
-    let sweeper = Sweeper::new(
+    let service = Sweeper::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
         media,
         bootstrap::webhook_notifier(&config, &sdk),
     );
-    let sweeper = &sweeper;
+    let service = &service;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, std::convert::Infallible>(sqs::dead_letters(sweeper, event).await)
+        Ok::<_, std::convert::Infallible>(sweeper::handle(service, event).await)
     }))
     .await
 }

@@ -112,6 +112,10 @@ pub struct Job {
     pub media_ids: Vec<MediaId>,
     /// Set by a cancel while the job is `processing`: its attempt ends it `canceled`.
     pub cancel_requested: bool,
+    /// Set from the job's creation until its queue message is known to have been sent (or a
+    /// worker claims it): a job still unsent long after `submit` ended is failed by the sweeper
+    /// (docs/design.md, "Failure rules").
+    pub unsent: bool,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -132,6 +136,7 @@ impl Job {
             error: None,
             media_ids: Vec::new(),
             cancel_requested: false,
+            unsent: true,
             ttl: expiry(now, retention),
         }
     }

@@ -107,6 +107,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(|e| failed(table, &e))?;
+    // Jobs whose message is not known to have been sent, for the sweeper.
+    let unsent = GlobalSecondaryIndex::builder()
+        .index_name("unsent")
+        .key_schema(key("gsi2pk", KeyType::Hash)?)
+        .key_schema(key("gsi2sk", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .map_err(|e| failed(table, &e))?;
     let created = client
         .create_table()
         .table_name(table)
@@ -114,8 +122,11 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         .attribute_definitions(string_attribute("pk")?)
         .attribute_definitions(string_attribute("gsi1pk")?)
         .attribute_definitions(string_attribute("gsi1sk")?)
+        .attribute_definitions(string_attribute("gsi2pk")?)
+        .attribute_definitions(string_attribute("gsi2sk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .global_secondary_indexes(by_owner)
+        .global_secondary_indexes(unsent)
         .send()
         .await;
     match created {

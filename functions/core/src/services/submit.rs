@@ -91,6 +91,14 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                         StoreError::Unavailable(format!("idempotency record names missing job {job_id}"))
                     })?;
                 tracing::info!("idempotent replay of an earlier submit");
+                let age = Utc::now() - original.created_at;
+                if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
+                    // The first submit ended before its message went out (a crash, a timeout):
+                    // the retry sends it, as the client who retries expects the job to run. A
+                    // younger job's own submit is most likely sending it right now; should both
+                    // send, the second message finds the job claimed or final.
+                    self.send_again(&original).await;
+                }
                 return Ok(Submitted {
                     job: original,
                     replayed: true,
@@ -117,9 +125,28 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
             }
             return Err(SubmitError::QueueUnavailable(job.id));
         }
+        self.mark_sent(job.id).await;
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
         metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
         Ok(Submitted { job, replayed: false })
+    }
+
+    async fn send_again(&self, job: &Job) {
+        match self.queue.enqueue(job.id).await {
+            Ok(()) => {
+                tracing::warn!("the job's message had never been sent; sent now");
+                self.mark_sent(job.id).await;
+            }
+            // Still unsent: another retry may send it, else the sweeper fails it.
+            Err(err) => tracing::error!(error = %err, "could not send the unsent job's message"),
+        }
+    }
+
+    async fn mark_sent(&self, id: JobId) {
+        if let Err(err) = self.store.mark_sent(id).await {
+            // Its message is out, so a worker will claim it, which clears the mark too.
+            tracing::warn!(error = %err, "could not record that the job's message was sent");
+        }
     }
 
     /// The job, if it left `queued` although sending its message seemed to fail: the send's answer

@@ -2,9 +2,11 @@
 //! back. A job message that used up its receives lands in the jobs dead-letter queue; if its job
 //! is still `queued` or `processing` (a crash or timeout on the last receive, a failed write on
 //! it), the job is marked `failed` (`retries_exhausted`), what its attempts stored is removed,
-//! and its webhook is queued.
+//! and its webhook is queued. On a schedule, it fails the jobs whose message was never sent
+//! (`enqueue_failed`): `submit` ended between writing the job and sending its message.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use std::time::Duration;
 
 use super::message::{Delivery, Outcome};
@@ -13,6 +15,24 @@ use super::webhooks::Notifier;
 use crate::domain::job::JobError;
 use crate::domain::retry::lease_wait;
 use crate::ports::{JobQueue, JobStore, MediaStore, Stranded};
+
+/// How long after its creation a job whose message was never sent is given up: far beyond
+/// `submit`'s 25 s timeout, so that the submit that made it has surely ended, and beyond the
+/// rare job whose message went out but whose mark could not be cleared, until a worker picks it up.
+pub const UNSENT_AFTER: Duration = Duration::from_secs(300);
+/// The most unsent jobs one sweep ends; the next sweep takes the rest.
+const SWEEP_LIMIT: u32 = 500;
+
+/// What a scheduled sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Unsent jobs found old enough.
+    pub found: usize,
+    /// Of those, the jobs now `failed`; the others were sent, picked up or ended meanwhile.
+    pub failed: usize,
+    /// Jobs that could not be looked at; the next sweep tries again.
+    pub errors: usize,
+}
 
 pub struct Sweeper<S, Q, M> {
     store: S,
@@ -68,6 +88,52 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
                 Outcome::Retry
             }
         }
+    }
+
+    /// Fails the jobs made before `before` whose message was never sent.
+    pub async fn sweep(&self, before: DateTime<Utc>) -> SweepReport {
+        let ids = match self.store.unsent(before, SWEEP_LIMIT).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::error!(error = %err, "could not list the unsent jobs");
+                return SweepReport {
+                    errors: 1,
+                    ..SweepReport::default()
+                };
+            }
+        };
+        let error = JobError::enqueue_failed();
+        let results: Vec<_> = futures::stream::iter(&ids)
+            .map(|id| self.store.fail_unsent(*id, &error, Utc::now()))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut report = SweepReport {
+            found: ids.len(),
+            ..SweepReport::default()
+        };
+        for result in results {
+            match result {
+                Ok(Some(job)) => {
+                    tracing::error!(job_id = %job.id, "job never sent to the queue; marked failed");
+                    metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
+                    self.webhooks.job_final(&job).await;
+                    report.failed += 1;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not fail an unsent job");
+                    report.errors += 1;
+                }
+            }
+        }
+        tracing::info!(
+            found = report.found,
+            failed = report.failed,
+            errors = report.errors,
+            "sweep done"
+        );
+        report
     }
 
     async fn later(&self, delivery: &Delivery<'_>, delay: Duration) {

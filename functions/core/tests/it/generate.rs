@@ -469,6 +469,20 @@ impl JobStore for LostCommitAnswer {
     async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
         self.store.job_media(job).await
     }
+    async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
+        self.store.mark_sent(id).await
+    }
+    async fn unsent(&self, before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        self.store.unsent(before, limit).await
+    }
+    async fn fail_unsent(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        self.store.fail_unsent(id, error, now).await
+    }
     async fn fail_queued(
         &self,
         id: JobId,

@@ -136,3 +136,108 @@ async fn a_final_or_missing_job_is_left_alone() {
     let failed = job(&stack, queued.id).await;
     assert_eq!(failed.error, Some(error), "the job keeps its own reason");
 }
+
+/// A job written as `submit` writes it, `age` ago, whose message never went out: `submit` crashed
+/// or timed out between the two, or could not send and then could not mark it failed either.
+async fn never_sent(stack: &Stack, age: chrono::Duration) -> Job {
+    let body = json!({"prompt": "never sent", "width": 256, "height": 256, "webhook_url": "http://127.0.0.1:9/hook"});
+    let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
+    let job = Job::new(
+        Owner::parse(OWNER).unwrap(),
+        request,
+        Utc::now() - age,
+        Duration::from_secs(86_400),
+    );
+    stack.store().create(&job, None).await.unwrap();
+    job
+}
+
+fn cutoff() -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::minutes(5)
+}
+
+#[tokio::test]
+async fn the_sweep_fails_the_jobs_never_sent_and_only_those() {
+    let stack = Stack::new().await;
+    let lost = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    let young = never_sent(&stack, chrono::Duration::seconds(10)).await;
+    let sent = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    stack.queue().enqueue(sent.id).await.unwrap();
+    stack.store().mark_sent(sent.id).await.unwrap();
+    let picked_up = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    claimed(&stack, &picked_up, chrono::Duration::minutes(1)).await;
+
+    let report = stack.sweeper().sweep(cutoff()).await;
+    assert_eq!((report.failed, report.errors), (1, 0), "{report:?}");
+    let failed = job(&stack, lost.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "enqueue_failed");
+    assert!(!failed.unsent);
+    assert_eq!(webhooks_queued(&stack).await, 1, "its webhook is queued");
+    assert_eq!(
+        job(&stack, young.id).await.status,
+        JobStatus::Queued,
+        "submit may still send it"
+    );
+    assert_eq!(job(&stack, sent.id).await.status, JobStatus::Queued);
+    assert_eq!(job(&stack, picked_up.id).await.status, JobStatus::Processing);
+
+    // Idempotent: nothing left to fail.
+    assert_eq!(stack.sweeper().sweep(cutoff()).await.failed, 0);
+}
+
+#[tokio::test]
+async fn a_submitted_job_is_not_left_unsent() {
+    let stack = Stack::new().await;
+    let response = mediagen::entrypoints::http::submit::handle(
+        &stack.submit_api(),
+        crate::helpers::post_generate(r#"{"prompt":"a"}"#),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let id = JobId::parse(crate::helpers::json_of(&response)["job_id"].as_str().unwrap()).unwrap();
+    assert!(!job(&stack, id).await.unsent);
+    assert!(
+        stack
+            .store()
+            .unsent(Utc::now() + chrono::Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The client whose submit crashed before the send retries with the same `Idempotency-Key`: the
+/// retry sends the message the first submit never did, and the job runs.
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_sends_the_message_never_sent() {
+    use mediagen::domain::idempotency::{IdempotencyKey, request_fingerprint};
+    let stack = Stack::new().await;
+    let body = json!({"prompt": "retried"});
+    let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
+    let first = Job::new(
+        Owner::parse(OWNER).unwrap(),
+        request,
+        Utc::now() - chrono::Duration::seconds(30),
+        Duration::from_secs(86_400),
+    );
+    let key = IdempotencyKey::parse(b"order-7").unwrap();
+    let fingerprint = request_fingerprint(&body);
+    let claim = mediagen::ports::IdempotencyClaim {
+        key: &key,
+        fingerprint: &fingerprint,
+        expires_at: first.created_at.timestamp() + 86_400,
+    };
+    stack.store().create(&first, Some(claim)).await.unwrap();
+
+    let mut retry = crate::helpers::post_generate(body.to_string());
+    retry
+        .headers_mut()
+        .insert("idempotency-key", "order-7".parse().unwrap());
+    let response = mediagen::entrypoints::http::submit::handle(&stack.submit_api(), retry).await;
+    assert_eq!(response.status(), 200, "{}", crate::helpers::json_of(&response));
+    assert_eq!(crate::helpers::json_of(&response)["job_id"], first.id.to_string());
+    let messages = stack.receive(30).await;
+    assert_eq!(messages.len(), 1, "the retry sent the job's message");
+    assert!(!job(&stack, first.id).await.unsent);
+}

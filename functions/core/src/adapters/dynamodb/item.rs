@@ -51,6 +51,10 @@ pub(super) fn job_sort_key(created_at: DateTime<Utc>, id: JobId) -> AttributeVal
 /// The index partition every API key is in.
 pub(super) const KEYS_PARTITION: &str = "KEYS";
 pub(super) const INDEX: &str = "by_owner";
+/// The sparse index of jobs whose message is not known to have been sent: `gsi2pk` is
+/// [`UNSENT_PARTITION`], `gsi2sk` the job's index sort key; both removed once the message is.
+pub(super) const UNSENT_INDEX: &str = "unsent";
+pub(super) const UNSENT_PARTITION: &str = "UNSENT";
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -101,6 +105,8 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             "cancel_requested",
             job.cancel_requested.then_some(AttributeValue::Bool(true)),
         ),
+        ("gsi2pk", job.unsent.then(|| s(UNSENT_PARTITION))),
+        ("gsi2sk", job.unsent.then(|| job_sort_key(job.created_at, job.id))),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -303,6 +309,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         error,
         media_ids,
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
+        unsent: item.contains_key("gsi2pk"),
         ttl: r.n("ttl")?,
     })
 }
@@ -342,6 +349,8 @@ mod tests {
         job.error = Some(JobError::new("model_error", "nope"));
         job.media_ids = vec![MediaId::new(), MediaId::new()];
         job.cancel_requested = true;
+        assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
+        job.unsent = false;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
     }
 
