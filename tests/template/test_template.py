@@ -214,6 +214,8 @@ def queue_problems(cfn):
         if int(queue["VisibilityTimeout"]) < needed:
             problems.append(f"{queue_name} visibility timeout {queue['VisibilityTimeout']} s is under 6 × {function}'s timeout + batching window ({needed} s)")
         redrive = queue.get("RedrivePolicy", {})
+        if int(queue.get("MessageRetentionPeriod", 345600)) < 1209600:
+            problems.append(f"{queue_name} keeps messages {queue.get('MessageRetentionPeriod', 'the default 4 days')}, not the 14 days most")
         if dead_letter_name and redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
             problems.append(f"{queue_name} does not redrive to {dead_letter_name}")
 
@@ -420,6 +422,19 @@ def alarm_problems(cfn):
         ]
         if not alarms:
             problems.append(f"no alarm on the depth of {dead_letter_name}")
+    for queue_name in ("JobsQueue", "WebhooksQueue"):
+        ages = [
+            a["Properties"]
+            for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()
+            if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_name, "QueueName"]}}
+            in a["Properties"].get("Dimensions", [])
+        ]
+        retention = int(cfn["Resources"][queue_name]["Properties"].get("MessageRetentionPeriod", 345600))
+        if not ages:
+            problems.append(f"no alarm on the age of {queue_name}'s oldest message")
+        elif any(float(a["Threshold"]) > retention / 2 for a in ages):
+            problems.append(f"{queue_name}'s age alarm fires too late to act before its messages expire")
     return problems
 
 
@@ -551,6 +566,17 @@ class BrokenWiringIsCaught(unittest.TestCase):
         self.assertCaught(
             queue_problems, lambda cfn: resource(cfn, "JobsQueue").update(VisibilityTimeout=60), "visibility timeout"
         )
+
+    def test_messages_kept_the_default_four_days(self):
+        self.assertCaught(
+            queue_problems, lambda cfn: resource(cfn, "JobsQueue").pop("MessageRetentionPeriod"), "4 days"
+        )
+
+    def test_no_alarm_on_the_oldest_job(self):
+        def change(cfn):
+            del cfn["Resources"]["JobsQueueAgeAlarm"]
+
+        self.assertCaught(alarm_problems, change, "age of JobsQueue")
 
     def test_no_sweep_schedule(self):
         def change(cfn):

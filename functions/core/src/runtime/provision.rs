@@ -235,6 +235,8 @@ async fn create_queues(
             visibility_timeout_seconds.to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        // As template.yaml: the longest SQS keeps a message, not its default 4 days.
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
         .map_err(|e| failed(queue, &e))?
