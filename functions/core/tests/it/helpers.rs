@@ -193,7 +193,7 @@ impl Stack {
         Deliverer::new(
             self.store(),
             self.webhooks(),
-            HttpWebhookSender::new(allow_local, Duration::from_secs(5)),
+            HttpWebhookSender::new(allow_local, Duration::from_secs(5)).expect("the webhook client"),
             signing_keys(),
         )
     }
