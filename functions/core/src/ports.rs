@@ -178,6 +178,13 @@ pub trait JobStore: Send + Sync {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Notes the model's runs started for a claimed job (replacing those noted before), if the
+    /// claim still holds.
+    fn note_predictions(
+        &self,
+        claimed: &Job,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// `processing → failed`, if the claim still holds.
     fn fail(
         &self,
@@ -333,17 +340,41 @@ impl Transient for ModelError {
     }
 }
 
+/// Where a model notes the paid work it starts for a job, as it starts it, so that a later
+/// attempt (after a crash, a timeout, a transient error) resumes that work instead of paying for
+/// it again (docs/design.md, "Image models").
+pub trait RunLog: Send + Sync {
+    /// The ids noted so far, in order.
+    fn noted(&self) -> Vec<String>;
+    /// Replaces what is noted. Best effort: work that could not be noted is only paid again.
+    fn note(&self, ids: Vec<String>) -> impl Future<Output = ()> + Send;
+}
+
+/// A log that keeps nothing: for models with no paid work to resume, and for tests.
+#[derive(Debug, Default)]
+pub struct NoRunLog;
+
+impl RunLog for NoRunLog {
+    fn noted(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn note(&self, _ids: Vec<String>) {}
+}
+
 /// An image model. A run ends with a list of outputs that may still have to be fetched (a URL,
 /// say); the caller fetches and stores them one at a time, so that a job never holds all its
 /// images in memory at once.
 pub trait ImageModel: Send + Sync {
     type Output: Send + Sync;
 
-    /// Runs the model for the whole request; answers one output per requested image.
-    fn generate(
+    /// Runs the model for the whole request; answers one output per requested image. Work it
+    /// pays for is noted in `log` as it starts, and work noted there is resumed.
+    fn generate<L: RunLog>(
         &self,
         request: &GenerateRequest,
         budget: &Budget,
+        log: &L,
     ) -> impl Future<Output = Result<Vec<Self::Output>, ModelError>> + Send;
 
     /// Turns one output into the encoded image.

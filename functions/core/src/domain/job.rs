@@ -116,6 +116,9 @@ pub struct Job {
     /// worker claims it): a job still unsent long after `submit` ended is failed by the sweeper
     /// (docs/design.md, "Failure rules").
     pub unsent: bool,
+    /// The model's own ids of the paid work started for this job (Replicate's predictions), in
+    /// order, noted as each starts: a later attempt resumes them instead of paying again.
+    pub predictions: Vec<String>,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -137,6 +140,7 @@ impl Job {
             media_ids: Vec::new(),
             cancel_requested: false,
             unsent: true,
+            predictions: Vec::new(),
             ttl: expiry(now, retention),
         }
     }

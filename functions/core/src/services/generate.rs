@@ -12,13 +12,19 @@ use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
-use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
+use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
+
+/// The longest SQS holds a message back (its visibility timeout's limit).
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// Why an attempt did not finish the job.
 #[derive(Debug)]
 enum AttemptError {
-    /// Worth another delivery.
-    Transient(String),
+    /// Worth another delivery, not before `retry_after` if the other side asked for a delay.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The job can never succeed.
     Permanent(JobError),
     /// Another worker took the job over; it is theirs now.
@@ -137,14 +143,16 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 self.finish_failed(&claimed, &error, &stored, Outcome::Acknowledge)
                     .await
             }
-            Err(AttemptError::Transient(message)) if delivery.receive_count >= self.settings.max_receive_count => {
+            Err(AttemptError::Transient { message, .. })
+                if delivery.receive_count >= self.settings.max_receive_count =>
+            {
                 tracing::error!(%message, "last allowed attempt failed; job failed");
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
                 let error = JobError::retries_exhausted(&message);
                 self.finish_failed(&claimed, &error, &stored, Outcome::Retry).await
             }
-            Err(AttemptError::Transient(message)) => {
+            Err(AttemptError::Transient { message, retry_after }) => {
                 tracing::warn!(%message, "attempt failed; job goes back to the queue");
                 let error = JobError::new("transient_error", message);
                 match self.store.release(&claimed, &error, Utc::now()).await {
@@ -154,8 +162,12 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                     // The lease will run out and the next delivery will take the job over.
                     Err(err) => tracing::warn!(error = %err, "could not release the job"),
                 }
-                self.delay_redelivery(delivery, redelivery_delay(delivery.receive_count))
-                    .await;
+                // A delay the model asked for (a long rate limit) is kept, so that the receives
+                // are not spent before it passes; SQS holds a message back 12 hours at most.
+                let delay = redelivery_delay(delivery.receive_count)
+                    .max(retry_after.unwrap_or_default())
+                    .min(MAX_VISIBILITY);
+                self.delay_redelivery(delivery, delay).await;
                 Outcome::Retry
             }
         }
@@ -163,8 +175,13 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
 
     async fn attempt(&self, job: &Job, budget: &Budget, stored: &mut Vec<String>) -> Result<(), AttemptError> {
         let retries = &self.settings.retries;
+        let runs = JobRuns {
+            store: &self.store,
+            job,
+            noted: std::sync::Mutex::new(job.predictions.clone()),
+        };
         let outputs = retries
-            .retry(budget, || self.model.generate(&job.request, budget))
+            .retry(budget, || self.model.generate(&job.request, budget, &runs))
             .await
             .map_err(model_failure)?;
 
@@ -184,7 +201,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             retries
                 .retry(budget, || self.media.put(&key, body.clone(), content_type))
                 .await
-                .map_err(|e| AttemptError::Transient(e.to_string()))?;
+                .map_err(transient)?;
             media.push(MediaItem {
                 id: MediaId::new(),
                 job_id: job.id,
@@ -203,7 +220,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         match retries
             .retry(budget, || self.store.complete(job, &media, Utc::now()))
             .await
-            .map_err(|e| AttemptError::Transient(e.to_string()))?
+            .map_err(transient)?
         {
             Transition::Applied => Ok(()),
             Transition::Stale => match self.store.job(job.id).await {
@@ -275,9 +292,42 @@ fn leftovers(claimed: &Job, stored: &[String]) -> Vec<String> {
     }
 }
 
+/// A failure of our own stores: worth another delivery, at the usual pace.
+fn transient(err: impl std::fmt::Display) -> AttemptError {
+    AttemptError::Transient {
+        message: err.to_string(),
+        retry_after: None,
+    }
+}
+
+/// Notes a claimed job's model runs on the job, under its claim.
+struct JobRuns<'a, S> {
+    store: &'a S,
+    job: &'a Job,
+    noted: std::sync::Mutex<Vec<String>>,
+}
+
+impl<S: JobStore> RunLog for JobRuns<'_, S> {
+    fn noted(&self) -> Vec<String> {
+        self.noted.lock().map(|noted| noted.clone()).unwrap_or_default()
+    }
+
+    async fn note(&self, ids: Vec<String>) {
+        if let Ok(mut noted) = self.noted.lock() {
+            noted.clone_from(&ids);
+        }
+        match self.store.note_predictions(self.job, &ids).await {
+            Ok(Transition::Applied) => tracing::info!(runs = ?ids, "model runs noted on the job"),
+            Ok(Transition::Stale) => tracing::warn!("another worker took the job over; its runs are not noted"),
+            // The run goes on; only a later attempt would not find it, and pay again.
+            Err(err) => tracing::warn!(error = %err, "could not note the model's runs on the job"),
+        }
+    }
+}
+
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
-        ModelError::Transient { message, .. } => AttemptError::Transient(message),
+        ModelError::Transient { message, retry_after } => AttemptError::Transient { message, retry_after },
         ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
         ModelError::Configuration { message } => {
             tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");

@@ -6,6 +6,7 @@ use crate::helpers::{MAX_RECEIVE_COUNT, Stack, record, sqs_event};
 use chrono::Utc;
 use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::domain::format::OutputFormat;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
@@ -14,7 +15,7 @@ use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::{Backoff, Budget};
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{
-    Claim, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, StoreError, Transition,
+    Claim, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError, Transition,
 };
 use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;
@@ -26,7 +27,7 @@ struct FailingModel(ModelError);
 impl ImageModel for FailingModel {
     type Output = ();
 
-    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+    async fn generate<L: RunLog>(&self, _: &GenerateRequest, _: &Budget, _: &L) -> Result<Vec<()>, ModelError> {
         Err(self.0.clone())
     }
 
@@ -334,7 +335,7 @@ struct SecondOutputFails;
 impl ImageModel for SecondOutputFails {
     type Output = u32;
 
-    async fn generate(&self, request: &GenerateRequest, _: &Budget) -> Result<Vec<u32>, ModelError> {
+    async fn generate<L: RunLog>(&self, request: &GenerateRequest, _: &Budget, _: &L) -> Result<Vec<u32>, ModelError> {
         Ok((0..request.num_outputs).collect())
     }
 
@@ -469,6 +470,9 @@ impl JobStore for LostCommitAnswer {
     async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
         self.store.job_media(job).await
     }
+    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
+        self.store.note_predictions(claimed, ids).await
+    }
     async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
         self.store.mark_sent(id).await
     }
@@ -554,4 +558,107 @@ async fn a_commit_whose_answer_was_lost_still_ends_the_job_succeeded_once() {
     let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(job(&stack, queued.id).await.media_ids, done.media_ids);
+}
+
+/// Notes a run and fails the first time; the second time it must be handed that run back.
+struct NotingModel;
+
+impl ImageModel for NotingModel {
+    type Output = u32;
+
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        log: &L,
+    ) -> Result<Vec<u32>, ModelError> {
+        if log.noted().is_empty() {
+            log.note(vec!["run-1".into()]).await;
+            return Err(ModelError::Transient {
+                message: "broke off after starting paid work".into(),
+                retry_after: None,
+            });
+        }
+        assert_eq!(log.noted(), ["run-1"], "the next attempt resumes the noted run");
+        LocalModel.generate(request, budget, log).await
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        index: &u32,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        LocalModel.fetch(request, index, budget).await
+    }
+}
+
+#[tokio::test]
+async fn paid_work_noted_by_one_attempt_is_handed_to_the_next() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "resume", "width": 256, "height": 256})).await;
+    // No retry inside the invocation: the second try comes with the next delivery.
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 1);
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        stack.media(),
+        NotingModel,
+        stack.notifier(),
+        settings,
+    );
+
+    let first = sqs::handle(&generator, sqs_event(vec![message.clone()])).await;
+    assert_eq!(first.batch_item_failures.len(), 1);
+    assert_eq!(job(&stack, queued.id).await.predictions, ["run-1"]);
+    let second = sqs::handle(&generator, sqs_event(vec![message])).await;
+    assert!(second.batch_item_failures.is_empty());
+    let done = job(&stack, queued.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
+}
+
+/// Records the redelivery delays the worker asks for.
+struct RecordingQueue {
+    queue: SqsJobQueue,
+    delays: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+}
+
+impl JobQueue for RecordingQueue {
+    async fn enqueue(&self, id: JobId) -> Result<(), mediagen::ports::QueueError> {
+        self.queue.enqueue(id).await
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), mediagen::ports::QueueError> {
+        self.delays.lock().unwrap().push(delay);
+        self.queue.retry_later(receipt_handle, delay).await
+    }
+}
+
+/// A long rate limit is waited out between deliveries, not spent receive by receive.
+#[tokio::test]
+async fn the_models_retry_after_sets_the_redelivery_within_sqs_limits() {
+    let stack = Stack::new().await;
+    for (asked, expected) in [(900, 900), (100_000, 43_200)] {
+        let (_, message) = submitted(&stack, json!({"prompt": "throttled", "width": 256, "height": 256})).await;
+        let delays = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = RecordingQueue {
+            queue: stack.queue(),
+            delays: delays.clone(),
+        };
+        let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+        settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+        let model = FailingModel(ModelError::Transient {
+            message: "Replicate throttled the request".into(),
+            retry_after: Some(Duration::from_secs(asked)),
+        });
+        let generator = Generator::new(stack.store(), queue, stack.media(), model, stack.notifier(), settings);
+        let response = sqs::handle(&generator, sqs_event(vec![message])).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(
+            *delays.lock().unwrap(),
+            [Duration::from_secs(expected)],
+            "asked {asked} s"
+        );
+    }
 }

@@ -106,6 +106,10 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             job.cancel_requested.then_some(AttributeValue::Bool(true)),
         ),
         ("gsi2pk", job.unsent.then(|| s(UNSENT_PARTITION))),
+        (
+            "predictions",
+            (!job.predictions.is_empty()).then(|| predictions(&job.predictions)),
+        ),
         ("gsi2sk", job.unsent.then(|| job_sort_key(job.created_at, job.id))),
     ];
     for (name, value) in optional {
@@ -114,6 +118,11 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         }
     }
     item
+}
+
+/// A job's noted model runs, as stored.
+pub(super) fn predictions(ids: &[String]) -> AttributeValue {
+    AttributeValue::L(ids.iter().map(s).collect())
 }
 
 pub(super) fn media_to_item(media: &MediaItem) -> Item {
@@ -310,6 +319,19 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         media_ids,
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
         unsent: item.contains_key("gsi2pk"),
+        predictions: match item.get("predictions") {
+            None => Vec::new(),
+            Some(value) => value
+                .as_l()
+                .map_err(|_| r.corrupt("predictions", "is not a list"))?
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .cloned()
+                        .map_err(|_| r.corrupt("predictions", "holds something other than strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         ttl: r.n("ttl")?,
     })
 }
@@ -349,6 +371,7 @@ mod tests {
         job.error = Some(JobError::new("model_error", "nope"));
         job.media_ids = vec![MediaId::new(), MediaId::new()];
         job.cancel_requested = true;
+        job.predictions = vec!["p1".into(), "p2".into()];
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
         job.unsent = false;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);

@@ -26,7 +26,7 @@ use crate::ports::{
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
     job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk,
-    media_to_item, n, owner_partition, s, time,
+    media_to_item, n, owner_partition, predictions, s, time,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -647,6 +647,11 @@ impl JobStore for DynamoJobStore {
             ],
         )
         .await
+    }
+
+    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
+        self.update_claimed(claimed, "SET predictions = :ids", vec![(":ids", predictions(ids))])
+            .await
     }
 
     async fn fail(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {

@@ -13,7 +13,7 @@ use crate::domain::catalogue::LOCAL_SLOW_MODEL;
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
-use crate::ports::{GeneratedImage, ImageModel, ModelError};
+use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
 
 /// How long the slow variant takes per image: long enough to outlast a short `Prefer: wait`.
 const SLOW_MODEL_DELAY: Duration = Duration::from_secs(3);
@@ -25,7 +25,12 @@ impl ImageModel for LocalModel {
     /// The index of the image to render: rendering happens when the image is fetched.
     type Output = u32;
 
-    async fn generate(&self, request: &GenerateRequest, _budget: &Budget) -> Result<Vec<u32>, ModelError> {
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        _budget: &Budget,
+        _log: &L,
+    ) -> Result<Vec<u32>, ModelError> {
         Ok((0..request.num_outputs).collect())
     }
 
