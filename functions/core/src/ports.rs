@@ -368,6 +368,12 @@ impl RunLog for NoRunLog {
 pub trait ImageModel: Send + Sync {
     type Output: Send + Sync;
 
+    /// The least time an attempt needs to do anything useful: with less, a job is not claimed
+    /// (docs/design.md, "Failure rules").
+    fn min_budget(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
     /// Runs the model for the whole request; answers one output per requested image. Work it
     /// pays for is noted in `log` as it starts, and work noted there is resumed.
     fn generate<L: RunLog>(

@@ -3,6 +3,7 @@
 //! batch answered with the records to deliver again (`batchItemFailures`).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -36,10 +37,17 @@ where
     M: MediaStore,
     I: ImageModel,
 {
-    let budget = budget(&event.context);
-    let span =
-        tracing::info_span!("generate", request_id = %event.context.request_id, records = event.payload.records.len());
+    let invocation = budget(&event.context);
+    let records = event.payload.records.len();
+    let least = generator.min_budget();
+    // Each record's share is taken as it starts, of the time then left (docs/design.md,
+    // "Failure rules"): records that start late are not left with nothing.
+    let started = AtomicUsize::new(0);
+    let started = &started;
+    let span = tracing::info_span!("generate", request_id = %event.context.request_id, records);
     batch(&event.payload.records, RECORD_CONCURRENCY, |delivery| async move {
+        let left = records.saturating_sub(started.fetch_add(1, Ordering::Relaxed));
+        let budget = invocation.share(left, RECORD_CONCURRENCY, least);
         generator.process(&delivery, &budget).await
     })
     .instrument(span)

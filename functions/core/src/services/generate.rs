@@ -16,6 +16,9 @@ use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError
 
 /// The longest SQS holds a message back (its visibility timeout's limit).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// How soon a message returned unclaimed for lack of time comes back: at once, to another
+/// invocation with a fresh budget.
+const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
 
 /// Why an attempt did not finish the job.
 #[derive(Debug)]
@@ -74,7 +77,22 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         }
     }
 
+    /// The least time one record needs: see [`ImageModel::min_budget`].
+    pub fn min_budget(&self) -> Duration {
+        self.model.min_budget()
+    }
+
     pub async fn process(&self, delivery: &Delivery<'_>, budget: &Budget) -> Outcome {
+        if budget.remaining() < self.model.min_budget() {
+            // A claim now would spend an attempt that cannot finish: the message goes back for
+            // an invocation with time to run it (docs/design.md, "Failure rules").
+            tracing::info!(
+                budget_ms = budget.remaining().as_millis() as u64,
+                "too little time left to start the job; message returned unclaimed"
+            );
+            self.delay_redelivery(delivery, UNCLAIMED_DELAY).await;
+            return Outcome::Retry;
+        }
         let now = Utc::now();
         let lease_until = now + budget.remaining() + self.settings.lease_margin;
         let claimed = match self.store.claim(delivery.job_id, now, lease_until).await {

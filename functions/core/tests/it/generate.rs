@@ -662,3 +662,78 @@ async fn the_models_retry_after_sets_the_redelivery_within_sqs_limits() {
         );
     }
 }
+
+/// Takes `per_job` for each job, and needs that much to start one: a slow model.
+struct SteadyModel {
+    per_job: Duration,
+}
+
+impl ImageModel for SteadyModel {
+    type Output = u32;
+
+    fn min_budget(&self) -> Duration {
+        self.per_job + Duration::from_millis(100)
+    }
+
+    async fn generate<L: RunLog>(&self, _: &GenerateRequest, budget: &Budget, _: &L) -> Result<Vec<u32>, ModelError> {
+        if budget.remaining() < self.per_job {
+            return Err(ModelError::Transient {
+                message: "out of time".into(),
+                retry_after: None,
+            });
+        }
+        tokio::time::sleep(self.per_job).await;
+        Ok(vec![0])
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        index: &u32,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        LocalModel.fetch(request, index, budget).await
+    }
+}
+
+/// Ten records, four at a time, in an invocation with time for one round of them: the first
+/// round runs; the others go back unclaimed, their jobs untouched, no attempt spent on them.
+#[tokio::test]
+async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
+    let stack = Stack::new().await;
+    let mut jobs = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..10 {
+        let (queued, message) = submitted(
+            &stack,
+            json!({"prompt": format!("late {n}"), "width": 256, "height": 256}),
+        )
+        .await;
+        jobs.push(queued.id);
+        records.push(message);
+    }
+    let model = SteadyModel {
+        per_job: Duration::from_millis(1500),
+    };
+    // 3 s after the 3 s reserve: one round of 1.6 s, not two.
+    let response = sqs::handle(
+        &stack.generator(model),
+        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+    )
+    .await;
+
+    let mut succeeded = 0;
+    for id in &jobs {
+        let job = job(&stack, *id).await;
+        match job.status {
+            JobStatus::Succeeded => succeeded += 1,
+            JobStatus::Queued => {
+                assert_eq!(job.attempts, 0, "a job returned for lack of time keeps its attempts");
+                assert!(job.error.is_none(), "{:?}", job.error);
+            }
+            other => panic!("job {id} is {other}"),
+        }
+    }
+    assert_eq!(succeeded, 4, "the first round ran");
+    assert_eq!(response.batch_item_failures.len(), 6);
+}

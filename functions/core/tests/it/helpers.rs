@@ -302,11 +302,16 @@ pub fn signing_keys() -> SigningKeys {
 
 /// An SQS event as Lambda hands it over, with a deadline a minute away.
 pub fn sqs_event(records: Vec<SqsMessage>) -> LambdaEvent<SqsEvent> {
+    sqs_event_due_in(records, Duration::from_secs(60))
+}
+
+/// An SQS event whose invocation ends `deadline` from now.
+pub fn sqs_event_due_in(records: Vec<SqsMessage>, deadline: Duration) -> LambdaEvent<SqsEvent> {
     let mut event = SqsEvent::default();
     event.records = records;
     let mut context = Context::default();
     context.request_id = "test-request".into();
-    context.deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).timestamp_millis() as u64;
+    context.deadline = (chrono::Utc::now().timestamp_millis() as u64) + deadline.as_millis() as u64;
     LambdaEvent::new(event, context)
 }
 

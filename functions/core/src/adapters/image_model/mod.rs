@@ -28,6 +28,13 @@ pub enum Output {
 impl ImageModel for Model {
     type Output = Output;
 
+    fn min_budget(&self) -> std::time::Duration {
+        match self {
+            Model::Local(model) => model.min_budget(),
+            Model::Replicate(model) => model.min_budget(),
+        }
+    }
+
     async fn generate<L: RunLog>(
         &self,
         request: &GenerateRequest,

@@ -430,6 +430,11 @@ fn resets_in(detail: &str) -> Option<Duration> {
 impl ImageModel for ReplicateModel {
     type Output = Url;
 
+    /// Enough to create a prediction and wait a few seconds for it (see [`ReplicateModel::create`]).
+    fn min_budget(&self) -> Duration {
+        RESERVE + CREATE_MARGIN + Duration::from_secs(2)
+    }
+
     async fn generate<L: RunLog>(
         &self,
         request: &GenerateRequest,
