@@ -77,7 +77,7 @@ prepare_localstack() {
   missing=$(py -c '
 import json, sys
 services = json.loads(sys.argv[1]).get("services", {})
-needed = "cloudformation iam lambda apigateway dynamodb sqs s3 logs cloudwatch sts".split()
+needed = "cloudformation iam lambda apigateway dynamodb sqs s3 logs cloudwatch sts events".split()
 print(" ".join(s for s in needed if services.get(s) not in ("available", "running")))
 ' "$health")
   [ -z "$missing" ] \

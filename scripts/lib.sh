@@ -94,7 +94,7 @@ free_port() {
 # start_stack API_PORT [WATCH_FLAGS...]: builds the functions, creates the resources on the
 # emulator and the API key kept in $KEY_FILE (made on first use), runs the functions under
 # `cargo lambda watch` on API_PORT and the SQS event-source stand-ins (jobs to generate,
-# webhooks to deliver). Needs start_emulator first. Sets API_URL and exports MEDIAGEN_API_KEY.
+# webhooks to deliver, dead letters and the schedule to sweeper). Needs start_emulator first. Sets API_URL and exports MEDIAGEN_API_KEY.
 start_stack() {
   local api_port=$1; shift
   # shellcheck source=local.env
@@ -123,11 +123,14 @@ start_stack() {
   start_bg "$STATE/gateway.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   wait_for_http "$API_URL/" 10 "the local gateway"
-  say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log)"
+  say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
   start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   start_bg "$STATE/pump-webhooks.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL" \
     --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver
+  STACK_PIDS+=("${BG_PIDS[-1]}")
+  start_bg "$STATE/pump-sweeper.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL" \
+    --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper --schedule-seconds "$SWEEP_SCHEDULE_SECONDS"
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 

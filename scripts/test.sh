@@ -48,15 +48,15 @@ MEDIAGEN_OTHER_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --ow
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
 
+say "the mediagen CLI and the web playground in headless Chromium against the same stack"
+MEDIAGEN_API_URL="$API_URL" scripts/test-clients.sh
+
 say "schemathesis: the API against its OpenAPI description, every check (tests/schemathesis/)"
 (cd tests/schemathesis && SCHEMATHESIS_HOOKS=hooks PYTHONPATH=. "$VENV/bin/st" --config-file schemathesis.toml \
   run "$API_URL/openapi.json" --url "$API_URL" --checks all --max-examples 40 --workers 2 \
   --request-timeout 30 --seed "${MEDIAGEN_SCHEMATHESIS_SEED:-1}" --no-color) | tee "$STATE/schemathesis.log"
 cases=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$STATE/schemathesis.log" | tail -1)
 [ "${cases:-0}" -ge 500 ] || die "schemathesis ran ${cases:-no} cases; at least 500 are wanted"
-
-say "the mediagen CLI and the web playground in headless Chromium against the same stack"
-MEDIAGEN_API_URL="$API_URL" scripts/test-clients.sh
 stop_stack
 say "no API key and no webhook secret in the functions' logs"
 for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do

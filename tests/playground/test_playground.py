@@ -106,7 +106,8 @@ class Playground(unittest.TestCase):
 
     def test_a_prompt_becomes_an_image_of_the_asked_size(self):
         page = self.open_page()
-        self.assertTrue(page.is_visible("#api-key"), "a first visit asks for the key")
+        # A first visit asks for the key.
+        page.wait_for_selector("#api-key", state="visible", timeout=10000)
         page.evaluate(STATES_SEEN)
         self.fill_and_submit(page, self.key, "a lighthouse at dusk", 512, 384)
 

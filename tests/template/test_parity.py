@@ -42,7 +42,8 @@ class LocalStackMatchesTemplate(unittest.TestCase):
         self.resources = self.template["Resources"]
 
     def test_every_local_setting_has_a_counterpart_in_the_template(self):
-        known = set(PARAMETERS) | set(RESOURCE_VALUES) | LOCAL_ONLY | set(LOCAL_PARAMETERS) | {"MAX_RECEIVE_COUNT"}
+        known = set(PARAMETERS) | set(RESOURCE_VALUES) | LOCAL_ONLY | set(LOCAL_PARAMETERS)
+        known |= {"MAX_RECEIVE_COUNT", "SWEEP_SCHEDULE_SECONDS"}
         unknown = sorted(set(self.env) - known)
         self.assertEqual(
             unknown,
@@ -89,6 +90,16 @@ class LocalStackMatchesTemplate(unittest.TestCase):
                     f"scripts/local.env has {setting}={self.env[setting]} but template.yaml's "
                     f"{resource}.{path} is {value}",
                 )
+
+    def test_the_local_sweep_runs_on_the_templates_schedule(self):
+        events = self.resources["SweeperFunction"]["Properties"]["Events"]
+        schedules = [e["Properties"]["Schedule"] for e in events.values() if e["Type"] == "Schedule"]
+        seconds = {"rate(1 minute)": "60"}.get(schedules[0] if schedules else None)
+        self.assertEqual(
+            self.env.get("SWEEP_SCHEDULE_SECONDS"),
+            seconds,
+            f"scripts/local.env's SWEEP_SCHEDULE_SECONDS is not the sweeper's schedule {schedules}",
+        )
 
     def test_the_local_webhook_secret_is_never_the_deployed_one(self):
         self.assertNotIn("Default", self.parameters["WebhookSecret"])

@@ -46,6 +46,7 @@ FUNCTIONS = {
     "SubmitFunction": "submit",
     "GenerateFunction": "generate",
     "DeliverFunction": "deliver",
+    "SweeperFunction": "sweeper",
     "StatusFunction": "status",
     "ContentFunction": "content",
 }
@@ -53,6 +54,7 @@ FUNCTIONS = {
 TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
 QUEUE = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
 WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
+DEAD_LETTERS = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 
 # Every data action each function may take, and on what (one resource, or a list of them).
@@ -88,6 +90,17 @@ PERMISSIONS = {
         "sqs:ChangeMessageVisibility": WEBHOOKS,
         "sqs:GetQueueAttributes": WEBHOOKS,
     },
+    # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
+    "SweeperFunction": {
+        "dynamodb:UpdateItem": TABLE,
+        "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/unsent"},
+        "sqs:ReceiveMessage": DEAD_LETTERS,
+        "sqs:DeleteMessage": DEAD_LETTERS,
+        "sqs:ChangeMessageVisibility": DEAD_LETTERS,
+        "sqs:GetQueueAttributes": DEAD_LETTERS,
+        "sqs:SendMessage": WEBHOOKS,
+        "s3:DeleteObject": MEDIA_OBJECTS,
+    },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
@@ -99,10 +112,12 @@ PERMISSIONS = {
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
-# Each SQS-triggered function, its queue and that queue's dead-letter queue.
+# Each SQS-triggered function, its queue and that queue's dead-letter queue (the sweeper's queue
+# is itself one: its messages stay until handled or their retention ends).
 QUEUES = {
     "GenerateFunction": ("JobsQueue", "JobsDeadLetterQueue"),
     "DeliverFunction": ("WebhooksQueue", "WebhooksDeadLetterQueue"),
+    "SweeperFunction": ("JobsDeadLetterQueue", None),
 }
 # Webhook deliveries are tried for hours: 30 s doubling to 15 minutes between receives
 # (domain/webhook.rs, retry_delay), jitter taking off at most a fifth.
@@ -200,7 +215,9 @@ def queue_problems(cfn):
         if int(queue["VisibilityTimeout"]) < needed:
             problems.append(f"{queue_name} visibility timeout {queue['VisibilityTimeout']} s is under 6 × {function}'s timeout + batching window ({needed} s)")
         redrive = queue.get("RedrivePolicy", {})
-        if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
+        if int(queue.get("MessageRetentionPeriod", 345600)) < 1209600:
+            problems.append(f"{queue_name} keeps messages {queue.get('MessageRetentionPeriod', 'the default 4 days')}, not the 14 days most")
+        if dead_letter_name and redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dead_letter_name, "Arn"]}:
             problems.append(f"{queue_name} does not redrive to {dead_letter_name}")
 
     jobs = by_function["GenerateFunction"]
@@ -283,7 +300,7 @@ def data_problems(cfn):
     if table.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
         problems.append(f"the table's key is {table.get('KeySchema')}, not pk")
     if table.get("AttributeDefinitions") != [
-        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "gsi1pk", "gsi1sk")
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
     ]:
         problems.append("the table's pk and index keys are not strings")
     indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
@@ -293,6 +310,12 @@ def data_problems(cfn):
         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
     ] or by_owner.get("Projection") != {"ProjectionType": "ALL"}:
         problems.append("the table has no by_owner index on gsi1pk and gsi1sk projecting every attribute")
+    unsent = indexes.get("unsent", {})
+    if unsent.get("KeySchema") != [
+        {"AttributeName": "gsi2pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi2sk", "KeyType": "RANGE"},
+    ]:
+        problems.append("the table has no unsent index on gsi2pk and gsi2sk for the sweeper")
     if table.get("BillingMode") != "PAY_PER_REQUEST":
         problems.append("the table is not on-demand")
     if table.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:
@@ -401,6 +424,39 @@ def alarm_problems(cfn):
         ]
         if not alarms:
             problems.append(f"no alarm on the depth of {dead_letter_name}")
+    for queue_name in ("JobsQueue", "WebhooksQueue"):
+        ages = [
+            a["Properties"]
+            for a in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values()
+            if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_name, "QueueName"]}}
+            in a["Properties"].get("Dimensions", [])
+        ]
+        retention = int(cfn["Resources"][queue_name]["Properties"].get("MessageRetentionPeriod", 345600))
+        if not ages:
+            problems.append(f"no alarm on the age of {queue_name}'s oldest message")
+        elif any(float(a["Threshold"]) > retention / 2 for a in ages):
+            problems.append(f"{queue_name}'s age alarm fires too late to act before its messages expire")
+    return problems
+
+
+def schedule_problems(cfn):
+    """The sweeper runs every minute (docs/design.md, "Failure rules"), and EventBridge may call it."""
+    problems = []
+    targets = [
+        (rule["Properties"].get("ScheduleExpression"), ref_name(target["Arn"]))
+        for rule in resources_of_type(cfn, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", [])
+    ]
+    if ("rate(1 minute)", "SweeperFunction") not in targets:
+        problems.append(f"no schedule runs the sweeper every minute: {targets}")
+    allowed = any(
+        ref_name(p["Properties"]["FunctionName"]) == "SweeperFunction"
+        and p["Properties"]["Principal"] == "events.amazonaws.com"
+        for p in resources_of_type(cfn, "AWS::Lambda::Permission").values()
+    )
+    if not allowed:
+        problems.append("EventBridge may not invoke the sweeper")
     return problems
 
 
@@ -424,6 +480,7 @@ CHECKS = [
     data_problems,
     function_problems,
     alarm_problems,
+    schedule_problems,
     account_id_problems,
     output_problems,
 ]
@@ -511,6 +568,24 @@ class BrokenWiringIsCaught(unittest.TestCase):
         self.assertCaught(
             queue_problems, lambda cfn: resource(cfn, "JobsQueue").update(VisibilityTimeout=60), "visibility timeout"
         )
+
+    def test_messages_kept_the_default_four_days(self):
+        self.assertCaught(
+            queue_problems, lambda cfn: resource(cfn, "JobsQueue").pop("MessageRetentionPeriod"), "4 days"
+        )
+
+    def test_no_alarm_on_the_oldest_job(self):
+        def change(cfn):
+            del cfn["Resources"]["JobsQueueAgeAlarm"]
+
+        self.assertCaught(alarm_problems, change, "age of JobsQueue")
+
+    def test_no_sweep_schedule(self):
+        def change(cfn):
+            for name in list(resources_of_type(cfn, "AWS::Events::Rule")):
+                del cfn["Resources"][name]
+
+        self.assertCaught(schedule_problems, change, "every minute")
 
     def test_no_dead_letter_queue(self):
         self.assertCaught(queue_problems, lambda cfn: resource(cfn, "JobsQueue").pop("RedrivePolicy"), "redrive")

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::presigning::PresigningConfig;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -86,13 +86,12 @@ async fn stack(sdk: &SdkConfig) -> (Resources, String) {
 
 async fn fixture() -> Fixture {
     let endpoint = std::env::var("MEDIAGEN_BENCH_ENDPOINT").expect("MEDIAGEN_BENCH_ENDPOINT: moto server's address");
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "bench",
         ))
-        .http_client(aws::http_client())
         .load()
         .await;
     let (resources, queue_url) = stack(&sdk).await;

@@ -45,6 +45,19 @@ pub enum Claim {
     Missing,
 }
 
+/// The answer to failing a job whose message the queue gave up on (docs/design.md, "Failure rules").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stranded {
+    /// The job was `queued`, or `processing` with its lease run out: it is now `failed`.
+    Failed(Box<Job>),
+    /// The job is final: nothing to do.
+    Final(JobStatus),
+    /// A worker still holds the job until then.
+    Held { until: DateTime<Utc> },
+    /// No such job.
+    Missing,
+}
+
 /// Whether a conditional state change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -115,6 +128,19 @@ pub trait JobStore: Send + Sync {
     fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
     /// The media items of a succeeded job, in index order.
     fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
+    /// The job's message was sent: the job leaves the sweeper's sight.
+    fn mark_sent(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Jobs whose message is not known to have been sent, made before `before`, oldest first, at
+    /// most `limit` of them.
+    fn unsent(&self, before: DateTime<Utc>, limit: u32) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
+    /// `queued → failed` for a job whose message was never sent: the failed job, or `None` if the
+    /// job was sent, picked up or ended meanwhile.
+    fn fail_unsent(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// `queued → failed`, for a job whose message could not be sent.
     fn fail_queued(
         &self,
@@ -122,6 +148,14 @@ pub trait JobStore: Send + Sync {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// `queued`, or `processing` whose lease has expired, `→ failed`: for a job no message will
+    /// ever bring back.
+    fn fail_stranded(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Stranded, StoreError>> + Send;
     /// `queued → processing`, or takes over a `processing` job whose lease has expired.
     fn claim(
         &self,
@@ -143,6 +177,13 @@ pub trait JobStore: Send + Sync {
         claimed: &Job,
         error: &JobError,
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Notes the model's runs started for a claimed job (replacing those noted before), if the
+    /// claim still holds.
+    fn note_predictions(
+        &self,
+        claimed: &Job,
+        ids: &[String],
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// `processing → failed`, if the claim still holds.
     fn fail(
@@ -299,17 +340,47 @@ impl Transient for ModelError {
     }
 }
 
+/// Where a model notes the paid work it starts for a job, as it starts it, so that a later
+/// attempt (after a crash, a timeout, a transient error) resumes that work instead of paying for
+/// it again (docs/design.md, "Image models").
+pub trait RunLog: Send + Sync {
+    /// The ids noted so far, in order.
+    fn noted(&self) -> Vec<String>;
+    /// Replaces what is noted. Best effort: work that could not be noted is only paid again.
+    fn note(&self, ids: Vec<String>) -> impl Future<Output = ()> + Send;
+}
+
+/// A log that keeps nothing: for models with no paid work to resume, and for tests.
+#[derive(Debug, Default)]
+pub struct NoRunLog;
+
+impl RunLog for NoRunLog {
+    fn noted(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn note(&self, _ids: Vec<String>) {}
+}
+
 /// An image model. A run ends with a list of outputs that may still have to be fetched (a URL,
 /// say); the caller fetches and stores them one at a time, so that a job never holds all its
 /// images in memory at once.
 pub trait ImageModel: Send + Sync {
     type Output: Send + Sync;
 
-    /// Runs the model for the whole request; answers one output per requested image.
-    fn generate(
+    /// The least time an attempt needs to do anything useful: with less, a job is not claimed
+    /// (docs/design.md, "Failure rules").
+    fn min_budget(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// Runs the model for the whole request; answers one output per requested image. Work it
+    /// pays for is noted in `log` as it starts, and work noted there is resumed.
+    fn generate<L: RunLog>(
         &self,
         request: &GenerateRequest,
         budget: &Budget,
+        log: &L,
     ) -> impl Future<Output = Result<Vec<Self::Output>, ModelError>> + Send;
 
     /// Turns one output into the encoded image.

@@ -7,6 +7,7 @@ use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::adapters::webhook::HttpWebhookSender;
 use mediagen::entrypoints::sqs;
 use mediagen::runtime::bootstrap;
+use mediagen::runtime::config::ConfigError;
 use mediagen::services::webhooks::Deliverer;
 
 /// The most one delivery waits for its receiver.
@@ -18,7 +19,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deliverer = Deliverer::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         bootstrap::or_exit(bootstrap::webhook_queue(&config, &sdk)),
-        HttpWebhookSender::new(config.allow_local_urls, DELIVERY_TIMEOUT),
+        bootstrap::or_exit(
+            HttpWebhookSender::new(config.allow_local_urls, DELIVERY_TIMEOUT)
+                .map_err(|e| ConfigError::Startup(format!("could not build the HTTP client: {e}"))),
+        ),
         bootstrap::or_exit(bootstrap::signing_keys(&config)),
     );
     let links = bootstrap::file_links(&config);

@@ -67,6 +67,9 @@ enum Command {
         function: String,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
+        /// Also send the function EventBridge's scheduled event every this many seconds.
+        #[arg(long)]
+        schedule_seconds: Option<u64>,
     },
     /// Serves a stand-in for the Replicate API on 127.0.0.1, for end-to-end runs.
     MockReplicate {
@@ -185,7 +188,17 @@ async fn main() -> ExitCode {
             invoke,
             function,
             batch_size,
-        } => pump(queue_url, &invoke, &function, batch_size).await,
+            schedule_seconds,
+        } => {
+            pump(
+                queue_url,
+                &invoke,
+                &function,
+                batch_size,
+                schedule_seconds.map(Duration::from_secs),
+            )
+            .await
+        }
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
         Command::Gateway { listen, upstream } => gateway(listen, upstream).await,
@@ -251,7 +264,13 @@ fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
     Ok(())
 }
 
-async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) -> Result<(), Error> {
+async fn pump(
+    queue_url: String,
+    invoke: &str,
+    function: &str,
+    batch_size: i32,
+    schedule: Option<Duration>,
+) -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let sqs = aws::sqs(&sdk);
     let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
@@ -268,6 +287,7 @@ async fn pump(queue_url: String, invoke: &str, function: &str, batch_size: i32) 
         batch_size,
         // Short polls, so that a stop request is honoured within a second.
         wait_seconds: 1,
+        schedule,
     };
     eprintln!("pump: feeding {} to {function}", pump.queue_url);
     let stop = Arc::new(AtomicBool::new(false));

@@ -2,7 +2,8 @@
 //! the webhooks queue), hands each batch to its function (`generate`, or `deliver`) through the
 //! runtime's invoke API (as `cargo lambda watch` serves it) as a real `SQSEvent`, and deletes
 //! only the records the function did not report in `batchItemFailures`. Reported records come
-//! back after their visibility timeout, as on AWS.
+//! back after their visibility timeout, as on AWS. With a schedule it also sends the function
+//! EventBridge's scheduled event at that rate, as the sweeper's schedule does on AWS.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ pub struct Pump {
     pub invoke_url: String,
     pub batch_size: i32,
     pub wait_seconds: i32,
+    /// How often to send a scheduled event, if at all.
+    pub schedule: Option<Duration>,
 }
 
 /// What happened to one batch.
@@ -129,10 +132,46 @@ impl Pump {
         record
     }
 
+    /// Sends the function the event an EventBridge schedule sends.
+    pub async fn tick(&self) -> Result<String, Error> {
+        let now = chrono::Utc::now();
+        let event = serde_json::json!({
+            "version": "0",
+            "id": format!("{:032x}", fastrand::u128(..)),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "region": self.region,
+            "resources": ["arn:aws:events:local:123456789012:rule/local-schedule"],
+            "detail": {},
+        });
+        let response = self.http.post(&self.invoke_url).json(&event).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            return Err(format!("the function failed ({status}): {text}").into());
+        }
+        Ok(text)
+    }
+
     /// Runs until `stop` is set. A batch in hand is always finished first: stopping in the middle
     /// of a receive would leave its messages invisible until their visibility timeout.
     pub async fn run(&self, stop: &AtomicBool) -> Result<(), Error> {
+        let mut last_tick = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(every) = self.schedule
+                && last_tick.elapsed() >= every
+            {
+                last_tick = std::time::Instant::now();
+                match self.tick().await {
+                    Ok(answer) => eprintln!("pump: scheduled event → {answer}"),
+                    Err(err) => eprintln!(
+                        "pump: scheduled event: {}",
+                        mediagen::adapters::describe_error(err.as_ref())
+                    ),
+                }
+            }
             match self.run_once().await {
                 Ok(Some(report)) => eprintln!(
                     "pump: batch of {} → {} done, {} back to the queue",

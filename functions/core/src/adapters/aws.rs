@@ -1,17 +1,43 @@
 //! AWS clients, built once per cold start from the standard environment.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient, http_client_fn};
 
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS SDK does.
 pub async fn sdk_config() -> SdkConfig {
+    loader().load().await
+}
+
+/// The defaults every client starts from: our HTTPS client and [`timeouts`].
+pub fn loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .load()
-        .await
+        .timeout_config(timeouts())
+}
+
+/// How long a DynamoDB or SQS call may take, its retries included: well inside the shortest
+/// function timeout (10 s), so that a call that hangs fails in time for the code after it to
+/// run (docs/design.md, "Failure rules"). Without these the SDK waits as long as the socket does.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// S3 calls carry images of up to `MAX_OUTPUT_BYTES`: longer tries, still inside generate's 30 s.
+fn s3_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(8))
+        .operation_timeout(Duration::from_secs(15))
+        .build()
 }
 
 /// The HTTPS client every SDK client of the process shares. It is built, and the system's trusted
@@ -42,7 +68,7 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
 /// An S3 client, optionally for another endpoint than the SDK's. Emulators serve buckets only
 /// by path (`host/bucket/key`), so any endpoint override switches to path-style addressing.
 pub fn s3(sdk: &SdkConfig, endpoint_override: Option<&str>) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk).timeout_config(s3_timeouts());
     if let Some(endpoint) = endpoint_override {
         builder = builder.endpoint_url(endpoint);
     }

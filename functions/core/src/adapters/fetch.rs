@@ -1,15 +1,15 @@
-//! Fetching URLs that others gave us (model outputs now, webhooks later) without letting them
-//! point us at our own network (docs/design.md, "Failure rules"): every host, and every redirect's host, must resolve
-//! to public addresses unless local URLs are allowed; bodies are capped in size and time.
+//! Fetching URLs that others gave us (model outputs) without letting them point us at our own
+//! network (docs/design.md, "Failure rules"): every host, and every redirect's host, must resolve
+//! to public addresses unless local URLs are allowed, checked on the very addresses connected to
+//! (`adapters/outbound.rs`); bodies are capped in size and time.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use url::Url;
 
-use crate::domain::network::is_public;
+use super::outbound::{AddressCheck, address_check, check_url, client_builder, refusal};
 use crate::domain::retry::Transient;
 
 const MAX_REDIRECTS: usize = 5;
@@ -41,21 +41,25 @@ impl Transient for FetchError {
 
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    /// Must not follow redirects by itself: each hop is checked here.
+    /// Follows no redirect by itself: each hop is checked here.
     http: reqwest::Client,
     allow_local: bool,
+    check: AddressCheck,
     max_bytes: u64,
 }
 
 impl Fetcher {
     pub fn new(allow_local: bool, max_bytes: u64) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+        Self::with_check(allow_local, address_check(allow_local), max_bytes)
+    }
+
+    /// With another rule for which addresses may be reached (tests: loopback counts as public).
+    pub fn with_check(allow_local: bool, check: AddressCheck, max_bytes: u64) -> Result<Self, reqwest::Error> {
+        let http = client_builder(check).connect_timeout(Duration::from_secs(5)).build()?;
         Ok(Self {
             http,
             allow_local,
+            check,
             max_bytes,
         })
     }
@@ -76,18 +80,27 @@ impl Fetcher {
     async fn get_unbounded(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
         let mut current = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            self.check(&current).await?;
+            check_url(&current, self.allow_local, self.check).map_err(|refused| FetchError::Refused {
+                url: current.to_string(),
+                reason: refused.0,
+            })?;
+            let failed = |err: &reqwest::Error| match refusal(err) {
+                Some(refused) => FetchError::Refused {
+                    url: current.to_string(),
+                    reason: refused.0,
+                },
+                None => FetchError::Unavailable {
+                    url: current.to_string(),
+                    reason: crate::adapters::describe_error(err),
+                    retry_after: None,
+                },
+            };
             let unavailable = |reason: String| FetchError::Unavailable {
                 url: current.to_string(),
                 reason,
                 retry_after: None,
             };
-            let mut response = self
-                .http
-                .get(current.clone())
-                .send()
-                .await
-                .map_err(|e| unavailable(crate::adapters::describe_error(&e)))?;
+            let mut response = self.http.get(current.clone()).send().await.map_err(|e| failed(&e))?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -121,12 +134,9 @@ impl Fetcher {
             if response.content_length().is_some_and(|length| length > self.max_bytes) {
                 return Err(too_large());
             }
+            // Counted as it arrives: a body without a Content-Length is cut off at the cap too.
             let mut bytes = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| unavailable(crate::adapters::describe_error(&e)))?
-            {
+            while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e))? {
                 if bytes.len() as u64 + chunk.len() as u64 > self.max_bytes {
                     return Err(too_large());
                 }
@@ -138,38 +148,6 @@ impl Fetcher {
             url: url.to_string(),
             reason: format!("more than {MAX_REDIRECTS} redirects"),
         })
-    }
-
-    /// Refuses URLs whose scheme or resolved addresses are not allowed.
-    async fn check(&self, url: &Url) -> Result<(), FetchError> {
-        let refuse = |reason: &str| FetchError::Refused {
-            url: url.to_string(),
-            reason: reason.to_owned(),
-        };
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_local => {}
-            _ => return Err(refuse("only https URLs are fetched")),
-        }
-        let host = url.host_str().ok_or_else(|| refuse("no host"))?;
-        let port = url.port_or_known_default().unwrap_or(443);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| FetchError::Unavailable {
-                url: url.to_string(),
-                reason: format!("could not resolve the host: {e}"),
-                retry_after: None,
-            })?
-            .map(|address| address.ip())
-            .collect();
-        if addresses.is_empty() {
-            return Err(refuse("the host resolves to no address"));
-        }
-        if !self.allow_local && !addresses.iter().all(|ip| is_public(*ip)) {
-            return Err(refuse("the host resolves to a private, loopback or reserved address"));
-        }
-        Ok(())
     }
 }
 
@@ -211,19 +189,95 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn private_and_metadata_addresses_are_refused() {
+    async fn private_reserved_and_metadata_addresses_are_refused() {
         let strict = Fetcher::new(false, 1024).unwrap();
         for raw in [
             "https://169.254.169.254/latest/meta-data",
             "https://10.0.0.1/x",
             "https://127.0.0.1/x",
+            "https://0.0.0.0/x",
+            "https://192.0.0.1/x",
             "https://[::1]/x",
+            "https://[::]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://[::127.0.0.1]/x",
+            "https://[fc00::1]/x",
+            "https://[fd12:3456::1]/x",
+            "https://[fec0::1]/x",
+            "https://[64:ff9b::7f00:1]/x",
+            "https://[2002:7f00:1::1]/x",
+            // A name: refused by the resolver, on the addresses it would connect to.
+            "https://localhost/x",
             "http://example.com/x",
             "file:///etc/passwd",
         ] {
             let err = strict.get(&Url::parse(raw).unwrap(), SECOND).await.unwrap_err();
             assert!(matches!(err, FetchError::Refused { .. }), "{raw}: {err}");
         }
+    }
+
+    /// Loopback's 127.0.0.1 counts as public here, so that a test server can be the first hop.
+    fn loopback_v4_is_public(ip: std::net::IpAddr) -> bool {
+        ip == std::net::IpAddr::from([127, 0, 0, 1]) || crate::domain::network::is_public(ip)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_private_address_is_refused() {
+        let server = MockServer::start().await;
+        let port = server.address().port();
+        let targets = [
+            format!("http://[::1]:{port}/image.png"),
+            format!("http://[::ffff:127.0.0.1]:{port}/image.png"),
+            format!("http://0.0.0.0:{port}/image.png"),
+            format!("http://10.0.0.1:{port}/image.png"),
+            "http://169.254.169.254/latest/meta-data".to_owned(),
+        ];
+        for (n, target) in targets.iter().enumerate() {
+            Mock::given(path(format!("/hop{n}")))
+                .respond_with(ResponseTemplate::new(302).insert_header("location", target.as_str()))
+                .mount(&server)
+                .await;
+        }
+        Mock::given(path("/image.png"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(b"png".to_vec()))
+            .mount(&server)
+            .await;
+        let fetcher = Fetcher::with_check(true, loopback_v4_is_public, 1024).unwrap();
+        assert_eq!(fetcher.get(&url(&server, "/image.png"), SECOND).await.unwrap(), b"png");
+        for (n, target) in targets.iter().enumerate() {
+            let err = fetcher
+                .get(&url(&server, &format!("/hop{n}")), SECOND)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, FetchError::Refused { .. }), "{target}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_length_is_cut_off_at_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Chunked, with no Content-Length: only counting what arrives can stop it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+            for _ in 0..64 {
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        let fetcher = Fetcher::new(true, 4096).unwrap();
+        let url = Url::parse(&format!("http://{address}/stream")).unwrap();
+        let err = fetcher.get(&url, SECOND).await.unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge { limit: 4096, .. }), "{err}");
+        server.abort();
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
 //! The implementations of the ports: DynamoDB, SQS and S3 (with our own presigner), outbound
-//! HTTP fetching, webhook POSTs, and the image models. Adapters know the domain and the ports,
-//! never the services or the entrypoints.
+//! HTTP fetching and webhook POSTs (one outbound client setup), and the image models. Adapters
+//! know the domain and the ports, never the services or the entrypoints.
 
 pub mod aws;
 pub mod dynamodb;
 pub mod fetch;
 pub mod image_model;
+pub mod outbound;
 pub mod presign;
 pub mod s3;
 pub mod sqs;

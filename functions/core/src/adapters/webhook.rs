@@ -1,77 +1,43 @@
 //! Webhook POSTs to the URLs clients gave (docs/design.md, "Webhooks"). The URL was checked at
-//! submit, but its host may resolve elsewhere by now: it is resolved once here, refused if any
-//! address is not public (unless local URLs are allowed), and the request goes to exactly the
-//! addresses checked, so a second lookup cannot lead it into our network. No redirects, no proxy.
+//! submit, but its host may resolve elsewhere by now: it is resolved once, at the connection,
+//! refused if any address is not public (unless local URLs are allowed), and the request goes to
+//! exactly the addresses checked (`adapters/outbound.rs`). No redirects, no proxy.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
-use url::Host;
 
 use super::describe_error;
-use crate::domain::network::is_public;
+use super::outbound::{address_check, check_url, client_builder, refusal};
 use crate::ports::{WebhookError, WebhookPost, WebhookSender};
 
 #[derive(Debug, Clone)]
 pub struct HttpWebhookSender {
+    http: reqwest::Client,
     allow_local: bool,
     /// For the whole delivery: the lookup, the connection and the answer's head.
     timeout: Duration,
 }
 
 impl HttpWebhookSender {
-    pub fn new(allow_local: bool, timeout: Duration) -> Self {
-        Self { allow_local, timeout }
+    pub fn new(allow_local: bool, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = client_builder(address_check(allow_local)).timeout(timeout).build()?;
+        Ok(Self {
+            http,
+            allow_local,
+            timeout,
+        })
     }
 
     async fn post_unbounded(&self, post: &WebhookPost<'_>, shown: &str) -> Result<(), WebhookError> {
         let url = post.url;
-        let refuse = |reason: &str| WebhookError::Refused {
-            url: shown.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let unreachable = |reason: String| WebhookError::Unreachable {
+        let refuse = |reason: String| WebhookError::Refused {
             url: shown.to_owned(),
             reason,
         };
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_local => {}
-            _ => return Err(refuse("only https URLs are called")),
-        }
-        let port = url.port_or_known_default().unwrap_or(443);
-        let (domain, addresses) = match url.host() {
-            None => return Err(refuse("no host")),
-            Some(Host::Ipv4(ip)) => (None, vec![SocketAddr::new(IpAddr::V4(ip), port)]),
-            Some(Host::Ipv6(ip)) => (None, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
-            Some(Host::Domain(name)) => {
-                let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
-                    .await
-                    .map_err(|e| unreachable(format!("could not resolve the host: {e}")))?
-                    .collect();
-                (Some(name), addresses)
-            }
-        };
-        if addresses.is_empty() {
-            return Err(unreachable("the host resolves to no address".into()));
-        }
-        if !self.allow_local && !addresses.iter().all(|address| is_public(address.ip())) {
-            return Err(refuse("the host resolves to a private, loopback or reserved address"));
-        }
-
-        let mut client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout);
-        if let Some(domain) = domain {
-            // Connect only to the addresses checked above; TLS still verifies the name.
-            client = client.resolve_to_addrs(domain, &addresses);
-        }
-        let client = client
-            .build()
-            .map_err(|e| unreachable(describe_error(&e.without_url())))?;
-        let mut request = client
+        check_url(url, self.allow_local, address_check(self.allow_local)).map_err(|refused| refuse(refused.0))?;
+        let mut request = self
+            .http
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, "mediagen-webhooks")
@@ -80,10 +46,13 @@ impl HttpWebhookSender {
             request = request.header(*name, value);
         }
         // The answer's body is never read: only its status counts.
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unreachable(describe_error(&e.without_url())))?;
+        let response = request.send().await.map_err(|e| match refusal(&e) {
+            Some(refused) => refuse(refused.0),
+            None => WebhookError::Unreachable {
+                url: shown.to_owned(),
+                reason: describe_error(&e.without_url()),
+            },
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -135,13 +104,16 @@ mod tests {
 
     #[tokio::test]
     async fn private_loopback_and_metadata_hosts_are_refused() {
-        let strict = HttpWebhookSender::new(false, TIMEOUT);
+        let strict = HttpWebhookSender::new(false, TIMEOUT).unwrap();
         for raw in [
             "https://169.254.169.254/latest/meta-data",
             "https://10.0.0.1/hook",
             "https://127.0.0.1/hook",
             "https://[::1]/hook",
             "https://[::ffff:192.168.0.1]/hook",
+            "https://[fd00::1]/hook",
+            "https://[64:ff9b::a00:1]/hook",
+            "https://0.0.0.0/hook",
             "https://localhost/hook",
             "http://example.com/hook",
             "ftp://example.com/hook",
@@ -173,14 +145,14 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
             .mount(&server)
             .await;
-        let local = HttpWebhookSender::new(true, TIMEOUT);
+        let local = HttpWebhookSender::new(true, TIMEOUT).unwrap();
         send(&local, &format!("{}/ok", server.uri())).await.unwrap();
         // A redirect is an answer, not a delivery: it is never followed.
         let moved = send(&local, &format!("{}/moved", server.uri())).await.unwrap_err();
         assert!(matches!(moved, WebhookError::Rejected { status: 302, .. }), "{moved}");
         let broken = send(&local, &format!("{}/broken", server.uri())).await.unwrap_err();
         assert!(matches!(broken, WebhookError::Rejected { status: 500, .. }), "{broken}");
-        let impatient = HttpWebhookSender::new(true, Duration::from_millis(200));
+        let impatient = HttpWebhookSender::new(true, Duration::from_millis(200)).unwrap();
         let slow = send(&impatient, &format!("{}/slow", server.uri())).await.unwrap_err();
         assert!(matches!(slow, WebhookError::Unreachable { .. }), "{slow}");
         assert_eq!(
@@ -197,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_show_the_origin_only() {
-        let local = HttpWebhookSender::new(true, TIMEOUT);
+        let local = HttpWebhookSender::new(true, TIMEOUT).unwrap();
         // Nothing listens on port 9 of loopback.
         let err = send(&local, "http://127.0.0.1:9/hook?token=receivers-secret")
             .await

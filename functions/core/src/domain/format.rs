@@ -10,6 +10,8 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    pub const ALL: [OutputFormat; 3] = [OutputFormat::Png, OutputFormat::Webp, OutputFormat::Jpg];
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "png" => Some(OutputFormat::Png),

@@ -106,6 +106,14 @@ impl JobError {
         Self::new("enqueue_failed", "the job could not be queued for processing")
     }
 
+    /// A job whose message the queue gave up on before any attempt could end it.
+    pub fn stranded() -> Self {
+        Self::new(
+            "retries_exhausted",
+            "gave up: the job's message used up its deliveries before an attempt could finish it",
+        )
+    }
+
     pub fn retries_exhausted(last: &str) -> Self {
         Self::new(
             "retries_exhausted",
@@ -132,6 +140,13 @@ pub struct Job {
     /// Set by a cancel while the job is `processing`: its attempt ends it `canceled`.
     pub cancel_requested: bool,
     pub interface: Interface,
+    /// Set from the job's creation until its queue message is known to have been sent (or a
+    /// worker claims it): a job still unsent long after `submit` ended is failed by the sweeper
+    /// (docs/design.md, "Failure rules").
+    pub unsent: bool,
+    /// The model's own ids of the paid work started for this job (Replicate's predictions), in
+    /// order, noted as each starts: a later attempt resumes them instead of paying again.
+    pub predictions: Vec<String>,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -153,6 +168,8 @@ impl Job {
             media_ids: Vec::new(),
             cancel_requested: false,
             interface: Interface::Media,
+            unsent: true,
+            predictions: Vec::new(),
             ttl: expiry(now, retention),
         }
     }
@@ -168,6 +185,14 @@ impl Job {
             queued_ms: self.started_at.map(|s| millis(self.created_at, s)),
             generation_ms: self.started_at.zip(completed_at).map(|(s, c)| millis(s, c)),
         }
+    }
+
+    /// Every key an attempt of this job may have stored an image under: the format is the one
+    /// the model answered, which need not be the one asked for.
+    pub fn possible_media_keys(&self) -> Vec<String> {
+        (0..self.request.num_outputs)
+            .flat_map(|index| OutputFormat::ALL.map(|format| self.media_key(index, format)))
+            .collect()
     }
 
     /// The object key of the `index`th image of this job.
@@ -261,5 +286,14 @@ mod tests {
     fn media_keys_follow_the_stored_layout() {
         let job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(1));
         assert_eq!(job.media_key(2, OutputFormat::Png), format!("media/{}/2.png", job.id));
+    }
+
+    #[test]
+    fn every_possible_key_of_a_job_is_listed() {
+        let mut job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(1));
+        job.request.num_outputs = 2;
+        let keys = job.possible_media_keys();
+        assert_eq!(keys.len(), 6);
+        assert!(keys.contains(&format!("media/{}/1.webp", job.id)), "{keys:?}");
     }
 }

@@ -41,6 +41,17 @@ impl Budget {
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
+
+    /// One record's part of this (the invocation's) budget as the record starts, with `left`
+    /// records, itself included, still to start, `concurrency` at a time: an equal part of the
+    /// time left for each round of records still to come, but never less than `least` (what the
+    /// model needs to do anything useful) while the invocation has that much.
+    pub fn share(&self, left: usize, concurrency: usize, least: Duration) -> Budget {
+        let remaining = self.remaining();
+        let rounds = left.div_ceil(concurrency.max(1)).max(1);
+        let fair = remaining / u32::try_from(rounds).unwrap_or(u32::MAX);
+        Budget::new(fair.max(least).min(remaining))
+    }
 }
 
 /// Exponential backoff with full jitter: the n-th delay is drawn from `[0, min(cap, base·2ⁿ)]`.
@@ -101,6 +112,12 @@ impl Backoff {
     }
 }
 
+/// How long to wait before looking again at a job another worker holds until `until`: until that
+/// lease could have run out, not before.
+pub fn lease_wait(now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> Duration {
+    (until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
+}
+
 /// How long a message waits before its next delivery after the `receive_count`th failed one:
 /// 10 s doubling per receive up to 15 minutes, jittered by up to a fifth so that a burst of failed
 /// jobs does not come back all at once.
@@ -157,6 +174,26 @@ mod tests {
         assert!(redelivery_delay(1) >= Duration::from_secs(8));
         assert!(redelivery_delay(3) >= Duration::from_secs(32));
         assert!(redelivery_delay(30) <= Duration::from_secs(900));
+    }
+
+    #[test]
+    fn each_record_gets_a_fair_share_of_the_invocation() {
+        let whole = Budget::new(Duration::from_secs(30));
+        let near = |budget: Budget, secs: u64| {
+            let left = budget.remaining();
+            left <= Duration::from_secs(secs) && left > Duration::from_secs(secs) - Duration::from_millis(100)
+        };
+        // Ten records four at a time: three rounds of ten seconds.
+        assert!(near(whole.share(10, 4, Duration::from_secs(1)), 10));
+        // The last four: one round, the whole remainder.
+        assert!(near(whole.share(4, 4, Duration::from_secs(1)), 30));
+        // Never less than the model needs, while the invocation has it...
+        assert!(near(whole.share(10, 4, Duration::from_secs(12)), 12));
+        // ...and never more than the invocation has.
+        assert!(near(
+            Budget::new(Duration::from_secs(5)).share(1, 4, Duration::from_secs(12)),
+            5
+        ));
     }
 
     #[test]

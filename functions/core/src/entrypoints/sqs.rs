@@ -1,8 +1,9 @@
-//! The SQS entrypoints: `generate`'s batches of job messages and `deliver`'s batches of webhook
-//! deliveries, each record processed concurrently and the batch answered with the records to
-//! deliver again (`batchItemFailures`).
+//! The SQS entrypoints: `generate`'s batches of job messages, `deliver`'s batches of webhook
+//! deliveries and `sweeper`'s batches of dead letters, each record processed concurrently and the
+//! batch answered with the records to deliver again (`batchItemFailures`).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -19,6 +20,7 @@ use crate::domain::webhook::WebhookEvent;
 use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
 use crate::services::generate::Generator;
 use crate::services::message::{Delivery, Outcome};
+use crate::services::sweep::Sweeper;
 use crate::services::webhooks::Deliverer;
 
 /// How many records of a batch run at once.
@@ -37,10 +39,17 @@ where
     M: MediaStore,
     I: ImageModel,
 {
-    let budget = budget(&event.context);
-    let span =
-        tracing::info_span!("generate", request_id = %event.context.request_id, records = event.payload.records.len());
+    let invocation = budget(&event.context);
+    let records = event.payload.records.len();
+    let least = generator.min_budget();
+    // Each record's share is taken as it starts, of the time then left (docs/design.md,
+    // "Failure rules"): records that start late are not left with nothing.
+    let started = AtomicUsize::new(0);
+    let started = &started;
+    let span = tracing::info_span!("generate", request_id = %event.context.request_id, records);
     batch(&event.payload.records, RECORD_CONCURRENCY, |delivery| async move {
+        let left = records.saturating_sub(started.fetch_add(1, Ordering::Relaxed));
+        let budget = invocation.share(left, RECORD_CONCURRENCY, least);
         generator.process(&delivery, &budget).await
     })
     .instrument(span)
@@ -76,6 +85,21 @@ where
             serde_json::to_vec(&body).unwrap_or_default()
         };
         deliverer.deliver(&delivery, render).await
+    })
+    .instrument(span)
+    .await
+}
+
+/// `sweeper`: each record is a job message the jobs queue gave up on (docs/design.md, "Failure rules").
+pub async fn dead_letters<S, Q, M>(sweeper: &Sweeper<S, Q, M>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+where
+    S: JobStore,
+    Q: JobQueue,
+    M: MediaStore,
+{
+    let span = tracing::info_span!("dead_letters", request_id = %event.context.request_id, records = event.payload.records.len());
+    batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
+        sweeper.dead_letter(&delivery).await
     })
     .instrument(span)
     .await

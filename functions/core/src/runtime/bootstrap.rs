@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use super::config::{Config, ConfigError};
 use crate::adapters::aws;
 use crate::adapters::image_model::{Model, local::LocalModel, replicate};
-use crate::adapters::sqs::SqsWebhookQueue;
+use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::webhook::MasterKey;
@@ -76,6 +76,15 @@ pub fn webhook_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsWebhookQueue
         .as_ref()
         .ok_or(ConfigError::Missing("WEBHOOKS_QUEUE_URL"))?;
     Ok(SqsWebhookQueue::new(aws::sqs(sdk), url))
+}
+
+/// The jobs dead-letter queue `sweeper` takes messages from; it needs one.
+pub fn dead_letter_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsJobQueue, ConfigError> {
+    let url = config
+        .jobs_dead_letter_queue_url
+        .as_ref()
+        .ok_or(ConfigError::Missing("JOBS_DEAD_LETTER_QUEUE_URL"))?;
+    Ok(SqsJobQueue::new(aws::sqs(sdk), url))
 }
 
 /// The owners' webhook signing keys; `deliver` needs `WEBHOOK_SECRET`.

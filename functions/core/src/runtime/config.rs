@@ -49,6 +49,8 @@ pub struct Config {
     pub presign_endpoint_url: Option<String>,
     /// The webhook deliveries queue; without it no webhook is queued.
     pub webhooks_queue_url: Option<String>,
+    /// The jobs queue's dead-letter queue, which `sweeper` takes messages from.
+    pub jobs_dead_letter_queue_url: Option<String>,
     /// The master key webhooks are signed with (owners' keys derive from it), `whsec_<base64>`;
     /// `deliver` needs it. Checked when read.
     pub webhook_secret: Option<Secret>,
@@ -145,6 +147,7 @@ impl Config {
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
             presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
             webhooks_queue_url: get("WEBHOOKS_QUEUE_URL"),
+            jobs_dead_letter_queue_url: get("JOBS_DEAD_LETTER_QUEUE_URL"),
             webhook_secret,
         })
     }

@@ -107,6 +107,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(|e| failed(table, &e))?;
+    // Jobs whose message is not known to have been sent, for the sweeper.
+    let unsent = GlobalSecondaryIndex::builder()
+        .index_name("unsent")
+        .key_schema(key("gsi2pk", KeyType::Hash)?)
+        .key_schema(key("gsi2sk", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .map_err(|e| failed(table, &e))?;
     let created = client
         .create_table()
         .table_name(table)
@@ -114,8 +122,11 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         .attribute_definitions(string_attribute("pk")?)
         .attribute_definitions(string_attribute("gsi1pk")?)
         .attribute_definitions(string_attribute("gsi1sk")?)
+        .attribute_definitions(string_attribute("gsi2pk")?)
+        .attribute_definitions(string_attribute("gsi2sk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .global_secondary_indexes(by_owner)
+        .global_secondary_indexes(unsent)
         .send()
         .await;
     match created {
@@ -195,10 +206,16 @@ async fn create_queues(
     max_receive_count: u32,
     visibility_timeout_seconds: u32,
 ) -> Result<Queues, ProvisionError> {
+    // The jobs dead-letter queue is itself a function's event source (the sweeper's): the same
+    // visibility timeout as the queue it serves.
     let dead_letter_url = client
         .create_queue()
         .queue_name(dlq)
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_seconds.to_string(),
+        )
         .send()
         .await
         .map_err(|e| failed(dlq, &e))?
@@ -218,6 +235,8 @@ async fn create_queues(
             visibility_timeout_seconds.to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        // As template.yaml: the longest SQS keeps a message, not its default 4 days.
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
         .map_err(|e| failed(queue, &e))?

@@ -2,28 +2,38 @@
 //! (docs/design.md, "Job states", "Failure rules"), and queue its webhook once it is final
 //! ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::time::Duration;
 
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
+use super::sweep::discard_images;
 use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
-use crate::domain::retry::{Backoff, Budget, redelivery_delay};
-use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, Transition};
+use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
+use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
+
+/// The longest SQS holds a message back (its visibility timeout's limit).
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// How soon a message returned unclaimed for lack of time comes back: at once, to another
+/// invocation with a fresh budget.
+const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
 
 /// Why an attempt did not finish the job.
 #[derive(Debug)]
 enum AttemptError {
-    /// Worth another delivery.
-    Transient(String),
+    /// Worth another delivery, not before `retry_after` if the other side asked for a delay.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The job can never succeed.
     Permanent(JobError),
     /// Another worker took the job over; it is theirs now.
     LostClaim,
-    /// The job's cancel was requested while it ran: these stored objects are not to be kept.
-    Canceled(Vec<String>),
+    /// The job's cancel was requested while it ran.
+    Canceled,
 }
 
 pub struct GenerateSettings {
@@ -67,7 +77,22 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         }
     }
 
+    /// The least time one record needs: see [`ImageModel::min_budget`].
+    pub fn min_budget(&self) -> Duration {
+        self.model.min_budget()
+    }
+
     pub async fn process(&self, delivery: &Delivery<'_>, budget: &Budget) -> Outcome {
+        if budget.remaining() < self.model.min_budget() {
+            // A claim now would spend an attempt that cannot finish: the message goes back for
+            // an invocation with time to run it (docs/design.md, "Failure rules").
+            tracing::info!(
+                budget_ms = budget.remaining().as_millis() as u64,
+                "too little time left to start the job; message returned unclaimed"
+            );
+            self.delay_redelivery(delivery, UNCLAIMED_DELAY).await;
+            return Outcome::Retry;
+        }
         let now = Utc::now();
         let lease_until = now + budget.remaining() + self.settings.lease_margin;
         let claimed = match self.store.claim(delivery.job_id, now, lease_until).await {
@@ -100,7 +125,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             return self.finish_canceled(&claimed, &[]).await;
         }
 
-        match self.attempt(&claimed, budget).await {
+        // The keys this attempt stored images under, to remove if the job does not succeed.
+        let mut stored = Vec::new();
+        match self.attempt(&claimed, budget, &mut stored).await {
             Ok(()) => {
                 let timings = claimed.timings_until(Some(Utc::now()));
                 tracing::info!(
@@ -112,6 +139,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 values.extend(timings.queued_ms.map(|ms| (Metric::QueueLatency, ms as f64)));
                 values.extend(timings.generation_ms.map(|ms| (Metric::GenerationLatency, ms as f64)));
                 metrics::emit(&claimed.request.model, &values);
+                if claimed.attempts > 1 {
+                    // An earlier attempt may have stored an image in another format before it died.
+                    let stray: Vec<String> = claimed
+                        .possible_media_keys()
+                        .into_iter()
+                        .filter(|key| !stored.contains(key))
+                        .collect();
+                    discard_images(&self.media, &stray).await;
+                }
                 self.webhooks.job_final(&claimed).await;
                 Outcome::Acknowledge
             }
@@ -119,36 +155,51 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 tracing::warn!("another worker took the job over; this attempt's result is discarded");
                 Outcome::Acknowledge
             }
-            Err(AttemptError::Canceled(keys)) => self.finish_canceled(&claimed, &keys).await,
+            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
-                self.finish_failed(&claimed, &error, Outcome::Acknowledge).await
+                self.finish_failed(&claimed, &error, &stored, Outcome::Acknowledge)
+                    .await
             }
-            Err(AttemptError::Transient(message)) if delivery.receive_count >= self.settings.max_receive_count => {
+            Err(AttemptError::Transient { message, .. })
+                if delivery.receive_count >= self.settings.max_receive_count =>
+            {
                 tracing::error!(%message, "last allowed attempt failed; job failed");
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
-                self.finish_failed(&claimed, &JobError::retries_exhausted(&message), Outcome::Retry)
-                    .await
+                let error = JobError::retries_exhausted(&message);
+                self.finish_failed(&claimed, &error, &stored, Outcome::Retry).await
             }
-            Err(AttemptError::Transient(message)) => {
+            Err(AttemptError::Transient { message, retry_after }) => {
                 tracing::warn!(%message, "attempt failed; job goes back to the queue");
                 let error = JobError::new("transient_error", message);
-                if let Err(err) = self.store.release(&claimed, &error, Utc::now()).await {
+                match self.store.release(&claimed, &error, Utc::now()).await {
+                    // A queued job holds no images: a cancel while it waits leaves none behind.
+                    Ok(Transition::Applied) => discard_images(&self.media, &stored).await,
+                    Ok(Transition::Stale) => {}
                     // The lease will run out and the next delivery will take the job over.
-                    tracing::warn!(error = %err, "could not release the job");
+                    Err(err) => tracing::warn!(error = %err, "could not release the job"),
                 }
-                self.delay_redelivery(delivery, redelivery_delay(delivery.receive_count))
-                    .await;
+                // A delay the model asked for (a long rate limit) is kept, so that the receives
+                // are not spent before it passes; SQS holds a message back 12 hours at most.
+                let delay = redelivery_delay(delivery.receive_count)
+                    .max(retry_after.unwrap_or_default())
+                    .min(MAX_VISIBILITY);
+                self.delay_redelivery(delivery, delay).await;
                 Outcome::Retry
             }
         }
     }
 
-    async fn attempt(&self, job: &Job, budget: &Budget) -> Result<(), AttemptError> {
+    async fn attempt(&self, job: &Job, budget: &Budget, stored: &mut Vec<String>) -> Result<(), AttemptError> {
         let retries = &self.settings.retries;
+        let runs = JobRuns {
+            store: &self.store,
+            job,
+            noted: std::sync::Mutex::new(job.predictions.clone()),
+        };
         let outputs = retries
-            .retry(budget, || self.model.generate(&job.request, budget))
+            .retry(budget, || self.model.generate(&job.request, budget, &runs))
             .await
             .map_err(model_failure)?;
 
@@ -164,10 +215,11 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             let bytes = image.bytes.len() as u64;
             let body = bytes::Bytes::from(image.bytes);
             // The key is fixed per job and index, so a repeated attempt overwrites, never adds.
+            stored.push(key.clone());
             retries
                 .retry(budget, || self.media.put(&key, body.clone(), content_type))
                 .await
-                .map_err(|e| AttemptError::Transient(e.to_string()))?;
+                .map_err(transient)?;
             media.push(MediaItem {
                 id: MediaId::new(),
                 job_id: job.id,
@@ -186,20 +238,20 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         match retries
             .retry(budget, || self.store.complete(job, &media, Utc::now()))
             .await
-            .map_err(|e| AttemptError::Transient(e.to_string()))?
+            .map_err(transient)?
         {
             Transition::Applied => Ok(()),
             Transition::Stale => match self.store.job(job.id).await {
                 Ok(Some(current)) if current.attempts == job.attempts && current.cancel_requested => {
-                    Err(AttemptError::Canceled(media.into_iter().map(|item| item.key).collect()))
+                    Err(AttemptError::Canceled)
                 }
                 _ => Err(AttemptError::LostClaim),
             },
         }
     }
 
-    /// Ends a job whose cancel was requested, and removes what its attempt stored.
-    async fn finish_canceled(&self, claimed: &Job, keys: &[String]) -> Outcome {
+    /// Ends a job whose cancel was requested, and removes what its attempts stored.
+    async fn finish_canceled(&self, claimed: &Job, stored: &[String]) -> Outcome {
         match self.store.finish_canceled(claimed, Utc::now()).await {
             Ok(Transition::Applied) => {
                 tracing::info!("job canceled as requested; its images were not committed");
@@ -214,19 +266,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 return Outcome::Retry;
             }
         }
-        for key in keys {
-            if let Err(err) = self.media.delete(key).await {
-                // Unreferenced, and the bucket's lifecycle rule removes it after the retention.
-                tracing::warn!(error = %err, %key, "could not remove an image of a canceled job");
-            }
-        }
+        discard_images(&self.media, &leftovers(claimed, stored)).await;
         Outcome::Acknowledge
     }
 
-    async fn finish_failed(&self, claimed: &Job, error: &JobError, outcome: Outcome) -> Outcome {
+    async fn finish_failed(&self, claimed: &Job, error: &JobError, stored: &[String], outcome: Outcome) -> Outcome {
         match self.store.fail(claimed, error, Utc::now()).await {
             Ok(Transition::Applied) => {
                 metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
+                discard_images(&self.media, &leftovers(claimed, stored)).await;
                 self.webhooks.job_final(claimed).await;
                 outcome
             }
@@ -252,17 +300,56 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
     }
 }
 
+/// The images a job that ends without success may have left: what this attempt stored, and if
+/// an earlier attempt may have stored some before it crashed, every key the job may have.
+fn leftovers(claimed: &Job, stored: &[String]) -> Vec<String> {
+    if claimed.attempts > 1 {
+        claimed.possible_media_keys()
+    } else {
+        stored.to_vec()
+    }
+}
+
+/// A failure of our own stores: worth another delivery, at the usual pace.
+fn transient(err: impl std::fmt::Display) -> AttemptError {
+    AttemptError::Transient {
+        message: err.to_string(),
+        retry_after: None,
+    }
+}
+
+/// Notes a claimed job's model runs on the job, under its claim.
+struct JobRuns<'a, S> {
+    store: &'a S,
+    job: &'a Job,
+    noted: std::sync::Mutex<Vec<String>>,
+}
+
+impl<S: JobStore> RunLog for JobRuns<'_, S> {
+    fn noted(&self) -> Vec<String> {
+        self.noted.lock().map(|noted| noted.clone()).unwrap_or_default()
+    }
+
+    async fn note(&self, ids: Vec<String>) {
+        if let Ok(mut noted) = self.noted.lock() {
+            noted.clone_from(&ids);
+        }
+        match self.store.note_predictions(self.job, &ids).await {
+            Ok(Transition::Applied) => tracing::info!(runs = ?ids, "model runs noted on the job"),
+            Ok(Transition::Stale) => tracing::warn!("another worker took the job over; its runs are not noted"),
+            // The run goes on; only a later attempt would not find it, and pay again.
+            Err(err) => tracing::warn!(error = %err, "could not note the model's runs on the job"),
+        }
+    }
+}
+
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
-        ModelError::Transient { message, .. } => AttemptError::Transient(message),
+        ModelError::Transient { message, retry_after } => AttemptError::Transient { message, retry_after },
         ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
         ModelError::Configuration { message } => {
             tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");
             AttemptError::Permanent(JobError::new("model_configuration", message))
         }
     }
-}
-
-fn lease_wait(now: DateTime<Utc>, until: DateTime<Utc>) -> Duration {
-    (until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
 }

@@ -1,6 +1,6 @@
 //! The operations of the service, written against the ports only: authenticate a caller, accept
-//! a job, run one, read and list jobs, cancel one, hand out links to images, manage API keys,
-//! deliver webhooks.
+//! a job, run one, read and list jobs, cancel one, end the jobs no message will bring back, hand out links
+//! to images, manage API keys, deliver webhooks.
 
 pub mod auth;
 pub mod cancel;
@@ -11,4 +11,5 @@ pub mod message;
 pub mod metrics;
 pub mod read;
 pub mod submit;
+pub mod sweep;
 pub mod webhooks;

@@ -11,7 +11,7 @@ use super::webhooks::Notifier;
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Interface, Job, JobError};
+use crate::domain::job::{Interface, Job, JobError, JobStatus};
 use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,14 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                         StoreError::Unavailable(format!("idempotency record names missing job {job_id}"))
                     })?;
                 tracing::info!("idempotent replay of an earlier submit");
+                let age = Utc::now() - original.created_at;
+                if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
+                    // The first submit ended before its message went out (a crash, a timeout):
+                    // the retry sends it, as the client who retries expects the job to run. A
+                    // younger job's own submit is most likely sending it right now; should both
+                    // send, the second message finds the job claimed or final.
+                    self.send_again(&original).await;
+                }
                 return Ok(Submitted {
                     job: original,
                     replayed: true,
@@ -110,13 +118,53 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 .await
             {
                 Ok(Transition::Applied) => self.webhooks.job_final(&job).await,
-                Ok(Transition::Stale) => tracing::warn!("job left the queued state before it could be failed"),
+                Ok(Transition::Stale) => {
+                    if let Some(running) = self.picked_up(job.id).await {
+                        return Ok(running);
+                    }
+                }
                 Err(store_err) => tracing::error!(error = %store_err, "could not mark the unqueued job failed"),
             }
             return Err(SubmitError::QueueUnavailable(job.id));
         }
+        self.mark_sent(job.id).await;
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
         metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
         Ok(Submitted { job, replayed: false })
+    }
+
+    async fn send_again(&self, job: &Job) {
+        match self.queue.enqueue(job.id).await {
+            Ok(()) => {
+                tracing::warn!("the job's message had never been sent; sent now");
+                self.mark_sent(job.id).await;
+            }
+            // Still unsent: another retry may send it, else the sweeper fails it.
+            Err(err) => tracing::error!(error = %err, "could not send the unsent job's message"),
+        }
+    }
+
+    async fn mark_sent(&self, id: JobId) {
+        if let Err(err) = self.store.mark_sent(id).await {
+            // Its message is out, so a worker will claim it, which clears the mark too.
+            tracing::warn!(error = %err, "could not record that the job's message was sent");
+        }
+    }
+
+    /// The job, if it left `queued` although sending its message seemed to fail: the send's answer
+    /// was lost, not the message, and the job is running (docs/design.md, "Failure rules").
+    async fn picked_up(&self, id: JobId) -> Option<Submitted> {
+        match self.store.job(id).await {
+            Ok(Some(job)) if job.status != JobStatus::Queued => {
+                tracing::warn!(status = %job.status, "the queue's answer was lost, but the job was picked up");
+                metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
+                Some(Submitted { job, replayed: false })
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read back the job whose message may have gone");
+                None
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use mediagen::domain::job::{Job, JobStatus};
 use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
-use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError};
+use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError, RunLog};
 use mediagen::services::keys::KeyAdmin;
 use serde_json::{Value, json};
 
@@ -230,9 +230,14 @@ struct SlowModel(Duration);
 impl ImageModel for SlowModel {
     type Output = u32;
 
-    async fn generate(&self, request: &GenerateRequest, budget: &Budget) -> Result<Vec<u32>, ModelError> {
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        log: &L,
+    ) -> Result<Vec<u32>, ModelError> {
         tokio::time::sleep(self.0).await;
-        LocalModel.generate(request, budget).await
+        LocalModel.generate(request, budget, log).await
     }
 
     async fn fetch(

@@ -4,14 +4,20 @@ use std::time::Duration;
 
 use crate::helpers::{MAX_RECEIVE_COUNT, Stack, record, sqs_event};
 use chrono::Utc;
+use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::adapters::image_model::local::LocalModel;
+use mediagen::adapters::sqs::SqsJobQueue;
+use mediagen::domain::format::OutputFormat;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
-use mediagen::domain::job::{Job, JobStatus};
+use mediagen::domain::job::{Job, JobError, JobStatus, MediaItem};
 use mediagen::domain::keys::Owner;
-use mediagen::domain::retry::Budget;
+use mediagen::domain::retry::{Backoff, Budget};
 use mediagen::entrypoints::sqs;
-use mediagen::ports::{Claim, GeneratedImage, ImageModel, JobQueue, JobStore, ModelError};
+use mediagen::ports::{
+    Claim, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError, Transition,
+};
+use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;
 
 /// A model that always answers the same error: the stand-in for a failing model API.
@@ -21,7 +27,7 @@ struct FailingModel(ModelError);
 impl ImageModel for FailingModel {
     type Output = ();
 
-    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+    async fn generate<L: RunLog>(&self, _: &GenerateRequest, _: &Budget, _: &L) -> Result<Vec<()>, ModelError> {
         Err(self.0.clone())
     }
 
@@ -254,4 +260,480 @@ async fn a_final_job_is_never_moved_again() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Failed);
     assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());
+}
+
+/// Claims the job as a worker that then died would have: its lease already run out.
+async fn claimed_by_a_dead_worker(stack: &Stack, id: JobId) -> Job {
+    let long_ago = Utc::now() - chrono::Duration::minutes(10);
+    let Claim::Claimed(dead) = stack
+        .store()
+        .claim(id, long_ago, long_ago + chrono::Duration::minutes(1))
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim must succeed");
+    };
+    *dead
+}
+
+async fn put(stack: &Stack, key: &str) {
+    stack
+        .media()
+        .put(key, bytes::Bytes::from_static(b"left by a dead attempt"), "image/png")
+        .await
+        .unwrap();
+}
+
+/// A worker died between its S3 put and its commit; the next attempt succeeds: the bucket holds
+/// exactly the committed images, the stale bytes overwritten and a stray format removed.
+#[tokio::test]
+async fn a_crash_between_the_put_and_the_commit_leaves_exactly_the_committed_images() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "crash", "width": 256, "height": 256})).await;
+    let dead = claimed_by_a_dead_worker(&stack, queued.id).await;
+    put(&stack, &dead.media_key(0, OutputFormat::Png)).await;
+    put(&stack, &dead.media_key(0, OutputFormat::Webp)).await;
+
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let done = job(&stack, queued.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
+    let media = stack.store().job_media(&done).await.unwrap();
+    let mut keys = stack.object_keys(&format!("media/{}/", queued.id)).await;
+    keys.sort();
+    assert_eq!(keys, [media[0].key.clone()]);
+    let stored = stack.media().get(&media[0].bucket, &media[0].key).await.unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        media[0].bytes,
+        "the dead attempt's bytes were overwritten"
+    );
+}
+
+/// The same crash, then the job fails for good: no image of it stays in the bucket.
+#[tokio::test]
+async fn a_crash_between_the_put_and_the_commit_then_a_failure_leaves_no_images() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "crash", "width": 256, "height": 256})).await;
+    let dead = claimed_by_a_dead_worker(&stack, queued.id).await;
+    put(&stack, &dead.media_key(0, OutputFormat::Png)).await;
+    let model = FailingModel(ModelError::Permanent {
+        code: "model_rejected".into(),
+        message: "no".into(),
+    });
+
+    sqs::handle(&stack.generator(model), sqs_event(vec![message])).await;
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Failed);
+    assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());
+}
+
+/// Renders the first output and fails on the second: an attempt that stored an image and then
+/// failed in a way worth another try.
+#[derive(Clone)]
+struct SecondOutputFails;
+
+impl ImageModel for SecondOutputFails {
+    type Output = u32;
+
+    async fn generate<L: RunLog>(&self, request: &GenerateRequest, _: &Budget, _: &L) -> Result<Vec<u32>, ModelError> {
+        Ok((0..request.num_outputs).collect())
+    }
+
+    async fn fetch(&self, request: &GenerateRequest, index: &u32, _: &Budget) -> Result<GeneratedImage, ModelError> {
+        match index {
+            0 => mediagen::adapters::image_model::local::render(request, 0),
+            _ => Err(ModelError::Transient {
+                message: "the second output broke off".into(),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_job_sent_back_to_the_queue_keeps_no_images() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(
+        &stack,
+        json!({"prompt": "half", "width": 256, "height": 256, "num_outputs": 2}),
+    )
+    .await;
+    let response = sqs::handle(&stack.generator(SecondOutputFails), sqs_event(vec![message])).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Queued);
+    assert!(stack.object_keys(&format!("media/{}/", queued.id)).await.is_empty());
+}
+
+/// A worker whose lease ran out and was taken over cannot commit: the `attempts` fence.
+#[tokio::test]
+async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
+    let stack = Stack::new().await;
+    let (queued, _) = submitted(&stack, json!({"prompt": "fence", "width": 256, "height": 256})).await;
+    let stale = claimed_by_a_dead_worker(&stack, queued.id).await;
+    let now = Utc::now();
+    let Claim::Claimed(current) = stack
+        .store()
+        .claim(queued.id, now, now + chrono::Duration::minutes(1))
+        .await
+        .unwrap()
+    else {
+        panic!("the lease ran out: the job is taken over");
+    };
+    let store = stack.store();
+    let error = JobError::new("x", "y");
+    assert_eq!(
+        store.complete(&stale, &[], Utc::now()).await.unwrap(),
+        Transition::Stale
+    );
+    assert_eq!(store.fail(&stale, &error, Utc::now()).await.unwrap(), Transition::Stale);
+    assert_eq!(
+        store.release(&stale, &error, Utc::now()).await.unwrap(),
+        Transition::Stale
+    );
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Processing);
+    assert_eq!(
+        store.complete(&current, &[], Utc::now()).await.unwrap(),
+        Transition::Applied
+    );
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
+}
+
+/// SQS may deliver one message twice at the same time, to two invocations.
+#[tokio::test]
+async fn two_workers_with_the_same_message_at_once_make_one_set_of_images() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(
+        &stack,
+        json!({"prompt": "twins", "width": 256, "height": 256, "num_outputs": 2}),
+    )
+    .await;
+    let (first, second) = (stack.generator(LocalModel), stack.generator(LocalModel));
+    let (a, b) = tokio::join!(
+        sqs::handle(&first, sqs_event(vec![message.clone()])),
+        sqs::handle(&second, sqs_event(vec![message]))
+    );
+
+    let done = job(&stack, queued.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
+    assert_eq!(done.media_ids.len(), 2);
+    assert_eq!(stack.object_keys(&format!("media/{}/", queued.id)).await.len(), 2);
+    // One of them held the job; the other's delivery came back for later, and found it final.
+    assert_eq!(a.batch_item_failures.len() + b.batch_item_failures.len(), 1);
+}
+
+/// A store whose commit goes through but whose answer is lost, once.
+struct LostCommitAnswer {
+    store: DynamoJobStore,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl JobStore for LostCommitAnswer {
+    async fn complete(
+        &self,
+        claimed: &Job,
+        media: &[MediaItem],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let applied = self.store.complete(claimed, media, now).await?;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("connection reset before the answer".into()));
+        }
+        Ok(applied)
+    }
+    // The rest as the real store.
+    async fn create(
+        &self,
+        job: &Job,
+        idempotency: Option<mediagen::ports::IdempotencyClaim<'_>>,
+    ) -> Result<mediagen::ports::Created, StoreError> {
+        self.store.create(job, idempotency).await
+    }
+    async fn list(
+        &self,
+        owner: &Owner,
+        query: &mediagen::domain::listing::ListQuery,
+    ) -> Result<mediagen::ports::JobPage, StoreError> {
+        self.store.list(owner, query).await
+    }
+    async fn cancel(&self, id: JobId, now: chrono::DateTime<Utc>) -> Result<mediagen::ports::Cancel, StoreError> {
+        self.store.cancel(id, now).await
+    }
+    async fn finish_canceled(&self, claimed: &Job, now: chrono::DateTime<Utc>) -> Result<Transition, StoreError> {
+        self.store.finish_canceled(claimed, now).await
+    }
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.store.job(id).await
+    }
+    async fn media(&self, id: mediagen::domain::ids::MediaId) -> Result<Option<MediaItem>, StoreError> {
+        self.store.media(id).await
+    }
+    async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
+        self.store.job_media(job).await
+    }
+    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
+        self.store.note_predictions(claimed, ids).await
+    }
+    async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
+        self.store.mark_sent(id).await
+    }
+    async fn unsent(&self, before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        self.store.unsent(before, limit).await
+    }
+    async fn fail_unsent(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        self.store.fail_unsent(id, error, now).await
+    }
+    async fn fail_queued(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.store.fail_queued(id, error, now).await
+    }
+    async fn fail_stranded(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<mediagen::ports::Stranded, StoreError> {
+        self.store.fail_stranded(id, error, now).await
+    }
+    async fn claim(
+        &self,
+        id: JobId,
+        now: chrono::DateTime<Utc>,
+        lease_until: chrono::DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.store.claim(id, now, lease_until).await
+    }
+    async fn release(
+        &self,
+        claimed: &Job,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.store.release(claimed, error, now).await
+    }
+    async fn fail(
+        &self,
+        claimed: &Job,
+        error: &JobError,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.store.fail(claimed, error, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_still_ends_the_job_succeeded_once() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "lost", "width": 256, "height": 256})).await;
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+    let store = LostCommitAnswer {
+        store: stack.store(),
+        lost: Default::default(),
+    };
+    let generator = Generator::new(
+        store,
+        stack.queue(),
+        stack.media(),
+        LocalModel,
+        stack.notifier(),
+        settings,
+    );
+
+    let response = sqs::handle(&generator, sqs_event(vec![message.clone()])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let done = job(&stack, queued.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.media_ids.len(), 1);
+    assert_eq!(stack.object_keys(&format!("media/{}/", queued.id)).await.len(), 1);
+    // A redelivery finds it final and changes nothing.
+    let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(job(&stack, queued.id).await.media_ids, done.media_ids);
+}
+
+/// Notes a run and fails the first time; the second time it must be handed that run back.
+struct NotingModel;
+
+impl ImageModel for NotingModel {
+    type Output = u32;
+
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        log: &L,
+    ) -> Result<Vec<u32>, ModelError> {
+        if log.noted().is_empty() {
+            log.note(vec!["run-1".into()]).await;
+            return Err(ModelError::Transient {
+                message: "broke off after starting paid work".into(),
+                retry_after: None,
+            });
+        }
+        assert_eq!(log.noted(), ["run-1"], "the next attempt resumes the noted run");
+        LocalModel.generate(request, budget, log).await
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        index: &u32,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        LocalModel.fetch(request, index, budget).await
+    }
+}
+
+#[tokio::test]
+async fn paid_work_noted_by_one_attempt_is_handed_to_the_next() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "resume", "width": 256, "height": 256})).await;
+    // No retry inside the invocation: the second try comes with the next delivery.
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 1);
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        stack.media(),
+        NotingModel,
+        stack.notifier(),
+        settings,
+    );
+
+    let first = sqs::handle(&generator, sqs_event(vec![message.clone()])).await;
+    assert_eq!(first.batch_item_failures.len(), 1);
+    assert_eq!(job(&stack, queued.id).await.predictions, ["run-1"]);
+    let second = sqs::handle(&generator, sqs_event(vec![message])).await;
+    assert!(second.batch_item_failures.is_empty());
+    let done = job(&stack, queued.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
+}
+
+/// Records the redelivery delays the worker asks for.
+struct RecordingQueue {
+    queue: SqsJobQueue,
+    delays: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+}
+
+impl JobQueue for RecordingQueue {
+    async fn enqueue(&self, id: JobId) -> Result<(), mediagen::ports::QueueError> {
+        self.queue.enqueue(id).await
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), mediagen::ports::QueueError> {
+        self.delays.lock().unwrap().push(delay);
+        self.queue.retry_later(receipt_handle, delay).await
+    }
+}
+
+/// A long rate limit is waited out between deliveries, not spent receive by receive.
+#[tokio::test]
+async fn the_models_retry_after_sets_the_redelivery_within_sqs_limits() {
+    let stack = Stack::new().await;
+    for (asked, expected) in [(900, 900), (100_000, 43_200)] {
+        let (_, message) = submitted(&stack, json!({"prompt": "throttled", "width": 256, "height": 256})).await;
+        let delays = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = RecordingQueue {
+            queue: stack.queue(),
+            delays: delays.clone(),
+        };
+        let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+        settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+        let model = FailingModel(ModelError::Transient {
+            message: "Replicate throttled the request".into(),
+            retry_after: Some(Duration::from_secs(asked)),
+        });
+        let generator = Generator::new(stack.store(), queue, stack.media(), model, stack.notifier(), settings);
+        let response = sqs::handle(&generator, sqs_event(vec![message])).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(
+            *delays.lock().unwrap(),
+            [Duration::from_secs(expected)],
+            "asked {asked} s"
+        );
+    }
+}
+
+/// Takes `per_job` for each job, and needs that much to start one: a slow model.
+struct SteadyModel {
+    per_job: Duration,
+}
+
+impl ImageModel for SteadyModel {
+    type Output = u32;
+
+    fn min_budget(&self) -> Duration {
+        self.per_job + Duration::from_millis(100)
+    }
+
+    async fn generate<L: RunLog>(&self, _: &GenerateRequest, budget: &Budget, _: &L) -> Result<Vec<u32>, ModelError> {
+        if budget.remaining() < self.per_job {
+            return Err(ModelError::Transient {
+                message: "out of time".into(),
+                retry_after: None,
+            });
+        }
+        tokio::time::sleep(self.per_job).await;
+        Ok(vec![0])
+    }
+
+    async fn fetch(
+        &self,
+        request: &GenerateRequest,
+        index: &u32,
+        budget: &Budget,
+    ) -> Result<GeneratedImage, ModelError> {
+        LocalModel.fetch(request, index, budget).await
+    }
+}
+
+/// Ten records, four at a time, in an invocation with time for one round of them: the first
+/// round runs; the others go back unclaimed, their jobs untouched, no attempt spent on them.
+#[tokio::test]
+async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
+    let stack = Stack::new().await;
+    let mut jobs = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..10 {
+        let (queued, message) = submitted(
+            &stack,
+            json!({"prompt": format!("late {n}"), "width": 256, "height": 256}),
+        )
+        .await;
+        jobs.push(queued.id);
+        records.push(message);
+    }
+    let model = SteadyModel {
+        per_job: Duration::from_millis(1500),
+    };
+    // 3 s after the 3 s reserve: one round of 1.6 s, not two.
+    let response = sqs::handle(
+        &stack.generator(model),
+        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+    )
+    .await;
+
+    let mut succeeded = 0;
+    for id in &jobs {
+        let job = job(&stack, *id).await;
+        match job.status {
+            JobStatus::Succeeded => succeeded += 1,
+            JobStatus::Queued => {
+                assert_eq!(job.attempts, 0, "a job returned for lack of time keeps its attempts");
+                assert!(job.error.is_none(), "{:?}", job.error);
+            }
+            other => panic!("job {id} is {other}"),
+        }
+    }
+    assert_eq!(succeeded, 4, "the first round ran");
+    assert_eq!(response.batch_item_failures.len(), 6);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, Response};
@@ -23,7 +23,7 @@ use mediagen::domain::secret::Secret;
 use mediagen::domain::webhook::MasterKey;
 use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
-use mediagen::ports::ImageModel;
+use mediagen::ports::{ImageModel, JobQueue};
 use mediagen::runtime::provision::{Provisioned, Resources, provision};
 use mediagen::services::auth::Authenticator;
 use mediagen::services::cancel::CancelService;
@@ -32,6 +32,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
+use mediagen::services::sweep::Sweeper;
 use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -54,13 +55,13 @@ pub fn endpoint() -> String {
 }
 
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    // The functions' own defaults (HTTPS client, timeouts), pointed at the emulator.
+    aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
-        .http_client(mediagen::adapters::aws::http_client())
         .load()
         .await
 }
@@ -138,7 +139,7 @@ impl Stack {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue(&self, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
         SubmitApi {
             auth: Authenticator::new(self.store()),
             submit: SubmitService::new(self.store(), queue, self.notifier(), self.policy(), RETENTION),
@@ -162,12 +163,37 @@ impl Stack {
         )
     }
 
+    /// The sweeper with this stack's adapters.
+    pub fn sweeper(&self) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore> {
+        Sweeper::new(
+            self.store(),
+            SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+            self.media(),
+            self.notifier(),
+        )
+    }
+
+    /// Receives the jobs queue's message until SQS moves it to the dead-letter queue (after
+    /// `MAX_RECEIVE_COUNT` receives), then answers it as the dead-letter queue hands it over.
+    pub async fn exhaust_to_dead_letters(&self) -> Vec<SqsMessage> {
+        for _ in 0..MAX_RECEIVE_COUNT {
+            assert_eq!(self.receive(0).await.len(), 1, "the job's message is on the jobs queue");
+        }
+        // The receive after the last allowed one moves it.
+        assert!(self.receive(0).await.is_empty());
+        let moved = self
+            .receive_from(&self.provisioned.dead_letter_queue_url, "dead-letters", 30)
+            .await;
+        assert_eq!(moved.len(), 1, "SQS moved the message to the dead-letter queue");
+        moved
+    }
+
     /// The webhook sender with this stack's adapters; `allow_local` as `ALLOW_LOCAL_URLS`.
     pub fn deliverer(&self, allow_local: bool) -> Deliverer<DynamoJobStore, SqsWebhookQueue, HttpWebhookSender> {
         Deliverer::new(
             self.store(),
             self.webhooks(),
-            HttpWebhookSender::new(allow_local, Duration::from_secs(5)),
+            HttpWebhookSender::new(allow_local, Duration::from_secs(5)).expect("the webhook client"),
             signing_keys(),
         )
     }
@@ -278,11 +304,16 @@ pub fn signing_keys() -> SigningKeys {
 
 /// An SQS event as Lambda hands it over, with a deadline a minute away.
 pub fn sqs_event(records: Vec<SqsMessage>) -> LambdaEvent<SqsEvent> {
+    sqs_event_due_in(records, Duration::from_secs(60))
+}
+
+/// An SQS event whose invocation ends `deadline` from now.
+pub fn sqs_event_due_in(records: Vec<SqsMessage>, deadline: Duration) -> LambdaEvent<SqsEvent> {
     let mut event = SqsEvent::default();
     event.records = records;
     let mut context = Context::default();
     context.request_id = "test-request".into();
-    context.deadline = (chrono::Utc::now() + chrono::Duration::seconds(60)).timestamp_millis() as u64;
+    context.deadline = (chrono::Utc::now().timestamp_millis() as u64) + deadline.as_millis() as u64;
     LambdaEvent::new(event, context)
 }
 

@@ -11,4 +11,5 @@ mod predictions;
 mod read;
 mod replicate;
 mod submit;
+mod sweep;
 mod webhooks;

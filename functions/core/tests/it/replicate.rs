@@ -9,7 +9,7 @@ use mediagen::domain::format::OutputFormat;
 use mediagen::domain::generation::{GenerateRequest, RequestPolicy};
 use mediagen::domain::retry::{Backoff, Budget};
 use mediagen::domain::secret::Secret;
-use mediagen::ports::{ImageModel, ModelError};
+use mediagen::ports::{ImageModel, ModelError, NoRunLog, RunLog};
 use serde_json::{Value, json};
 use url::Url;
 use wiremock::matchers::{body_partial_json, header, header_exists, method, path};
@@ -96,7 +96,7 @@ async fn replicate_sync_success_sends_token_input_and_prefer_wait() {
         .await;
     let model = model(&server);
 
-    let found = model.generate(&request(1), &fresh_budget()).await.unwrap();
+    let found = model.generate(&request(1), &fresh_budget(), &NoRunLog).await.unwrap();
     assert_eq!(found.len(), 1);
     let image = model.fetch(&request(1), &found[0], &fresh_budget()).await.unwrap();
     assert_eq!(image.format, OutputFormat::Png);
@@ -131,7 +131,10 @@ async fn replicate_success_after_polling() {
         .mount(&server)
         .await;
 
-    let found = model(&server).generate(&request(2), &fresh_budget()).await.unwrap();
+    let found = model(&server)
+        .generate(&request(2), &fresh_budget(), &NoRunLog)
+        .await
+        .unwrap();
     assert_eq!(found.iter().map(Url::as_str).collect::<Vec<_>>(), urls);
 }
 
@@ -157,7 +160,10 @@ async fn replicate_429_with_retry_after_then_success() {
     let model = model(&server);
     let (one, budget) = (request(1), fresh_budget());
 
-    let first = model.generate(&request(1), &fresh_budget()).await.unwrap_err();
+    let first = model
+        .generate(&request(1), &fresh_budget(), &NoRunLog)
+        .await
+        .unwrap_err();
     assert_eq!(
         first,
         ModelError::Transient {
@@ -166,7 +172,10 @@ async fn replicate_429_with_retry_after_then_success() {
         }
     );
     let started = Instant::now();
-    let found = RETRIES.retry(&budget, || model.generate(&one, &budget)).await.unwrap();
+    let found = RETRIES
+        .retry(&budget, || model.generate(&one, &budget, &NoRunLog))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert!(
         started.elapsed() < Duration::from_millis(900),
@@ -197,7 +206,10 @@ async fn replicate_429_without_header_uses_the_reset_hint_and_waits() {
     let (one, budget) = (request(1), fresh_budget());
 
     let started = Instant::now();
-    let found = RETRIES.retry(&budget, || model.generate(&one, &budget)).await.unwrap();
+    let found = RETRIES
+        .retry(&budget, || model.generate(&one, &budget, &NoRunLog))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert!(started.elapsed() >= Duration::from_secs(1), "waited the hinted second");
 }
@@ -222,7 +234,10 @@ async fn replicate_5xx_twice_then_success() {
     let model = model(&server);
     let (one, budget) = (request(1), fresh_budget());
 
-    let found = RETRIES.retry(&budget, || model.generate(&one, &budget)).await.unwrap();
+    let found = RETRIES
+        .retry(&budget, || model.generate(&one, &budget, &NoRunLog))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
 }
 
@@ -243,7 +258,7 @@ async fn replicate_422_is_permanent_and_keeps_the_message() {
     let (one, budget) = (request(1), fresh_budget());
 
     let err = RETRIES
-        .retry(&budget, || model.generate(&one, &budget))
+        .retry(&budget, || model.generate(&one, &budget, &NoRunLog))
         .await
         .unwrap_err();
     let ModelError::Permanent { message, .. } = err else {
@@ -259,7 +274,10 @@ async fn replicate_refused_token_is_a_configuration_error() {
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"detail": "Invalid token.", "status": 401})))
         .mount(&server)
         .await;
-    let err = model(&server).generate(&request(1), &fresh_budget()).await.unwrap_err();
+    let err = model(&server)
+        .generate(&request(1), &fresh_budget(), &NoRunLog)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ModelError::Configuration { ref message } if message.contains("Invalid token")),
         "{err:?}"
@@ -283,7 +301,10 @@ async fn replicate_failed_prediction_is_permanent_with_its_error() {
         .mount(&server)
         .await;
 
-    let err = model(&server).generate(&request(1), &fresh_budget()).await.unwrap_err();
+    let err = model(&server)
+        .generate(&request(1), &fresh_budget(), &NoRunLog)
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         ModelError::Permanent {
@@ -293,37 +314,267 @@ async fn replicate_failed_prediction_is_permanent_with_its_error() {
     );
 }
 
+/// The log `generate` keeps on the job, in memory.
+#[derive(Default)]
+struct MemoryLog(std::sync::Mutex<Vec<String>>);
+
+impl RunLog for MemoryLog {
+    fn noted(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    async fn note(&self, ids: Vec<String>) {
+        *self.0.lock().unwrap() = ids;
+    }
+}
+
+fn posts(requests: &[wiremock::Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::POST)
+        .count()
+}
+
+/// A prediction still running when the budget ends is left running, noted; the next attempt
+/// collects it instead of paying for another.
 #[tokio::test]
-async fn replicate_prediction_running_past_the_budget_is_canceled_and_transient() {
+async fn replicate_prediction_running_past_the_budget_is_collected_by_the_next_attempt() {
     let server = MockServer::start().await;
+    let urls = outputs(&server, 1).await;
     Mock::given(method("POST"))
         .and(path(SCHNELL))
         .respond_with(ResponseTemplate::new(201).set_body_json(prediction(&server, "p7", "starting", Value::Null)))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/p7"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(&server, "p7", "processing", Value::Null)))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/predictions/p7/cancel"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(&server, "p7", "canceled", Value::Null)))
         .expect(1)
         .mount(&server)
         .await;
+    // Running until the first attempt has given up; done by the next.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (running, finished) = (
+        prediction(&server, "p7", "processing", Value::Null),
+        prediction(&server, "p7", "succeeded", json!(urls)),
+    );
+    let flag = done.clone();
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p7"))
+        .respond_with(move |_: &wiremock::Request| {
+            let body = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                &finished
+            } else {
+                &running
+            };
+            ResponseTemplate::new(200).set_body_json(body.clone())
+        })
+        .mount(&server)
+        .await;
+    Mock::given(path("/v1/predictions/p7/cancel"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let (model, log) = (model(&server), MemoryLog::default());
 
     let started = Instant::now();
-    let err = model(&server)
-        .generate(&request(1), &Budget::new(Duration::from_secs(6)))
+    let err = model
+        .generate(&request(1), &Budget::new(Duration::from_secs(10)), &log)
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ModelError::Transient { ref message, .. } if message.contains("canceled")),
+        matches!(err, ModelError::Transient { ref message, .. } if message.contains("next attempt")),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(6), "stopped inside the budget");
-    // The cancel expectation is checked when the server drops.
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped inside the budget");
+    assert_eq!(log.noted(), ["p7"]);
+
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let found = model.generate(&request(1), &fresh_budget(), &log).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(log.noted(), ["p7"]);
+    // One create in all; the expectations are checked when the server drops.
+}
+
+/// The third of three predictions fails to start: the next attempt takes up the first two
+/// where they are and starts only the third.
+#[tokio::test]
+async fn replicate_resumes_the_predictions_of_a_multi_prediction_job() {
+    let server = MockServer::start().await;
+    let urls = outputs(&server, 1).await;
+    let creates = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = server.uri();
+    let counter = creates.clone();
+    let url = urls[0].clone();
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-1.1-pro/predictions"))
+        .respond_with(move |_: &wiremock::Request| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 2 {
+                return ResponseTemplate::new(503).set_body_string("busy");
+            }
+            let id = format!("p-{n}");
+            ResponseTemplate::new(201).set_body_json(json!({
+                "id": id, "status": "succeeded", "output": url, "error": null,
+                "urls": {"get": format!("{base}/v1/predictions/{id}"), "cancel": format!("{base}/v1/predictions/{id}/cancel")},
+            }))
+        })
+        .mount(&server)
+        .await;
+    for id in ["p-0", "p-1"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/predictions/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+                &server,
+                id,
+                "succeeded",
+                json!(urls[0]),
+            )))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let mut three = request(3);
+    three.model = "black-forest-labs/flux-1.1-pro".into();
+    let (model, log) = (model(&server), MemoryLog::default());
+
+    let err = model.generate(&three, &fresh_budget(), &log).await.unwrap_err();
+    assert!(matches!(err, ModelError::Transient { .. }), "{err:?}");
+    assert_eq!(log.noted(), ["p-0", "p-1"]);
+
+    let found = model.generate(&three, &fresh_budget(), &log).await.unwrap();
+    assert_eq!(found.len(), 3);
+    assert_eq!(log.noted(), ["p-0", "p-1", "p-3"]);
+    assert_eq!(
+        creates.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "two kept, one failed to start, one new"
+    );
+    let seeds: Vec<u64> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::POST)
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["input"]["seed"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seeds, [5, 6, 7, 7], "the third keeps its own seed");
+}
+
+/// A noted prediction that was canceled, or whose files Replicate has deleted, is started again.
+#[tokio::test]
+async fn replicate_starts_again_a_noted_prediction_that_cannot_give_its_outputs() {
+    let server = MockServer::start().await;
+    let urls = outputs(&server, 1).await;
+    let mut removed = prediction(&server, "old", "succeeded", json!(urls));
+    removed["data_removed"] = json!(true);
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/old"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(removed))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SCHNELL))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(&server, "new", "succeeded", json!(urls))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let log = MemoryLog(std::sync::Mutex::new(vec!["old".into()]));
+    let found = model(&server)
+        .generate(&request(1), &fresh_budget(), &log)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(log.noted(), ["new"]);
+}
+
+/// Replicate holds its answer for `Prefer: wait` seconds and answers at their end: the client
+/// must still be waiting then, or the prediction's id is lost and a retry pays for another.
+#[tokio::test]
+async fn replicate_create_answered_at_the_end_of_the_wait_is_not_lost() {
+    let server = MockServer::start().await;
+    let body = prediction(&server, "p-slow", "starting", Value::Null);
+    Mock::given(method("POST"))
+        .and(path(SCHNELL))
+        .respond_with(move |request: &wiremock::Request| {
+            let wait: u64 = request.headers["prefer"]
+                .to_str()
+                .ok()
+                .and_then(|prefer| prefer.strip_prefix("wait="))
+                .and_then(|seconds| seconds.parse().ok())
+                .unwrap_or(0);
+            ResponseTemplate::new(201)
+                .set_body_json(body.clone())
+                .set_delay(Duration::from_secs(wait) + Duration::from_millis(1500))
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p-slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p-slow",
+            "processing",
+            Value::Null,
+        )))
+        .mount(&server)
+        .await;
+    let log = MemoryLog::default();
+    let err = model(&server)
+        .generate(&request(1), &Budget::new(Duration::from_secs(11)), &log)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModelError::Transient { .. }), "{err:?}");
+    assert_eq!(log.noted(), ["p-slow"], "the prediction's id was kept: {err:?}");
+}
+
+/// An answer naming `urls.get` on another host does not get the token sent there.
+#[tokio::test]
+async fn replicate_sends_the_token_to_its_own_origin_only() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let urls = outputs(&server, 1).await;
+    let mut created = prediction(&server, "p-off", "starting", Value::Null);
+    created["urls"] = json!({
+        "get": format!("{}/v1/predictions/p-off", elsewhere.uri()),
+        "cancel": format!("{}/v1/predictions/p-off/cancel", elsewhere.uri()),
+    });
+    Mock::given(method("POST"))
+        .and(path(SCHNELL))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p-off"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(&server, "p-off", "succeeded", json!(urls))))
+        .expect(1..)
+        .mount(&server)
+        .await;
+    let found = model(&server)
+        .generate(&request(1), &fresh_budget(), &MemoryLog::default())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(posts(&elsewhere.received_requests().await.unwrap()) == 0);
+}
+
+#[test]
+fn replicate_refuses_a_plain_http_api_outside_local_runs() {
+    let settings = |allow_local_urls| ReplicateSettings {
+        api_base_url: Url::parse("http://api.replicate.com/v1").unwrap(),
+        token: Secret::new(TOKEN),
+        allow_local_urls,
+        max_output_bytes: 1,
+    };
+    assert!(ReplicateModel::new(settings(false)).is_err());
+    assert!(ReplicateModel::new(settings(true)).is_ok());
 }
 
 #[tokio::test]
@@ -335,7 +586,7 @@ async fn replicate_output_as_a_single_string() {
         .mount(&server)
         .await;
     let model = model(&server);
-    let found = model.generate(&request(1), &fresh_budget()).await.unwrap();
+    let found = model.generate(&request(1), &fresh_budget(), &NoRunLog).await.unwrap();
     assert_eq!(found, vec![Url::parse(&urls[0]).unwrap()]);
     assert!(model.fetch(&request(1), &found[0], &fresh_budget()).await.is_ok());
 }
@@ -349,7 +600,7 @@ async fn replicate_output_as_a_list_of_several_urls() {
         .mount(&server)
         .await;
     let model = model(&server);
-    let found = model.generate(&request(4), &fresh_budget()).await.unwrap();
+    let found = model.generate(&request(4), &fresh_budget(), &NoRunLog).await.unwrap();
     assert_eq!(found.len(), 4);
     let mut pictures = Vec::new();
     for output in &found {
@@ -374,7 +625,7 @@ async fn replicate_download_failure_of_one_output_is_transient() {
         .mount(&server)
         .await;
     let model = model(&server);
-    let found = model.generate(&request(2), &fresh_budget()).await.unwrap();
+    let found = model.generate(&request(2), &fresh_budget(), &NoRunLog).await.unwrap();
     assert!(model.fetch(&request(2), &found[0], &fresh_budget()).await.is_ok());
     let err = model.fetch(&request(2), &found[1], &fresh_budget()).await.unwrap_err();
     assert!(matches!(err, ModelError::Transient { .. }), "{err:?}");
@@ -396,7 +647,11 @@ async fn replicate_pinned_versions_use_the_predictions_endpoint() {
     let mut pinned = request(1);
     pinned.model = "stability-ai/sdxl:7762fd07".into();
     assert_eq!(
-        model(&server).generate(&pinned, &fresh_budget()).await.unwrap().len(),
+        model(&server)
+            .generate(&pinned, &fresh_budget(), &NoRunLog)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -413,7 +668,14 @@ async fn replicate_single_output_models_run_one_prediction_per_image() {
         .await;
     let mut three = request(3);
     three.model = "black-forest-labs/flux-1.1-pro".into();
-    assert_eq!(model(&server).generate(&three, &fresh_budget()).await.unwrap().len(), 3);
+    assert_eq!(
+        model(&server)
+            .generate(&three, &fresh_budget(), &NoRunLog)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let seeds: Vec<u64> = server
         .received_requests()
         .await

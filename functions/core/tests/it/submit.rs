@@ -6,7 +6,7 @@ use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::JobStatus;
 use mediagen::entrypoints::http;
-use mediagen::ports::JobStore;
+use mediagen::ports::{Claim, JobQueue, JobStore, QueueError};
 use serde_json::{Value, json};
 
 const JSON: Option<&str> = Some("application/json");
@@ -163,6 +163,50 @@ async fn an_unreachable_queue_gives_503_and_a_failed_job() {
     assert_eq!(job.error.unwrap().code, "enqueue_failed");
 }
 
+/// A queue that takes the connection and never answers: without the SDK's timeouts the send
+/// would wait until the function timed out, and the job would stay `queued` with no message.
+#[tokio::test]
+async fn a_queue_that_never_answers_gives_503_in_time_and_a_failed_job() {
+    let stack = Stack::new().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&stack.sdk)
+            .endpoint_url(format!("http://{address}"))
+            .build(),
+    );
+    let service = stack.submit_api_with_queue(SqsJobQueue::new(sqs, &stack.provisioned.queue_url));
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)),
+    )
+    .await
+    .expect("submit must answer well inside its 25 s function timeout");
+    held.abort();
+
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let detail = json_of(&response)["detail"].as_str().unwrap().to_owned();
+    let job_id = detail
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| JobId::parse(id).ok())
+        .unwrap();
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+}
+
 #[tokio::test]
 async fn a_missing_queue_gives_503_and_a_failed_job() {
     let stack = Stack::new().await;
@@ -173,4 +217,46 @@ async fn a_missing_queue_gives_503_and_a_failed_job() {
     let service = stack.submit_api_with_queue(SqsJobQueue::new(mediagen::adapters::aws::sqs(&stack.sdk), missing));
     let response = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
     assert_eq!(response.status(), 503);
+}
+
+/// Sends the message for real, lets a worker claim the job, then reports a failure: a send
+/// whose answer was lost.
+struct LostAnswer {
+    queue: SqsJobQueue,
+    store: mediagen::adapters::dynamodb::DynamoJobStore,
+}
+
+impl JobQueue for LostAnswer {
+    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+        self.queue.enqueue(id).await?;
+        let now = chrono::Utc::now();
+        let claim = self.store.claim(id, now, now + chrono::Duration::minutes(1)).await;
+        assert!(matches!(claim, Ok(Claim::Claimed(_))), "{claim:?}");
+        Err(QueueError::Unavailable("connection reset before the answer".into()))
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.queue.retry_later(receipt_handle, delay).await
+    }
+}
+
+#[tokio::test]
+async fn a_lost_send_answer_for_a_job_already_running_answers_202() {
+    let stack = Stack::new().await;
+    let service = stack.submit_api_with_queue(LostAnswer {
+        queue: stack.queue(),
+        store: stack.store(),
+    });
+    let response = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
+
+    let answer = json_of(&response);
+    assert_eq!(response.status(), 202, "{answer}");
+    let job_id = JobId::parse(answer["job_id"].as_str().unwrap()).unwrap();
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        JobStatus::Processing,
+        "the running job is left to its worker"
+    );
+    assert_eq!(stack.receive(0).await.len(), 1, "its message went out");
 }

@@ -20,7 +20,7 @@ use mediagen::domain::job::{Job, JobStatus};
 use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
-use mediagen::ports::{GeneratedImage, ImageModel, JobMessage, JobStore, ModelError, WebhookQueue};
+use mediagen::ports::{GeneratedImage, ImageModel, JobMessage, JobStore, ModelError, RunLog, WebhookQueue};
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -244,7 +244,7 @@ struct RefusingModel;
 impl ImageModel for RefusingModel {
     type Output = ();
 
-    async fn generate(&self, _: &GenerateRequest, _: &Budget) -> Result<Vec<()>, ModelError> {
+    async fn generate<L: RunLog>(&self, _: &GenerateRequest, _: &Budget, _: &L) -> Result<Vec<()>, ModelError> {
         Err(ModelError::Permanent {
             code: "model_rejected".into(),
             message: "no herons".into(),

@@ -51,6 +51,16 @@ pub(super) fn job_sort_key(id: JobId) -> AttributeValue {
 /// The index partition every API key is in.
 pub(super) const KEYS_PARTITION: &str = "KEYS";
 pub(super) const INDEX: &str = "by_owner";
+/// The sparse index of jobs whose message is not known to have been sent: `gsi2pk` is
+/// [`UNSENT_PARTITION`], `gsi2sk` [`unsent_sort_key`]; both removed once the message is.
+pub(super) const UNSENT_INDEX: &str = "unsent";
+
+/// The unsent index's sort key: creation time first, so that the sweep asks for the jobs older
+/// than a time; then the id, so that equal times still order.
+pub(super) fn unsent_sort_key(created_at: DateTime<Utc>, id: JobId) -> AttributeValue {
+    AttributeValue::S(format!("{}#{id}", timestamp::render(created_at)))
+}
+pub(super) const UNSENT_PARTITION: &str = "UNSENT";
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -106,6 +116,12 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             "interface",
             (job.interface != Interface::Media).then(|| s(job.interface.as_str())),
         ),
+        ("gsi2pk", job.unsent.then(|| s(UNSENT_PARTITION))),
+        (
+            "predictions",
+            (!job.predictions.is_empty()).then(|| predictions(&job.predictions)),
+        ),
+        ("gsi2sk", job.unsent.then(|| unsent_sort_key(job.created_at, job.id))),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -113,6 +129,11 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         }
     }
     item
+}
+
+/// A job's noted model runs, as stored.
+pub(super) fn predictions(ids: &[String]) -> AttributeValue {
+    AttributeValue::L(ids.iter().map(s).collect())
 }
 
 pub(super) fn media_to_item(media: &MediaItem) -> Item {
@@ -312,6 +333,20 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             None => Interface::Media,
             Some(raw) => Interface::parse(raw).ok_or_else(|| r.corrupt("interface", "is not an interface"))?,
         },
+        unsent: item.contains_key("gsi2pk"),
+        predictions: match item.get("predictions") {
+            None => Vec::new(),
+            Some(value) => value
+                .as_l()
+                .map_err(|_| r.corrupt("predictions", "is not a list"))?
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .cloned()
+                        .map_err(|_| r.corrupt("predictions", "holds something other than strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         ttl: r.n("ttl")?,
     })
 }
@@ -352,6 +387,9 @@ mod tests {
         job.media_ids = vec![MediaId::new(), MediaId::new()];
         job.cancel_requested = true;
         job.interface = Interface::Replicate;
+        job.predictions = vec!["p1".into(), "p2".into()];
+        assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
+        job.unsent = false;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
     }
 

@@ -20,11 +20,13 @@ use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::listing::{Cursor, ListQuery};
-use crate::ports::{Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Transition};
+use crate::ports::{
+    Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded, Transition,
+};
 use item::{
-    INDEX, Item, KEYS_PARTITION, idempotency_from_item, idempotency_item, job_from_item, job_pk, job_sort_key,
-    job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, s,
-    time,
+    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
+    job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk,
+    media_to_item, n, owner_partition, predictions, s, time,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -51,7 +53,9 @@ impl DynamoJobStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", job_pk(id))
-            .update_expression("SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until")
+            .update_expression(
+                "SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until, gsi2pk, gsi2sk",
+            )
             .condition_expression("#status = :queued")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":canceled", s(JobStatus::Canceled.as_str()))
@@ -377,6 +381,91 @@ impl JobStore for DynamoJobStore {
         Ok(media)
     }
 
+    async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression("REMOVE gsi2pk, gsi2sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(()),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn unsent(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(UNSENT_INDEX)
+                .key_condition_expression("gsi2pk = :unsent AND gsi2sk < :before")
+                .expression_attribute_values(":unsent", s(UNSENT_PARTITION))
+                .expression_attribute_values(":before", time(before))
+                .limit((limit as usize - ids.len()).max(1) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            for item in output.items() {
+                let id = item
+                    .get("pk")
+                    .and_then(|pk| pk.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("JOB#"))
+                    .and_then(|raw| JobId::parse(raw).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        pk: format!("{:?}", item.get("pk")),
+                        reason: "an unsent index entry that is not a job".into(),
+                    })?;
+                ids.push(id);
+            }
+            match output.last_evaluated_key {
+                Some(last) if ids.len() < limit as usize => start = Some(last),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    async fn fail_unsent(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Option<Job>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression(
+                "SET #status = :failed, error_code = :code, error_message = :message, \
+                 updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
+            )
+            .condition_expression("#status = :queued AND attribute_exists(gsi2pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+            .expression_attribute_values(":code", s(&error.code))
+            .expression_attribute_values(":message", s(&error.message))
+            .expression_attribute_values(":now", time(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes
+                    .ok_or_else(|| StoreError::Unavailable("an update returned no attributes".into()))?;
+                Ok(Some(job_from_item(&item)?))
+            }
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(None),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
     async fn fail_queued(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
         let result = self
             .client
@@ -385,7 +474,7 @@ impl JobStore for DynamoJobStore {
             .key("pk", job_pk(id))
             .update_expression(
                 "SET #status = :failed, error_code = :code, error_message = :message, \
-                 updated_at = :now, completed_at = :now",
+                 updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
             )
             .condition_expression("#status = :queued")
             .expression_attribute_names("#status", "status")
@@ -403,6 +492,41 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn fail_stranded(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Stranded, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression(
+                "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                 completed_at = :now REMOVE lease_until, gsi2pk, gsi2sk",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND lease_until < :now_ms))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+            .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
+            .expression_attribute_values(":code", s(&error.code))
+            .expression_attribute_values(":message", s(&error.message))
+            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        Ok(match conditional_outcome(result.map(|output| output.attributes))? {
+            Ok(failed) => Stranded::Failed(Box::new(failed)),
+            Err(None) => Stranded::Missing,
+            Err(Some(current)) if current.status.is_final() => Stranded::Final(current.status),
+            Err(Some(current)) => Stranded::Held {
+                until: current.lease_until.unwrap_or(now),
+            },
+        })
+    }
+
     async fn claim(&self, id: JobId, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Claim, StoreError> {
         let result = self
             .client
@@ -411,7 +535,7 @@ impl JobStore for DynamoJobStore {
             .key("pk", job_pk(id))
             .update_expression(
                 "SET #status = :processing, attempts = attempts + :one, updated_at = :now, \
-                 started_at = if_not_exists(started_at, :now), lease_until = :lease",
+                 started_at = if_not_exists(started_at, :now), lease_until = :lease REMOVE gsi2pk, gsi2sk",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND lease_until < :now_ms))",
@@ -520,6 +644,11 @@ impl JobStore for DynamoJobStore {
             ],
         )
         .await
+    }
+
+    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
+        self.update_claimed(claimed, "SET predictions = :ids", vec![(":ids", predictions(ids))])
+            .await
     }
 
     async fn fail(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {

@@ -13,7 +13,7 @@ use crate::domain::catalogue::LOCAL_SLOW_MODEL;
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
-use crate::ports::{GeneratedImage, ImageModel, ModelError};
+use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
 
 /// How long the slow variant takes per image: long enough to outlast a short `Prefer: wait`.
 const SLOW_MODEL_DELAY: Duration = Duration::from_secs(3);
@@ -25,7 +25,15 @@ impl ImageModel for LocalModel {
     /// The index of the image to render: rendering happens when the image is fetched.
     type Output = u32;
 
-    async fn generate(&self, request: &GenerateRequest, _budget: &Budget) -> Result<Vec<u32>, ModelError> {
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        _log: &L,
+    ) -> Result<Vec<u32>, ModelError> {
+        if budget_spent(budget) {
+            return Err(out_of_time());
+        }
         Ok((0..request.num_outputs).collect())
     }
 
@@ -36,16 +44,33 @@ impl ImageModel for LocalModel {
         budget: &Budget,
     ) -> Result<GeneratedImage, ModelError> {
         if request.model == LOCAL_SLOW_MODEL {
-            tokio::time::sleep(SLOW_MODEL_DELAY.min(budget.remaining())).await;
+            // Not started if it cannot end in time, as a real model's call would time out.
+            if budget.remaining() < SLOW_MODEL_DELAY {
+                return Err(out_of_time());
+            }
+            tokio::time::sleep(SLOW_MODEL_DELAY).await;
         }
         let (request, index) = (request.clone(), *index);
         // Rendering is CPU work: keep it off the threads that drive the other records' I/O.
-        tokio::task::spawn_blocking(move || render(&request, index))
-            .await
-            .map_err(|e| ModelError::Transient {
+        let rendering = tokio::task::spawn_blocking(move || render(&request, index));
+        match tokio::time::timeout(budget.remaining(), rendering).await {
+            Ok(rendered) => rendered.map_err(|e| ModelError::Transient {
                 message: format!("local renderer stopped: {e}"),
                 retry_after: None,
-            })?
+            })?,
+            Err(_) => Err(out_of_time()),
+        }
+    }
+}
+
+fn budget_spent(budget: &Budget) -> bool {
+    budget.remaining().is_zero()
+}
+
+fn out_of_time() -> ModelError {
+    ModelError::Transient {
+        message: "the local model ran out of time".into(),
+        retry_after: None,
     }
 }
 
@@ -176,6 +201,37 @@ mod tests {
     use super::*;
     use crate::domain::generation::tests::sample_request;
     use image::GenericImageView;
+
+    #[tokio::test]
+    async fn the_local_model_keeps_to_its_budget() {
+        let mut slow = request("slow", OutputFormat::Png);
+        slow.model = LOCAL_SLOW_MODEL.into();
+        let started = std::time::Instant::now();
+        let err = LocalModel
+            .fetch(&slow, &0, &Budget::new(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Transient { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "it did not wait for nothing"
+        );
+        let spent = Budget::new(Duration::ZERO);
+        let plain = request("plain", OutputFormat::Png);
+        assert!(LocalModel.fetch(&plain, &0, &spent).await.is_err());
+        assert!(
+            LocalModel
+                .generate(&plain, &spent, &crate::ports::NoRunLog)
+                .await
+                .is_err()
+        );
+        assert!(
+            LocalModel
+                .fetch(&plain, &0, &Budget::new(Duration::from_secs(5)))
+                .await
+                .is_ok()
+        );
+    }
 
     fn request(prompt: &str, format: OutputFormat) -> GenerateRequest {
         GenerateRequest {

@@ -9,7 +9,7 @@ use url::Url;
 
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
-use crate::ports::{GeneratedImage, ImageModel, ModelError};
+use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
 
 /// The model a deployment is configured with.
 #[derive(Debug, Clone)]
@@ -28,16 +28,28 @@ pub enum Output {
 impl ImageModel for Model {
     type Output = Output;
 
-    async fn generate(&self, request: &GenerateRequest, budget: &Budget) -> Result<Vec<Output>, ModelError> {
+    fn min_budget(&self) -> std::time::Duration {
+        match self {
+            Model::Local(model) => model.min_budget(),
+            Model::Replicate(model) => model.min_budget(),
+        }
+    }
+
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        log: &L,
+    ) -> Result<Vec<Output>, ModelError> {
         Ok(match self {
             Model::Local(model) => model
-                .generate(request, budget)
+                .generate(request, budget, log)
                 .await?
                 .into_iter()
                 .map(Output::Local)
                 .collect(),
             Model::Replicate(model) => model
-                .generate(request, budget)
+                .generate(request, budget, log)
                 .await?
                 .into_iter()
                 .map(Output::Replicate)

@@ -1,10 +1,15 @@
 //! The Replicate predictions API as an [`ImageModel`] (docs/design.md, "Image models").
 //!
-//! A prediction is created with `Prefer: wait` fitted to the invocation's remaining time; if it is
-//! not final by then it is polled at `urls.get` with backoff. If the time budget runs low first,
-//! the prediction is canceled (`urls.cancel`) so that no paid work runs that nobody collects, and
-//! the attempt counts as transient. Outputs are URLs, fetched one at a time through the checked
-//! [`Fetcher`], because Replicate deletes them after an hour: the copy in our bucket is the point.
+//! A prediction is created with `Prefer: wait` fitted to the invocation's remaining time, and the
+//! client waits a few seconds longer than that, so that an answer at the end of the wait is not
+//! lost (with it the prediction's id, and a retry would pay for a second one). Its id is noted on
+//! the job at once ([`RunLog`]). If it is not final by then it is polled at `urls.get` with backoff.
+//! If the time budget runs low first it is left running, and the attempt counts as transient: the
+//! next attempt finds the noted prediction and collects it, as it does every noted prediction
+//! still usable, instead of starting again. The token goes only to the configured API's origin:
+//! a `urls.get` or `urls.cancel` elsewhere is not followed. Outputs are URLs, fetched one at a
+//! time through the checked [`Fetcher`], because Replicate deletes them after an hour: the copy in
+//! our bucket is the point.
 
 use std::time::Duration;
 
@@ -20,7 +25,7 @@ use crate::domain::catalogue::{ModelRef, SizeInput, Supported};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
 use crate::domain::secret::Secret;
-use crate::ports::{GeneratedImage, ImageModel, ModelError};
+use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.replicate.com/v1";
 /// Kept back from the budget when deciding whether another wait or poll still fits.
@@ -28,6 +33,8 @@ const RESERVE: Duration = Duration::from_secs(3);
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
 const MAX_WAIT_SECONDS: u64 = 60;
+/// How much longer the client waits for a create than it asks Replicate to hold its answer.
+const CREATE_MARGIN: Duration = Duration::from_secs(5);
 
 const ASPECT_RATIOS: [(u32, u32); 11] = [
     (1, 1),
@@ -100,6 +107,9 @@ struct Prediction {
     error: Value,
     #[serde(default)]
     urls: PredictionUrls,
+    /// Set once Replicate has deleted the prediction's files (an hour after it ended).
+    #[serde(default)]
+    data_removed: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,6 +119,11 @@ struct PredictionUrls {
 }
 
 impl Prediction {
+    /// Whether a noted prediction can still give its outputs.
+    fn resumable(&self) -> bool {
+        !matches!(self.status.as_str(), "canceled" | "aborted") && !self.data_removed
+    }
+
     fn is_final(&self) -> bool {
         matches!(self.status.as_str(), "succeeded" | "failed" | "canceled" | "aborted")
     }
@@ -172,6 +187,9 @@ pub struct ReplicateModel {
 
 impl ReplicateModel {
     pub fn new(settings: ReplicateSettings) -> Result<Self, String> {
+        if settings.api_base_url.scheme() != "https" && !settings.allow_local_urls {
+            return Err("REPLICATE_API_BASE_URL must be https: the token travels with every call".to_owned());
+        }
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", settings.token.expose()))
             .map_err(|_| "REPLICATE_API_TOKEN holds characters a header cannot carry".to_owned())?;
         // Kept out of debug output and logs.
@@ -199,6 +217,19 @@ impl ReplicateModel {
         self.base.join(path).map_err(|e| ModelError::Configuration {
             message: format!("bad Replicate API URL: {e}"),
         })
+    }
+
+    /// The URL a prediction names for `what` (`urls.get`, `urls.cancel`) if it is on the API's
+    /// own origin, else ours for it: the token must not follow an answer to another host.
+    fn prediction_url(&self, named: Option<&str>, id: &str, what: &str) -> Result<Url, ModelError> {
+        if let Some(named) = named {
+            match Url::parse(named) {
+                Ok(url) if url.origin() == self.base.origin() => return Ok(url),
+                _ => tracing::warn!(prediction = %id, "a prediction URL off the API's origin is not followed"),
+            }
+        }
+        let id = checked_id(id)?;
+        self.endpoint(&format!("predictions/{id}{what}"))
     }
 
     /// Sends one API request; any answer but a 2xx becomes the matching [`ModelError`].
@@ -240,13 +271,15 @@ impl ReplicateModel {
 
     async fn create(&self, model: &ModelRef<'_>, input: Value, budget: &Budget) -> Result<Prediction, ModelError> {
         let usable = budget.remaining().saturating_sub(RESERVE);
-        if usable < Duration::from_secs(1) {
+        if usable < CREATE_MARGIN + Duration::from_secs(1) {
             return Err(ModelError::Transient {
                 message: "no time left in this invocation to start a prediction".into(),
                 retry_after: None,
             });
         }
-        let wait = usable.as_secs().clamp(1, MAX_WAIT_SECONDS);
+        // Replicate answers when the wait is over at the latest; the client waits the margin
+        // longer, so that answer is never lost to the client's own timeout.
+        let wait = (usable - CREATE_MARGIN).as_secs().clamp(1, MAX_WAIT_SECONDS);
         let (url, body) = match model.version {
             None => (
                 self.endpoint(&format!("models/{}/predictions", model.supported.name))?,
@@ -261,25 +294,52 @@ impl ReplicateModel {
         if let Ok(prefer) = HeaderValue::from_str(&format!("wait={wait}")) {
             headers.insert("prefer", prefer);
         }
-        self.call(
-            Method::POST,
-            url,
-            Some(&body),
-            headers,
-            Duration::from_secs(wait + 5).min(usable),
-        )
-        .await
+        let created = self
+            .call(
+                Method::POST,
+                url,
+                Some(&body),
+                headers,
+                Duration::from_secs(wait) + CREATE_MARGIN,
+            )
+            .await?;
+        checked_id(&created.id)?;
+        Ok(created)
     }
 
-    /// Polls until the prediction is final; cancels it if the budget runs out first.
+    /// A noted prediction as it is now, if it can still give its outputs; `None` if it must be
+    /// started again (canceled, its files deleted, unknown to Replicate).
+    async fn resume(&self, id: &str, budget: &Budget) -> Result<Option<Prediction>, ModelError> {
+        let Ok(url) = self.prediction_url(None, id, "") else {
+            return Ok(None);
+        };
+        let timeout = budget.remaining().saturating_sub(RESERVE).min(Duration::from_secs(10));
+        match self.call(Method::GET, url, None, HeaderMap::new(), timeout).await {
+            Ok(prediction) if prediction.resumable() => {
+                tracing::info!(prediction = %id, status = %prediction.status, "noted prediction resumed");
+                Ok(Some(prediction))
+            }
+            Ok(prediction) => {
+                tracing::info!(prediction = %id, status = %prediction.status, "noted prediction cannot be resumed");
+                Ok(None)
+            }
+            Err(ModelError::Permanent { message, .. }) => {
+                tracing::warn!(prediction = %id, %message, "noted prediction not found");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Polls until the prediction is final. If the budget runs out first, the prediction is left
+    /// running: it is noted on the job, and the next attempt collects it.
     async fn settle(&self, mut prediction: Prediction, budget: &Budget) -> Result<Prediction, ModelError> {
         let mut delay = FIRST_POLL;
         while !prediction.is_final() {
             if budget.remaining() < delay + RESERVE {
-                self.cancel(&prediction).await;
                 return Err(ModelError::Transient {
                     message: format!(
-                        "prediction {} was still {} when the time budget ran out; canceled",
+                        "prediction {} was still {} when the time budget ran out; the next attempt collects it",
                         prediction.id, prediction.status
                     ),
                     retry_after: None,
@@ -287,13 +347,7 @@ impl ReplicateModel {
             }
             tokio::time::sleep(delay).await;
             delay = delay.mul_f32(1.5).min(LONGEST_POLL);
-            let get = match &prediction.urls.get {
-                Some(get) => Url::parse(get).map_err(|e| ModelError::Permanent {
-                    code: "model_bad_answer".into(),
-                    message: format!("prediction {} has an unusable urls.get: {e}", prediction.id),
-                })?,
-                None => self.endpoint(&format!("predictions/{}", prediction.id))?,
-            };
+            let get = self.prediction_url(prediction.urls.get.as_deref(), &prediction.id, "")?;
             let timeout = budget.remaining().saturating_sub(RESERVE).min(Duration::from_secs(10));
             match self.call(Method::GET, get, None, HeaderMap::new(), timeout).await {
                 Ok(latest) => prediction = latest,
@@ -309,11 +363,9 @@ impl ReplicateModel {
     }
 
     async fn cancel(&self, prediction: &Prediction) {
-        let url = match &prediction.urls.cancel {
-            Some(cancel) => Url::parse(cancel).ok(),
-            None => self.endpoint(&format!("predictions/{}/cancel", prediction.id)).ok(),
+        let Ok(url) = self.prediction_url(prediction.urls.cancel.as_deref(), &prediction.id, "/cancel") else {
+            return;
         };
-        let Some(url) = url else { return };
         match self
             .call(Method::POST, url, None, HeaderMap::new(), Duration::from_secs(5))
             .await
@@ -321,6 +373,20 @@ impl ReplicateModel {
             Ok(_) => tracing::info!(prediction = %prediction.id, "prediction canceled"),
             Err(err) => tracing::warn!(prediction = %prediction.id, error = %err, "could not cancel the prediction"),
         }
+    }
+}
+
+/// A prediction id as Replicate makes them (letters, digits, `-`, `_`): it goes into a path.
+fn checked_id(id: &str) -> Result<&str, ModelError> {
+    let plain =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
+        Ok(id)
+    } else {
+        Err(ModelError::Transient {
+            message: "Replicate answered a prediction id that is not one".into(),
+            retry_after: None,
+        })
     }
 }
 
@@ -364,19 +430,48 @@ fn resets_in(detail: &str) -> Option<Duration> {
 impl ImageModel for ReplicateModel {
     type Output = Url;
 
-    async fn generate(&self, request: &GenerateRequest, budget: &Budget) -> Result<Vec<Url>, ModelError> {
+    /// Enough to create a prediction and wait a few seconds for it (see [`ReplicateModel::create`]).
+    fn min_budget(&self) -> Duration {
+        RESERVE + CREATE_MARGIN + Duration::from_secs(2)
+    }
+
+    async fn generate<L: RunLog>(
+        &self,
+        request: &GenerateRequest,
+        budget: &Budget,
+        log: &L,
+    ) -> Result<Vec<Url>, ModelError> {
         let model = ModelRef::parse(&request.model).map_err(|message| ModelError::Permanent {
             code: "model_unsupported".into(),
             message,
         })?;
+        // One prediction per batch of outputs, in order; those an earlier attempt started are
+        // taken up where they are.
+        let mut runs = log.noted();
         let mut outputs = Vec::with_capacity(request.num_outputs as usize);
         let mut seed = request.seed;
-        while (outputs.len() as u32) < request.num_outputs {
+        for batch in 0.. {
+            if outputs.len() as u32 >= request.num_outputs {
+                break;
+            }
             let count = (request.num_outputs - outputs.len() as u32).min(model.supported.max_outputs);
-            let input = model_input(&model.supported, request, count, seed);
-            let created = self.create(&model, input, budget).await?;
-            tracing::info!(prediction = %created.id, status = %created.status, "prediction created");
-            let prediction = self.settle(created, budget).await?;
+            let resumed = match runs.get(batch) {
+                Some(id) => self.resume(id, budget).await?,
+                None => None,
+            };
+            let started = match resumed {
+                Some(prediction) => prediction,
+                None => {
+                    let input = model_input(&model.supported, request, count, seed);
+                    let created = self.create(&model, input, budget).await?;
+                    tracing::info!(prediction = %created.id, status = %created.status, "prediction created");
+                    runs.truncate(batch);
+                    runs.push(created.id.clone());
+                    log.note(runs.clone()).await;
+                    created
+                }
+            };
+            let prediction = self.settle(started, budget).await?;
             if prediction.status != "succeeded" {
                 return Err(prediction.failure());
             }

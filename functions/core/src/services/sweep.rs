@@ -1,0 +1,160 @@
+//! The sweeper (docs/design.md, "Failure rules"): it ends the jobs that no message will bring
+//! back. A job message that used up its receives lands in the jobs dead-letter queue; if its job
+//! is still `queued` or `processing` (a crash or timeout on the last receive, a failed write on
+//! it), the job is marked `failed` (`retries_exhausted`), what its attempts stored is removed,
+//! and its webhook is queued. On a schedule, it fails the jobs whose message was never sent
+//! (`enqueue_failed`): `submit` ended between writing the job and sending its message.
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::time::Duration;
+
+use super::message::{Delivery, Outcome};
+use super::metrics::{self, Metric};
+use super::webhooks::Notifier;
+use crate::domain::job::JobError;
+use crate::domain::retry::lease_wait;
+use crate::ports::{JobQueue, JobStore, MediaStore, Stranded};
+
+/// How long after its creation a job whose message was never sent is given up: far beyond
+/// `submit`'s 25 s timeout, so that the submit that made it has surely ended, and beyond the
+/// rare job whose message went out but whose mark could not be cleared, until a worker picks it up.
+pub const UNSENT_AFTER: Duration = Duration::from_secs(300);
+/// The most unsent jobs one sweep ends; the next sweep takes the rest.
+const SWEEP_LIMIT: u32 = 500;
+
+/// What a scheduled sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Unsent jobs found old enough.
+    pub found: usize,
+    /// Of those, the jobs now `failed`; the others were sent, picked up or ended meanwhile.
+    pub failed: usize,
+    /// Jobs that could not be looked at; the next sweep tries again.
+    pub errors: usize,
+}
+
+pub struct Sweeper<S, Q, M> {
+    store: S,
+    /// The dead-letter queue, to hand back a message whose job a worker still holds.
+    dead_letters: Q,
+    media: M,
+    webhooks: Notifier,
+}
+
+impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
+    pub fn new(store: S, dead_letters: Q, media: M, webhooks: Notifier) -> Self {
+        Self {
+            store,
+            dead_letters,
+            media,
+            webhooks,
+        }
+    }
+
+    /// One message of the jobs dead-letter queue. Idempotent: a final or missing job is left as
+    /// it is, so a message seen twice changes nothing.
+    pub async fn dead_letter(&self, delivery: &Delivery<'_>) -> Outcome {
+        let now = Utc::now();
+        match self
+            .store
+            .fail_stranded(delivery.job_id, &JobError::stranded(), now)
+            .await
+        {
+            Ok(Stranded::Failed(job)) => {
+                tracing::error!(attempts = job.attempts, "job stranded by its queue; marked failed");
+                metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
+                // Any attempt may have stored images before it died.
+                discard_images(&self.media, &job.possible_media_keys()).await;
+                self.webhooks.job_final(&job).await;
+                Outcome::Acknowledge
+            }
+            Ok(Stranded::Final(status)) => {
+                tracing::info!(%status, "dead letter of a final job; dropped");
+                Outcome::Acknowledge
+            }
+            Ok(Stranded::Missing) => {
+                tracing::warn!("dead letter names a job that does not exist; dropped");
+                Outcome::Acknowledge
+            }
+            Ok(Stranded::Held { until }) => {
+                // A worker may still finish it: look again when its lease has run out.
+                tracing::info!(lease_until = %until, "dead letter of a job a worker holds; looked at again later");
+                self.later(delivery, lease_wait(now, until)).await;
+                Outcome::Retry
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not end the stranded job; message returned");
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// Fails the jobs made before `before` whose message was never sent.
+    pub async fn sweep(&self, before: DateTime<Utc>) -> SweepReport {
+        let ids = match self.store.unsent(before, SWEEP_LIMIT).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::error!(error = %err, "could not list the unsent jobs");
+                return SweepReport {
+                    errors: 1,
+                    ..SweepReport::default()
+                };
+            }
+        };
+        let error = JobError::enqueue_failed();
+        let results: Vec<_> = futures::stream::iter(&ids)
+            .map(|id| self.store.fail_unsent(*id, &error, Utc::now()))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut report = SweepReport {
+            found: ids.len(),
+            ..SweepReport::default()
+        };
+        for result in results {
+            match result {
+                Ok(Some(job)) => {
+                    tracing::error!(job_id = %job.id, "job never sent to the queue; marked failed");
+                    metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
+                    self.webhooks.job_final(&job).await;
+                    report.failed += 1;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not fail an unsent job");
+                    report.errors += 1;
+                }
+            }
+        }
+        tracing::info!(
+            found = report.found,
+            failed = report.failed,
+            errors = report.errors,
+            "sweep done"
+        );
+        report
+    }
+
+    async fn later(&self, delivery: &Delivery<'_>, delay: Duration) {
+        if let Some(receipt_handle) = delivery.receipt_handle
+            && let Err(err) = self.dead_letters.retry_later(receipt_handle, delay).await
+        {
+            // The dead-letter queue's own visibility timeout still brings it back.
+            tracing::warn!(error = %err, "could not set the dead letter's redelivery delay");
+        }
+    }
+}
+
+/// Removes images of a job that did not succeed (a crash between the S3 put and the commit
+/// leaves some), so that the bucket holds the images of succeeded jobs only. Objects that are not
+/// there are no error; a failure is logged, and the bucket's lifecycle rule removes what is left
+/// after the retention.
+pub(super) async fn discard_images<M: MediaStore>(media: &M, keys: &[String]) {
+    let results = futures::future::join_all(keys.iter().map(|key| media.delete(key))).await;
+    for (key, result) in keys.iter().zip(results) {
+        if let Err(err) = result {
+            tracing::warn!(error = %err, %key, "could not remove an image of a job that did not succeed");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! `sweeper`: ends the jobs no message will bring back (docs/design.md, "Failure rules"): those
+//! whose message the jobs queue gave up on (from its dead-letter queue), and, on a schedule,
+//! those whose message was never sent.
+
+use mediagen::adapters::aws;
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
+use mediagen::entrypoints::sweeper;
+use mediagen::runtime::bootstrap;
+use mediagen::runtime::config::ConfigError;
+use mediagen::services::sweep::Sweeper;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let (config, sdk) = bootstrap::cold_start().await;
+    let media = bootstrap::or_exit(
+        S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
+    );
+    let service = Sweeper::new(
+        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
+        bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
+        media,
+        bootstrap::webhook_notifier(&config, &sdk),
+    );
+    let service = &service;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
+        Ok::<_, std::convert::Infallible>(sweeper::handle(service, event).await)
+    }))
+    .await
+}
