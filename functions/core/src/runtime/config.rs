@@ -111,8 +111,13 @@ impl Config {
             ));
         }
         let retention_days: u64 = parse_or(&get, "RETENTION_DAYS", 30)?;
-        if retention_days == 0 {
-            return Err(invalid("RETENTION_DAYS", "0", "must be at least 1"));
+        // Bounded as template.yaml bounds it: days in seconds must not overflow, nor expiry times.
+        if !(1..=3650).contains(&retention_days) {
+            return Err(invalid(
+                "RETENTION_DAYS",
+                &retention_days.to_string(),
+                "must be between 1 and 3650 (ten years)",
+            ));
         }
         let max_receive_count: u32 = parse_or(&get, "MAX_RECEIVE_COUNT", 5)?;
         if max_receive_count == 0 {
@@ -232,6 +237,9 @@ mod tests {
             ("MODEL_PROVIDER", "dalle"),
             ("ALLOW_LOCAL_URLS", "maybe"),
             ("MAX_RECEIVE_COUNT", "0"),
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_DAYS", "3651"),
+            ("RETENTION_DAYS", "213503982334601"),
         ] {
             let mut vars = base();
             vars.insert(name.to_owned(), value.to_owned());
