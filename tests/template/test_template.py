@@ -69,7 +69,6 @@ PERMISSIONS = {
         "sqs:SendMessage": [QUEUE, WEBHOOKS],
     },
     "GenerateFunction": {
-        "dynamodb:GetItem": TABLE,
         "dynamodb:PutItem": TABLE,
         "dynamodb:UpdateItem": TABLE,
         "sqs:ReceiveMessage": QUEUE,

@@ -12,7 +12,7 @@ use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
-use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
+use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
 /// The longest SQS holds a message back (its visibility timeout's limit).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
@@ -247,13 +247,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             .await
             .map_err(transient)?
         {
-            Transition::Applied => Ok(()),
-            Transition::Stale => match self.store.job(job.id).await {
-                Ok(Some(current)) if current.attempts == job.attempts && current.cancel_requested => {
-                    Err(AttemptError::Canceled)
-                }
-                _ => Err(AttemptError::LostClaim),
-            },
+            Commit::Applied => Ok(()),
+            Commit::CancelRequested => Err(AttemptError::Canceled),
+            Commit::Stale => Err(AttemptError::LostClaim),
         }
     }
 

@@ -15,7 +15,8 @@ use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::{Backoff, Budget};
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{
-    Claim, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError, Transition,
+    Claim, Commit, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError,
+    Transition,
 };
 use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;
@@ -388,10 +389,7 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     };
     let store = stack.store();
     let error = JobError::new("x", "y");
-    assert_eq!(
-        store.complete(&stale, &[], Utc::now()).await.unwrap(),
-        Transition::Stale
-    );
+    assert_eq!(store.complete(&stale, &[], Utc::now()).await.unwrap(), Commit::Stale);
     assert_eq!(store.fail(&stale, &error, Utc::now()).await.unwrap(), Transition::Stale);
     assert_eq!(
         store.release(&stale, &error, Utc::now()).await.unwrap(),
@@ -400,7 +398,7 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Processing);
     assert_eq!(
         store.complete(&current, &[], Utc::now()).await.unwrap(),
-        Transition::Applied
+        Commit::Applied
     );
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
 }
@@ -440,7 +438,7 @@ impl JobStore for LostCommitAnswer {
         claimed: &Job,
         media: &[MediaItem],
         now: chrono::DateTime<Utc>,
-    ) -> Result<Transition, StoreError> {
+    ) -> Result<Commit, StoreError> {
         let applied = self.store.complete(claimed, media, now).await?;
         if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("connection reset before the answer".into()));
