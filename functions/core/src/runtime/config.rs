@@ -37,6 +37,8 @@ pub struct Config {
     pub retention: Duration,
     pub max_receive_count: u32,
     pub replicate_api_token: Option<Secret>,
+    /// The SSM parameter holding the Replicate token when deployed; `REPLICATE_API_TOKEN` wins.
+    pub replicate_api_token_parameter: Option<String>,
     /// Signs the file links of the Replicate-compatible API, so that any HTTP client can fetch
     /// them until they expire; without it those links need the API key.
     pub file_url_secret: Option<Secret>,
@@ -146,6 +148,7 @@ impl Config {
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
+            replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
             file_url_secret: get("FILE_URL_SECRET").map(Secret::new),
             replicate_api_base_url,
             allow_local_urls,
