@@ -101,7 +101,13 @@ overrides=(
   "ModelProvider=${MODEL_PROVIDER:-local}"
 )
 if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
-  overrides+=("ReplicateApiToken=$REPLICATE_API_TOKEN")
+  # The token goes to SSM Parameter Store as a SecureString; generate gets only its name.
+  token_parameter="/$STACK/replicate-api-token"
+  REPLICATE_API_TOKEN="$REPLICATE_API_TOKEN" py -c 'import os, sys, boto3
+boto3.client("ssm", region_name=sys.argv[2]).put_parameter(
+    Name=sys.argv[1], Value=os.environ["REPLICATE_API_TOKEN"], Type="SecureString", Overwrite=True)' \
+    "$token_parameter" "$REGION" || die "could not store the Replicate token in SSM as $token_parameter"
+  overrides+=("ReplicateApiTokenParameter=$token_parameter")
 fi
 if [ "$target" = localstack ]; then
   # Presigned URLs must name an address the client (this machine) reaches LocalStack's S3 at.

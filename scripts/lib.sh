@@ -92,13 +92,17 @@ free_port() {
 }
 
 # start_stack API_PORT [WATCH_FLAGS...]: builds the functions, creates the resources on the
-# emulator and the API key kept in $KEY_FILE (made on first use), runs the functions under
-# `cargo lambda watch` on API_PORT and the SQS event-source stand-ins (jobs to generate,
-# webhooks to deliver, dead letters and the schedule to sweeper). Needs start_emulator first. Sets API_URL and exports MEDIAGEN_API_KEY.
+# emulator and the API key kept in $KEY_FILE (made on first use), runs the HTTP functions under
+# `cargo lambda watch` on API_PORT and the SQS event-source stand-ins, each running its function
+# (jobs to generate, webhooks to deliver, dead letters and the schedule to sweeper). Needs
+# start_emulator first. Sets API_URL, PUMP_PID (the jobs pump, whose child is generate) and
+# exports MEDIAGEN_API_KEY.
 start_stack() {
   local api_port=$1; shift
   # shellcheck source=local.env
   set -a; source "$ROOT/scripts/local.env"; set +a
+  # A run may shorten the jobs queue's visibility timeout for a stack of its own (scripts/chaos.sh).
+  QUEUE_VISIBILITY_TIMEOUT=${MEDIAGEN_QUEUE_VISIBILITY_TIMEOUT:-$QUEUE_VISIBILITY_TIMEOUT}
   say "building the functions"
   cargo build --workspace --bins --locked
   say "creating the table, queues and bucket on $EMULATOR_URL"
@@ -123,14 +127,20 @@ start_stack() {
   start_bg "$STATE/gateway.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   wait_for_http "$API_URL/" 10 "the local gateway"
+  # The SQS-triggered functions run under their pumps, as Lambda runs them (docs/design.md,
+  # "Local stack"): a crash is a cold start at the next invocation, not a stopped pipeline. Their
+  # timeouts are template.yaml's.
   say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
-  start_bg "$STATE/pump.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL"
+  local dev="$CARGO_TARGET_DIR/debug/mediagen-dev"
+  start_bg "$STATE/pump.log" "$dev" pump --queue-url "$JOBS_QUEUE_URL" --function generate --timeout 30 \
+    --run "$CARGO_TARGET_DIR/debug/generate"
   STACK_PIDS+=("${BG_PIDS[-1]}")
-  start_bg "$STATE/pump-webhooks.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL" \
-    --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver
+  PUMP_PID=${BG_PIDS[-1]}
+  start_bg "$STATE/pump-webhooks.log" "$dev" pump --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver --timeout 30 \
+    --run "$CARGO_TARGET_DIR/debug/deliver"
   STACK_PIDS+=("${BG_PIDS[-1]}")
-  start_bg "$STATE/pump-sweeper.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" pump --invoke "$FUNCTIONS_URL" \
-    --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper --schedule-seconds "$SWEEP_SCHEDULE_SECONDS"
+  start_bg "$STATE/pump-sweeper.log" "$dev" pump --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper \
+    --timeout 30 --schedule-seconds "$SWEEP_SCHEDULE_SECONDS" --run "$CARGO_TARGET_DIR/debug/sweeper"
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 

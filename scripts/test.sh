@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check: format, lints, unit tests, integration tests against the emulator, and the
-# end-to-end run through `cargo lambda watch`. Installs what it needs first.
+# Runs every check: format, lints, unit tests, integration tests against the emulator, the
+# end-to-end run through `cargo lambda watch`, and the chaos run. Installs what it needs first.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -30,6 +30,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "unit tests"
 cargo test --workspace --locked --lib --bins
+# The pump's hosted function: crashes and timeouts, with no stack.
+cargo test -p mediagen-devtools --locked --test it -- hosted::
 
 say "integration tests against moto server"
 start_emulator 0
@@ -60,9 +62,11 @@ cases=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$STATE/schemathesis.log" | ta
 stop_stack
 say "no API key and no webhook secret in the functions' logs"
 for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do
-  if grep -qF -- "$secret" "$STATE/functions.log"; then
-    die "an API key or the webhook secret (or most of one) is in $STATE/functions.log"
-  fi
+  for log in "$STATE/functions.log" "$STATE"/pump*.log; do
+    if grep -qF -- "$secret" "$log"; then
+      die "an API key or the webhook secret (or most of one) is in $log"
+    fi
+  done
 done
 
 say "end-to-end with MODEL_PROVIDER=replicate against the mock Replicate API"
@@ -70,6 +74,11 @@ start_mock_replicate test-token
 export MODEL_PROVIDER=replicate REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$REPLICATE_MOCK_URL/v1"
 start_stack "$(free_port)" --ignore-changes
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model::
+stop_stack
+unset MODEL_PROVIDER REPLICATE_API_TOKEN REPLICATE_API_BASE_URL
+
+say "the chaos run: 200 jobs while generate is killed (scripts/chaos.sh)"
+scripts/chaos.sh
 
 say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checked, destroyed"
 stop_stack

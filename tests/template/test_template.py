@@ -70,7 +70,6 @@ PERMISSIONS = {
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
     },
     "GenerateFunction": {
-        "dynamodb:GetItem": TABLE,
         "dynamodb:PutItem": TABLE,
         "dynamodb:UpdateItem": TABLE,
         "sqs:ReceiveMessage": QUEUE,
@@ -80,6 +79,9 @@ PERMISSIONS = {
         "sqs:SendMessage": WEBHOOKS,
         "s3:PutObject": MEDIA_OBJECTS,
         "s3:DeleteObject": MEDIA_OBJECTS,
+        "ssm:GetParameter": {
+            "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"
+        },
     },
     # Reads jobs and sends webhooks; never writes a job.
     "DeliverFunction": {
@@ -380,9 +382,11 @@ def function_problems(cfn):
             problems.append(f"{name} lacks {missing}, which functions/core/src/runtime/config.rs needs")
         for unknown in sorted(set(variables) - read - {"RUST_LOG"}):
             problems.append(f"{name} sets {unknown}, which functions/core/src/runtime/config.rs does not read")
-        has_token = "REPLICATE_API_TOKEN" in variables
+        if "REPLICATE_API_TOKEN" in variables:
+            problems.append(f"{name} has REPLICATE_API_TOKEN: the token belongs in SSM, not in an environment")
+        has_token = "REPLICATE_API_TOKEN_PARAMETER" in variables
         if has_token != (name == "GenerateFunction"):
-            problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN; only generate calls the model")
+            problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate calls the model")
         has_secret = "WEBHOOK_SECRET" in variables
         # deliver signs webhooks; status shows each owner their own key (GET /v1/webhooks/default/secret).
         if has_secret != (name in ("DeliverFunction", "StatusFunction")):
@@ -401,8 +405,8 @@ def function_problems(cfn):
     architecture = parameters.get("Architecture", {})
     if architecture.get("Default") != "arm64" or set(architecture.get("AllowedValues", [])) != {"arm64", "x86_64"}:
         problems.append(f"the Architecture parameter is {architecture}")
-    if not parameters.get("ReplicateApiToken", {}).get("NoEcho"):
-        problems.append("the Replicate token parameter is echoed")
+    if "ReplicateApiToken" in parameters:
+        problems.append("the Replicate token is a parameter: it would be a plain environment variable")
     webhook_secret = parameters.get("WebhookSecret", {})
     if not webhook_secret.get("NoEcho"):
         problems.append("the webhook secret parameter is echoed")

@@ -58,6 +58,16 @@ pub enum Stranded {
     Missing,
 }
 
+/// The answer to committing a job's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Applied,
+    /// The claim still holds, but a cancel was requested: the job is to end `canceled`.
+    CancelRequested,
+    /// Another worker took the job over, or it is final.
+    Stale,
+}
+
 /// Whether a conditional state change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -170,7 +180,7 @@ pub trait JobStore: Send + Sync {
         claimed: &Job,
         media: &[MediaItem],
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     /// `processing → queued` after a transient failure, if the claim still holds.
     fn release(
         &self,

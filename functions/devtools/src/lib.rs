@@ -5,5 +5,6 @@ pub mod client;
 pub mod gateway;
 pub mod mock_replicate;
 pub mod pump;
+pub mod runtime_api;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -19,7 +19,8 @@ use mediagen::services::keys::KeyAdmin;
 use mediagen::services::webhooks::SigningKeys;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
-use mediagen_devtools::pump::Pump;
+use mediagen_devtools::pump::{Pump, Target};
+use mediagen_devtools::runtime_api::HostedFunction;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -60,11 +61,18 @@ enum Command {
     Pump {
         #[arg(long, env = "JOBS_QUEUE_URL")]
         queue_url: String,
-        /// Where `cargo lambda watch` serves the runtime's invoke API.
+        /// Where `cargo lambda watch` serves the runtime's invoke API (unless --run).
         #[arg(long, default_value = "http://127.0.0.1:9000")]
         invoke: String,
         #[arg(long, default_value = "generate")]
         function: String,
+        /// The function's timeout, in seconds: its deadline, and how long an invocation may run.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Run the function here, as Lambda does, with this command (its binary and arguments):
+        /// started on the first invocation and again after it dies, killed at its timeout.
+        #[arg(long, num_args = 1.., allow_hyphen_values = true)]
+        run: Vec<String>,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
         /// Also send the function EventBridge's scheduled event every this many seconds.
@@ -187,17 +195,41 @@ async fn main() -> ExitCode {
             queue_url,
             invoke,
             function,
+            timeout,
+            run,
             batch_size,
             schedule_seconds,
         } => {
-            pump(
-                queue_url,
-                &invoke,
-                &function,
-                batch_size,
-                schedule_seconds.map(Duration::from_secs),
-            )
-            .await
+            let timeout = Duration::from_secs(timeout);
+            let target = if run.is_empty() {
+                reqwest::Client::builder()
+                    // A little longer than the function may run: its answer, or its failure, comes first.
+                    .timeout(timeout + Duration::from_secs(5))
+                    .build()
+                    .map(|http| Target::Remote {
+                        http,
+                        invoke_url: format!(
+                            "{}/2015-03-31/functions/{function}/invocations",
+                            invoke.trim_end_matches('/')
+                        ),
+                    })
+                    .map_err(Error::from)
+            } else {
+                HostedFunction::new(&function, run, timeout).map(Target::Hosted)
+            };
+            match target {
+                Ok(target) => {
+                    pump(
+                        queue_url,
+                        target,
+                        &function,
+                        batch_size,
+                        schedule_seconds.map(Duration::from_secs),
+                    )
+                    .await
+                }
+                Err(err) => Err(err),
+            }
         }
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
@@ -266,7 +298,7 @@ fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
 
 async fn pump(
     queue_url: String,
-    invoke: &str,
+    target: Target,
     function: &str,
     batch_size: i32,
     schedule: Option<Duration>,
@@ -276,14 +308,10 @@ async fn pump(
     let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
     let pump = Pump {
         sqs,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,
+        target,
         queue_url,
         queue_arn,
         region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
-        invoke_url: format!(
-            "{}/2015-03-31/functions/{function}/invocations",
-            invoke.trim_end_matches('/')
-        ),
         batch_size,
         // Short polls, so that a stop request is honoured within a second.
         wait_seconds: 1,

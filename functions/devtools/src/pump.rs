@@ -1,8 +1,10 @@
-//! A local stand-in for Lambda's SQS event-source mapping: long-polls a queue (the jobs queue, or
-//! the webhooks queue), hands each batch to its function (`generate`, or `deliver`) through the
-//! runtime's invoke API (as `cargo lambda watch` serves it) as a real `SQSEvent`, and deletes
-//! only the records the function did not report in `batchItemFailures`. Reported records come
-//! back after their visibility timeout, as on AWS. With a schedule it also sends the function
+//! A local stand-in for Lambda's SQS event-source mapping: long-polls a queue (the jobs queue, the
+//! webhooks queue, the jobs dead-letter queue), hands each batch to its function (`generate`,
+//! `deliver`, `sweeper`) as a real `SQSEvent`, and deletes only the records the function did not
+//! report in `batchItemFailures`. Reported records, and all of a batch whose invocation failed,
+//! come back after their visibility timeout, as on AWS. The function either runs here, as Lambda
+//! runs it ([`HostedFunction`]: its own process, started again after a crash, killed at its
+//! timeout), or behind an invoke API such as `cargo lambda watch`'s. With a schedule it also sends the function
 //! EventBridge's scheduled event at that rate, as the sweeper's schedule does on AWS.
 
 use std::collections::HashSet;
@@ -14,15 +16,51 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 
 use crate::Error;
+use crate::runtime_api::HostedFunction;
+
+/// Where the function runs.
+pub enum Target {
+    /// Behind an invoke API: `http://host:port/2015-03-31/functions/<name>/invocations`.
+    Remote { http: reqwest::Client, invoke_url: String },
+    /// Here, as Lambda runs it.
+    Hosted(HostedFunction),
+}
+
+impl Target {
+    /// The function's answer, or why the whole invocation failed.
+    async fn invoke(&self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        match self {
+            Target::Remote { http, invoke_url } => {
+                let response = http
+                    .post(invoke_url)
+                    .header("content-type", "application/json")
+                    .body(payload)
+                    .send()
+                    .await
+                    .map_err(|e| mediagen::adapters::describe_error(&e))?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(body.to_vec())
+                } else {
+                    Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                }
+            }
+            Target::Hosted(function) => function
+                .invoke(bytes::Bytes::from(payload))
+                .await
+                .map(|body| body.to_vec())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
 
 pub struct Pump {
     pub sqs: Client,
-    pub http: reqwest::Client,
+    pub target: Target,
     pub queue_url: String,
     pub queue_arn: String,
     pub region: String,
-    /// `http://host:port/2015-03-31/functions/<name>/invocations`
-    pub invoke_url: String,
     pub batch_size: i32,
     pub wait_seconds: i32,
     /// How often to send a scheduled event, if at all.
@@ -58,18 +96,21 @@ impl Pump {
 
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
-        let response = self.http.post(&self.invoke_url).json(&event).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        let failed: HashSet<String> = match serde_json::from_str::<SqsBatchResponse>(&text) {
-            Ok(answer) if status.is_success() => answer
+        let answer = self.target.invoke(serde_json::to_vec(&event)?).await;
+        let failed: HashSet<String> = match answer.map(|body| serde_json::from_slice::<SqsBatchResponse>(&body)) {
+            Ok(Ok(answer)) => answer
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
                 .collect(),
-            // The whole invocation failed: Lambda would return the whole batch.
-            _ => {
-                eprintln!("pump: the function failed ({status}): {text}");
+            // The whole invocation failed: Lambda returns the whole batch, after its visibility
+            // timeout.
+            Ok(Err(err)) => {
+                eprintln!("pump: the function's answer does not parse: {err}");
+                messages.iter().filter_map(|m| m.message_id.clone()).collect()
+            }
+            Err(err) => {
+                eprintln!("pump: the invocation failed: {err}");
                 messages.iter().filter_map(|m| m.message_id.clone()).collect()
             }
         };
@@ -146,13 +187,8 @@ impl Pump {
             "resources": ["arn:aws:events:local:123456789012:rule/local-schedule"],
             "detail": {},
         });
-        let response = self.http.post(&self.invoke_url).json(&event).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            return Err(format!("the function failed ({status}): {text}").into());
-        }
-        Ok(text)
+        let answer = self.target.invoke(serde_json::to_vec(&event)?).await?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
     /// Runs until `stop` is set. A batch in hand is always finished first: stopping in the middle

@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
         media,
-        bootstrap::or_exit(bootstrap::image_model(&config)),
+        bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
         bootstrap::webhook_notifier(&config, &sdk),
         GenerateSettings::new(config.max_receive_count, config.retention),
     );

@@ -78,15 +78,20 @@ impl Presigner {
         self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A URL that GETs `bucket/key` for `ttl` from `now`.
+    /// A URL that GETs `bucket/key` for `ttl` from `now`, and how long it really works: no longer
+    /// than the credentials it is signed with (a role's expire within hours), whatever it says.
     pub async fn presign_get(
         &self,
         bucket: &str,
         key: &str,
         ttl: Duration,
         now: DateTime<Utc>,
-    ) -> Result<String, MediaError> {
+    ) -> Result<(String, Duration), MediaError> {
         let credentials = self.credentials(now.into()).await?;
+        let ttl = match credentials.expiry() {
+            Some(expiry) => ttl.min(expiry.duration_since(now.into()).unwrap_or_default()),
+            None => ttl,
+        };
         let (origin, host, path) = match &self.addressing {
             Addressing::VirtualHosted { suffix } => {
                 let host = format!("{bucket}.{suffix}");
@@ -111,7 +116,7 @@ impl Presigner {
             now,
             &[("x-id", "GetObject")],
         );
-        Ok(format!("{origin}{path}?{query}"))
+        Ok((format!("{origin}{path}?{query}"), ttl))
     }
 }
 
@@ -293,11 +298,12 @@ mod tests {
         let ttl = Duration::from_secs(900);
         let key = "media/0192e5a0-7b1c-7c3d-8e9f-0123456789ab/0 (copy).png";
 
-        let ours = Presigner::new(&sdk, None)
+        let (ours, lifetime) = Presigner::new(&sdk, None)
             .unwrap()
             .presign_get("media-bucket", key, ttl, now)
             .await
             .unwrap();
+        assert_eq!(lifetime, ttl);
         let config = PresigningConfig::builder()
             .start_time(now.into())
             .expires_in(ttl)
@@ -328,6 +334,28 @@ mod tests {
     async fn matches_the_sdk_against_an_emulator() {
         compare(Some("http://127.0.0.1:4566"), None).await;
         compare(Some("http://localhost.localstack.cloud:4566/"), Some("token")).await;
+    }
+
+    /// Role credentials expire: a URL signed with them stops working then, whatever its
+    /// `X-Amz-Expires`, so it says no more, and its lifetime is reported as that.
+    #[tokio::test]
+    async fn a_url_lives_no_longer_than_its_credentials() {
+        let now = Utc::now();
+        let expiry = std::time::SystemTime::from(now) + Duration::from_secs(600);
+        let credentials = Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), Some(expiry), "test");
+        let sdk = SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let (url, lifetime) = Presigner::new(&sdk, None)
+            .unwrap()
+            .presign_get("b", "k", Duration::from_secs(900), now)
+            .await
+            .unwrap();
+        assert!(lifetime <= Duration::from_secs(600), "{lifetime:?}");
+        let expires = parts(&url).1["X-Amz-Expires"].parse::<u64>().unwrap();
+        assert!(expires <= 600, "{url}");
     }
 
     #[test]

@@ -85,10 +85,10 @@ impl MediaStore for S3MediaStore {
 
     async fn presign_get(&self, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
         let signed_at = Utc::now();
-        let url = self.presigner.presign_get(bucket, key, ttl, signed_at).await?;
+        let (url, lifetime) = self.presigner.presign_get(bucket, key, ttl, signed_at).await?;
         Ok(PresignedUrl {
             url,
-            expires_at: signed_at + ttl,
+            expires_at: signed_at + lifetime,
         })
     }
 }

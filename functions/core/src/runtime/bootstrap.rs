@@ -41,15 +41,26 @@ pub fn file_links(config: &Config) -> FileLinks {
     }
 }
 
-/// The configured image model; the Replicate model needs its token.
-pub fn image_model(config: &Config) -> Result<Model, ConfigError> {
+/// The configured image model; the Replicate model needs its token: `REPLICATE_API_TOKEN` (a local
+/// run), else the SSM parameter `REPLICATE_API_TOKEN_PARAMETER` names (a deployed stack), read
+/// once at cold start.
+pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Model, ConfigError> {
     Ok(match config.model_provider {
         ModelProvider::Local => Model::Local(LocalModel),
         ModelProvider::Replicate => {
-            let token = config
-                .replicate_api_token
-                .clone()
-                .ok_or(ConfigError::Missing("REPLICATE_API_TOKEN"))?;
+            let token = match (&config.replicate_api_token, &config.replicate_api_token_parameter) {
+                (Some(token), _) => token.clone(),
+                (None, Some(parameter)) => {
+                    aws::ssm_parameter(sdk, parameter)
+                        .await
+                        .map_err(|reason| ConfigError::Invalid {
+                            name: "REPLICATE_API_TOKEN_PARAMETER",
+                            value: parameter.clone(),
+                            reason,
+                        })?
+                }
+                (None, None) => return Err(ConfigError::Missing("REPLICATE_API_TOKEN")),
+            };
             let settings = replicate::ReplicateSettings {
                 api_base_url: config.replicate_api_base_url.clone(),
                 token,

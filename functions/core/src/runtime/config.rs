@@ -37,6 +37,8 @@ pub struct Config {
     pub retention: Duration,
     pub max_receive_count: u32,
     pub replicate_api_token: Option<Secret>,
+    /// The SSM parameter holding the Replicate token when deployed; `REPLICATE_API_TOKEN` wins.
+    pub replicate_api_token_parameter: Option<String>,
     /// Signs the file links of the Replicate-compatible API, so that any HTTP client can fetch
     /// them until they expire; without it those links need the API key.
     pub file_url_secret: Option<Secret>,
@@ -111,8 +113,13 @@ impl Config {
             ));
         }
         let retention_days: u64 = parse_or(&get, "RETENTION_DAYS", 30)?;
-        if retention_days == 0 {
-            return Err(invalid("RETENTION_DAYS", "0", "must be at least 1"));
+        // Bounded as template.yaml bounds it: days in seconds must not overflow, nor expiry times.
+        if !(1..=3650).contains(&retention_days) {
+            return Err(invalid(
+                "RETENTION_DAYS",
+                &retention_days.to_string(),
+                "must be between 1 and 3650 (ten years)",
+            ));
         }
         let max_receive_count: u32 = parse_or(&get, "MAX_RECEIVE_COUNT", 5)?;
         if max_receive_count == 0 {
@@ -141,6 +148,7 @@ impl Config {
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
+            replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
             file_url_secret: get("FILE_URL_SECRET").map(Secret::new),
             replicate_api_base_url,
             allow_local_urls,
@@ -232,6 +240,9 @@ mod tests {
             ("MODEL_PROVIDER", "dalle"),
             ("ALLOW_LOCAL_URLS", "maybe"),
             ("MAX_RECEIVE_COUNT", "0"),
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_DAYS", "3651"),
+            ("RETENTION_DAYS", "213503982334601"),
         ] {
             let mut vars = base();
             vars.insert(name.to_owned(), value.to_owned());

@@ -12,7 +12,7 @@ use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
-use crate::ports::{Claim, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
+use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
 /// The longest SQS holds a message back (its visibility timeout's limit).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
@@ -25,7 +25,10 @@ const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
 enum AttemptError {
     /// Worth another delivery, not before `retry_after` if the other side asked for a delay.
     Transient {
+        /// What went wrong, for the log: it may hold an SDK's whole error chain.
         message: String,
+        /// What the job shows its client instead.
+        public: &'static str,
         retry_after: Option<Duration>,
     },
     /// The job can never succeed.
@@ -161,18 +164,22 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 self.finish_failed(&claimed, &error, &stored, Outcome::Acknowledge)
                     .await
             }
-            Err(AttemptError::Transient { message, .. })
+            Err(AttemptError::Transient { message, public, .. })
                 if delivery.receive_count >= self.settings.max_receive_count =>
             {
                 tracing::error!(%message, "last allowed attempt failed; job failed");
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
-                let error = JobError::retries_exhausted(&message);
+                let error = JobError::retries_exhausted(public);
                 self.finish_failed(&claimed, &error, &stored, Outcome::Retry).await
             }
-            Err(AttemptError::Transient { message, retry_after }) => {
+            Err(AttemptError::Transient {
+                message,
+                public,
+                retry_after,
+            }) => {
                 tracing::warn!(%message, "attempt failed; job goes back to the queue");
-                let error = JobError::new("transient_error", message);
+                let error = JobError::new("transient_error", public);
                 match self.store.release(&claimed, &error, Utc::now()).await {
                     // A queued job holds no images: a cancel while it waits leaves none behind.
                     Ok(Transition::Applied) => discard_images(&self.media, &stored).await,
@@ -240,13 +247,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             .await
             .map_err(transient)?
         {
-            Transition::Applied => Ok(()),
-            Transition::Stale => match self.store.job(job.id).await {
-                Ok(Some(current)) if current.attempts == job.attempts && current.cancel_requested => {
-                    Err(AttemptError::Canceled)
-                }
-                _ => Err(AttemptError::LostClaim),
-            },
+            Commit::Applied => Ok(()),
+            Commit::CancelRequested => Err(AttemptError::Canceled),
+            Commit::Stale => Err(AttemptError::LostClaim),
         }
     }
 
@@ -310,10 +313,15 @@ fn leftovers(claimed: &Job, stored: &[String]) -> Vec<String> {
     }
 }
 
+/// What a job shows for a failure of our own stores, and for one of the model.
+const STORAGE_UNAVAILABLE: &str = "storage was briefly unavailable";
+const MODEL_UNAVAILABLE: &str = "the image model was unavailable or busy";
+
 /// A failure of our own stores: worth another delivery, at the usual pace.
 fn transient(err: impl std::fmt::Display) -> AttemptError {
     AttemptError::Transient {
         message: err.to_string(),
+        public: STORAGE_UNAVAILABLE,
         retry_after: None,
     }
 }
@@ -345,11 +353,19 @@ impl<S: JobStore> RunLog for JobRuns<'_, S> {
 
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
-        ModelError::Transient { message, retry_after } => AttemptError::Transient { message, retry_after },
+        ModelError::Transient { message, retry_after } => AttemptError::Transient {
+            message,
+            public: MODEL_UNAVAILABLE,
+            retry_after,
+        },
+        // The model's verdict on this input is the client's to read.
         ModelError::Permanent { code, message } => AttemptError::Permanent(JobError::new(code, message)),
         ModelError::Configuration { message } => {
             tracing::error!(%message, "the image model is misconfigured: every job will fail until fixed");
-            AttemptError::Permanent(JobError::new("model_configuration", message))
+            AttemptError::Permanent(JobError::new(
+                "model_configuration",
+                "the image model is misconfigured on our side",
+            ))
         }
     }
 }

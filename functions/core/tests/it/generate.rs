@@ -15,7 +15,8 @@ use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::{Backoff, Budget};
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{
-    Claim, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError, Transition,
+    Claim, Commit, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError,
+    Transition,
 };
 use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;
@@ -198,7 +199,10 @@ async fn a_transient_failure_returns_the_job_to_the_queue() {
     let retried = job(&stack, queued.id).await;
     assert_eq!(retried.status, JobStatus::Queued);
     assert_eq!(retried.attempts, 1);
-    assert!(retried.error.unwrap().message.contains("503"));
+    assert_eq!(
+        retried.error.unwrap().message,
+        "the image model was unavailable or busy"
+    );
     // The redelivery delay keeps the message out of sight for now.
     assert!(stack.receive(30).await.is_empty());
 }
@@ -224,7 +228,11 @@ async fn the_last_allowed_receive_marks_the_job_failed() {
     assert_eq!(failed.status, JobStatus::Failed);
     let error = failed.error.unwrap();
     assert_eq!(error.code, "retries_exhausted");
-    assert!(error.message.contains("503"));
+    assert!(
+        error.message.contains("the image model was unavailable"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -381,10 +389,7 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     };
     let store = stack.store();
     let error = JobError::new("x", "y");
-    assert_eq!(
-        store.complete(&stale, &[], Utc::now()).await.unwrap(),
-        Transition::Stale
-    );
+    assert_eq!(store.complete(&stale, &[], Utc::now()).await.unwrap(), Commit::Stale);
     assert_eq!(store.fail(&stale, &error, Utc::now()).await.unwrap(), Transition::Stale);
     assert_eq!(
         store.release(&stale, &error, Utc::now()).await.unwrap(),
@@ -393,7 +398,7 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Processing);
     assert_eq!(
         store.complete(&current, &[], Utc::now()).await.unwrap(),
-        Transition::Applied
+        Commit::Applied
     );
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
 }
@@ -433,7 +438,7 @@ impl JobStore for LostCommitAnswer {
         claimed: &Job,
         media: &[MediaItem],
         now: chrono::DateTime<Utc>,
-    ) -> Result<Transition, StoreError> {
+    ) -> Result<Commit, StoreError> {
         let applied = self.store.complete(claimed, media, now).await?;
         if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("connection reset before the answer".into()));
@@ -736,4 +741,42 @@ async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
     }
     assert_eq!(succeeded, 4, "the first round ran");
     assert_eq!(response.batch_item_failures.len(), 6);
+}
+
+/// What a job shows its client is a short message; an SDK's error chain (endpoints, sockets)
+/// goes to the log only.
+#[tokio::test]
+async fn a_failure_of_our_storage_shows_no_sdk_error_chain() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted(&stack, json!({"prompt": "no bucket", "width": 256, "height": 256})).await;
+    // Nothing listens on port 1: every put fails to connect.
+    let unreachable = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .endpoint_url("http://127.0.0.1:1")
+        .http_client(mediagen::adapters::aws::http_client())
+        .build();
+    let media = mediagen::adapters::s3::S3MediaStore::from_sdk(&unreachable, "media", None).unwrap();
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 1);
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        media,
+        LocalModel,
+        stack.notifier(),
+        settings,
+    );
+
+    sqs::handle(&generator, sqs_event(vec![message])).await;
+    let retried = job(&stack, queued.id).await;
+    assert_eq!(retried.status, JobStatus::Queued);
+    let shown = retried.error.unwrap().message;
+    assert_eq!(shown, "storage was briefly unavailable");
+    for internal in ["127.0.0.1", "dispatch", "error", "Connection"] {
+        assert!(!shown.contains(internal), "{shown}");
+    }
 }

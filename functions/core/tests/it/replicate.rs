@@ -689,3 +689,64 @@ async fn replicate_single_output_models_run_one_prediction_per_image() {
         .collect();
     assert_eq!(seeds, [5, 6, 7], "each prediction its own seed");
 }
+
+/// Deployed, the token is a SecureString in SSM Parameter Store, read once at cold start; it is
+/// never a plain environment variable of the function.
+#[tokio::test]
+async fn replicate_token_is_read_from_its_ssm_parameter() {
+    use mediagen::runtime::{bootstrap, config::Config};
+    let sdk = crate::helpers::sdk_config(&crate::helpers::endpoint()).await;
+    let name = format!(
+        "/mediagen-test/{:012x}/replicate-api-token",
+        fastrand::u64(..) & 0xffff_ffff_ffff
+    );
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&name)
+        .value(TOKEN)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let server = MockServer::start().await;
+    let urls = outputs(&server, 1).await;
+    Mock::given(method("POST"))
+        .and(path(SCHNELL))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(&server, "p-ssm", "succeeded", json!(urls))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let settings = |parameter: &str| {
+        let vars: std::collections::HashMap<String, String> = [
+            ("JOBS_TABLE", "jobs"),
+            ("JOBS_QUEUE_URL", "http://queue"),
+            ("MEDIA_BUCKET", "media"),
+            ("MODEL_PROVIDER", "replicate"),
+            ("ALLOW_LOCAL_URLS", "true"),
+            ("REPLICATE_API_TOKEN_PARAMETER", parameter),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain([("REPLICATE_API_BASE_URL".to_owned(), format!("{}/v1", server.uri()))])
+        .collect();
+        Config::from_map(&vars).unwrap()
+    };
+
+    let model = bootstrap::image_model(&settings(&name), &sdk).await.unwrap();
+    assert_eq!(
+        model
+            .generate(&request(1), &fresh_budget(), &NoRunLog)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let err = bootstrap::image_model(&settings("/mediagen-test/none"), &sdk)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("REPLICATE_API_TOKEN_PARAMETER"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+}

@@ -1,8 +1,9 @@
-//! The whole path over HTTP against a running local stack, one binary. Every test is ignored by a
-//! plain `cargo test`, which has no stack to talk to; `scripts/test.sh` starts the stack and runs
+//! The whole path over HTTP against a running local stack, one binary. Those tests are ignored by
+//! a plain `cargo test`, which has no stack to talk to; `scripts/test.sh` starts the stack and runs
 //! `local_model::` and `webhooks::` with the local model, then `replicate_model::` with the mock
-//! Replicate API.
+//! Replicate API. `hosted::` (the pump's hosted function) needs no stack.
 
+mod hosted;
 mod local_model;
 mod replicate_model;
 mod webhooks;

@@ -21,7 +21,7 @@ use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::listing::{Cursor, ListQuery};
 use crate::ports::{
-    Cancel, Claim, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded, Transition,
+    Cancel, Claim, Commit, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded, Transition,
 };
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
@@ -575,7 +575,7 @@ impl JobStore for DynamoJobStore {
         })
     }
 
-    async fn complete(&self, claimed: &Job, media: &[MediaItem], now: DateTime<Utc>) -> Result<Transition, StoreError> {
+    async fn complete(&self, claimed: &Job, media: &[MediaItem], now: DateTime<Utc>) -> Result<Commit, StoreError> {
         let mut items = Vec::with_capacity(media.len() + 1);
         for item in media {
             let put = Put::builder()
@@ -603,6 +603,9 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":attempt", n(claimed.attempts))
             .expression_attribute_values(":media", media_ids)
             .expression_attribute_values(":now", time(now))
+            // Why it failed comes back with the answer, so no read is needed to tell a cancel
+            // from a takeover.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| unavailable(&e))?;
         items.push(TransactWriteItem::builder().update(update).build());
@@ -615,18 +618,24 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         let err = match result {
-            Ok(_) => return Ok(Transition::Applied),
+            Ok(_) => return Ok(Commit::Applied),
             Err(err) => err,
         };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error() {
-            let job_condition_failed = canceled
-                .cancellation_reasons()
-                .get(job_index)
-                .and_then(|reason| reason.code())
-                .is_some_and(|code| code == "ConditionalCheckFailed");
-            if job_condition_failed {
-                return Ok(Transition::Stale);
-            }
+        if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error()
+            && let Some(reason) = canceled.cancellation_reasons().get(job_index)
+            && reason.code() == Some("ConditionalCheckFailed")
+        {
+            let current = reason.item().map(job_from_item).transpose()?;
+            return Ok(match current {
+                Some(job)
+                    if job.status == JobStatus::Processing
+                        && job.attempts == claimed.attempts
+                        && job.cancel_requested =>
+                {
+                    Commit::CancelRequested
+                }
+                _ => Commit::Stale,
+            });
         }
         Err(unavailable(&err))
     }

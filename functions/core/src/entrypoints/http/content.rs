@@ -89,8 +89,9 @@ pub(super) async fn content<S: JobStore + KeyStore, M: MediaStore>(
         redirect.headers_mut().insert(header::LOCATION, location);
         redirect
     };
-    // Caches may keep the answer a little less long than the URL lives.
-    let max_age = service.ttl().as_secs().saturating_sub(service.ttl().as_secs() / 10 + 5);
+    // Caches may keep the answer a little less long than the URL lives (its credentials may end it early).
+    let lives = (link.expires_at - chrono::Utc::now()).num_seconds().max(0) as u64;
+    let max_age = lives.saturating_sub(lives / 10 + 5);
     if let Ok(value) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
