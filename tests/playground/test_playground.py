@@ -63,35 +63,34 @@ class Playground(unittest.TestCase):
             cls.stub, _ = stub_api.make_server(prefix="/prod", key="stub-key")
             threading.Thread(target=cls.stub.serve_forever, daemon=True).start()
             cls.api, cls.key = f"http://127.0.0.1:{cls.stub.server_address[1]}/prod", "stub-key"
-        cls.profile = tempfile.mkdtemp(prefix="mediagen-chromium-")
         cls.playwright = sync_playwright().start()
-        cls.browser = cls.playwright.chromium.launch_persistent_context(
-            cls.profile,
+        cls.browser = cls.playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 860},
         )
+
+    def setUp(self):
+        # A browser context of each test's own: its local storage (the key) starts empty, and no
+        # page of another test can write to it.
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 860})
+        self.addCleanup(self.context.close)
 
     @classmethod
     def tearDownClass(cls):
         cls.browser.close()
         cls.playwright.stop()
-        shutil.rmtree(cls.profile, ignore_errors=True)
         if cls.stub:
             cls.stub.shutdown()
             cls.stub.server_close()
 
-    def open_page(self, forget_key: bool = True):
-        """The playground, fresh: no key stored unless `forget_key` is false."""
-        page = self.browser.new_page()
+    def open_page(self):
+        """The playground, in this test's browser context (a first visit has no key stored)."""
+        page = self.context.new_page()
         self.addCleanup(page.close)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         self.addCleanup(lambda: self.assertEqual(errors, [], "the page threw"))
-        if forget_key:
-            # Before any script of the page runs, so that no earlier visit's key is seen.
-            page.add_init_script("window.localStorage.clear()")
         page.goto(f"{self.api}/playground")
         page.wait_for_load_state("load")
         return page
@@ -128,7 +127,7 @@ class Playground(unittest.TestCase):
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         # Asked once: a new visit has the key, lists the job, and shows its image on a click.
-        again = self.open_page(forget_key=False)
+        again = self.open_page()
         self.assertFalse(again.is_visible("#api-key"))
         listed = f'#jobs button[data-job-id="{job_id}"]'
         try:
