@@ -16,6 +16,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
+use crate::domain::idempotency::IdempotencyKey;
 use crate::ports::KeyStore;
 use crate::services::auth::{Authenticator, Caller};
 pub use problem::ApiError;
@@ -111,6 +112,15 @@ fn preferred_wait(request: &Request) -> Option<Duration> {
                 .map(|s| Duration::from_secs(s).min(MAX_WAIT)),
             _ => None,
         })
+}
+
+/// The `Idempotency-Key` a submit carries, if any.
+fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    Ok(request
+        .headers()
+        .get("idempotency-key")
+        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .transpose()?)
 }
 
 /// Marks a response as shaped by the client's `Prefer: wait`.

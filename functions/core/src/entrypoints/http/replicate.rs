@@ -14,11 +14,10 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::requests::PredictionRequest;
-use super::{ApiError, base_path, json_body, json_response, preferred_wait};
+use super::{ApiError, base_path, idempotency_key, json_body, json_response, preferred_wait};
 use crate::domain::catalogue::public_name;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::generation::FieldError;
-use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Interface, Job, JobStatus};
 use crate::domain::listing::ListQuery;
@@ -235,11 +234,7 @@ pub(super) async fn create<S: JobStore, Q: JobQueue>(
     request: &Request,
     links: &FileLinks,
 ) -> Result<Response<Body>, ApiError> {
-    let idempotency_key = request
-        .headers()
-        .get("idempotency-key")
-        .map(|value| IdempotencyKey::parse(value.as_bytes()))
-        .transpose()?;
+    let idempotency_key = idempotency_key(request)?;
     let create = json_body(request)?;
     let model = match model {
         Some(model) => model,

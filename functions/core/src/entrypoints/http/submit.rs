@@ -13,10 +13,9 @@ use super::replicate::{self, FileLinks};
 use super::requests::GenerateBody;
 use super::views::{AcceptedView, JobView, accepted_body, job_body, links, status_url};
 use super::{
-    ApiError, applied_wait, base_path, caller, json_body, json_response, path, preferred_wait, require_method, respond,
-    segments_from_end,
+    ApiError, applied_wait, base_path, caller, idempotency_key, json_body, json_response, path, preferred_wait,
+    require_method, respond, segments_from_end,
 };
-use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
 use crate::ports::{JobQueue, JobStore, KeyStore};
@@ -111,11 +110,7 @@ pub(super) async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
     caller: &Caller,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let idempotency_key = request
-        .headers()
-        .get("idempotency-key")
-        .map(|value| IdempotencyKey::parse(value.as_bytes()))
-        .transpose()?;
+    let idempotency_key = idempotency_key(request)?;
     let body = json_body(request)?;
     let submitted = api
         .submit
