@@ -136,7 +136,13 @@ class Playground(unittest.TestCase):
             # The list loads once, as the page opens: ask again, as a person would.
             again.click("#refresh-jobs")
             again.wait_for_selector(listed, timeout=15000)
-        again.click(listed)
+        # Clicked in the page itself: the list is redrawn as it refreshes, so the button Playwright
+        # found may be replaced before it is stable enough for a pointer click.
+        again.wait_for_function(
+            "selector => { const b = document.querySelector(selector); if (b) b.click(); return !!b; }",
+            arg=listed,
+            timeout=15000,
+        )
         again.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
         self.assertEqual(again.get_attribute("#status", "data-job-id"), job_id)
         self.assertEqual(again.evaluate("document.querySelector('#images img').naturalHeight"), 384)
