@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds release artifacts and measures them beside their baselines: init time, first and warm
-# invocation latency, peak RSS, artifact size, handler overhead, presign cost, pipeline throughput.
+# invocation latency, peak RSS, artifact size, handler overhead, presign cost, pipeline throughput,
+# and from them the cost per 1,000 jobs (scripts/bench/prices.json).
 # Writes target/bench/summary.json and BENCHMARKS.md. Takes several minutes; not part of test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
