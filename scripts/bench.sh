@@ -22,19 +22,28 @@ cargo build --locked -p mediagen-devtools --bin mediagen-dev
 
 start_emulator 0
 aws_env
-export MAX_RECEIVE_COUNT=5
-# The bench's own resources, apart from the ones the local stack uses below.
+# The local stack's settings, and the bench's own resources apart from the ones it uses below.
+set -a; source scripts/local.env; set +a
 eval "$(MEDIAGEN_TABLE=bench-jobs MEDIAGEN_QUEUE=bench-jobs MEDIAGEN_DEAD_LETTER_QUEUE=bench-jobs-dlq \
-  MEDIAGEN_BUCKET=bench-media QUEUE_VISIBILITY_TIMEOUT=180 "$CARGO_TARGET_DIR/debug/mediagen-dev" setup)"
+  MEDIAGEN_BUCKET=bench-media MEDIAGEN_WEBHOOKS_QUEUE=bench-webhooks MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE=bench-webhooks-dlq \
+  "$CARGO_TARGET_DIR/debug/mediagen-dev" setup)"
+# The functions' events carry it, as a client's requests do.
+MEDIAGEN_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner bench 2>/dev/null)
+export MEDIAGEN_API_KEY
 
 say "handler overhead and presign cost (criterion)"
-MEDIAGEN_BENCH_ENDPOINT="$EMULATOR_URL" cargo bench --locked -p mediagen-core --bench handlers -- --noplot
+cargo bench --locked -p mediagen-core --bench handlers -- --noplot
 
 say "init, latency, memory and size of each function"
 "$VENV/bin/python" scripts/bench/bench.py functions --artifacts "$CARGO_TARGET_DIR/lambda" --emulator "$EMULATOR_URL" >/dev/null
 
 say "pipeline throughput on the local stack"
+KEY_FILE="$STATE/bench-api-key"
+rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
 "$VENV/bin/python" scripts/bench/bench.py pipeline --api "$API_URL"
+
+say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
+"$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"
 
 say "wrote target/bench/summary.json and BENCHMARKS.md in $((SECONDS - started))s"

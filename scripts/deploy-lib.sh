@@ -82,6 +82,7 @@ print(" ".join(s for s in needed if services.get(s) not in ("available", "runnin
 ' "$health")
   [ -z "$missing" ] \
     || die "LocalStack at $LOCALSTACK_URL does not offer: $missing (SERVICES in localstack/docker-compose.yml)"
+  unset AWS_ENDPOINT_URL_DYNAMODB
   export AWS_ENDPOINT_URL="$LOCALSTACK_URL" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   export AWS_REGION="${AWS_REGION:-us-east-1}"
   export AWS_DEFAULT_REGION="$AWS_REGION" DISABLE_DEPRECATION_NOTICE=1
@@ -96,6 +97,7 @@ prepare_aws() {
     say "ignoring AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL for the aws target"
     unset AWS_ENDPOINT_URL
   fi
+  unset AWS_ENDPOINT_URL_DYNAMODB
   local identity
   identity=$(py -c '
 import boto3, botocore.exceptions, os, sys

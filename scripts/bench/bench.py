@@ -207,7 +207,9 @@ def measure_init(binary, name, base_env, starts):
     return statistics.median(times)
 
 
-def rest_event(template, method, path, body=None, path_parameters=None, headers=None):
+def rest_event(template, method, path, body=None, path_parameters=None):
+    """An API Gateway REST proxy event, with the bench's API key (scripts/bench.sh makes it)."""
+    headers = {"Authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
     event = json.loads(json.dumps(template))
     event["httpMethod"] = method
     event["path"] = path
@@ -215,9 +217,8 @@ def rest_event(template, method, path, body=None, path_parameters=None, headers=
     event["requestContext"]["path"] = f"/prod{path}"
     event["body"] = body
     event["pathParameters"] = path_parameters
-    if headers:
-        event["headers"].update(headers)
-        event["multiValueHeaders"].update({k: [v] for k, v in headers.items()})
+    event["headers"].update(headers)
+    event["multiValueHeaders"].update({k: [v] for k, v in headers.items()})
     return event
 
 
@@ -318,31 +319,40 @@ def boto3_presign_us(endpoint):
     return statistics.median(rounds) * 1e6
 
 
+def api_call(api_url, method, path, body=None):
+    """One request to the local stack with its API key (start_stack exports it); the JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"content-type": "application/json", "authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
+    request = urllib.request.Request(f"{api_url}{path}", data=data, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def run_jobs(api_url, size, timeout=600):
+    """Submits `size` jobs of 256×256 at once (16 clients) and waits for all to end; their ids."""
+    body = {"prompt": "throughput", "width": 256, "height": 256}
+    with ThreadPoolExecutor(max_workers=min(size, 16)) as pool:
+        job_ids = list(pool.map(lambda _: api_call(api_url, "POST", "/media/generate", body)["job_id"], range(size)))
+    pending = set(job_ids)
+    deadline = time.time() + timeout
+    while pending and time.time() < deadline:
+        for job_id in list(pending):
+            if api_call(api_url, "GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
+                pending.discard(job_id)
+        time.sleep(0.05)
+    if pending:
+        raise RuntimeError(f"{len(pending)} of {size} jobs unfinished")
+    return job_ids
+
+
 def pipeline(api_url, sizes):
     """Jobs finished per second for batches submitted at once, and submit→succeeded latencies."""
-    def call(method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{api_url}{path}", data=data, method=method, headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-
     results = {}
     for size in sizes:
-        body = {"prompt": "throughput", "width": 256, "height": 256}
         started = time.time()
-        with ThreadPoolExecutor(max_workers=min(size, 16)) as pool:
-            job_ids = list(pool.map(lambda _: call("POST", "/media/generate", body)["job_id"], range(size)))
-        pending = set(job_ids)
-        deadline = time.time() + 600
-        while pending and time.time() < deadline:
-            for job_id in list(pending):
-                if call("GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
-                    pending.discard(job_id)
-            time.sleep(0.05)
-        if pending:
-            raise RuntimeError(f"{len(pending)} of {size} jobs unfinished")
+        job_ids = run_jobs(api_url, size)
         elapsed = time.time() - started
-        jobs = [call("GET", f"/media/jobs/{j}") for j in job_ids]
+        jobs = [api_call(api_url, "GET", f"/media/jobs/{j}") for j in job_ids]
         latencies = [j["timings"]["queued_ms"] + j["timings"]["generation_ms"] for j in jobs if j["status"] == "succeeded"]
         results[str(size)] = {
             "jobs_per_s": size / elapsed,
@@ -351,6 +361,44 @@ def pipeline(api_url, sizes):
             "failed": sum(1 for j in jobs if j["status"] != "succeeded"),
         }
     return results
+
+
+def rss_mib(pids):
+    """Resident memory of these processes and all their descendants, MiB."""
+    total_kb, seen, todo = 0, set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        total_kb += int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        todo += [int(child) for child in children]
+    return total_kb / 1024
+
+
+def soak(api_url, emulator_pids, backlog, probe=20):
+    """Whether the stack holds a day of use: `probe` jobs on the fresh stack, then again after
+    `backlog` more jobs in the table and bucket; their times and the emulators' memory."""
+    def timed_probe():
+        started = time.time()
+        run_jobs(api_url, probe)
+        return time.time() - started
+
+    fresh_s = timed_probe()
+    for _ in range(backlog // 500):
+        run_jobs(api_url, 500)
+    return {
+        "backlog_jobs": backlog,
+        "probe_jobs": probe,
+        "fresh_s": fresh_s,
+        "after_backlog_s": timed_probe(),
+        "emulator_rss_mib": rss_mib(emulator_pids),
+    }
 
 
 def machine():
@@ -761,6 +809,21 @@ def render(summary):
         for size, rate in summary["pipeline_jobs_per_s"].items():
             latency = summary["pipeline_latency_ms"][size]
             lines.append(f"| {size} | {rate:.1f} | {latency['p50']:.0f} | {latency['p99']:.0f} |")
+    if summary.get("soak"):
+        soaked = summary["soak"]
+        ratio = soaked["after_backlog_s"] / soaked["fresh_s"]
+        lines += [
+            "",
+            "## A day of use",
+            "",
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| {soaked['probe_jobs']} jobs on the fresh stack, s | {soaked['fresh_s']:.1f} |  |",
+            f"| the same after {soaked['backlog_jobs']:,} more jobs, s | {soaked['after_backlog_s']:.1f} |  |",
+            f"| after ÷ fresh | {ratio:.2f}{'' if ratio <= 1.5 else ' **not met**'} | ≤ 1.5 |",
+            f"| the emulators' resident memory then, MiB | {soaked['emulator_rss_mib']:.0f}"
+            f"{'' if soaked['emulator_rss_mib'] < 1024 else ' **not met**'} | < 1,024 |",
+        ]
     lines += ["", *render_cost(summary["cost"])]
     lines += ["", (ROOT / "scripts" / "bench" / "method.md").read_text().strip(), ""]
     return "\n".join(lines)
@@ -768,10 +831,12 @@ def render(summary):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["functions", "pipeline", "render"])
+    parser.add_argument("phase", choices=["functions", "pipeline", "soak", "render"])
     parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
+    parser.add_argument("--emulator-pids", type=int, nargs="*", default=[], help="the emulators' processes, for the soak")
+    parser.add_argument("--backlog", type=int, default=5000, help="jobs the soak puts in the table and bucket")
     parser.add_argument("--starts", type=int, default=25)
     parser.add_argument("--loops", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "summary.json")
@@ -782,6 +847,14 @@ def main():
         summary = with_cost(json.loads(args.out.read_text()))
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
         (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        return
+
+    if args.phase == "soak":
+        summary = json.loads(args.out.read_text())
+        summary["soak"] = soak(args.api, args.emulator_pids, args.backlog)
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        print(json.dumps(summary["soak"], indent=2))
         return
 
     if args.phase == "pipeline":
@@ -797,7 +870,7 @@ def main():
         print(json.dumps(summary, indent=2))
         return
 
-    base_env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "JOBS_", "MEDIA_", "MAX_")) or key in ("PATH", "HOME")}
+    base_env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "JOBS_", "MEDIA_", "MAX_", "WEBHOOK", "FILE_URL_")) or key in ("PATH", "HOME")}
     bins = {name: args.artifacts / name / "bootstrap" for name in FUNCTIONS + ["bare"]}
 
     bare_ms = measure_init(bins["bare"], "bare", base_env, args.starts)

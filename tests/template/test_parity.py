@@ -33,6 +33,14 @@ LOCAL_PARAMETERS = {
     "FILE_URL_SECRET": "FileUrlSecret",
 }
 
+# How many batches each local pump runs at once, and the function whose SQS event source's
+# ScalingConfig.MaximumConcurrency it stands in for.
+CONCURRENCY = {
+    "GENERATE_CONCURRENCY": "GenerateFunction",
+    "DELIVER_CONCURRENCY": "DeliverFunction",
+    "SWEEPER_CONCURRENCY": "SweeperFunction",
+}
+
 
 class LocalStackMatchesTemplate(unittest.TestCase):
     def setUp(self):
@@ -43,7 +51,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
 
     def test_every_local_setting_has_a_counterpart_in_the_template(self):
         known = set(PARAMETERS) | set(RESOURCE_VALUES) | LOCAL_ONLY | set(LOCAL_PARAMETERS)
-        known |= {"MAX_RECEIVE_COUNT", "SWEEP_SCHEDULE_SECONDS"}
+        known |= {"MAX_RECEIVE_COUNT", "SWEEP_SCHEDULE_SECONDS"} | set(CONCURRENCY)
         unknown = sorted(set(self.env) - known)
         self.assertEqual(
             unknown,
@@ -100,6 +108,20 @@ class LocalStackMatchesTemplate(unittest.TestCase):
             seconds,
             f"scripts/local.env's SWEEP_SCHEDULE_SECONDS is not the sweeper's schedule {schedules}",
         )
+
+    def test_the_pumps_run_as_many_batches_at_once_as_the_event_sources(self):
+        for setting, function in CONCURRENCY.items():
+            with self.subTest(setting=setting):
+                events = self.resources[function]["Properties"]["Events"]
+                (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+                maximum = sqs["ScalingConfig"]["MaximumConcurrency"]
+                if isinstance(maximum, dict):
+                    maximum = self.parameters[maximum["Ref"]]["Default"]
+                self.assertEqual(
+                    self.env.get(setting),
+                    str(maximum),
+                    f"scripts/local.env's {setting} is not {function}'s MaximumConcurrency {maximum}",
+                )
 
     def test_the_local_webhook_secret_is_never_the_deployed_one(self):
         self.assertNotIn("Default", self.parameters["WebhookSecret"])

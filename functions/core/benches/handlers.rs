@@ -1,6 +1,6 @@
-//! What our code adds on top of the AWS calls it makes, against moto server
-//! (`MEDIAGEN_BENCH_ENDPOINT`): each handler beside the same SDK calls issued directly, and the
-//! cost of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
+//! What our code adds on top of the AWS calls it makes, against the emulators (`AWS_ENDPOINT_URL`,
+//! and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local): each handler beside the same SDK calls
+//! issued directly, and the cost of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -85,9 +85,9 @@ async fn stack(sdk: &SdkConfig) -> (Resources, String) {
 }
 
 async fn fixture() -> Fixture {
-    let endpoint = std::env::var("MEDIAGEN_BENCH_ENDPOINT").expect("MEDIAGEN_BENCH_ENDPOINT: moto server's address");
+    // The emulators, as the functions find them (scripts/lib.sh, `aws_env`).
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: the emulator's address; run scripts/bench.sh");
     let sdk = aws::loader()
-        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "bench",

@@ -78,6 +78,10 @@ enum Command {
         /// Also send the function EventBridge's scheduled event every this many seconds.
         #[arg(long)]
         schedule_seconds: Option<u64>,
+        /// Batches in flight at once, each polled for and run by an instance of its own: the
+        /// event-source mapping's maximum concurrency (template.yaml's `ScalingConfig`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+        concurrency: u16,
     },
     /// Serves a stand-in for the Replicate API on 127.0.0.1, for end-to-end runs.
     MockReplicate {
@@ -199,29 +203,34 @@ async fn main() -> ExitCode {
             run,
             batch_size,
             schedule_seconds,
+            concurrency,
         } => {
             let timeout = Duration::from_secs(timeout);
-            let target = if run.is_empty() {
-                reqwest::Client::builder()
-                    // A little longer than the function may run: its answer, or its failure, comes first.
-                    .timeout(timeout + Duration::from_secs(5))
-                    .build()
-                    .map(|http| Target::Remote {
-                        http,
-                        invoke_url: format!(
-                            "{}/2015-03-31/functions/{function}/invocations",
-                            invoke.trim_end_matches('/')
-                        ),
-                    })
-                    .map_err(Error::from)
-            } else {
-                HostedFunction::new(&function, run, timeout).map(Target::Hosted)
-            };
-            match target {
-                Ok(target) => {
+            let targets: Result<Vec<Target>, Error> = (0..concurrency)
+                .map(|_| {
+                    if run.is_empty() {
+                        reqwest::Client::builder()
+                            // A little longer than the function may run: its answer, or its failure, comes first.
+                            .timeout(timeout + Duration::from_secs(5))
+                            .build()
+                            .map(|http| Target::Remote {
+                                http,
+                                invoke_url: format!(
+                                    "{}/2015-03-31/functions/{function}/invocations",
+                                    invoke.trim_end_matches('/')
+                                ),
+                            })
+                            .map_err(Error::from)
+                    } else {
+                        HostedFunction::new(&function, run.clone(), timeout).map(Target::Hosted)
+                    }
+                })
+                .collect();
+            match targets {
+                Ok(targets) => {
                     pump(
                         queue_url,
-                        target,
+                        targets,
                         &function,
                         batch_size,
                         schedule_seconds.map(Duration::from_secs),
@@ -298,7 +307,7 @@ fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
 
 async fn pump(
     queue_url: String,
-    target: Target,
+    targets: Vec<Target>,
     function: &str,
     batch_size: i32,
     schedule: Option<Duration>,
@@ -306,18 +315,24 @@ async fn pump(
     let sdk = aws::sdk_config().await;
     let sqs = aws::sqs(&sdk);
     let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
-    let pump = Pump {
-        sqs,
-        target,
-        queue_url,
-        queue_arn,
-        region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
-        batch_size,
-        // Short polls, so that a stop request is honoured within a second.
-        wait_seconds: 1,
-        schedule,
-    };
-    eprintln!("pump: feeding {} to {function}", pump.queue_url);
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    eprintln!("pump: feeding {queue_url} to {function}, {} at once", targets.len());
+    let pumps: Vec<Pump> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| Pump {
+            sqs: sqs.clone(),
+            target,
+            queue_url: queue_url.clone(),
+            queue_arn: queue_arn.clone(),
+            region: region.clone(),
+            batch_size,
+            // Short polls, so that a stop request is honoured within a second.
+            wait_seconds: 1,
+            // One schedule, however many pollers.
+            schedule: schedule.filter(|_| i == 0),
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let mut terminate = signal(SignalKind::terminate())?;
     let flag = stop.clone();
@@ -328,7 +343,9 @@ async fn pump(
         }
         flag.store(true, Ordering::Relaxed);
     });
-    pump.run(&stop).await
+    futures::future::try_join_all(pumps.iter().map(|pump| pump.run(&stop)))
+        .await
+        .map(|_| ())
 }
 
 async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {

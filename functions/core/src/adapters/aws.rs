@@ -48,13 +48,18 @@ pub fn http_client() -> SharedHttpClient {
     static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
     http_client_fn(|settings, components| {
         CLIENT
-            .get_or_init(|| {
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build_https()
-            })
+            .get_or_init(fresh_http_client)
             .http_connector(settings, components)
     })
+}
+
+/// An HTTPS client of its own. A process with one tokio runtime (every function) shares
+/// [`http_client`]; one that starts and ends runtimes (each `#[tokio::test]`) needs a client per
+/// runtime, as a pooled connection dies with the runtime that opened it.
+pub fn fresh_http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {

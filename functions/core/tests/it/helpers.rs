@@ -54,10 +54,17 @@ pub fn endpoint() -> String {
     })
 }
 
-pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    // The functions' own defaults (HTTPS client, timeouts), pointed at the emulator.
+pub async fn sdk_config() -> SdkConfig {
+    // The functions' defaults (timeouts; an HTTPS client of this test's runtime), pointed at the emulators as the
+    // functions are: by AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_DYNAMODB when DynamoDB Local runs
+    // (scripts/lib.sh, `aws_env`). An endpoint set here would override the second.
+    assert_eq!(
+        std::env::var("AWS_ENDPOINT_URL").ok(),
+        Some(endpoint()),
+        "AWS_ENDPOINT_URL must be the emulator's address; run scripts/test.sh"
+    );
     aws::loader()
-        .endpoint_url(endpoint)
+        .http_client(aws::fresh_http_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
@@ -75,7 +82,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn new() -> Self {
-        let sdk = sdk_config(&endpoint()).await;
+        let sdk = sdk_config().await;
         let suffix = &format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
         let resources = Resources {
             table: format!("jobs-{suffix}"),

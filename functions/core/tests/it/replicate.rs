@@ -695,7 +695,7 @@ async fn replicate_single_output_models_run_one_prediction_per_image() {
 #[tokio::test]
 async fn replicate_token_is_read_from_its_ssm_parameter() {
     use mediagen::runtime::{bootstrap, config::Config};
-    let sdk = crate::helpers::sdk_config(&crate::helpers::endpoint()).await;
+    let sdk = crate::helpers::sdk_config().await;
     let name = format!(
         "/mediagen-test/{:012x}/replicate-api-token",
         fastrand::u64(..) & 0xffff_ffff_ffff
