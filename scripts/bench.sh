@@ -43,6 +43,9 @@ rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
 "$VENV/bin/python" scripts/bench/bench.py pipeline --api "$API_URL"
 
+say "the local stack beside the emulators' bound, at 1 and 30 clients"
+"$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL"
+
 say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
 "$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"
 

@@ -18,6 +18,8 @@ import subprocess
 import threading
 import time
 import timeit
+import http.client
+import urllib.parse
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -361,6 +363,149 @@ def pipeline(api_url, sizes):
             "failed": sum(1 for j in jobs if j["status"] != "succeeded"),
         }
     return results
+
+
+def concurrently(clients, total, call):
+    """Runs `call(i)` `total` times from `clients` threads; requests per second, p50 and p99 in ms,
+    and the calls' answers."""
+    def timed(i):
+        started = time.perf_counter()
+        answer = call(i)
+        return time.perf_counter() - started, answer
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        results = list(pool.map(timed, range(total)))
+    elapsed = time.perf_counter() - started
+    latencies = [seconds * 1000 for seconds, _ in results]
+    figures = {"per_s": total / elapsed, "p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99)}
+    return figures, [answer for _, answer in results]
+
+
+def emulator_clients():
+    """One set of boto3 clients per thread (a client is not to be shared while it is being made)."""
+    import boto3
+
+    local = threading.local()
+
+    def clients():
+        if not hasattr(local, "clients"):
+            session = boto3.session.Session()
+            # The region of aws_env (scripts/lib.sh); boto3 reads only AWS_DEFAULT_REGION.
+            region = os.environ.get("AWS_REGION", "us-east-1")
+            local.clients = {name: session.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3")}
+        return local.clients
+
+    return clients
+
+
+def bound(table, queue_url, bucket, image_bytes, clients, total):
+    """The emulators' bound: the AWS calls of a submit (PutItem of a job, SendMessage, the
+    UpdateItem that clears its unsent mark) and of a job (the claim's UpdateItem, the image's
+    PutObject, the completion's TransactWriteItems, a tenth of a DeleteMessageBatch), issued
+    directly by `clients` threads as fast as the emulators answer."""
+    aws = emulator_clients()
+    image = os.urandom(image_bytes)
+
+    def submit_calls(i):
+        job_id = str(uuid.uuid4())
+        key = {"pk": {"S": f"JOB#{job_id}"}}
+        # A job's item in both of its indexes, as submit writes it (an owner of the bound's own).
+        item = {
+            **key, "status": {"S": "queued"}, "request": {"S": "x" * 400},
+            "gsi1pk": {"S": "OWNER#bench-bound"}, "gsi1sk": {"S": job_id}, "gsi2pk": {"S": "UNSENT"}, "gsi2sk": {"S": job_id},
+        }
+        aws()["dynamodb"].put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        aws()["sqs"].send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        aws()["dynamodb"].update_item(TableName=table, Key=key, UpdateExpression="REMOVE gsi2pk, gsi2sk")
+        return key
+
+    submit, keys = concurrently(clients, total, submit_calls)
+
+    def job_calls(i):
+        key = keys[i]
+        aws()["dynamodb"].update_item(
+            TableName=table, Key=key, UpdateExpression="SET #s = :p", ConditionExpression="#s = :q",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":p": {"S": "processing"}, ":q": {"S": "queued"}},
+        )
+        aws()["s3"].put_object(Bucket=bucket, Key=f"media/bound/{uuid.uuid4()}.png", Body=image)
+        media = {"pk": {"S": f"MEDIA#{uuid.uuid4()}"}, "job": key["pk"]}
+        aws()["dynamodb"].transact_write_items(TransactItems=[
+            {"Put": {"TableName": table, "Item": media}},
+            {"Update": {"TableName": table, "Key": key, "UpdateExpression": "SET #s = :d",
+                        "ExpressionAttributeNames": {"#s": "status"}, "ExpressionAttributeValues": {":d": {"S": "succeeded"}}}},
+        ])
+        if i % 10 == 0:
+            received = aws()["sqs"].receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if received:
+                aws()["sqs"].delete_message_batch(
+                    QueueUrl=queue_url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(received)]
+                )
+
+    job, _ = concurrently(clients, total, job_calls)
+    return {"submit": submit, "job": job}
+
+
+def stack_load(api_url, clients, total):
+    """The local stack under the same number of clients: submits (each client with its own
+    keep-alive connection), then jobs finished per second from the first submit to the last end."""
+    host, port = urllib.parse.urlsplit(api_url).hostname, urllib.parse.urlsplit(api_url).port
+    local = threading.local()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
+    body = json.dumps({"prompt": "load", "width": 256, "height": 256})
+
+    def submit(i):
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(host, port, timeout=60)
+        local.connection.request("POST", "/media/generate", body, headers)
+        answer = local.connection.getresponse()
+        if answer.status != 202:
+            raise RuntimeError(f"submit answered {answer.status}: {answer.read()[:200]!r}")
+        return json.loads(answer.read())["job_id"]
+
+    started = time.perf_counter()
+    figures, job_ids = concurrently(clients, total, submit)
+    pending = set(job_ids)
+    while pending and time.perf_counter() - started < 600:
+        for job_id in list(pending):
+            if api_call(api_url, "GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
+                pending.discard(job_id)
+        time.sleep(0.1)
+    if pending:
+        raise RuntimeError(f"{len(pending)} of {total} jobs unfinished")
+    figures["jobs_per_s"] = total / (time.perf_counter() - started)
+    return figures, job_ids
+
+
+def status_load(api_url, job_ids, clients, total):
+    host, port = urllib.parse.urlsplit(api_url).hostname, urllib.parse.urlsplit(api_url).port
+    local = threading.local()
+    headers = {"authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
+
+    def status(i):
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(host, port, timeout=60)
+        local.connection.request("GET", f"/media/status/{job_ids[i % len(job_ids)]}", headers=headers)
+        answer = local.connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"status answered {answer.status}")
+
+    figures, _ = concurrently(clients, total, status)
+    return figures
+
+
+def load(api_url, table, queue_url, bucket, image_bytes):
+    """Stack beside bound, at 1 and 30 clients; status at 20 clients (issue 15's figures)."""
+    figures = {}
+    for clients, total in ((1, 100), (30, 600)):
+        figures[str(clients)] = {
+            "bound": bound(table, queue_url, bucket, image_bytes, clients, total),
+            "stack": stack_load(api_url, clients, total)[0],
+        }
+    _, job_ids = stack_load(api_url, 20, 100)
+    figures["status_20"] = status_load(api_url, job_ids, 20, 2000)
+    return figures
 
 
 def rss_mib(pids):
@@ -809,6 +954,38 @@ def render(summary):
         for size, rate in summary["pipeline_jobs_per_s"].items():
             latency = summary["pipeline_latency_ms"][size]
             lines.append(f"| {size} | {rate:.1f} | {latency['p50']:.0f} | {latency['p99']:.0f} |")
+    if summary.get("load"):
+        loaded = summary["load"]
+        lines += [
+            "",
+            "## The local stack beside the emulators' bound",
+            "",
+            "| clients | figure | local stack | bound: the same AWS calls, direct | stack ÷ bound | target |",
+            "|---|---|---|---|---|---|",
+        ]
+        for clients in ("1", "30"):
+            stack, bounds = loaded[clients]["stack"], loaded[clients]["bound"]
+            submit_ratio = stack["per_s"] / bounds["submit"]["per_s"]
+            jobs_ratio = stack["jobs_per_s"] / bounds["job"]["per_s"]
+            target = clients == "30"
+            lines += [
+                f"| {clients} | submits per second | {stack['per_s']:.1f} | {bounds['submit']['per_s']:.1f} | {submit_ratio:.2f}"
+                f"{' **not met**' if target and submit_ratio < 0.8 else ''} | {'≥ 0.8' if target else ''} |",
+                f"| {clients} | submit p50 / p99, ms | {stack['p50_ms']:.1f} / {stack['p99_ms']:.1f} | "
+                f"{bounds['submit']['p50_ms']:.1f} / {bounds['submit']['p99_ms']:.1f} |  |  |",
+                f"| {clients} | jobs finished per second | {stack['jobs_per_s']:.1f} | {bounds['job']['per_s']:.1f} | {jobs_ratio:.2f}"
+                f"{' **not met**' if target and jobs_ratio < 0.8 else ''} | {'≥ 0.8' if target else ''} |",
+            ]
+        tail_ratio = loaded["30"]["stack"]["p99_ms"] / loaded["1"]["stack"]["p50_ms"]
+        status = loaded["status_20"]
+        lines += [
+            "",
+            f"Submit p99 at 30 clients ÷ p50 at 1: {tail_ratio:.1f}{' **not met**' if tail_ratio > 10 else ''} (target ≤ 10). "
+            f"Status at 20 clients: {status['per_s']:.0f} requests/s{' **not met**' if status['per_s'] < 240 else ''} (target ≥ 240), "
+            f"p50 {status['p50_ms']:.1f} ms, p99 {status['p99_ms']:.1f} ms. "
+            f"Submit at 30 clients: {loaded['30']['stack']['per_s']:.0f} requests/s"
+            f"{' **not met**' if loaded['30']['stack']['per_s'] < 120 else ''} (target ≥ 120 at 20).",
+        ]
     if summary.get("soak"):
         soaked = summary["soak"]
         ratio = soaked["after_backlog_s"] / soaked["fresh_s"]
@@ -831,7 +1008,7 @@ def render(summary):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["functions", "pipeline", "soak", "render"])
+    parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "render"])
     parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
@@ -847,6 +1024,20 @@ def main():
         summary = with_cost(json.loads(args.out.read_text()))
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
         (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        return
+
+    if args.phase == "load":
+        summary = json.loads(args.out.read_text())
+        # The bound's messages go to a queue of their own, which no function reads.
+        import boto3
+
+        sqs = boto3.client("sqs", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        queue_url = sqs.create_queue(QueueName="bench-bound")["QueueUrl"]
+        image_bytes = int(summary.get("local_image_bytes", 40_000))
+        summary["load"] = load(args.api, os.environ["JOBS_TABLE"], queue_url, os.environ["MEDIA_BUCKET"], image_bytes)
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        print(json.dumps(summary["load"], indent=2))
         return
 
     if args.phase == "soak":
