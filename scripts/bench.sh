@@ -37,16 +37,18 @@ cargo bench --locked -p mediagen-core --bench handlers -- --noplot
 say "init, latency, memory and size of each function"
 "$VENV/bin/python" scripts/bench/bench.py functions --artifacts "$CARGO_TARGET_DIR/lambda" --emulator "$EMULATOR_URL" >/dev/null
 
-say "pipeline throughput on the local stack"
+say "the local stack (debug build, as scripts/dev.sh runs it)"
 KEY_FILE="$STATE/bench-api-key"
 rm -f "$KEY_FILE"
 start_stack "$(free_port)" --ignore-changes
+# First, while the stack is fresh.
+say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
+"$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"
+
+say "pipeline throughput on the local stack"
 "$VENV/bin/python" scripts/bench/bench.py pipeline --api "$API_URL"
 
 say "the local stack beside the emulators' bound, at 1 and 30 clients"
 "$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL"
-
-say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
-"$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"
 
 say "wrote target/bench/summary.json and BENCHMARKS.md in $((SECONDS - started))s"
