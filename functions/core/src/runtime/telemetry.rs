@@ -1,17 +1,27 @@
 //! JSON logs through `tracing` (docs/design.md, "Observability"). Span fields (the request id, the job id) appear in
 //! every line logged inside them.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the JSON subscriber; `RUST_LOG` adjusts the level (default `info`).
+/// Installs the JSON subscriber; `RUST_LOG` sets the levels (default `info`) as comma-separated
+/// `level` and `target=level` directives (docs/design.md, "Observability", says why not `EnvFilter`).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .with_span_list(true)
-        .flatten_event(true)
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_target(false)
+                .with_current_span(false)
+                .with_span_list(true)
+                .flatten_event(true),
+        )
+        .with(filter)
         .try_init();
 }
