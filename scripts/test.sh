@@ -35,7 +35,7 @@ cargo test --workspace --locked --lib --bins
 # The pump's hosted function: crashes and timeouts, with no stack.
 cargo test -p mediagen-devtools --locked --test it -- hosted::
 
-say "integration tests against moto server"
+say "integration tests against DynamoDB Local and moto server"
 start_emulator 0
 aws_env
 MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --test it
