@@ -1,6 +1,7 @@
 //! What our code adds on top of the AWS calls it makes, against the emulators (`AWS_ENDPOINT_URL`,
 //! and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local): each handler beside the same SDK calls
-//! issued directly, and the cost of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
+//! issued directly, and the cost of presigning one URL. `scripts/bench.sh` runs it and reads the
+//! medians.
 
 use std::collections::HashMap;
 use std::hint::black_box;

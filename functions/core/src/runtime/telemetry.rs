@@ -9,11 +9,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the JSON subscriber; `RUST_LOG` sets the levels (default `info`) as comma-separated
 /// `level` and `target=level` directives (docs/design.md, "Observability", says why not `EnvFilter`).
 pub fn init() {
-    let filter = std::env::var("RUST_LOG")
+    let parsed = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|directives| directives.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
-    let _ = tracing_subscriber::registry()
+        .map(|directives| directives.parse::<Targets>());
+    let filter = match &parsed {
+        Some(Ok(targets)) => targets.clone(),
+        _ => Targets::new().with_default(Level::INFO),
+    };
+    let installed = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
@@ -24,4 +27,7 @@ pub fn init() {
         )
         .with(filter)
         .try_init();
+    if let (Ok(()), Some(Err(err))) = (installed, parsed) {
+        tracing::warn!(%err, "RUST_LOG is not `level` and `target=level` directives; logging at info");
+    }
 }

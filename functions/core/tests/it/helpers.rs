@@ -55,9 +55,9 @@ pub fn endpoint() -> String {
 }
 
 pub async fn sdk_config() -> SdkConfig {
-    // The functions' defaults (timeouts; an HTTPS client of this test's runtime), pointed at the emulators as the
-    // functions are: by AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_DYNAMODB when DynamoDB Local runs
-    // (scripts/lib.sh, `aws_env`). An endpoint set here would override the second.
+    // The functions' defaults (timeouts; an HTTPS client of this test's runtime), pointed at the
+    // emulators as the functions are: by AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_DYNAMODB when
+    // DynamoDB Local runs (scripts/lib.sh, `aws_env`). An endpoint set here would override the second.
     assert_eq!(
         std::env::var("AWS_ENDPOINT_URL").ok(),
         Some(endpoint()),
