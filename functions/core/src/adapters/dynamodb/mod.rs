@@ -88,6 +88,46 @@ impl DynamoJobStore {
         conditional_outcome(result.map(|output| output.attributes))
     }
 
+    /// `queued → failed` under `condition` (which may ask more than `queued`): the failed job, or
+    /// `None` when the condition did not hold.
+    async fn fail_if_queued(
+        &self,
+        id: JobId,
+        error: &JobError,
+        now: DateTime<Utc>,
+        condition: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression(
+                "SET #status = :failed, error_code = :code, error_message = :message, \
+                 updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+            .expression_attribute_values(":code", s(&error.code))
+            .expression_attribute_values(":message", s(&error.message))
+            .expression_attribute_values(":now", time(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes
+                    .ok_or_else(|| StoreError::Unavailable("an update returned no attributes".into()))?;
+                Ok(Some(job_from_item(&item)?))
+            }
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(None),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
     /// A conditional update of a claimed job: applies only while the job is `processing` under
     /// the same claim (its `attempts`), so a worker whose lease was taken over changes nothing.
     async fn update_claimed(
@@ -435,61 +475,15 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn fail_unsent(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Option<Job>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", job_pk(id))
-            .update_expression(
-                "SET #status = :failed, error_code = :code, error_message = :message, \
-                 updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
-            )
-            .condition_expression("#status = :queued AND attribute_exists(gsi2pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
-            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
-            .expression_attribute_values(":code", s(&error.code))
-            .expression_attribute_values(":message", s(&error.message))
-            .expression_attribute_values(":now", time(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let item = output
-                    .attributes
-                    .ok_or_else(|| StoreError::Unavailable("an update returned no attributes".into()))?;
-                Ok(Some(job_from_item(&item)?))
-            }
-            Err(err) if is_condition_failure(err.as_service_error()) => Ok(None),
-            Err(err) => Err(unavailable(&err)),
-        }
+        self.fail_if_queued(id, error, now, "#status = :queued AND attribute_exists(gsi2pk)")
+            .await
     }
 
     async fn fail_queued(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", job_pk(id))
-            .update_expression(
-                "SET #status = :failed, error_code = :code, error_message = :message, \
-                 updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
-            )
-            .condition_expression("#status = :queued")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
-            .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
-            .expression_attribute_values(":code", s(&error.code))
-            .expression_attribute_values(":message", s(&error.message))
-            .expression_attribute_values(":now", time(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Transition::Applied),
-            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
-            Err(err) => Err(unavailable(&err)),
-        }
+        Ok(match self.fail_if_queued(id, error, now, "#status = :queued").await? {
+            Some(_) => Transition::Applied,
+            None => Transition::Stale,
+        })
     }
 
     async fn fail_stranded(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Stranded, StoreError> {
