@@ -335,16 +335,20 @@ def run_jobs(api_url, size, timeout=600):
     body = {"prompt": "throughput", "width": 256, "height": 256}
     with ThreadPoolExecutor(max_workers=min(size, 16)) as pool:
         job_ids = list(pool.map(lambda _: api_call(api_url, "POST", "/media/generate", body)["job_id"], range(size)))
+    wait_until_final(api_url, job_ids, time.time() + timeout)
+    return job_ids
+
+
+def wait_until_final(api_url, job_ids, deadline):
+    """Polls each job's status until every one has ended; fails at `deadline` (a `time.time()`)."""
     pending = set(job_ids)
-    deadline = time.time() + timeout
     while pending and time.time() < deadline:
         for job_id in list(pending):
             if api_call(api_url, "GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
                 pending.discard(job_id)
         time.sleep(0.05)
     if pending:
-        raise RuntimeError(f"{len(pending)} of {size} jobs unfinished")
-    return job_ids
+        raise RuntimeError(f"{len(pending)} of {len(job_ids)} jobs unfinished")
 
 
 def pipeline(api_url, sizes):
@@ -382,21 +386,29 @@ def concurrently(clients, total, call):
     return figures, [answer for _, answer in results]
 
 
+def per_thread(make):
+    """A function that answers the calling thread's own `make()`, made at its first call."""
+    local = threading.local()
+
+    def mine():
+        if not hasattr(local, "value"):
+            local.value = make()
+        return local.value
+
+    return mine
+
+
 def emulator_clients():
     """One set of boto3 clients per thread (a client is not to be shared while it is being made)."""
     import boto3
 
-    local = threading.local()
+    def make():
+        session = boto3.session.Session()
+        # The region of aws_env (scripts/lib.sh); boto3 reads only AWS_DEFAULT_REGION.
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        return {name: session.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3")}
 
-    def clients():
-        if not hasattr(local, "clients"):
-            session = boto3.session.Session()
-            # The region of aws_env (scripts/lib.sh); boto3 reads only AWS_DEFAULT_REGION.
-            region = os.environ.get("AWS_REGION", "us-east-1")
-            local.clients = {name: session.client(name, region_name=region) for name in ("dynamodb", "sqs", "s3")}
-        return local.clients
-
-    return clients
+    return per_thread(make)
 
 
 def bound(table, queue_url, bucket, image_bytes, clients, total):
@@ -446,47 +458,40 @@ def bound(table, queue_url, bucket, image_bytes, clients, total):
     return {"submit": submit, "job": job}
 
 
+def keep_alive(api_url):
+    """Each calling thread's own keep-alive connection to the stack."""
+    address = urllib.parse.urlsplit(api_url)
+    return per_thread(lambda: http.client.HTTPConnection(address.hostname, address.port, timeout=60))
+
+
 def stack_load(api_url, clients, total):
     """The local stack under the same number of clients: submits (each client with its own
     keep-alive connection), then jobs finished per second from the first submit to the last end."""
-    host, port = urllib.parse.urlsplit(api_url).hostname, urllib.parse.urlsplit(api_url).port
-    local = threading.local()
+    connection = keep_alive(api_url)
     headers = {"content-type": "application/json", "authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
     body = json.dumps({"prompt": "load", "width": 256, "height": 256})
 
     def submit(i):
-        if not hasattr(local, "connection"):
-            local.connection = http.client.HTTPConnection(host, port, timeout=60)
-        local.connection.request("POST", "/media/generate", body, headers)
-        answer = local.connection.getresponse()
+        connection().request("POST", "/media/generate", body, headers)
+        answer = connection().getresponse()
         if answer.status != 202:
             raise RuntimeError(f"submit answered {answer.status}: {answer.read()[:200]!r}")
         return json.loads(answer.read())["job_id"]
 
     started = time.perf_counter()
     figures, job_ids = concurrently(clients, total, submit)
-    pending = set(job_ids)
-    while pending and time.perf_counter() - started < 600:
-        for job_id in list(pending):
-            if api_call(api_url, "GET", f"/media/status/{job_id}")["status"] in ("succeeded", "failed"):
-                pending.discard(job_id)
-        time.sleep(0.1)
-    if pending:
-        raise RuntimeError(f"{len(pending)} of {total} jobs unfinished")
+    wait_until_final(api_url, job_ids, time.time() + 600)
     figures["jobs_per_s"] = total / (time.perf_counter() - started)
     return figures, job_ids
 
 
 def status_load(api_url, job_ids, clients, total):
-    host, port = urllib.parse.urlsplit(api_url).hostname, urllib.parse.urlsplit(api_url).port
-    local = threading.local()
+    connection = keep_alive(api_url)
     headers = {"authorization": f"Bearer {os.environ['MEDIAGEN_API_KEY']}"}
 
     def status(i):
-        if not hasattr(local, "connection"):
-            local.connection = http.client.HTTPConnection(host, port, timeout=60)
-        local.connection.request("GET", f"/media/status/{job_ids[i % len(job_ids)]}", headers=headers)
-        answer = local.connection.getresponse()
+        connection().request("GET", f"/media/status/{job_ids[i % len(job_ids)]}", headers=headers)
+        answer = connection().getresponse()
         answer.read()
         if answer.status != 200:
             raise RuntimeError(f"status answered {answer.status}")
