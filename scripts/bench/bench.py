@@ -1013,6 +1013,12 @@ def render(summary):
     return "\n".join(lines)
 
 
+def write(summary, path):
+    """summary.json and the BENCHMARKS.md rendered from it."""
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    (ROOT / "BENCHMARKS.md").write_text(render(summary))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "render"])
@@ -1029,8 +1035,7 @@ def main():
     if args.phase == "render":
         # From an existing summary: the cost follows the current template.yaml and prices.json.
         summary = with_cost(json.loads(args.out.read_text()))
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
-        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        write(summary, args.out)
         return
 
     if args.phase == "load":
@@ -1042,16 +1047,14 @@ def main():
         queue_url = sqs.create_queue(QueueName="bench-bound")["QueueUrl"]
         image_bytes = int(summary.get("local_image_bytes", 40_000))
         summary["load"] = load(args.api, os.environ["JOBS_TABLE"], queue_url, os.environ["MEDIA_BUCKET"], image_bytes)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
-        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        write(summary, args.out)
         print(json.dumps(summary["load"], indent=2))
         return
 
     if args.phase == "soak":
         summary = json.loads(args.out.read_text())
         summary["soak"] = soak(args.api, args.emulator_pids, args.backlog)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
-        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        write(summary, args.out)
         print(json.dumps(summary["soak"], indent=2))
         return
 
@@ -1063,8 +1066,7 @@ def main():
             size: {"p50": figures["latency_p50_ms"], "p99": figures["latency_p99_ms"]} for size, figures in flow.items()
         }
         with_cost(summary)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
-        (ROOT / "BENCHMARKS.md").write_text(render(summary))
+        write(summary, args.out)
         print(json.dumps(summary, indent=2))
         return
 
