@@ -206,26 +206,29 @@ async fn main() -> ExitCode {
             concurrency,
         } => {
             let timeout = Duration::from_secs(timeout);
-            let targets: Result<Vec<Target>, Error> = (0..concurrency)
-                .map(|_| {
-                    if run.is_empty() {
-                        reqwest::Client::builder()
-                            // A little longer than the function may run: its answer, or its failure, comes first.
-                            .timeout(timeout + Duration::from_secs(5))
-                            .build()
-                            .map(|http| Target::Remote {
-                                http,
-                                invoke_url: format!(
-                                    "{}/2015-03-31/functions/{function}/invocations",
-                                    invoke.trim_end_matches('/')
-                                ),
+            let targets: Result<Vec<Target>, Error> = if run.is_empty() {
+                reqwest::Client::builder()
+                    // A little longer than the function may run: its answer, or its failure, comes first.
+                    .timeout(timeout + Duration::from_secs(5))
+                    .build()
+                    .map(|http| {
+                        let invoke_url = format!(
+                            "{}/2015-03-31/functions/{function}/invocations",
+                            invoke.trim_end_matches('/')
+                        );
+                        (0..concurrency)
+                            .map(|_| Target::Remote {
+                                http: http.clone(),
+                                invoke_url: invoke_url.clone(),
                             })
-                            .map_err(Error::from)
-                    } else {
-                        HostedFunction::new(&function, run.clone(), timeout).map(Target::Hosted)
-                    }
-                })
-                .collect();
+                            .collect()
+                    })
+                    .map_err(Error::from)
+            } else {
+                (0..concurrency)
+                    .map(|_| HostedFunction::new(&function, run.clone(), timeout).map(Target::Hosted))
+                    .collect()
+            };
             match targets {
                 Ok(targets) => {
                     pump(
