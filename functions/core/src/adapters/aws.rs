@@ -70,24 +70,6 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
 }
 
-/// The decrypted value of an SSM Parameter Store parameter (a `SecureString`): where deployed
-/// secrets live, rather than in a function's environment. Errors name the parameter, never the value.
-pub async fn ssm_parameter(sdk: &SdkConfig, name: &str) -> Result<crate::domain::secret::Secret, String> {
-    let output = aws_sdk_ssm::Client::new(sdk)
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| format!("could not read the parameter {name}: {}", super::describe_error(&e)))?;
-    output
-        .parameter
-        .and_then(|parameter| parameter.value)
-        .filter(|value| !value.trim().is_empty())
-        .map(|value| crate::domain::secret::Secret::new(value.trim()))
-        .ok_or_else(|| format!("the parameter {name} holds no value"))
-}
-
 /// An S3 client, optionally for another endpoint than the SDK's. Emulators serve buckets only
 /// by path (`host/bucket/key`), so any endpoint override switches to path-style addressing.
 pub fn s3(sdk: &SdkConfig, endpoint_override: Option<&str>) -> aws_sdk_s3::Client {

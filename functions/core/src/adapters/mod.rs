@@ -10,6 +10,7 @@ pub mod outbound;
 pub mod presign;
 pub mod s3;
 pub mod sqs;
+pub mod ssm;
 pub mod webhook;
 
 /// An error with its whole chain of causes, on one line: the SDK hides the useful part in `source`.

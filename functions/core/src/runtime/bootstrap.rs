@@ -4,9 +4,9 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
-use crate::adapters::aws;
 use crate::adapters::image_model::{Model, local::LocalModel, replicate};
 use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
+use crate::adapters::{aws, ssm};
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::webhook::MasterKey;
@@ -51,7 +51,7 @@ pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Model, Conf
             let token = match (&config.replicate_api_token, &config.replicate_api_token_parameter) {
                 (Some(token), _) => token.clone(),
                 (None, Some(parameter)) => {
-                    aws::ssm_parameter(sdk, parameter)
+                    ssm::parameter(sdk, parameter)
                         .await
                         .map_err(|reason| ConfigError::Invalid {
                             name: "REPLICATE_API_TOKEN_PARAMETER",

@@ -748,5 +748,6 @@ async fn replicate_token_is_read_from_its_ssm_parameter() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("REPLICATE_API_TOKEN_PARAMETER"), "{err}");
+    assert!(err.contains("ParameterNotFound"), "SSM's own reason is kept: {err}");
     assert!(!err.contains(TOKEN), "{err}");
 }
