@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         links: bootstrap::file_links(&config),
         // Without WEBHOOK_SECRET this deployment signs no webhooks, and has no secret to show.
         webhook_keys: bootstrap::signing_keys(&config).ok(),
-        openapi: http::openapi::document(&config.allowed_models).to_string(),
+        openapi: http::openapi::LazyDocument::new(config.allowed_models.clone()),
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

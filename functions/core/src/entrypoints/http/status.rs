@@ -10,6 +10,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
+use super::openapi::LazyDocument;
 use super::problem::Problem;
 use super::replicate::{self, FileLinks};
 use super::views::{JobPageView, JobStatusView, JobView, StatusName, job_body, page_body, status_body};
@@ -31,8 +32,8 @@ pub struct StatusApi<S> {
     pub links: FileLinks,
     /// The owners' webhook signing keys, when this deployment signs webhooks.
     pub webhook_keys: Option<SigningKeys>,
-    /// `GET /openapi.json`, made once at cold start for this deployment's models.
-    pub openapi: String,
+    /// `GET /openapi.json`, for this deployment's models.
+    pub openapi: LazyDocument,
 }
 
 /// The answer of `GET /health`.
@@ -131,7 +132,7 @@ pub(super) fn health() -> Response<Body> {
 #[utoipa::path(get, path = "/openapi.json", tag = "clients", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 description of the API", content_type = "application/json")))]
 pub(super) fn openapi<S>(api: &StatusApi<S>) -> Response<Body> {
-    let mut response = Response::new(Body::from(api.openapi.clone()));
+    let mut response = Response::new(Body::from(api.openapi.text().to_owned()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
