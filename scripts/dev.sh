@@ -29,7 +29,7 @@ fi
 
 say "your local API key (kept in ${KEY_FILE#$ROOT/}): $MEDIAGEN_API_KEY"
 say "submitting a demo job"
-"$CARGO_TARGET_DIR/debug/mediagen-dev" demo --api "$API_URL" --out "$ROOT/out"
+"$STACK_BIN/mediagen-dev" demo --api "$API_URL" --out "$ROOT/out"
 say "demo done in $((SECONDS - started))s"
 
 if $once; then

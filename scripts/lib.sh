@@ -99,7 +99,11 @@ start_emulator() {
     EMULATOR_URL="http://127.0.0.1:$port"
     return
   fi
-  start_bg "$log" moto_server -H 127.0.0.1 -p "$port"
+  # moto keeps an object in memory up to this size, larger ones in a temporary file each: a
+  # day of images stays on disk, not in moto's memory (docs/design.md, "Local stack"). Each such
+  # file is an open descriptor, so moto may open as many as the hard limit allows.
+  start_bg "$log" env MOTO_S3_DEFAULT_KEY_BUFFER_SIZE=16384 \
+    bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' moto moto_server -H 127.0.0.1 -p "$port"
   EMULATOR_PIDS+=("${BG_PIDS[-1]}")
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1 || true)
@@ -159,11 +163,20 @@ start_stack() {
   set -a; source "$ROOT/scripts/local.env"; set +a
   # A run may shorten the jobs queue's visibility timeout for a stack of its own (scripts/chaos.sh).
   QUEUE_VISIBILITY_TIMEOUT=${MEDIAGEN_QUEUE_VISIBILITY_TIMEOUT:-$QUEUE_VISIBILITY_TIMEOUT}
-  say "building the functions"
-  cargo build --workspace --bins --locked
+  # MEDIAGEN_BUILD_MODE=release runs optimised builds, as the benchmark does (docs/design.md,
+  # "Local stack"); the default debug build is the quicker one to make.
+  local mode=${MEDIAGEN_BUILD_MODE:-debug} optimise=()
+  case $mode in
+    debug) ;;
+    release) optimise=(--release) ;;
+    *) die "MEDIAGEN_BUILD_MODE=$mode: use debug or release" ;;
+  esac
+  STACK_BIN="$CARGO_TARGET_DIR/$mode"
+  say "building the functions ($mode)"
+  cargo build --workspace --bins --locked "${optimise[@]}"
   say "creating the table, queues and bucket on $EMULATOR_URL"
-  eval "$("$CARGO_TARGET_DIR/debug/mediagen-dev" setup)"
-  MEDIAGEN_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner "${MEDIAGEN_OWNER:-local}" --key-file "$KEY_FILE")
+  eval "$("$STACK_BIN/mediagen-dev" setup)"
+  MEDIAGEN_API_KEY=$("$STACK_BIN/mediagen-dev" keys create --owner "${MEDIAGEN_OWNER:-local}" --key-file "$KEY_FILE")
   export MEDIAGEN_API_KEY
   export ALLOW_LOCAL_URLS=true RUST_LOG="${RUST_LOG:-info}"
   API_URL="http://127.0.0.1:$api_port"
@@ -177,27 +190,27 @@ start_stack() {
   # One instance per function: cargo lambda watch 1.9.2 with --concurrency above 1 now and then
   # loses an answer (its runtime API answers the function 500), so more is opt-in.
   start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${FUNCTIONS_URL##*:}" \
-    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-1}" "$@"
+    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-1}" "${optimise[@]}" "$@"
   STACK_PIDS=("${BG_PIDS[-1]}")
   wait_for_http "$FUNCTIONS_URL/" 60 "cargo lambda watch"
-  start_bg "$STATE/gateway.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
+  start_bg "$STATE/gateway.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   wait_for_http "$API_URL/" 10 "the local gateway"
   # The SQS-triggered functions run under their pumps, as Lambda runs them (docs/design.md,
   # "Local stack"): a crash is a cold start at the next invocation, not a stopped pipeline. Their
   # timeouts are template.yaml's.
   say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
-  local dev="$CARGO_TARGET_DIR/debug/mediagen-dev"
+  local dev="$STACK_BIN/mediagen-dev"
   start_bg "$STATE/pump.log" "$dev" pump --queue-url "$JOBS_QUEUE_URL" --function generate --timeout 30 \
-    --concurrency "$GENERATE_CONCURRENCY" --run "$CARGO_TARGET_DIR/debug/generate"
+    --concurrency "$GENERATE_CONCURRENCY" --run "$STACK_BIN/generate"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   PUMP_PID=${BG_PIDS[-1]}
   start_bg "$STATE/pump-webhooks.log" "$dev" pump --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver --timeout 30 \
-    --concurrency "$DELIVER_CONCURRENCY" --run "$CARGO_TARGET_DIR/debug/deliver"
+    --concurrency "$DELIVER_CONCURRENCY" --run "$STACK_BIN/deliver"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   start_bg "$STATE/pump-sweeper.log" "$dev" pump --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper \
     --timeout 30 --schedule-seconds "$SWEEP_SCHEDULE_SECONDS" --concurrency "$SWEEPER_CONCURRENCY" \
-    --run "$CARGO_TARGET_DIR/debug/sweeper"
+    --run "$STACK_BIN/sweeper"
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 

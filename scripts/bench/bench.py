@@ -500,16 +500,41 @@ def status_load(api_url, job_ids, clients, total):
     return figures
 
 
-def load(api_url, table, queue_url, bucket, image_bytes):
-    """Stack beside bound, at 1 and 30 clients; status at 20 clients (issue 15's figures)."""
+class PeakRss:
+    """The highest resident memory of some processes and their descendants, sampled twice a second
+    in a thread of its own while the `with` block runs."""
+
+    def __init__(self, pids):
+        self.pids, self.peak_mib, self._done = pids, 0.0, threading.Event()
+
+    def _sample(self):
+        while not self._done.wait(0.5):
+            self.peak_mib = max(self.peak_mib, rss_mib(self.pids))
+
+    def __enter__(self):
+        self.peak_mib = rss_mib(self.pids)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._done.set()
+        self._thread.join()
+
+
+def load(api_url, table, queue_url, bucket, image_bytes, stack_pids):
+    """Stack beside bound, at 1 and 30 clients; submit and status at 20 clients (issue 15's
+    figures); the whole stack's peak resident memory meanwhile."""
     figures = {}
-    for clients, total in ((1, 100), (30, 600)):
-        figures[str(clients)] = {
-            "bound": bound(table, queue_url, bucket, image_bytes, clients, total),
-            "stack": stack_load(api_url, clients, total)[0],
-        }
-    _, job_ids = stack_load(api_url, 20, 100)
-    figures["status_20"] = status_load(api_url, job_ids, 20, 2000)
+    with PeakRss(stack_pids) as memory:
+        for clients, total in ((1, 100), (30, 600)):
+            figures[str(clients)] = {
+                "bound": bound(table, queue_url, bucket, image_bytes, clients, total),
+                "stack": stack_load(api_url, clients, total)[0],
+            }
+        figures["submit_20"], job_ids = stack_load(api_url, 20, 600)
+        figures["status_20"] = status_load(api_url, job_ids, 20, 2000)
+    figures["stack_peak_rss_mib"] = memory.peak_mib
     return figures
 
 
@@ -984,14 +1009,18 @@ def render(summary):
                 f"{' **not met**' if target and jobs_ratio < 0.8 else ''} | {'≥ 0.8' if target else ''} |",
             ]
         tail_ratio = loaded["30"]["stack"]["p99_ms"] / loaded["1"]["stack"]["p50_ms"]
-        status = loaded["status_20"]
+        submit, status, memory = loaded["submit_20"], loaded["status_20"], loaded["stack_peak_rss_mib"]
         lines += [
             "",
-            f"Submit p99 at 30 clients ÷ p50 at 1: {tail_ratio:.1f}{' **not met**' if tail_ratio > 10 else ''} (target ≤ 10). "
-            f"Status at 20 clients: {status['per_s']:.0f} requests/s{' **not met**' if status['per_s'] < 240 else ''} (target ≥ 240), "
-            f"p50 {status['p50_ms']:.1f} ms, p99 {status['p99_ms']:.1f} ms. "
-            f"Submit at 30 clients: {loaded['30']['stack']['per_s']:.0f} requests/s"
-            f"{' **not met**' if loaded['30']['stack']['per_s'] < 120 else ''} (target ≥ 120 at 20).",
+            f"Submit p99 at 30 clients ÷ p50 at 1: {tail_ratio:.1f}{' **not met**' if tail_ratio > 10 else ''} (target ≤ 10).",
+            "",
+            "| at 20 clients | requests/s | p50, ms | p99, ms | target |",
+            "|---|---|---|---|---|",
+            f"| submit | {submit['per_s']:.0f}{' **not met**' if submit['per_s'] < 120 else ''} | {submit['p50_ms']:.1f} | {submit['p99_ms']:.1f} | ≥ 120/s |",
+            f"| status | {status['per_s']:.0f}{' **not met**' if status['per_s'] < 240 else ''} | {status['p50_ms']:.1f} | {status['p99_ms']:.1f} | ≥ 240/s |",
+            "",
+            f"The whole local stack's peak resident memory through this section: {memory:.0f} MiB"
+            f"{' **not met**' if memory >= 600 else ''} (target < 600).",
         ]
     if summary.get("soak"):
         soaked = summary["soak"]
@@ -1026,6 +1055,7 @@ def main():
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
     parser.add_argument("--emulator-pids", type=int, nargs="*", default=[], help="the emulators' processes, for the soak")
+    parser.add_argument("--stack-pids", type=int, nargs="*", default=[], help="every process of the local stack, for the load")
     parser.add_argument("--backlog", type=int, default=5000, help="jobs the soak puts in the table and bucket")
     parser.add_argument("--starts", type=int, default=25)
     parser.add_argument("--loops", type=int, default=1000)
@@ -1046,7 +1076,7 @@ def main():
         sqs = boto3.client("sqs", region_name=os.environ.get("AWS_REGION", "us-east-1"))
         queue_url = sqs.create_queue(QueueName="bench-bound")["QueueUrl"]
         image_bytes = int(summary.get("local_image_bytes", 40_000))
-        summary["load"] = load(args.api, os.environ["JOBS_TABLE"], queue_url, os.environ["MEDIA_BUCKET"], image_bytes)
+        summary["load"] = load(args.api, os.environ["JOBS_TABLE"], queue_url, os.environ["MEDIA_BUCKET"], image_bytes, args.stack_pids)
         write(summary, args.out)
         print(json.dumps(summary["load"], indent=2))
         return
