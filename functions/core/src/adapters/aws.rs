@@ -3,8 +3,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient, http_client_fn};
 
@@ -13,11 +14,22 @@ pub async fn sdk_config() -> SdkConfig {
     loader().load().await
 }
 
-/// The defaults every client starts from: our HTTPS client and [`timeouts`].
+/// The defaults every client starts from: our HTTPS client and [`timeouts`]. Where the
+/// environment holds the credentials and the region, as Lambda's does, they are taken from it
+/// directly, as the default chains would take them first: building those chains constructs their
+/// other sources too (web identity, SSO, IMDS), an STS client and its endpoint rules among them,
+/// about a tenth of a function's cold start (scripts/bench/method.md).
 pub fn loader() -> ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .timeout_config(timeouts())
+        .timeout_config(timeouts());
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    if let Ok(region) = std::env::var("AWS_REGION") {
+        loader = loader.region(Region::new(region));
+    }
+    loader
 }
 
 /// How long a DynamoDB or SQS call may take, its retries included: well inside the shortest
