@@ -214,7 +214,7 @@ fn benches(c: &mut Criterion) {
         reads: ReadService::new(store.clone()),
         links: links(),
         webhook_keys: None,
-        openapi: http::openapi::LazyDocument::new(Vec::new()),
+        openapi: http::status::LazyBody::new(String::new),
     };
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);

@@ -3,7 +3,7 @@
 
 use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
-use mediagen::entrypoints::http::{self, status::StatusApi};
+use mediagen::entrypoints::http::{self, status::LazyBody, status::StatusApi};
 use mediagen::runtime::bootstrap;
 use mediagen::services::{auth::Authenticator, read::ReadService};
 
@@ -17,7 +17,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         links: bootstrap::file_links(&config),
         // Without WEBHOOK_SECRET this deployment signs no webhooks, and has no secret to show.
         webhook_keys: bootstrap::signing_keys(&config).ok(),
-        openapi: http::openapi::LazyDocument::new(config.allowed_models.clone()),
+        openapi: {
+            let models = config.allowed_models.clone();
+            LazyBody::new(move || http::openapi::document(&models).to_string())
+        },
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

@@ -212,10 +212,9 @@ impl Stack {
             reads: ReadService::new(self.store()),
             links: file_links(),
             webhook_keys: Some(signing_keys()),
-            openapi: mediagen::entrypoints::http::openapi::LazyDocument::new(vec![
-                "local".to_owned(),
-                "local-slow".to_owned(),
-            ]),
+            openapi: mediagen::entrypoints::http::status::LazyBody::new(|| {
+                mediagen::entrypoints::http::openapi::local_document().to_string()
+            }),
         }
     }
 

@@ -2,8 +2,6 @@
 //! every route, derived from the route functions' annotations and the answers' types, served at
 //! `GET /openapi.json` and kept in `docs/openapi.json`.
 
-use std::sync::OnceLock;
-
 use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -110,26 +108,6 @@ fn declare_links(doc: &mut Value) {
                 }
             }
         }
-    }
-}
-
-/// `GET /openapi.json`'s body for this deployment's models, made at the first request for it:
-/// made at cold start, it was most of what `status`'s start added to a bare runtime's (BENCHMARKS.md).
-pub struct LazyDocument {
-    models: Vec<String>,
-    text: OnceLock<String>,
-}
-
-impl LazyDocument {
-    pub fn new(models: Vec<String>) -> Self {
-        Self {
-            models,
-            text: OnceLock::new(),
-        }
-    }
-
-    pub fn text(&self) -> &str {
-        self.text.get_or_init(|| document(&self.models).to_string())
     }
 }
 

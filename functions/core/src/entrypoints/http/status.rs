@@ -4,13 +4,14 @@
 //! `GET /v1/predictions`. This function also answers every path no other function serves, with
 //! a 404 problem.
 
+use std::sync::OnceLock;
+
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
-use super::openapi::LazyDocument;
 use super::problem::Problem;
 use super::replicate::{self, FileLinks};
 use super::views::{JobPageView, JobStatusView, JobView, StatusName, job_body, page_body, status_body};
@@ -33,7 +34,27 @@ pub struct StatusApi<S> {
     /// The owners' webhook signing keys, when this deployment signs webhooks.
     pub webhook_keys: Option<SigningKeys>,
     /// `GET /openapi.json`, for this deployment's models.
-    pub openapi: LazyDocument,
+    pub openapi: LazyBody,
+}
+
+/// A body made at the first request for it. `/openapi.json`'s, made at cold start, was most of
+/// what `status`'s start added to a bare runtime's (scripts/bench/method.md).
+pub struct LazyBody {
+    make: Box<dyn Fn() -> String + Send + Sync>,
+    text: OnceLock<String>,
+}
+
+impl LazyBody {
+    pub fn new(make: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        Self {
+            make: Box::new(make),
+            text: OnceLock::new(),
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| (self.make)())
+    }
 }
 
 /// The answer of `GET /health`.
