@@ -103,7 +103,7 @@ start_emulator() {
   # day of images stays on disk, not in moto's memory (docs/design.md, "Local stack"). Each such
   # file is an open descriptor, so moto may open as many as the hard limit allows.
   start_bg "$log" env MOTO_S3_DEFAULT_KEY_BUFFER_SIZE=16384 \
-    bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' moto moto_server -H 127.0.0.1 -p "$port"
+    bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' moto "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port"
   EMULATOR_PIDS+=("${BG_PIDS[-1]}")
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's#.*Running on http://127.0.0.1:\([0-9]*\).*#\1#p' "$log" 2>/dev/null | head -1 || true)
