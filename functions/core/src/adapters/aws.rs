@@ -17,8 +17,8 @@ pub async fn sdk_config() -> SdkConfig {
 /// The defaults every client starts from: our HTTPS client and [`timeouts`]. Where the
 /// environment holds the credentials and the region, as Lambda's does, they are taken from it
 /// directly, as the default chains would take them first: building those chains constructs their
-/// other sources too (web identity, SSO, IMDS), an STS client and its endpoint rules among them,
-/// about a tenth of a function's cold start (scripts/bench/method.md).
+/// other sources too (web identity, SSO, IMDS), an STS client and its endpoint rules among them:
+/// 0.17 ms of status's 2.0 ms start, measured (scripts/bench/method.md).
 pub fn loader() -> ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
