@@ -39,9 +39,12 @@ pub fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(5))
+        .operation_timeout(OPERATION_TIMEOUT)
         .build()
 }
+
+/// How long one AWS call may take in all, its retries included (see [`timeouts`]).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// S3 calls carry images of up to `MAX_OUTPUT_BYTES`: longer tries, still inside generate's 30 s.
 fn s3_timeouts() -> TimeoutConfig {

@@ -2,32 +2,16 @@
 //! secret. It is one SigV4-signed JSON request through reqwest rather than aws-sdk-ssm, whose
 //! client added about 150 kB to generate's zip for that single call (BENCHMARKS.md).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::domain::secret::Secret;
-
-/// The SDK's own deadline for a call ([`super::aws::timeouts`]).
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Deserialize)]
-struct Answer {
-    #[serde(rename = "Parameter")]
-    parameter: Option<Parameter>,
-}
-
-#[derive(Deserialize)]
-struct Parameter {
-    #[serde(rename = "Value")]
-    value: Option<String>,
-}
 
 /// The decrypted value of a parameter (a `SecureString`): where deployed secrets live, rather than
 /// in a function's environment. Its endpoint is the SDK's (`AWS_ENDPOINT_URL`), else SSM's in the
@@ -73,7 +57,7 @@ pub async fn parameter(sdk: &SdkConfig, name: &str) -> Result<Secret, String> {
     let (signature, _) = sign(signable, &params).map_err(|e| failed(e.to_string()))?.into_parts();
 
     let mut request = reqwest::Client::builder()
-        .timeout(TIMEOUT)
+        .timeout(super::aws::OPERATION_TIMEOUT)
         .build()
         .map_err(|e| failed(super::describe_error(&e)))?
         .post(&endpoint)
@@ -84,22 +68,24 @@ pub async fn parameter(sdk: &SdkConfig, name: &str) -> Result<Secret, String> {
     let response = request.send().await.map_err(|e| failed(super::describe_error(&e)))?;
     let status = response.status();
     let text = response.text().await.map_err(|e| failed(super::describe_error(&e)))?;
+    // A refusal reads `{"__type": "...#ParameterNotFound", "message": "..."}`; some servers spell
+    // it `Message`, moto sends both. An answer reads `{"Parameter": {"Value": "..."}}`.
+    let answer = serde_json::from_str::<Value>(&text);
     if !status.is_success() {
-        // A refusal reads `{"__type": "...#ParameterNotFound", "message": "..."}`; some servers
-        // spell it `Message`, moto sends both.
-        let refusal: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let field = |key: &str| refusal.get(key).and_then(serde_json::Value::as_str);
+        let refusal = answer.unwrap_or_default();
+        let field = |key: &str| refusal.get(key).and_then(Value::as_str);
         let kind = field("__type")
             .and_then(|kind| kind.rsplit('#').next())
             .unwrap_or("SSM refused");
         let message = field("message").or_else(|| field("Message")).unwrap_or_default();
         return Err(failed(format!("{kind} ({status}): {message}")));
     }
-    serde_json::from_str::<Answer>(&text)
+    answer
         .map_err(|_| failed("SSM's answer was not a parameter".into()))?
-        .parameter
-        .and_then(|parameter| parameter.value)
-        .filter(|value| !value.trim().is_empty())
-        .map(|value| Secret::new(value.trim()))
+        .pointer("/Parameter/Value")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(Secret::new)
         .ok_or_else(|| format!("the parameter {name} holds no value"))
 }
