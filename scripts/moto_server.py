@@ -1,15 +1,23 @@
-"""moto server, with SQS's SendMessage no longer counting the whole queue.
+"""moto server, with three costs that grow with use or with load taken out of its requests.
 
-moto 5.2.5's SendMessage reads the queue's ContentBasedDeduplication through `Queue.attributes`,
-which walks every message of the queue three times to fill in the approximate counts: a send
-costs time in proportion to the queue's depth (docs/design.md, "Local stack"). A standard queue
-has no such attribute, so while a send to one runs, its attributes read as none. FIFO queues,
-and every other reader of the attributes, keep moto's own path. Arguments are moto_server's.
+Measured with py-spy on moto 5.2.5 under the local stack's load (docs/design.md, "Local stack"):
+- SendMessage reads the queue's ContentBasedDeduplication through `Queue.attributes`, which walks
+  every message of the queue three times to fill in the approximate counts: a send costs time
+  in proportion to the queue's depth. A standard queue has no such attribute, so while a send to
+  one runs, its attributes read as none. FIFO queues, and every other reader of the attributes,
+  keep moto's own path.
+- Every request finds its service by host, under one lock for all threads: each time, a listing
+  of moto's package directory with a `stat` per entry, then hundreds of URL patterns tried in
+  turn. The answer for a host never changes while the server runs, so it is kept.
+- Every request writes an access line to the log. Errors are still logged.
+Arguments are moto_server's.
 """
 
+import functools
 import threading
 
 from moto import server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.sqs.models import Queue, SQSBackend
 
 _sending = threading.local()
@@ -31,8 +39,16 @@ def _send_without_counting(self, *args, **kwargs):
         _sending.active = False
 
 
+def _no_access_line(self, code="-", size="-"):
+    pass
+
+
 Queue.attributes = property(_attributes_unless_sending)
 SQSBackend.send_message = _send_without_counting
+DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=4096)(
+    DomainDispatcherApplication.get_backend_for_host
+)
+MotoRequestHandler.log_request = _no_access_line
 
 if __name__ == "__main__":
     server.main()
