@@ -1,11 +1,13 @@
-"""moto server, with three costs that grow with use or with load taken out of its requests.
+"""moto server, with costs that grow with use or with load taken out of its requests.
 
 Measured with py-spy on moto 5.2.5 under the local stack's load (docs/design.md, "Local stack"):
-- SendMessage reads the queue's ContentBasedDeduplication through `Queue.attributes`, which walks
-  every message of the queue three times to fill in the approximate counts: a send costs time
-  in proportion to the queue's depth. A standard queue has no such attribute, so while a send to
-  one runs, its attributes read as none. FIFO queues, and every other reader of the attributes,
-  keep moto's own path.
+- `Queue.attributes` walks every message of the queue three times to fill in the approximate
+  counts, so whatever reads it costs time in proportion to the queue's depth:
+  - SendMessage reads the queue's ContentBasedDeduplication through it. A standard queue has no
+    such attribute, so while a send to one runs, its attributes read as none. FIFO queues, and
+    every other reader of the attributes, keep moto's own path.
+  - ReceiveMessage reads the queue's MessageRetentionPeriod through it, two or three times for
+    each message it hands out. The check reads that one attribute from the queue instead.
 - Every request finds its service by host, under one lock for all threads: each time, a listing
   of moto's package directory with a `stat` per entry, then hundreds of URL patterns tried in
   turn. The answer for a host never changes while the server runs, so it is kept.
@@ -17,6 +19,7 @@ import functools
 import threading
 
 from moto import server
+from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.sqs.models import Queue, SQSBackend
 
@@ -39,12 +42,18 @@ def _send_without_counting(self, *args, **kwargs):
         _sending.active = False
 
 
+def _retained(self, queue_name, message):
+    retention_period = self.get_queue(queue_name).message_retention_period
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
 def _no_access_line(self, code="-", size="-"):
     pass
 
 
 Queue.attributes = property(_attributes_unless_sending)
 SQSBackend.send_message = _send_without_counting
+SQSBackend.is_message_valid_based_on_retention_period = _retained
 DomainDispatcherApplication.get_backend_for_host = functools.lru_cache(maxsize=4096)(
     DomainDispatcherApplication.get_backend_for_host
 )

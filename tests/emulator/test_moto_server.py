@@ -1,8 +1,9 @@
-"""scripts/moto_server.py: moto server with SendMessage not counting the whole queue, each host's
-service found once, and no access lines. The patches must still apply to the pinned moto, and the
-server must answer as moto does: a standard queue's counts, a FIFO queue's content-based
-deduplication, each service's requests on one port reaching that service, errors still logged.
-Run against the server itself, over HTTP."""
+"""scripts/moto_server.py: moto server with SendMessage and ReceiveMessage not counting the whole
+queue, each host's service found once, and no access lines. The patches must still apply to the
+pinned moto, and the server must answer as moto does: a standard queue's counts, a FIFO queue's
+content-based deduplication, a queue's retention period, each service's requests on one port
+reaching that service. Run against the server itself, over HTTP, except the retention check, which
+reads the clock: it runs in process on moto's own objects."""
 
 import re
 import subprocess
@@ -19,7 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import moto_server  # noqa: E402
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler  # noqa: E402
-from moto.sqs.models import Queue, SQSBackend  # noqa: E402
+from moto.core.utils import unix_time_millis  # noqa: E402
+from moto.sqs.models import Message, Queue, SQSBackend  # noqa: E402
 
 
 class PatchTest(unittest.TestCase):
@@ -28,6 +30,15 @@ class PatchTest(unittest.TestCase):
         self.assertIs(SQSBackend.send_message, moto_server._send_without_counting)
         self.assertTrue(hasattr(DomainDispatcherApplication.get_backend_for_host, "cache_info"))
         self.assertIs(MotoRequestHandler.log_request, moto_server._no_access_line)
+        self.assertIs(SQSBackend.is_message_valid_based_on_retention_period, moto_server._retained)
+
+    def test_a_message_is_retained_for_the_queues_period_and_no_longer(self):
+        backend = SQSBackend("us-east-1", "123456789012")
+        backend.create_queue("retained", MessageRetentionPeriod="60")
+        message = Message("id", "body")
+        for age_seconds, retained in [(59, True), (61, False)]:
+            message.sent_timestamp = int(unix_time_millis()) - age_seconds * 1000
+            self.assertIs(backend.is_message_valid_based_on_retention_period("retained", message), retained)
 
 
 class ServerTest(unittest.TestCase):
