@@ -13,7 +13,7 @@ use mediagen::services::webhooks::Deliverer;
 /// The most one delivery waits for its receiver.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let deliverer = Deliverer::new(

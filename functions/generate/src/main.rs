@@ -7,7 +7,7 @@ use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
 use mediagen::services::generate::{GenerateSettings, Generator};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let media = bootstrap::or_exit(

@@ -7,7 +7,7 @@ use mediagen::entrypoints::http::{self, status::LazyBody, status::StatusApi};
 use mediagen::runtime::bootstrap;
 use mediagen::services::{auth::Authenticator, read::ReadService};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
