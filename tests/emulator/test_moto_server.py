@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import moto_server  # noqa: E402
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler  # noqa: E402
 from moto.core.utils import unix_time_millis  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler  # noqa: E402
 from moto.sqs.models import Message, Queue, SQSBackend  # noqa: E402
 
 
