@@ -192,10 +192,9 @@ start_stack() {
   # The functions on a port of their own; in front of them, on API_PORT, the stand-in for API
   # Gateway, which hands bodies to the functions as the deployed API does (functions/devtools/src/gateway.rs).
   FUNCTIONS_URL="http://127.0.0.1:$(free_port)"
-  # One instance per function: cargo lambda watch 1.9.2 with --concurrency above 1 now and then
-  # loses an answer (its runtime API answers the function 500), so more is opt-in.
+  # HTTP_FUNCTION_CONCURRENCY (scripts/local.env) instances of each, or MEDIAGEN_FUNCTION_CONCURRENCY.
   start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${FUNCTIONS_URL##*:}" \
-    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-1}" "${optimise[@]}" "$@"
+    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-$HTTP_FUNCTION_CONCURRENCY}" "${optimise[@]}" "$@"
   STACK_PIDS=("${BG_PIDS[-1]}")
   wait_for_http "$FUNCTIONS_URL/" 60 "cargo lambda watch"
   start_bg "$STATE/gateway.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"

@@ -7,6 +7,9 @@ cd "$ROOT"
 
 ensure_tools
 started=$SECONDS
+# One instance of each HTTP function in every stack the tests start: each test's requests meet
+# one process, and a POST cannot meet cargo lambda watch's rare lost answer (docs/design.md).
+export MEDIAGEN_FUNCTION_CONCURRENCY=1
 
 say "template.yaml: cfn-lint, sam validate --lint, its expansion and the local stack's names"
 export SAM_CLI_TELEMETRY=0

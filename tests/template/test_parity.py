@@ -25,6 +25,8 @@ RESOURCE_VALUES = {
 LOCAL_ONLY = {
     # The local stack's public master key; a deployed stack is given its own (WebhookSecret).
     "WEBHOOK_SECRET",
+    # API Gateway and Lambda scale the HTTP functions themselves; cargo lambda watch is told how far.
+    "HTTP_FUNCTION_CONCURRENCY",
 }
 # Function settings the local stack sets on purpose where a deployment takes the template's
 # parameter (each a parameter of template.yaml, and a setting functions/core reads).
