@@ -216,7 +216,7 @@ fn benches(c: &mut Criterion) {
         reads: ReadService::new(store.clone()),
         links: links(),
         webhook_keys: None,
-        openapi: http::status::LazyBody::new(String::new),
+        openapi: http::status::LazyBody::new(Box::new(String::new)),
     };
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         webhook_keys: bootstrap::signing_keys(&config).ok(),
         openapi: {
             let models = config.allowed_models.clone();
-            LazyBody::new(move || http::openapi::document(&models).to_string())
+            LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))
         },
     };
     let api = &api;

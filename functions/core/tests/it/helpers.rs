@@ -212,9 +212,9 @@ impl Stack {
             reads: ReadService::new(self.store()),
             links: file_links(),
             webhook_keys: Some(signing_keys()),
-            openapi: mediagen::entrypoints::http::status::LazyBody::new(|| {
+            openapi: mediagen::entrypoints::http::status::LazyBody::new(Box::new(|| {
                 mediagen::entrypoints::http::openapi::local_document().to_string()
-            }),
+            })),
         }
     }
 

@@ -4,7 +4,7 @@
 //! `GET /v1/predictions`. This function also answers every path no other function serves, with
 //! a 404 problem.
 
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -39,23 +39,7 @@ pub struct StatusApi<S> {
 
 /// A body made at the first request for it. `/openapi.json`'s, made at cold start, was most of
 /// what `status`'s start added to a bare runtime's (scripts/bench/method.md).
-pub struct LazyBody {
-    make: Box<dyn Fn() -> String + Send + Sync>,
-    text: OnceLock<String>,
-}
-
-impl LazyBody {
-    pub fn new(make: impl Fn() -> String + Send + Sync + 'static) -> Self {
-        Self {
-            make: Box::new(make),
-            text: OnceLock::new(),
-        }
-    }
-
-    pub fn text(&self) -> &str {
-        self.text.get_or_init(|| (self.make)())
-    }
-}
+pub type LazyBody = LazyLock<String, Box<dyn FnOnce() -> String + Send>>;
 
 /// The answer of `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -153,7 +137,7 @@ pub(super) fn health() -> Response<Body> {
 #[utoipa::path(get, path = "/openapi.json", tag = "clients", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 description of the API", content_type = "application/json")))]
 pub(super) fn openapi<S>(api: &StatusApi<S>) -> Response<Body> {
-    let mut response = Response::new(Body::from(api.openapi.text().to_owned()));
+    let mut response = Response::new(Body::from(api.openapi.as_str().to_owned()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
