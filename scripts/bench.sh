@@ -42,7 +42,7 @@ say "init, latency, memory and size of each function"
 say "the local stack (release build: MEDIAGEN_BUILD_MODE=release scripts/dev.sh runs the same)"
 KEY_FILE="$STATE/bench-api-key"
 rm -f "$KEY_FILE"
-MEDIAGEN_BUILD_MODE=release start_stack "$(free_port)" --ignore-changes
+MEDIAGEN_BUILD_MODE=release start_stack "$(free_port)"
 # First, while the stack is fresh.
 say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
 "$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"

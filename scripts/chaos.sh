@@ -17,7 +17,7 @@ aws_env
 export MEDIAGEN_QUEUE_VISIBILITY_TIMEOUT=60
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
-start_stack "$(free_port)" --ignore-changes
+start_stack "$(free_port)"
 say "chaos: ${CHAOS_JOBS:-200} jobs, generate killed at least ${CHAOS_KILLS:-3} times"
 "$VENV/bin/python" scripts/chaos.py --api "$API_URL" --pump-pid "$PUMP_PID" \
   --jobs "${CHAOS_JOBS:-200}" --kills "${CHAOS_KILLS:-3}" --timeout "${CHAOS_TIMEOUT:-600}"

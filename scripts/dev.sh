@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole service locally without Docker: DynamoDB Local and moto server as AWS, the HTTP
-# functions under `cargo lambda watch`, the SQS-triggered ones under their event-source stand-ins;
-# then submits a demo job and writes its image to out/. Keeps running until Ctrl-C; with --once,
-# stops after the demo.
+# functions behind the local API Gateway, the SQS-triggered ones under their event-source
+# stand-ins; then submits a demo job and writes its image to out/. Keeps running until Ctrl-C,
+# rebuilding the functions on every edit; with --once, stops after the demo.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -21,11 +21,7 @@ ensure_tools
 say "starting the emulators: moto server on 127.0.0.1:${MEDIAGEN_EMULATOR_PORT:-4566}, DynamoDB Local on the next port"
 start_emulator "${MEDIAGEN_EMULATOR_PORT:-4566}"
 aws_env
-if $once; then
-  start_stack "${MEDIAGEN_API_PORT:-9000}" --ignore-changes
-else
-  start_stack "${MEDIAGEN_API_PORT:-9000}"
-fi
+start_stack "${MEDIAGEN_API_PORT:-9000}"
 
 say "your local API key (kept in ${KEY_FILE#$ROOT/}): $MEDIAGEN_API_KEY"
 say "submitting a demo job"
@@ -35,6 +31,9 @@ say "demo done in $((SECONDS - started))s"
 if $once; then
   exit 0
 fi
+# Each function's next invocation after a rebuild starts its new binary
+# (functions/devtools/src/runtime_api.rs).
+start_bg "$STATE/rebuild.log" watchfiles --filter default "${BUILD_COMMAND[*]}" functions Cargo.toml Cargo.lock
 cat >&2 <<EOT
 
 The service runs at $API_URL. Try:
@@ -42,6 +41,7 @@ The service runs at $API_URL. Try:
   curl -s -X POST $API_URL/media/generate -H "authorization: Bearer \$MEDIAGEN_API_KEY" \\
        -H 'content-type: application/json' -d '{"prompt":"a red fox in the snow","width":512,"height":512}'
   curl -s $API_URL/media/status/<job_id> -H "authorization: Bearer \$MEDIAGEN_API_KEY"
+Edit the code: the functions are rebuilt (.local/dev/rebuild.log) and the next request runs the new build.
 Logs: .local/dev/functions.log, .local/dev/pump.log, .local/dev/pump-webhooks.log. Ctrl-C stops everything.
 EOT
 wait

@@ -156,14 +156,14 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_stack API_PORT [WATCH_FLAGS...]: builds the functions, creates the resources on the
-# emulator and the API key kept in $KEY_FILE (made on first use), runs the HTTP functions under
-# `cargo lambda watch` on API_PORT and the SQS event-source stand-ins, each running its function
-# (jobs to generate, webhooks to deliver, dead letters and the schedule to sweeper). Needs
-# start_emulator first. Sets API_URL, PUMP_PID (the jobs pump, whose child is generate) and
-# exports MEDIAGEN_API_KEY.
+# start_stack API_PORT: builds the functions, creates the resources on the emulator and the API
+# key kept in $KEY_FILE (made on first use), runs the HTTP functions behind the local API Gateway
+# on API_PORT and the SQS event-source stand-ins, each running its function (jobs to generate,
+# webhooks to deliver, dead letters and the schedule to sweeper). Needs start_emulator first.
+# Sets API_URL, STACK_BIN, PUMP_PID (the jobs pump, whose child is generate) and exports
+# MEDIAGEN_API_KEY.
 start_stack() {
-  local api_port=$1; shift
+  local api_port=$1
   # shellcheck source=local.env
   set -a; source "$ROOT/scripts/local.env"; set +a
   # A run may shorten the jobs queue's visibility timeout for a stack of its own (scripts/chaos.sh).
@@ -177,8 +177,9 @@ start_stack() {
     *) die "MEDIAGEN_BUILD_MODE=$mode: use debug or release" ;;
   esac
   STACK_BIN="$CARGO_TARGET_DIR/$mode"
+  BUILD_COMMAND=(cargo build --workspace --bins --locked "${optimise[@]}")
   say "building the functions ($mode)"
-  cargo build --workspace --bins --locked "${optimise[@]}"
+  "${BUILD_COMMAND[@]}"
   say "creating the table, queues and bucket on $EMULATOR_URL"
   eval "$("$STACK_BIN/mediagen-dev" setup)"
   MEDIAGEN_API_KEY=$("$STACK_BIN/mediagen-dev" keys create --owner "${MEDIAGEN_OWNER:-local}" --key-file "$KEY_FILE")
@@ -188,18 +189,14 @@ start_stack() {
   if curl -s -o /dev/null "$API_URL/"; then
     die "port $api_port is taken; stop what runs there or set MEDIAGEN_API_PORT"
   fi
-  say "starting the functions on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
-  # The functions on a port of their own; in front of them, on API_PORT, the stand-in for API
-  # Gateway, which hands bodies to the functions as the deployed API does (functions/devtools/src/gateway.rs).
-  FUNCTIONS_URL="http://127.0.0.1:$(free_port)"
-  # HTTP_FUNCTION_CONCURRENCY (scripts/local.env) instances of each, or MEDIAGEN_FUNCTION_CONCURRENCY.
-  start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${FUNCTIONS_URL##*:}" \
-    --concurrency "${MEDIAGEN_FUNCTION_CONCURRENCY:-$HTTP_FUNCTION_CONCURRENCY}" "${optimise[@]}" "$@"
+  # The stand-in for API Gateway's REST API, which runs the HTTP functions as Lambda does
+  # (functions/devtools/src/gateway.rs): HTTP_FUNCTION_CONCURRENCY (scripts/local.env) instances
+  # of each at most, or MEDIAGEN_FUNCTION_CONCURRENCY.
+  say "starting the HTTP functions behind the local API Gateway on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
+  start_bg "$STATE/functions.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" \
+    --functions "$STACK_BIN" --instances "${MEDIAGEN_FUNCTION_CONCURRENCY:-$HTTP_FUNCTION_CONCURRENCY}"
   STACK_PIDS=("${BG_PIDS[-1]}")
-  wait_for_http "$FUNCTIONS_URL/" 60 "cargo lambda watch"
-  start_bg "$STATE/gateway.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" --upstream "$FUNCTIONS_URL"
-  STACK_PIDS+=("${BG_PIDS[-1]}")
-  wait_for_http "$API_URL/" 10 "the local gateway"
+  wait_for_http "$API_URL/" 30 "the local API Gateway"
   # The SQS-triggered functions run under their pumps, as Lambda runs them (docs/design.md,
   # "Local stack"): a crash is a cold start at the next invocation, not a stopped pipeline. Their
   # timeouts are template.yaml's.

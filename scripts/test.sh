@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check: format, lints, unit tests, integration tests against the emulator, the
-# end-to-end run through `cargo lambda watch`, and the chaos run. Installs what it needs first.
+# end-to-end run through the local API Gateway, and the chaos run. Installs what it needs first.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_tools
 started=$SECONDS
-# One instance of each HTTP function in every stack the tests start: each test's requests meet
-# one process, and a POST cannot meet cargo lambda watch's rare lost answer (docs/design.md).
-export MEDIAGEN_FUNCTION_CONCURRENCY=1
 
 say "template.yaml: cfn-lint, sam validate --lint, its expansion and the local stack's names"
 export SAM_CLI_TELEMETRY=0
@@ -37,7 +34,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "unit tests"
 cargo test --workspace --locked --lib --bins
-# The pump's hosted function: crashes and timeouts, with no stack.
+# The hosted functions of the pumps and the gateway: crashes, timeouts, rebuilds, with no stack.
 cargo test -p mediagen-devtools --locked --test it -- hosted::
 
 say "integration tests against DynamoDB Local and moto server"
@@ -45,11 +42,11 @@ start_emulator 0
 aws_env
 MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --test it
 
-say "end-to-end through cargo lambda watch"
+say "end-to-end through the local API Gateway"
 # A key of the test run's own, never the developer's.
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
-start_stack "$(free_port)" --ignore-changes
+start_stack "$(free_port)"
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model:: webhooks::
 
 say "the official replicate client against the same stack (tests/replicate_client/)"
@@ -79,7 +76,7 @@ done
 say "end-to-end with MODEL_PROVIDER=replicate against the mock Replicate API"
 start_mock_replicate test-token
 export MODEL_PROVIDER=replicate REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$REPLICATE_MOCK_URL/v1"
-start_stack "$(free_port)" --ignore-changes
+start_stack "$(free_port)"
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model::
 stop_stack
 unset MODEL_PROVIDER REPLICATE_API_TOKEN REPLICATE_API_BASE_URL

@@ -1,9 +1,13 @@
 """The local stack (scripts/local.env, created by `mediagen-dev setup`) and template.yaml describe
 the same resources: a name or setting changed in one must be changed in the other."""
 
+import json
 import unittest
 
 import support
+
+# The local gateway's copy of the REST API (functions/devtools/src/gateway.rs).
+REST_API = support.ROOT / "functions" / "devtools" / "rest-api.json"
 
 # Each setting of scripts/local.env and where template.yaml holds it: the default of a
 # parameter the resource takes its value from, or a value written in a resource.
@@ -25,7 +29,7 @@ RESOURCE_VALUES = {
 LOCAL_ONLY = {
     # The local stack's public master key; a deployed stack is given its own (WebhookSecret).
     "WEBHOOK_SECRET",
-    # API Gateway and Lambda scale the HTTP functions themselves; cargo lambda watch is told how far.
+    # API Gateway and Lambda scale the HTTP functions themselves; the local gateway is told how far.
     "HTTP_FUNCTION_CONCURRENCY",
 }
 # Function settings the local stack sets on purpose where a deployment takes the template's
@@ -162,3 +166,34 @@ class LocalStackMatchesTemplate(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LocalGatewayMatchesTemplate(unittest.TestCase):
+    """The local gateway routes each path to the function the REST API sends it to, and gives each
+    function the template's timeout."""
+
+    def setUp(self):
+        self.template = support.template()
+        self.api = json.loads(REST_API.read_text())
+
+    def http_functions(self):
+        """{binary: (properties, {path of each Api event})} of the template's functions."""
+        found = {}
+        for resource in self.template["Resources"].values():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            events = resource["Properties"].get("Events", {}).values()
+            paths = {e["Properties"]["Path"] for e in events if e["Type"] == "Api"}
+            if paths:
+                found[resource["Metadata"]["BuildProperties"]["Binary"]] = (resource["Properties"], paths)
+        return found
+
+    def test_every_path_goes_to_the_templates_function(self):
+        expected = {path: binary for binary, (_, paths) in self.http_functions().items() for path in paths}
+        self.assertEqual(self.api["routes"], expected)
+
+    def test_every_function_has_the_templates_timeout(self):
+        default = self.template["Globals"]["Function"]["Timeout"]
+        expected = {binary: props.get("Timeout", default) for binary, (props, _) in self.http_functions().items()}
+        actual = {name: settings["timeout_seconds"] for name, settings in self.api["functions"].items()}
+        self.assertEqual(actual, expected)

@@ -1,55 +1,215 @@
-//! The local stand-in for API Gateway in front of `cargo lambda watch`: it forwards every request
-//! unchanged, and gives bodies to the functions as the deployed API does (docs/design.md,
-//! "HTTP contract"). `cargo lambda watch` turns a JSON or text body into the event's text and
-//! answers a body that is not UTF-8 with a 500 of its own before any function runs; the deployed
-//! API passes every body through as bytes (`BinaryMediaTypes: */*`), and our functions answer a
-//! body that is not UTF-8 with the `malformed-json` problem. Here that answer is the same
-//! problem, made by the same code, without the round trip. A request without effects whose
-//! answer `cargo lambda watch` lost is sent again (`is_emulator_fault`).
+//! The local stand-in for API Gateway's REST API and the Lambda functions behind it
+//! (docs/design.md, "Local stack"). Each request goes by its path to a function, as the routes of
+//! `template.yaml` send it (`rest-api.json`), as the REST API's proxy event; the function runs as
+//! Lambda runs it (`runtime_api.rs`), up to a number of instances at once, each its own process
+//! serving one invocation at a time; its proxy answer becomes the HTTP answer. As the deployed
+//! API (`BinaryMediaTypes: */*`) does, every body reaches the function as base64 bytes, so a body
+//! that is not UTF-8 meets the function's own `malformed-json` problem.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use mediagen::entrypoints::http::ApiError;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::Error;
+use crate::runtime_api::{FunctionPool, InvokeError};
 
-/// The problem type of `cargo lambda watch`'s own 500 (see `is_emulator_fault`).
-const EMULATOR_FAULT_TYPE: &str = "https://httpstatuses.com/500";
-/// How often a request without effects is sent again after that 500.
-const EMULATOR_FAULT_RESENDS: usize = 3;
+/// The HTTP functions and the routes to them (see the file's `about`).
+const REST_API: &str = include_str!("../rest-api.json");
 
-/// Headers that belong to one connection, not to the request.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
+#[derive(Deserialize)]
+struct RestApi {
+    functions: HashMap<String, FunctionSettings>,
+    routes: HashMap<String, String>,
+}
 
-/// Serves on `listener`, forwarding to `upstream` (`http://127.0.0.1:PORT`), until the process ends.
-pub async fn serve(listener: TcpListener, upstream: String) -> Result<(), Error> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()?;
+#[derive(Deserialize)]
+struct FunctionSettings {
+    timeout_seconds: u64,
+}
+
+/// One route's path, `/media/status/{job_id}`, split into its segments.
+struct Route {
+    resource: String,
+    segments: Vec<Segment>,
+    function: String,
+}
+
+enum Segment {
+    Literal(String),
+    Parameter(String),
+    /// `{proxy+}`: the rest of the path, one segment or more.
+    Greedy(String),
+}
+
+impl Route {
+    fn parse(resource: &str, function: &str) -> Self {
+        let segments = resource
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(
+                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => match name.strip_suffix('+') {
+                        Some(name) => Segment::Greedy(name.to_owned()),
+                        None => Segment::Parameter(name.to_owned()),
+                    },
+                    None => Segment::Literal(segment.to_owned()),
+                },
+            )
+            .collect();
+        Self {
+            resource: resource.to_owned(),
+            segments,
+            function: function.to_owned(),
+        }
+    }
+
+    /// The path's parameters if the route takes the path.
+    fn matches(&self, path: &[&str]) -> Option<HashMap<String, String>> {
+        let mut parameters = HashMap::new();
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Greedy(name) if i < path.len() => {
+                    parameters.insert(name.clone(), path[i..].join("/"));
+                    return Some(parameters);
+                }
+                Segment::Literal(literal) if path.get(i) == Some(&literal.as_str()) => {}
+                Segment::Parameter(name) if i < path.len() => {
+                    parameters.insert(name.clone(), path[i].to_owned());
+                }
+                _ => return None,
+            }
+        }
+        (self.segments.len() == path.len()).then_some(parameters)
+    }
+
+    /// How closely the route names a path it takes: as API Gateway chooses, a route without a
+    /// greedy segment before one with, and then more literal segments first.
+    fn specificity(&self) -> (bool, usize) {
+        let greedy = self.segments.iter().any(|s| matches!(s, Segment::Greedy(_)));
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        (!greedy, literals)
+    }
+}
+
+/// The routes and the functions behind them.
+pub struct Gateway {
+    routes: Vec<Route>,
+    functions: HashMap<String, FunctionPool>,
+}
+
+impl Gateway {
+    /// Runs each function of `rest-api.json` from the binary of its name in `binaries`, up to
+    /// `instances` of each at once. Nothing starts before its first request.
+    pub fn new(binaries: &Path, instances: usize) -> Result<Self, Error> {
+        let api: RestApi = serde_json::from_str(REST_API)?;
+        let mut functions = HashMap::new();
+        for (name, settings) in &api.functions {
+            let program = binaries.join(name).to_string_lossy().into_owned();
+            let timeout = Duration::from_secs(settings.timeout_seconds);
+            functions.insert(
+                name.clone(),
+                FunctionPool::new(name, vec![program], timeout, instances)?,
+            );
+        }
+        let routes: Vec<Route> = api
+            .routes
+            .iter()
+            .map(|(path, function)| Route::parse(path, function))
+            .collect();
+        if let Some(route) = routes.iter().find(|r| !functions.contains_key(&r.function)) {
+            return Err(format!(
+                "{} routes to {}, which is not a function",
+                route.resource, route.function
+            )
+            .into());
+        }
+        Ok(Self { routes, functions })
+    }
+
+    /// The route that takes `path`, with the path's parameters.
+    fn route(&self, path: &str) -> Option<(&Route, HashMap<String, String>)> {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.routes
+            .iter()
+            .filter_map(|route| route.matches(&segments).map(|parameters| (route, parameters)))
+            .max_by_key(|(route, _)| route.specificity())
+    }
+
+    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(err) => return message(StatusCode::BAD_REQUEST, &format!("the body did not arrive: {err}")),
+        };
+        let path = parts.uri.path().to_owned();
+        let Some((route, parameters)) = self.route(&path) else {
+            // API Gateway's answer to a path no route takes.
+            return message(StatusCode::FORBIDDEN, "Missing Authentication Token");
+        };
+        let event = proxy_event(&parts, &body, &route.resource, &parameters);
+        let function = route.function.clone();
+        // As on Lambda, an invocation runs to its end even if the client goes away meanwhile.
+        let invocation = tokio::spawn(async move {
+            match self.functions.get(&function) {
+                Some(pool) => pool.invoke(Bytes::from(event.to_string())).await,
+                None => Err(InvokeError::Spawn(format!("no function {function}"))),
+            }
+        });
+        match invocation.await {
+            Ok(Ok(answer)) => proxy_answer(&answer).unwrap_or_else(|err| {
+                eprintln!(
+                    "gateway: {} {path}: the function's answer is not a proxy answer: {err}",
+                    parts.method
+                );
+                message(StatusCode::BAD_GATEWAY, "Internal server error")
+            }),
+            Ok(Err(InvokeError::TimedOut(after))) => {
+                eprintln!("gateway: {} {path}: timed out after {after:?}", parts.method);
+                message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+            }
+            Ok(Err(err)) => {
+                eprintln!("gateway: {} {path}: {err}", parts.method);
+                message(StatusCode::BAD_GATEWAY, "Internal server error")
+            }
+            Err(err) => {
+                eprintln!("gateway: {} {path}: {err}", parts.method);
+                message(StatusCode::BAD_GATEWAY, "Internal server error")
+            }
+        }
+    }
+}
+
+/// Serves `gateway` on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), Error> {
     loop {
         let (stream, _) = listener.accept().await?;
-        let (http, upstream) = (http.clone(), upstream.clone());
+        let gateway = gateway.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| forward(http.clone(), upstream.clone(), request));
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(gateway.answer(request).await) }
+            });
             if let Err(err) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -67,166 +227,267 @@ pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), Erro
     Ok((listener, bound))
 }
 
-async fn forward(
-    http: reqwest::Client,
-    upstream: String,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(match try_forward(&http, &upstream, request).await {
-        Ok(response) => response,
-        Err(err) => {
-            eprintln!("gateway: {err}");
-            let mut response = Response::new(Full::new(Bytes::from_static(b"the local stack did not answer")));
-            *response.status_mut() = StatusCode::BAD_GATEWAY;
-            response
+/// The REST API's proxy event for a request (the shape of `events/submit.json`). It names no
+/// stage: the client's path has none locally, and the links the functions make keep to it.
+fn proxy_event(
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    resource: &str,
+    parameters: &HashMap<String, String>,
+) -> Value {
+    let mut headers = serde_json::Map::new();
+    let mut multi_value_headers: serde_json::Map<String, Value> = serde_json::Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers.insert(name.as_str().to_owned(), json!(value));
+        match multi_value_headers.get_mut(name.as_str()) {
+            Some(Value::Array(values)) => values.push(json!(value)),
+            _ => {
+                multi_value_headers.insert(name.as_str().to_owned(), json!([value]));
+            }
         }
+    }
+    let mut query = serde_json::Map::new();
+    let mut multi_value_query: serde_json::Map<String, Value> = serde_json::Map::new();
+    for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        query.insert(name.to_string(), json!(value));
+        match multi_value_query.get_mut(name.as_ref()) {
+            Some(Value::Array(values)) => values.push(json!(value)),
+            _ => {
+                multi_value_query.insert(name.to_string(), json!([value]));
+            }
+        }
+    }
+    let nullable = |map: serde_json::Map<String, Value>| match map.is_empty() {
+        true => Value::Null,
+        false => Value::Object(map),
+    };
+    let path = parts.uri.path();
+    json!({
+        "resource": resource,
+        "path": path,
+        "httpMethod": parts.method.as_str(),
+        "headers": headers,
+        "multiValueHeaders": multi_value_headers,
+        "queryStringParameters": nullable(query),
+        "multiValueQueryStringParameters": nullable(multi_value_query),
+        "pathParameters": match parameters.is_empty() {
+            true => Value::Null,
+            false => json!(parameters),
+        },
+        "stageVariables": null,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": parts.method.as_str(),
+            "path": path,
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "requestId": format!("{:032x}", fastrand::u128(..)),
+            "requestTimeEpoch": crate::runtime_api::epoch_ms(),
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": match body.is_empty() {
+            true => Value::Null,
+            false => json!(BASE64.encode(body)),
+        },
+        "isBase64Encoded": !body.is_empty(),
     })
 }
 
-async fn try_forward(
-    http: &reqwest::Client,
-    upstream: &str,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Error> {
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
-    let textual = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|t| t.starts_with("text/") || t.starts_with("application/json"));
-    if textual && let Err(err) = std::str::from_utf8(&body) {
-        return Ok(problem(ApiError::MalformedJson(format!(
-            "the body is not UTF-8: {err}"
-        ))));
-    }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let send = || {
-        let mut outgoing = http.request(parts.method.clone(), format!("{upstream}{path}"));
-        for (name, value) in &parts.headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) && name != HOST {
-                outgoing = outgoing.header(name, value);
-            }
-        }
-        // The host the client called, for the links the functions make.
-        if let Some(host) = parts.headers.get(HOST) {
-            outgoing = outgoing.header("x-forwarded-host", host);
-        }
-        outgoing.body(body.clone()).send()
+/// A function's proxy answer (`lambda_http` writes it for a REST event).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProxyAnswer {
+    status_code: u16,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    #[serde(default)]
+    multi_value_headers: HashMap<String, Vec<String>>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    is_base64_encoded: bool,
+}
+
+fn proxy_answer(answer: &[u8]) -> Result<Response<Full<Bytes>>, Error> {
+    let answer: ProxyAnswer = serde_json::from_slice(answer)?;
+    let body = match (answer.body, answer.is_base64_encoded) {
+        (None, _) => Bytes::new(),
+        (Some(body), true) => Bytes::from(BASE64.decode(body)?),
+        (Some(body), false) => Bytes::from(body),
     };
-    let without_effects = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let mut resends = 0;
-    let (status, headers, bytes) = loop {
-        let answer = send().await?;
-        let (status, headers) = (answer.status(), answer.headers().clone());
-        let bytes = answer.bytes().await?;
-        if without_effects && resends < EMULATOR_FAULT_RESENDS && is_emulator_fault(status, &bytes) {
-            resends += 1;
-            eprintln!(
-                "gateway: cargo lambda watch lost the answer to {} {path}; sending it again",
-                parts.method
-            );
-            continue;
-        }
-        break (status, headers, bytes);
-    };
-    let mut response = Response::new(Full::new(bytes));
-    *response.status_mut() = status;
-    for (name, value) in &headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != "content-length" {
-            response.headers_mut().append(name, value.clone());
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = StatusCode::from_u16(answer.status_code)?;
+    let headers = response.headers_mut();
+    for (name, values) in &answer.multi_value_headers {
+        let name = HeaderName::from_bytes(name.as_bytes())?;
+        for value in values {
+            headers.append(name.clone(), HeaderValue::from_str(value)?);
         }
     }
+    for (name, value) in &answer.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())?;
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_str(value)?);
+        }
+    }
+    // The body's length is the server's to say.
+    headers.remove(hyper::header::CONTENT_LENGTH);
     Ok(response)
 }
 
-/// Whether `cargo lambda watch` answered a 500 of its own rather than the function's answer: it
-/// now and then fails to read a function's answer of more than about 10 KB while another request
-/// waits for the same function (docs/design.md, "Local stack"). Our functions' problems are never
-/// of this type.
-fn is_emulator_fault(status: StatusCode, body: &[u8]) -> bool {
-    status == StatusCode::INTERNAL_SERVER_ERROR
-        && serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|problem| problem["type"] == EMULATOR_FAULT_TYPE)
-}
-
-/// The problem the functions would answer, rendered by their own code.
-fn problem(error: ApiError) -> Response<Full<Bytes>> {
-    let rendered = error.problem().into_response();
-    let (parts, body) = rendered.into_parts();
-    Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+/// API Gateway's own answers: a JSON object with a message.
+fn message(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(json!({ "message": text }).to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
-    const FAULT: &str = r#"{"type":"https://httpstatuses.com/500","status":500,"title":"Internal Server Error"}"#;
+    fn gateway() -> Gateway {
+        Gateway::new(Path::new("/nonexistent"), 1).unwrap()
+    }
 
-    /// An upstream that answers the emulator's 500 to its first `faults` requests, then 200.
-    async fn upstream(faults: usize) -> Result<(String, Arc<AtomicUsize>), Error> {
-        let (listener, bound) = bind(([127, 0, 0, 1], 0).into()).await?;
-        let seen = Arc::new(AtomicUsize::new(0));
-        let counter = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let counter = counter.clone();
-                let service = service_fn(move |_: Request<Incoming>| {
-                    let faulty = counter.fetch_add(1, Ordering::SeqCst) < faults;
-                    let (status, body) = match faulty {
-                        true => (StatusCode::INTERNAL_SERVER_ERROR, FAULT),
-                        false => (StatusCode::OK, "answered"),
-                    };
-                    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                    *response.status_mut() = status;
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-            }
+    fn routed(path: &str) -> (String, String, Vec<(String, String)>) {
+        let gateway = gateway();
+        let (route, parameters) = gateway.route(path).unwrap();
+        let mut parameters: Vec<_> = parameters.into_iter().collect();
+        parameters.sort();
+        (route.function.clone(), route.resource.clone(), parameters)
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn each_path_reaches_the_function_of_its_route() {
+        assert_eq!(
+            routed("/media/generate"),
+            ("submit".into(), "/media/generate".into(), vec![])
+        );
+        assert_eq!(
+            routed("/media/jobs/abc/cancel"),
+            (
+                "submit".into(),
+                "/media/jobs/{job_id}/cancel".into(),
+                pairs(&[("job_id", "abc")])
+            )
+        );
+        assert_eq!(
+            routed("/media/jobs/abc"),
+            (
+                "status".into(),
+                "/media/jobs/{job_id}".into(),
+                pairs(&[("job_id", "abc")])
+            )
+        );
+        assert_eq!(
+            routed("/v1/models/acme/painter/predictions"),
+            (
+                "submit".into(),
+                "/v1/models/{owner}/{name}/predictions".into(),
+                pairs(&[("name", "painter"), ("owner", "acme")])
+            )
+        );
+        assert_eq!(
+            routed("/v1/files/m1"),
+            (
+                "content".into(),
+                "/v1/files/{media_id}".into(),
+                pairs(&[("media_id", "m1")])
+            )
+        );
+        assert_eq!(routed("/"), ("status".into(), "/".into(), vec![]));
+    }
+
+    #[test]
+    fn a_path_no_other_route_takes_goes_to_the_greedy_route() {
+        assert_eq!(
+            routed("/openapi.json"),
+            ("status".into(), "/{proxy+}".into(), pairs(&[("proxy", "openapi.json")]))
+        );
+        assert_eq!(
+            routed("/media/jobs/abc/cancel/more"),
+            (
+                "status".into(),
+                "/{proxy+}".into(),
+                pairs(&[("proxy", "media/jobs/abc/cancel/more")])
+            )
+        );
+    }
+
+    #[test]
+    fn every_route_names_a_function_with_a_timeout() {
+        let api: RestApi = serde_json::from_str(REST_API).unwrap();
+        for function in api.routes.values() {
+            assert!(api.functions.contains_key(function), "{function}");
+        }
+        assert!(api.functions.values().all(|f| f.timeout_seconds > 0));
+    }
+
+    #[test]
+    fn the_event_carries_the_request_as_the_rest_api_sends_it() {
+        let request = Request::post("/v1/predictions?a=1&a=two%20words&b=")
+            .header("content-type", "application/json")
+            .header("x-many", "one")
+            .header("x-many", "two")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let event = proxy_event(&parts, b"{\"x\":1}", "/v1/predictions", &HashMap::new());
+        assert_eq!(event["httpMethod"], "POST");
+        assert_eq!(event["path"], "/v1/predictions");
+        assert_eq!(event["requestContext"]["resourcePath"], "/v1/predictions");
+        assert_eq!(event["queryStringParameters"], json!({"a": "two words", "b": ""}));
+        assert_eq!(event["multiValueQueryStringParameters"]["a"], json!(["1", "two words"]));
+        assert_eq!(event["multiValueHeaders"]["x-many"], json!(["one", "two"]));
+        assert_eq!(event["pathParameters"], Value::Null);
+        assert_eq!(event["isBase64Encoded"], true);
+        assert_eq!(BASE64.decode(event["body"].as_str().unwrap()).unwrap(), b"{\"x\":1}");
+    }
+
+    #[test]
+    fn a_request_without_a_body_has_none_in_its_event() {
+        let (parts, ()) = Request::get("/media/jobs").body(()).unwrap().into_parts();
+        let event = proxy_event(&parts, b"", "/media/jobs", &HashMap::new());
+        assert_eq!(event["body"], Value::Null);
+        assert_eq!(event["isBase64Encoded"], false);
+        assert_eq!(event["queryStringParameters"], Value::Null);
+    }
+
+    #[test]
+    fn a_proxy_answer_becomes_the_http_answer() {
+        let answer = json!({
+            "statusCode": 201,
+            "headers": {"content-type": "image/png", "x-one": "a"},
+            "multiValueHeaders": {"set-cookie": ["a=1", "b=2"], "content-type": ["image/png"]},
+            "body": BASE64.encode([0x89, b'P', b'N', b'G']),
+            "isBase64Encoded": true,
         });
-        Ok((format!("http://{bound}"), seen))
+        let response = proxy_answer(answer.to_string().as_bytes()).unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let headers = response.headers();
+        assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(headers.get_all("content-type").iter().count(), 1);
+        assert_eq!(headers["x-one"], "a");
+        let text = json!({"statusCode": 404, "body": "{\"type\":\"x\"}"});
+        assert_eq!(
+            proxy_answer(text.to_string().as_bytes()).unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
-    async fn gateway_before(upstream: String) -> Result<String, Error> {
-        let (listener, bound) = bind(([127, 0, 0, 1], 0).into()).await?;
-        tokio::spawn(serve(listener, upstream));
-        Ok(format!("http://{bound}"))
-    }
-
-    #[tokio::test]
-    async fn a_lost_answer_to_a_request_without_effects_is_asked_again() -> Result<(), Error> {
-        let (upstream, seen) = upstream(2).await?;
-        let gateway = gateway_before(upstream).await?;
-        let answer = reqwest::get(format!("{gateway}/playground")).await?;
-        assert_eq!(answer.status(), StatusCode::OK);
-        assert_eq!(answer.text().await?, "answered");
-        assert_eq!(seen.load(Ordering::SeqCst), 3);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_request_with_effects_is_sent_once() -> Result<(), Error> {
-        let (upstream, seen) = upstream(1).await?;
-        let gateway = gateway_before(upstream).await?;
-        let answer = reqwest::Client::new()
-            .post(format!("{gateway}/v1/predictions"))
-            .send()
-            .await?;
-        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(seen.load(Ordering::SeqCst), 1);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn an_emulator_that_keeps_failing_is_answered_as_it_came() -> Result<(), Error> {
-        let (upstream, seen) = upstream(usize::MAX).await?;
-        let gateway = gateway_before(upstream).await?;
-        let answer = reqwest::get(format!("{gateway}/openapi.json")).await?;
-        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(answer.text().await?, FAULT);
-        assert_eq!(seen.load(Ordering::SeqCst), 1 + EMULATOR_FAULT_RESENDS);
-        Ok(())
+    #[test]
+    fn an_answer_that_is_not_a_proxy_answer_is_refused() {
+        assert!(proxy_answer(b"{\"n\":1}").is_err());
+        assert!(proxy_answer(b"not json").is_err());
     }
 }

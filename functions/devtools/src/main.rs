@@ -19,7 +19,7 @@ use mediagen::services::keys::KeyAdmin;
 use mediagen::services::webhooks::SigningKeys;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
-use mediagen_devtools::pump::{Pump, Target};
+use mediagen_devtools::pump::Pump;
 use mediagen_devtools::runtime_api::HostedFunction;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
@@ -61,9 +61,6 @@ enum Command {
     Pump {
         #[arg(long, env = "JOBS_QUEUE_URL")]
         queue_url: String,
-        /// Where `cargo lambda watch` serves the runtime's invoke API (unless --run).
-        #[arg(long, default_value = "http://127.0.0.1:9000")]
-        invoke: String,
         #[arg(long, default_value = "generate")]
         function: String,
         /// The function's timeout, in seconds: its deadline, and how long an invocation may run.
@@ -71,7 +68,7 @@ enum Command {
         timeout: u64,
         /// Run the function here, as Lambda does, with this command (its binary and arguments):
         /// started on the first invocation and again after it dies, killed at its timeout.
-        #[arg(long, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(long, num_args = 1.., allow_hyphen_values = true, required = true)]
         run: Vec<String>,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
@@ -91,13 +88,17 @@ enum Command {
         #[arg(long, env = "REPLICATE_API_TOKEN")]
         token: String,
     },
-    /// Serves the local stand-in for API Gateway in front of `cargo lambda watch`.
+    /// Serves the local stand-in for API Gateway's REST API, running the HTTP functions behind
+    /// it as Lambda does.
     Gateway {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: std::net::SocketAddr,
-        /// Where `cargo lambda watch` serves the functions.
+        /// The folder of the functions' binaries (`target/debug`, `target/release`).
         #[arg(long)]
-        upstream: String,
+        functions: PathBuf,
+        /// How many instances of each function may run at once, each serving one request at a time.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+        instances: u16,
     },
     /// Prints the OpenAPI description of the local stack's API (docs/openapi.json).
     Openapi,
@@ -197,7 +198,6 @@ async fn main() -> ExitCode {
         }
         Command::Pump {
             queue_url,
-            invoke,
             function,
             timeout,
             run,
@@ -206,34 +206,14 @@ async fn main() -> ExitCode {
             concurrency,
         } => {
             let timeout = Duration::from_secs(timeout);
-            let targets: Result<Vec<Target>, Error> = if run.is_empty() {
-                reqwest::Client::builder()
-                    // A little longer than the function may run: its answer, or its failure, comes first.
-                    .timeout(timeout + Duration::from_secs(5))
-                    .build()
-                    .map(|http| {
-                        let invoke_url = format!(
-                            "{}/2015-03-31/functions/{function}/invocations",
-                            invoke.trim_end_matches('/')
-                        );
-                        (0..concurrency)
-                            .map(|_| Target::Remote {
-                                http: http.clone(),
-                                invoke_url: invoke_url.clone(),
-                            })
-                            .collect()
-                    })
-                    .map_err(Error::from)
-            } else {
-                (0..concurrency)
-                    .map(|_| HostedFunction::new(&function, run.clone(), timeout).map(Target::Hosted))
-                    .collect()
-            };
-            match targets {
-                Ok(targets) => {
+            let functions: Result<Vec<HostedFunction>, Error> = (0..concurrency)
+                .map(|_| HostedFunction::new(&function, run.clone(), timeout))
+                .collect();
+            match functions {
+                Ok(functions) => {
                     pump(
                         queue_url,
-                        targets,
+                        functions,
                         &function,
                         batch_size,
                         schedule_seconds.map(Duration::from_secs),
@@ -245,7 +225,11 @@ async fn main() -> ExitCode {
         }
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
-        Command::Gateway { listen, upstream } => gateway(listen, upstream).await,
+        Command::Gateway {
+            listen,
+            functions,
+            instances,
+        } => gateway(listen, &functions, instances.into()).await,
         Command::Openapi => serde_json::to_string_pretty(&mediagen::entrypoints::http::openapi::local_document())
             .map(|text| println!("{text}"))
             .map_err(Into::into),
@@ -310,7 +294,7 @@ fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
 
 async fn pump(
     queue_url: String,
-    targets: Vec<Target>,
+    functions: Vec<HostedFunction>,
     function: &str,
     batch_size: i32,
     schedule: Option<Duration>,
@@ -319,13 +303,13 @@ async fn pump(
     let sqs = aws::sqs(&sdk);
     let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    eprintln!("pump: feeding {queue_url} to {function}, {} at once", targets.len());
-    let pumps: Vec<Pump> = targets
+    eprintln!("pump: feeding {queue_url} to {function}, {} at once", functions.len());
+    let pumps: Vec<Pump> = functions
         .into_iter()
         .enumerate()
-        .map(|(i, target)| Pump {
+        .map(|(i, function)| Pump {
             sqs: sqs.clone(),
-            target,
+            function,
             queue_url: queue_url.clone(),
             queue_arn: queue_arn.clone(),
             region: region.clone(),
@@ -359,12 +343,18 @@ async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
     Ok(())
 }
 
-async fn gateway(listen: std::net::SocketAddr, upstream: String) -> Result<(), Error> {
+async fn gateway(listen: std::net::SocketAddr, functions: &std::path::Path, instances: usize) -> Result<(), Error> {
+    let gateway = Arc::new(mediagen_devtools::gateway::Gateway::new(functions, instances)?);
     let (listener, bound) = mediagen_devtools::gateway::bind(listen).await?;
-    eprintln!("gateway: http://{bound} → {upstream}");
+    eprintln!(
+        "gateway: http://{bound}, the functions of {} (up to {instances} of each)",
+        functions.display()
+    );
+    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
-        served = mediagen_devtools::gateway::serve(listener, upstream.trim_end_matches('/').to_owned()) => served,
+        served = mediagen_devtools::gateway::serve(listener, gateway) => served,
         _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
     }
 }
 

@@ -2,10 +2,10 @@
 //! webhooks queue, the jobs dead-letter queue), hands each batch to its function (`generate`,
 //! `deliver`, `sweeper`) as a real `SQSEvent`, and deletes only the records the function did not
 //! report in `batchItemFailures`. Reported records, and all of a batch whose invocation failed,
-//! come back after their visibility timeout, as on AWS. The function either runs here, as Lambda
-//! runs it ([`HostedFunction`]: its own process, started again after a crash, killed at its
-//! timeout), or behind an invoke API such as `cargo lambda watch`'s. With a schedule it also sends the function
-//! EventBridge's scheduled event at that rate, as the sweeper's schedule does on AWS.
+//! come back after their visibility timeout, as on AWS. The function runs here, as Lambda runs it
+//! ([`HostedFunction`]: its own process, started again after a crash, killed at its timeout).
+//! With a schedule it also sends the function EventBridge's scheduled event at that rate, as the
+//! sweeper's schedule does on AWS.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,46 +18,10 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemA
 use crate::Error;
 use crate::runtime_api::HostedFunction;
 
-/// Where the function runs.
-pub enum Target {
-    /// Behind an invoke API: `http://host:port/2015-03-31/functions/<name>/invocations`.
-    Remote { http: reqwest::Client, invoke_url: String },
-    /// Here, as Lambda runs it.
-    Hosted(HostedFunction),
-}
-
-impl Target {
-    /// The function's answer, or why the whole invocation failed.
-    async fn invoke(&self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        match self {
-            Target::Remote { http, invoke_url } => {
-                let response = http
-                    .post(invoke_url)
-                    .header("content-type", "application/json")
-                    .body(payload)
-                    .send()
-                    .await
-                    .map_err(|e| mediagen::adapters::describe_error(&e))?;
-                let status = response.status();
-                let body = response.bytes().await.map_err(|e| e.to_string())?;
-                if status.is_success() {
-                    Ok(body.to_vec())
-                } else {
-                    Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
-                }
-            }
-            Target::Hosted(function) => function
-                .invoke(bytes::Bytes::from(payload))
-                .await
-                .map(|body| body.to_vec())
-                .map_err(|e| e.to_string()),
-        }
-    }
-}
-
 pub struct Pump {
     pub sqs: Client,
-    pub target: Target,
+    /// The function, run here as Lambda runs it.
+    pub function: HostedFunction,
     pub queue_url: String,
     pub queue_arn: String,
     pub region: String,
@@ -96,7 +60,10 @@ impl Pump {
 
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
-        let answer = self.target.invoke(serde_json::to_vec(&event)?).await;
+        let answer = self
+            .function
+            .invoke(bytes::Bytes::from(serde_json::to_vec(&event)?))
+            .await;
         let failed: HashSet<String> = match answer.map(|body| serde_json::from_slice::<SqsBatchResponse>(&body)) {
             Ok(Ok(answer)) => answer
                 .batch_item_failures
@@ -187,7 +154,10 @@ impl Pump {
             "resources": ["arn:aws:events:local:123456789012:rule/local-schedule"],
             "detail": {},
         });
-        let answer = self.target.invoke(serde_json::to_vec(&event)?).await?;
+        let answer = self
+            .function
+            .invoke(bytes::Bytes::from(serde_json::to_vec(&event)?))
+            .await?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 

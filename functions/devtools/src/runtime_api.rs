@@ -1,10 +1,11 @@
-//! One function run the way the Lambda service runs it, for the pump (docs/design.md, "Local
-//! stack"): the function's own process, started on the first invocation and again on the next
-//! one after it died; the Lambda runtime API it polls, served here; a real deadline, the
-//! function's timeout away; and what Lambda does when an invocation goes wrong. A process that
-//! exits (a crash, a SIGKILL, running out of memory) fails the invocation it held at once, as
-//! Lambda reports `Runtime exited`; an invocation still unanswered at its deadline is a timeout,
-//! and its process is killed, as Lambda kills it. The next invocation is a cold start.
+//! A function run the way the Lambda service runs it, for the pumps and the gateway
+//! (docs/design.md, "Local stack"): each instance its own process, started on the first
+//! invocation and again on the next one after it died; the Lambda runtime API it polls, served
+//! here; a real deadline, the function's timeout away; and what Lambda does when an invocation
+//! goes wrong. A process that exits (a crash, a SIGKILL, running out of memory) fails the
+//! invocation it held at once, as Lambda reports `Runtime exited`; an invocation still unanswered
+//! at its deadline is a timeout, and its process is killed, as Lambda kills it. The next
+//! invocation is a cold start, as is the first after the function's program was rebuilt.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, SemaphorePermit, mpsc, oneshot};
 
 use crate::Error;
 
@@ -59,6 +60,8 @@ struct RuntimeApi {
 struct Instance {
     generation: u64,
     pid: Option<u32>,
+    /// When the program it runs was last written, as it started.
+    program: Option<SystemTime>,
     queue: mpsc::Sender<Invocation>,
     kill: Option<oneshot::Sender<()>>,
 }
@@ -94,7 +97,7 @@ impl HostedFunction {
     /// Runs one invocation: starts a process if none lives, hands it the event, waits for its
     /// answer until the deadline.
     pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
-        let queue = self.ensure_running().await?;
+        let (queue, generation) = self.ensure_running().await?;
         let (answer, answered) = oneshot::channel();
         let invocation = Invocation {
             request_id: format!("{:032x}", fastrand::u128(..)),
@@ -111,8 +114,12 @@ impl HostedFunction {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(InvokeError::Exited("the invocation was dropped".into())),
             Err(_) => {
-                // As Lambda: the process that overran is killed; the next invocation starts anew.
-                if let Some(kill) = self.current.lock().await.as_mut().and_then(|i| i.kill.take()) {
+                // As Lambda: the process that overran is killed; the next invocation starts anew,
+                // even if it comes before the process has gone.
+                let mut current = self.current.lock().await;
+                if let Some(mut instance) = current.take_if(|i| i.generation == generation)
+                    && let Some(kill) = instance.kill.take()
+                {
                     let _ = kill.send(());
                 }
                 Err(InvokeError::TimedOut(self.timeout))
@@ -120,11 +127,21 @@ impl HostedFunction {
         }
     }
 
-    /// The live process's queue of invocations, after starting one if none lives.
-    async fn ensure_running(&self) -> Result<mpsc::Sender<Invocation>, InvokeError> {
+    /// The live process's queue of invocations and its start, after starting one if none lives. A process
+    /// whose program has been rebuilt since it started is stopped first, so that an edit reaches
+    /// the next invocation (`scripts/dev.sh` rebuilds on every edit).
+    async fn ensure_running(&self) -> Result<(mpsc::Sender<Invocation>, u64), InvokeError> {
         let mut current = self.current.lock().await;
-        if let Some(instance) = current.as_ref() {
-            return Ok(instance.queue.clone());
+        let program = modified(&self.command[0]);
+        if let Some(instance) = current.as_mut() {
+            if instance.program == program {
+                return Ok((instance.queue.clone(), instance.generation));
+            }
+            eprintln!("lambda: {} was rebuilt; starting it again", self.name);
+            if let Some(kill) = instance.kill.take() {
+                let _ = kill.send(());
+            }
+            *current = None;
         }
         let generation = {
             let mut generations = self.generations.lock().await;
@@ -164,7 +181,7 @@ impl HostedFunction {
         };
         let pid = child.id();
         eprintln!(
-            "pump: started {} (process {}, start {generation})",
+            "lambda: started {} (process {}, start {generation})",
             self.name,
             pid.map_or("?".into(), |p| p.to_string())
         );
@@ -172,6 +189,7 @@ impl HostedFunction {
         *current = Some(Instance {
             generation,
             pid,
+            program,
             queue: queue.clone(),
             kill: Some(kill),
         });
@@ -186,7 +204,7 @@ impl HostedFunction {
                 }
             };
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            eprintln!("pump: {name} (start {generation}) exited: {status}; the next invocation starts it again");
+            eprintln!("lambda: {name} (start {generation}) exited: {status}; the next invocation starts it again");
             {
                 let mut current = slot.lock().await;
                 if current
@@ -208,7 +226,89 @@ impl HostedFunction {
                 let _ = waiting.answer.send(Err(InvokeError::Exited(status.clone())));
             }
         });
-        Ok(queue)
+        Ok((queue, generation))
+    }
+}
+
+/// Up to a number of instances of one function, each running one invocation at a time, as Lambda
+/// scales a function: an idle instance that has started takes the next invocation; another one
+/// starts only while all of those are busy.
+pub struct FunctionPool {
+    instances: Vec<HostedFunction>,
+    /// Idle instances: `started` ones (the one used last on top), and those not started yet.
+    idle: std::sync::Mutex<Idle>,
+    /// One permit for each idle instance.
+    free: Semaphore,
+}
+
+/// An instance taken from the pool, given back (started, and so first in line) when dropped.
+struct Lease<'a> {
+    pool: &'a FunctionPool,
+    index: usize,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.started.push(self.index);
+    }
+}
+
+struct Idle {
+    started: Vec<usize>,
+    unstarted: Vec<usize>,
+}
+
+impl FunctionPool {
+    pub fn new(name: &str, command: Vec<String>, timeout: Duration, instances: usize) -> Result<Self, Error> {
+        if instances == 0 {
+            return Err(format!("{name}: at least one instance is needed").into());
+        }
+        Ok(Self {
+            instances: (0..instances)
+                .map(|_| HostedFunction::new(name, command.clone(), timeout))
+                .collect::<Result<_, _>>()?,
+            idle: std::sync::Mutex::new(Idle {
+                started: Vec::new(),
+                unstarted: (0..instances).rev().collect(),
+            }),
+            free: Semaphore::new(instances),
+        })
+    }
+
+    /// Runs one invocation in an idle instance, waiting for one if all are busy.
+    pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        let lease = self.lease().await?;
+        self.instances[lease.index].invoke(payload).await
+    }
+
+    async fn lease(&self) -> Result<Lease<'_>, InvokeError> {
+        let permit = self
+            .free
+            .acquire()
+            .await
+            .map_err(|_| InvokeError::Spawn("the function's instances are gone".into()))?;
+        let index = {
+            let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            idle.started.pop().or_else(|| idle.unstarted.pop())
+        };
+        // A permit is held for each idle instance, so one is there.
+        let index = index.ok_or_else(|| InvokeError::Spawn("no idle instance behind a free permit".into()))?;
+        Ok(Lease {
+            pool: self,
+            index,
+            _permit: permit,
+        })
+    }
+
+    /// The process ids of the instances that run now.
+    pub async fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for instance in &self.instances {
+            pids.extend(instance.pid().await);
+        }
+        pids
     }
 }
 
@@ -245,7 +345,7 @@ impl RuntimeApi {
             (Method::POST, "init/error") => {
                 let body = read(request).await;
                 eprintln!(
-                    "pump: {} failed to start: {}",
+                    "lambda: {} failed to start: {}",
                     self.name,
                     String::from_utf8_lossy(&body)
                 );
@@ -320,7 +420,12 @@ async fn read(request: Request<Incoming>) -> Bytes {
         .unwrap_or_default()
 }
 
-fn epoch_ms() -> u64 {
+/// When the file `program` names was last written; `None` for a command found on the PATH.
+fn modified(program: &str) -> Option<SystemTime> {
+    std::fs::metadata(program).and_then(|m| m.modified()).ok()
+}
+
+pub(crate) fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

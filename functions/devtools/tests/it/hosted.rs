@@ -1,11 +1,11 @@
-//! The pump's hosted function: a Lambda runtime API and its process, as Lambda runs a function.
-//! These need no stack: the function is `bare` (it answers its event), or a process that never
-//! takes its event.
+//! The hosted functions of the pumps and the gateway: a Lambda runtime API and its processes, as
+//! Lambda runs a function. These need no stack: the function is `bare` (it answers its event), or
+//! a process that never takes its event.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mediagen_devtools::runtime_api::{HostedFunction, InvokeError};
+use mediagen_devtools::runtime_api::{FunctionPool, HostedFunction, InvokeError};
 
 fn bare() -> Vec<String> {
     vec![env!("CARGO_BIN_EXE_bare").to_owned()]
@@ -60,12 +60,99 @@ async fn an_invocation_whose_process_dies_fails_at_once() {
 #[tokio::test]
 async fn an_invocation_past_its_timeout_fails_and_its_process_is_killed() {
     let never_answers = vec!["sleep".to_owned(), "60".to_owned()];
-    let function = HostedFunction::new("sleepy", never_answers, Duration::from_secs(1)).unwrap();
-    let result = function.invoke(Bytes::from_static(b"{}")).await;
+    let function = std::sync::Arc::new(HostedFunction::new("sleepy", never_answers, Duration::from_secs(1)).unwrap());
+    let invoking = tokio::spawn({
+        let function = function.clone();
+        async move { function.invoke(Bytes::from_static(b"{}")).await }
+    });
+    let pid = loop {
+        if let Some(pid) = function.pid().await {
+            break pid;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let result = invoking.await.unwrap();
     assert!(matches!(result, Err(InvokeError::TimedOut(_))), "{result:?}");
+    assert_eq!(function.pid().await, None, "the next invocation starts anew");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while function.pid().await.is_some() {
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         assert!(Instant::now() < deadline, "the process outlived its timeout");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `scripts/dev.sh` rebuilds on every edit: the next invocation runs the new build.
+#[tokio::test]
+async fn the_invocation_after_a_rebuild_starts_the_new_program() {
+    let folder = tempfile::tempdir().unwrap();
+    let program = folder.path().join("function");
+    std::fs::copy(env!("CARGO_BIN_EXE_bare"), &program).unwrap();
+    let function = HostedFunction::new(
+        "bare",
+        vec![program.to_string_lossy().into_owned()],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    function.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    let first = function.pid().await.unwrap();
+    function.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    assert_eq!(function.pid().await.unwrap(), first, "no rebuild, the same process");
+
+    // As cargo does: a new file in the old one's place.
+    let rebuilt = folder.path().join("function.new");
+    std::fs::copy(env!("CARGO_BIN_EXE_bare"), &rebuilt).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&rebuilt)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    std::fs::rename(&rebuilt, &program).unwrap();
+
+    let answer = function.invoke(Bytes::from_static(br#"{"n":2}"#)).await.unwrap();
+    assert_eq!(&answer[..], br#"{"n":2}"#);
+    assert_ne!(
+        function.pid().await.unwrap(),
+        first,
+        "the rebuilt program, in a new process"
+    );
+}
+
+#[tokio::test]
+async fn a_pool_reuses_its_idle_instance() {
+    let pool = FunctionPool::new("bare", bare(), Duration::from_secs(10), 3).unwrap();
+    for n in 0..5 {
+        let event = Bytes::from(format!(r#"{{"n":{n}}}"#));
+        assert_eq!(pool.invoke(event.clone()).await.unwrap(), event);
+    }
+    assert_eq!(pool.pids().await.len(), 1);
+}
+
+/// Each instance runs one invocation at a time: two at once take two processes, a third waits.
+#[tokio::test]
+async fn a_pool_starts_another_instance_only_while_the_others_are_busy() {
+    let never_answers = vec!["sleep".to_owned(), "60".to_owned()];
+    let pool = std::sync::Arc::new(FunctionPool::new("sleepy", never_answers, Duration::from_secs(2), 2).unwrap());
+    let started = Instant::now();
+    let invocations: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.invoke(Bytes::from_static(b"{}")).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while pool.pids().await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "two invocations at once did not start two instances"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for invocation in invocations {
+        let result = invocation.await.unwrap();
+        assert!(matches!(result, Err(InvokeError::TimedOut(_))), "{result:?}");
+    }
+    // The third ran only after one of the first two had timed out.
+    assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
 }
