@@ -51,6 +51,7 @@ say "pipeline throughput on the local stack"
 "$VENV/bin/python" scripts/bench/bench.py pipeline --api "$API_URL"
 
 say "the local stack beside the emulators' bound, at 1 and 30 clients"
-"$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL" --stack-pids "${EMULATOR_PIDS[@]}" "${STACK_PIDS[@]}"
+"$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL" --stack-pids "${EMULATOR_PIDS[@]}" "${STACK_PIDS[@]}" \
+  --jobs-pump-pid "$PUMP_PID"
 
 say "wrote target/bench/summary.json and BENCHMARKS.md in $((SECONDS - started))s"

@@ -6,8 +6,8 @@ import unittest
 
 import support
 
-# The local gateway's copy of the REST API (functions/devtools/src/gateway.rs).
-REST_API = support.ROOT / "functions" / "devtools" / "rest-api.json"
+# The local gateway's copy of the functions and the REST API (functions/devtools/src/gateway.rs).
+LAMBDA = support.ROOT / "functions" / "devtools" / "lambda.json"
 
 # Each setting of scripts/local.env and where template.yaml holds it: the default of a
 # parameter the resource takes its value from, or a value written in a resource.
@@ -174,26 +174,24 @@ class LocalGatewayMatchesTemplate(unittest.TestCase):
 
     def setUp(self):
         self.template = support.template()
-        self.api = json.loads(REST_API.read_text())
+        self.local = json.loads(LAMBDA.read_text())
 
-    def http_functions(self):
+    def functions(self):
         """{binary: (properties, {path of each Api event})} of the template's functions."""
         found = {}
         for resource in self.template["Resources"].values():
-            if resource["Type"] != "AWS::Serverless::Function":
-                continue
-            events = resource["Properties"].get("Events", {}).values()
-            paths = {e["Properties"]["Path"] for e in events if e["Type"] == "Api"}
-            if paths:
+            if resource["Type"] == "AWS::Serverless::Function":
+                events = resource["Properties"].get("Events", {}).values()
+                paths = {e["Properties"]["Path"] for e in events if e["Type"] == "Api"}
                 found[resource["Metadata"]["BuildProperties"]["Binary"]] = (resource["Properties"], paths)
         return found
 
     def test_every_path_goes_to_the_templates_function(self):
-        expected = {path: binary for binary, (_, paths) in self.http_functions().items() for path in paths}
-        self.assertEqual(self.api["routes"], expected)
+        expected = {path: binary for binary, (_, paths) in self.functions().items() for path in paths}
+        self.assertEqual(self.local["routes"], expected)
 
     def test_every_function_has_the_templates_timeout(self):
         default = self.template["Globals"]["Function"]["Timeout"]
-        expected = {binary: props.get("Timeout", default) for binary, (props, _) in self.http_functions().items()}
-        actual = {name: settings["timeout_seconds"] for name, settings in self.api["functions"].items()}
+        expected = {binary: props.get("Timeout", default) for binary, (props, _) in self.functions().items()}
+        actual = {name: settings["timeout_seconds"] for name, settings in self.local["functions"].items()}
         self.assertEqual(actual, expected)

@@ -1,10 +1,12 @@
 //! The local stand-in for API Gateway's REST API and the Lambda functions behind it
 //! (docs/design.md, "Local stack"). Each request goes by its path to a function, as the routes of
-//! `template.yaml` send it (`rest-api.json`), as the REST API's proxy event; the function runs as
+//! `template.yaml` send it (`lambda.json`), as the REST API's proxy event; the function runs as
 //! Lambda runs it (`runtime_api.rs`), up to a number of instances at once, each its own process
 //! serving one invocation at a time; its proxy answer becomes the HTTP answer. As the deployed
 //! API (`BinaryMediaTypes: */*`) does, every body reaches the function as base64 bytes, so a body
-//! that is not UTF-8 meets the function's own `malformed-json` problem.
+//! that is not UTF-8 meets the function's own `malformed-json` problem. Lambda's Invoke API
+//! (`POST /2015-03-31/functions/NAME/invocations`, what `cargo lambda invoke` calls) runs any of
+//! the six functions with the event given.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -30,11 +32,11 @@ use tokio::net::TcpListener;
 use crate::Error;
 use crate::runtime_api::{FunctionPool, InvokeError};
 
-/// The HTTP functions and the routes to them (see the file's `about`).
-const REST_API: &str = include_str!("../rest-api.json");
+/// The functions and the routes to them (see the file's `about`).
+const LAMBDA: &str = include_str!("../lambda.json");
 
 #[derive(Deserialize)]
-struct RestApi {
+struct Lambda {
     functions: HashMap<String, FunctionSettings>,
     routes: HashMap<String, String>,
 }
@@ -119,10 +121,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Runs each function of `rest-api.json` from the binary of its name in `binaries`, up to
+    /// Runs each function of `lambda.json` from the binary of its name in `binaries`, up to
     /// `instances` of each at once. Nothing starts before its first request.
     pub fn new(binaries: &Path, instances: usize) -> Result<Self, Error> {
-        let api: RestApi = serde_json::from_str(REST_API)?;
+        let api: Lambda = serde_json::from_str(LAMBDA)?;
         let mut functions = HashMap::new();
         for (name, settings) in &api.functions {
             let program = binaries.join(name).to_string_lossy().into_owned();
@@ -156,47 +158,68 @@ impl Gateway {
             .max_by_key(|(route, _)| route.specificity())
     }
 
+    /// Runs `function` with `payload`; `None` if there is no such function. As on Lambda, the
+    /// invocation runs to its end even if the client goes away meanwhile.
+    async fn run(self: &Arc<Self>, function: &str, payload: Bytes) -> Option<Result<Bytes, InvokeError>> {
+        let (gateway, function) = (self.clone(), function.to_owned());
+        tokio::spawn(async move {
+            let pool = gateway.functions.get(&function)?;
+            Some(pool.invoke(payload).await)
+        })
+        .await
+        .unwrap_or_else(|err| Some(Err(InvokeError::Exited(err.to_string()))))
+    }
+
+    /// Lambda's Invoke API: the function's answer as it gave it; its error with
+    /// `X-Amz-Function-Error`, as Lambda reports one.
+    async fn invoke_api(self: &Arc<Self>, function: &str, event: Bytes) -> Response<Full<Bytes>> {
+        match self.run(function, event).await {
+            Some(Ok(answer)) => Response::new(Full::new(answer)),
+            Some(Err(InvokeError::Failed(error))) => {
+                let mut response = Response::new(Full::new(Bytes::from(error)));
+                response
+                    .headers_mut()
+                    .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                response
+            }
+            Some(Err(err)) => message(StatusCode::BAD_GATEWAY, &err.to_string()),
+            None => message(StatusCode::NOT_FOUND, &format!("Function not found: {function}")),
+        }
+    }
+
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let body = match body.collect().await {
             Ok(body) => body.to_bytes(),
             Err(err) => return message(StatusCode::BAD_REQUEST, &format!("the body did not arrive: {err}")),
         };
-        let path = parts.uri.path().to_owned();
-        let Some((route, parameters)) = self.route(&path) else {
+        let path = parts.uri.path();
+        if let Some(function) = path
+            .strip_prefix("/2015-03-31/functions/")
+            .and_then(|rest| rest.strip_suffix("/invocations"))
+            && parts.method == Method::POST
+        {
+            return self.invoke_api(function, body).await;
+        }
+        let Some((route, parameters)) = self.route(path) else {
             // API Gateway's answer to a path no route takes.
             return message(StatusCode::FORBIDDEN, "Missing Authentication Token");
         };
         let event = proxy_event(&parts, &body, &route.resource, &parameters);
-        let function = route.function.clone();
-        // As on Lambda, an invocation runs to its end even if the client goes away meanwhile.
-        let invocation = tokio::spawn(async move {
-            match self.functions.get(&function) {
-                Some(pool) => pool.invoke(Bytes::from(event.to_string())).await,
-                None => Err(InvokeError::Spawn(format!("no function {function}"))),
-            }
-        });
-        match invocation.await {
-            Ok(Ok(answer)) => proxy_answer(&answer).unwrap_or_else(|err| {
-                eprintln!(
-                    "gateway: {} {path}: the function's answer is not a proxy answer: {err}",
-                    parts.method
-                );
-                message(StatusCode::BAD_GATEWAY, "Internal server error")
-            }),
-            Ok(Err(InvokeError::TimedOut(after))) => {
+        let failure = match self.run(&route.function, Bytes::from(event.to_string())).await {
+            Some(Ok(answer)) => match proxy_answer(&answer) {
+                Ok(response) => return response,
+                Err(err) => format!("the function's answer is not a proxy answer: {err}"),
+            },
+            Some(Err(InvokeError::TimedOut(after))) => {
                 eprintln!("gateway: {} {path}: timed out after {after:?}", parts.method);
-                message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+                return message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out");
             }
-            Ok(Err(err)) => {
-                eprintln!("gateway: {} {path}: {err}", parts.method);
-                message(StatusCode::BAD_GATEWAY, "Internal server error")
-            }
-            Err(err) => {
-                eprintln!("gateway: {} {path}: {err}", parts.method);
-                message(StatusCode::BAD_GATEWAY, "Internal server error")
-            }
-        }
+            Some(Err(err)) => err.to_string(),
+            None => format!("no function {}", route.function),
+        };
+        eprintln!("gateway: {} {path}: {failure}", parts.method);
+        message(StatusCode::BAD_GATEWAY, "Internal server error")
     }
 }
 
@@ -426,7 +449,7 @@ mod tests {
 
     #[test]
     fn every_route_names_a_function_with_a_timeout() {
-        let api: RestApi = serde_json::from_str(REST_API).unwrap();
+        let api: Lambda = serde_json::from_str(LAMBDA).unwrap();
         for function in api.routes.values() {
             assert!(api.functions.contains_key(function), "{function}");
         }

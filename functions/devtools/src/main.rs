@@ -330,7 +330,25 @@ async fn pump(
         }
         flag.store(true, Ordering::Relaxed);
     });
-    futures::future::try_join_all(pumps.iter().map(|pump| pump.run(&stop)))
+    // SIGUSR1 disables the event source and SIGUSR2 enables it again, as `aws lambda
+    // update-event-source-mapping --no-enabled` and `--enabled` do; the bench uses it.
+    let enabled = Arc::new(AtomicBool::new(true));
+    let (mut disable, mut enable) = (
+        signal(SignalKind::user_defined1())?,
+        signal(SignalKind::user_defined2())?,
+    );
+    let switch = enabled.clone();
+    tokio::spawn(async move {
+        loop {
+            let on = tokio::select! {
+                _ = disable.recv() => false,
+                _ = enable.recv() => true,
+            };
+            switch.store(on, Ordering::Relaxed);
+            eprintln!("pump: {}", if on { "enabled" } else { "disabled" });
+        }
+    });
+    futures::future::try_join_all(pumps.iter().map(|pump| pump.run(&stop, &enabled)))
         .await
         .map(|_| ())
 }

@@ -161,11 +161,16 @@ impl Pump {
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
-    /// Runs until `stop` is set. A batch in hand is always finished first: stopping in the middle
-    /// of a receive would leave its messages invisible until their visibility timeout.
-    pub async fn run(&self, stop: &AtomicBool) -> Result<(), Error> {
+    /// Runs until `stop` is set, polling while `enabled` is. A batch in hand is always finished
+    /// first: stopping in the middle of a receive would leave its messages invisible until their
+    /// visibility timeout.
+    pub async fn run(&self, stop: &AtomicBool, enabled: &AtomicBool) -> Result<(), Error> {
         let mut last_tick = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if !enabled.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             if let Some(every) = self.schedule
                 && last_tick.elapsed() >= every
             {

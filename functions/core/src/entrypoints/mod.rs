@@ -1,4 +1,4 @@
-//! How events reach the services: HTTP requests through API Gateway (or `cargo lambda watch`),
+//! How events reach the services: HTTP requests through API Gateway (or its local stand-in),
 //! and SQS batches for `generate`, `deliver` and `sweeper`.
 
 pub mod http;

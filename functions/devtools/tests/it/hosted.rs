@@ -1,10 +1,11 @@
 //! The hosted functions of the pumps and the gateway: a Lambda runtime API and its processes, as
 //! Lambda runs a function. These need no stack: the function is `bare` (it answers its event), or
-//! a process that never takes its event.
+//! a process that never takes its event; the gateway's functions are all `bare`.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mediagen_devtools::gateway::{Gateway, bind, serve};
 use mediagen_devtools::runtime_api::{FunctionPool, HostedFunction, InvokeError};
 
 fn bare() -> Vec<String> {
@@ -155,4 +156,50 @@ async fn a_pool_starts_another_instance_only_while_the_others_are_busy() {
     }
     // The third ran only after one of the first two had timed out.
     assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
+/// A gateway on a free port whose six functions are each `bare`; its address.
+async fn gateway_of_bare_functions(folder: &std::path::Path) -> String {
+    for name in ["submit", "status", "content", "generate", "deliver", "sweeper"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bare"), folder.join(name)).unwrap();
+    }
+    let gateway = std::sync::Arc::new(Gateway::new(folder, 1).unwrap());
+    let (listener, bound) = bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    tokio::spawn(serve(listener, gateway));
+    format!("http://{bound}")
+}
+
+/// What `cargo lambda invoke` calls: any function, with the event given.
+#[tokio::test]
+async fn the_gateway_invokes_a_function_with_an_event() {
+    let folder = tempfile::tempdir().unwrap();
+    let gateway = gateway_of_bare_functions(folder.path()).await;
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{gateway}/2015-03-31/functions/generate/invocations"))
+        .body(r#"{"Records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), r#"{"Records":[]}"#);
+
+    let unknown = http
+        .post(format!("{gateway}/2015-03-31/functions/nothing/invocations"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+/// A function whose answer is not a proxy answer (`bare` answers the event itself) is API
+/// Gateway's 502, never a broken connection.
+#[tokio::test]
+async fn the_gateway_answers_502_for_an_answer_it_cannot_read() {
+    let folder = tempfile::tempdir().unwrap();
+    let gateway = gateway_of_bare_functions(folder.path()).await;
+    let answer = reqwest::get(format!("{gateway}/media/jobs")).await.unwrap();
+    assert_eq!(answer.status(), 502);
+    assert_eq!(answer.text().await.unwrap(), r#"{"message":"Internal server error"}"#);
 }
