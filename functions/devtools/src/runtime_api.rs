@@ -127,9 +127,9 @@ impl HostedFunction {
         }
     }
 
-    /// The live process's queue of invocations and its start, after starting one if none lives. A process
-    /// whose program has been rebuilt since it started is stopped first, so that an edit reaches
-    /// the next invocation (`scripts/dev.sh` rebuilds on every edit).
+    /// The live process's queue of invocations and its start, after starting one if none lives.
+    /// A process whose program has been rebuilt since it started is stopped first, so that an
+    /// edit reaches the next invocation (`scripts/dev.sh` rebuilds on every edit).
     async fn ensure_running(&self) -> Result<(mpsc::Sender<Invocation>, u64), InvokeError> {
         let mut current = self.current.lock().await;
         let program = modified(&self.command[0]);
