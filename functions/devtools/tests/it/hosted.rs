@@ -34,22 +34,33 @@ async fn a_killed_function_is_started_again_by_the_next_invocation() {
     assert_ne!(function.pid().await.unwrap(), first, "a new process: a cold start");
 }
 
-/// The process dies holding the event: the invocation fails at once, as on Lambda, and is not
-/// left waiting for an answer that will never come.
-#[tokio::test]
-async fn an_invocation_whose_process_dies_fails_at_once() {
+/// An invocation, under way, of a function whose process never takes its event; the process id.
+async fn invoking_a_function_that_never_answers(
+    timeout: Duration,
+) -> (
+    std::sync::Arc<HostedFunction>,
+    tokio::task::JoinHandle<Result<Bytes, InvokeError>>,
+    u32,
+) {
     let never_answers = vec!["sleep".to_owned(), "60".to_owned()];
-    let function = std::sync::Arc::new(HostedFunction::new("sleepy", never_answers, Duration::from_secs(30)).unwrap());
+    let function = std::sync::Arc::new(HostedFunction::new("sleepy", never_answers, timeout).unwrap());
     let invoking = tokio::spawn({
         let function = function.clone();
         async move { function.invoke(Bytes::from_static(b"{}")).await }
     });
-    let pid = loop {
+    loop {
         if let Some(pid) = function.pid().await {
-            break pid;
+            return (function, invoking, pid);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+}
+
+/// The process dies holding the event: the invocation fails at once, as on Lambda, and is not
+/// left waiting for an answer that will never come.
+#[tokio::test]
+async fn an_invocation_whose_process_dies_fails_at_once() {
+    let (_, invoking, pid) = invoking_a_function_that_never_answers(Duration::from_secs(30)).await;
     let started = Instant::now();
     kill(pid);
     let result = invoking.await.unwrap();
@@ -60,18 +71,7 @@ async fn an_invocation_whose_process_dies_fails_at_once() {
 /// An invocation still unanswered at its deadline is a timeout, and its process is killed.
 #[tokio::test]
 async fn an_invocation_past_its_timeout_fails_and_its_process_is_killed() {
-    let never_answers = vec!["sleep".to_owned(), "60".to_owned()];
-    let function = std::sync::Arc::new(HostedFunction::new("sleepy", never_answers, Duration::from_secs(1)).unwrap());
-    let invoking = tokio::spawn({
-        let function = function.clone();
-        async move { function.invoke(Bytes::from_static(b"{}")).await }
-    });
-    let pid = loop {
-        if let Some(pid) = function.pid().await {
-            break pid;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (function, invoking, pid) = invoking_a_function_that_never_answers(Duration::from_secs(1)).await;
     let result = invoking.await.unwrap();
     assert!(matches!(result, Err(InvokeError::TimedOut(_))), "{result:?}");
     assert_eq!(function.pid().await, None, "the next invocation starts anew");
