@@ -46,77 +46,30 @@ struct FunctionSettings {
     timeout_seconds: u64,
 }
 
-/// One route's path, `/media/status/{job_id}`, split into its segments.
+/// Where a route leads: the REST API's resource (`/media/status/{job_id}`) and its function.
 struct Route {
     resource: String,
-    segments: Vec<Segment>,
     function: String,
 }
 
-enum Segment {
-    Literal(String),
-    Parameter(String),
-    /// `{proxy+}`: the rest of the path, one segment or more.
-    Greedy(String),
-}
-
-impl Route {
-    fn parse(resource: &str, function: &str) -> Self {
-        let segments = resource
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(
-                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => match name.strip_suffix('+') {
-                        Some(name) => Segment::Greedy(name.to_owned()),
-                        None => Segment::Parameter(name.to_owned()),
-                    },
-                    None => Segment::Literal(segment.to_owned()),
-                },
-            )
-            .collect();
-        Self {
-            resource: resource.to_owned(),
-            segments,
-            function: function.to_owned(),
-        }
-    }
-
-    /// The path's parameters if the route takes the path.
-    fn matches(&self, path: &[&str]) -> Option<HashMap<String, String>> {
-        let mut parameters = HashMap::new();
-        for (i, segment) in self.segments.iter().enumerate() {
-            match segment {
-                Segment::Greedy(name) if i < path.len() => {
-                    parameters.insert(name.clone(), path[i..].join("/"));
-                    return Some(parameters);
-                }
-                Segment::Literal(literal) if path.get(i) == Some(&literal.as_str()) => {}
-                Segment::Parameter(name) if i < path.len() => {
-                    parameters.insert(name.clone(), path[i].to_owned());
-                }
-                _ => return None,
-            }
-        }
-        (self.segments.len() == path.len()).then_some(parameters)
-    }
-
-    /// How closely the route names a path it takes: as API Gateway chooses, a route without a
-    /// greedy segment before one with, and then more literal segments first.
-    fn specificity(&self) -> (bool, usize) {
-        let greedy = self.segments.iter().any(|s| matches!(s, Segment::Greedy(_)));
-        let literals = self
-            .segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Literal(_)))
-            .count();
-        (!greedy, literals)
-    }
+/// The resource as `matchit` writes it: API Gateway's greedy `{proxy+}` is its catch-all
+/// `{*proxy}`. Both routers prefer a literal segment to a parameter, and either to the greedy one.
+fn pattern(resource: &str) -> String {
+    resource
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+                Some(name) => format!("{{*{name}}}"),
+                None => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The routes and the functions behind them.
 pub struct Gateway {
-    routes: Vec<Route>,
+    routes: matchit::Router<Route>,
     functions: HashMap<String, FunctionPool>,
 }
 
@@ -134,28 +87,30 @@ impl Gateway {
                 FunctionPool::new(name, vec![program], timeout, instances)?,
             );
         }
-        let routes: Vec<Route> = api
-            .routes
-            .iter()
-            .map(|(path, function)| Route::parse(path, function))
-            .collect();
-        if let Some(route) = routes.iter().find(|r| !functions.contains_key(&r.function)) {
-            return Err(format!(
-                "{} routes to {}, which is not a function",
-                route.resource, route.function
-            )
-            .into());
+        let mut routes = matchit::Router::new();
+        for (resource, function) in api.routes {
+            if !functions.contains_key(&function) {
+                return Err(format!("{resource} routes to {function}, which is not a function").into());
+            }
+            routes.insert(pattern(&resource), Route { resource, function })?;
         }
         Ok(Self { routes, functions })
     }
 
-    /// The route that takes `path`, with the path's parameters.
+    /// The route that takes `path`, with the path's parameters. A trailing slash names the same
+    /// route, as the functions read the path.
     fn route(&self, path: &str) -> Option<(&Route, HashMap<String, String>)> {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        self.routes
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            path => path,
+        };
+        let matched = self.routes.at(path).ok()?;
+        let parameters = matched
+            .params
             .iter()
-            .filter_map(|route| route.matches(&segments).map(|parameters| (route, parameters)))
-            .max_by_key(|(route, _)| route.specificity())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Some((matched.value, parameters))
     }
 
     /// Runs `function` with `payload`; `None` if there is no such function. As on Lambda, the
