@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use crate::Error;
@@ -213,32 +213,19 @@ fn proxy_event(
     resource: &str,
     parameters: &HashMap<String, String>,
 ) -> Value {
-    let mut headers = serde_json::Map::new();
-    let mut multi_value_headers: serde_json::Map<String, Value> = serde_json::Map::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers.insert(name.as_str().to_owned(), json!(value));
-        match multi_value_headers.get_mut(name.as_str()) {
-            Some(Value::Array(values)) => values.push(json!(value)),
-            _ => {
-                multi_value_headers.insert(name.as_str().to_owned(), json!([value]));
-            }
-        }
-    }
-    let mut query = serde_json::Map::new();
-    let mut multi_value_query: serde_json::Map<String, Value> = serde_json::Map::new();
-    for (name, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
-        query.insert(name.to_string(), json!(value));
-        match multi_value_query.get_mut(name.as_ref()) {
-            Some(Value::Array(values)) => values.push(json!(value)),
-            _ => {
-                multi_value_query.insert(name.to_string(), json!([value]));
-            }
-        }
-    }
-    let nullable = |map: serde_json::Map<String, Value>| match map.is_empty() {
+    let (headers, multi_value_headers) = single_and_multi(
+        parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())),
+    );
+    let (query, multi_value_query) = single_and_multi(
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into(), v.into())),
+    );
+    let nullable = |map: Value| match map.as_object().is_some_and(Map::is_empty) {
         true => Value::Null,
-        false => Value::Object(map),
+        false => map,
     };
     let path = parts.uri.path();
     json!({
@@ -249,10 +236,7 @@ fn proxy_event(
         "multiValueHeaders": multi_value_headers,
         "queryStringParameters": nullable(query),
         "multiValueQueryStringParameters": nullable(multi_value_query),
-        "pathParameters": match parameters.is_empty() {
-            true => Value::Null,
-            false => json!(parameters),
-        },
+        "pathParameters": nullable(json!(parameters)),
         "stageVariables": null,
         "requestContext": {
             "resourcePath": resource,
@@ -270,6 +254,17 @@ fn proxy_event(
         },
         "isBase64Encoded": !body.is_empty(),
     })
+}
+
+/// The REST API's two forms of name-value pairs (headers, a query): the last value of each
+/// name, and every value of each name.
+fn single_and_multi(pairs: impl Iterator<Item = (String, String)>) -> (Value, Value) {
+    let (mut single, mut multi) = (HashMap::new(), HashMap::<String, Vec<String>>::new());
+    for (name, value) in pairs {
+        multi.entry(name.clone()).or_default().push(value.clone());
+        single.insert(name, value);
+    }
+    (json!(single), json!(multi))
 }
 
 /// A function's proxy answer (`lambda_http` writes it for a REST event).
