@@ -2,12 +2,18 @@
 the same resources: a name or setting changed in one must be changed in the other."""
 
 import json
+import tomllib
 import unittest
 
 import support
 
-# The local gateway's copy of the functions and the REST API (functions/devtools/src/gateway.rs).
+# The local gateway's copy of the functions' timeouts (functions/devtools/src/gateway.rs).
 LAMBDA = support.ROOT / "functions" / "devtools" / "lambda.json"
+# cargo-lambda's router, the copy of the API's route table (functions/core/src/entrypoints/http/routes.rs)
+# that a test of functions/devtools/src/gateway.rs holds to it.
+WATCH_ROUTER = tomllib.loads((support.ROOT / "Cargo.toml").read_text())["workspace"]["metadata"]["lambda"]["watch"][
+    "router"
+]
 
 # Each setting of scripts/local.env and where template.yaml holds it: the default of a
 # parameter the resource takes its value from, or a value written in a resource.
@@ -168,9 +174,9 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class LocalGatewayMatchesTemplate(unittest.TestCase):
-    """The local gateway routes each path to the function the REST API sends it to, and gives each
-    function the template's timeout."""
+class LocalRoutesMatchTemplate(unittest.TestCase):
+    """The API's route table sends each path to the function the REST API sends it to, and the
+    local gateway gives each function the template's timeout."""
 
     def setUp(self):
         self.template = support.template()
@@ -187,8 +193,19 @@ class LocalGatewayMatchesTemplate(unittest.TestCase):
         return found
 
     def test_every_path_goes_to_the_templates_function(self):
-        expected = {path: binary for binary, (_, paths) in self.functions().items() for path in paths}
-        self.assertEqual(self.local["routes"], expected)
+        # API Gateway's greedy `{proxy+}` is matchit's catch-all `{*proxy}`.
+        expected = {
+            path.replace("{proxy+}", "{*proxy}"): binary
+            for binary, (_, paths) in self.functions().items()
+            for path in paths
+        }
+        for path, binary in expected.items():
+            self.assertEqual(WATCH_ROUTER.get(path), binary, f"template.yaml sends {path} to {binary}")
+        # Every other route of the table is one the template's `/{proxy+}` sends to its function.
+        greedy = expected["/{*proxy}"]
+        for path, binary in WATCH_ROUTER.items():
+            if path not in expected:
+                self.assertEqual(binary, greedy, f"template.yaml sends {path} to {greedy} through /{{proxy+}}")
 
     def test_every_function_has_the_templates_timeout(self):
         default = self.template["Globals"]["Function"]["Timeout"]

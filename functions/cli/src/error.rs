@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Exit codes, documented in `mediagen --help` and the README ("Command-line client").
+/// Exit codes, documented in `mediagen --help` and docs/clients.md ("Command-line client").
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;

@@ -1,5 +1,5 @@
 //! `mediagen`: the command-line client of the mediagen API. See `mediagen --help` and
-//! the README ("Command-line client").
+//! docs/clients.md ("Command-line client").
 
 mod api;
 mod cli;

@@ -19,8 +19,8 @@ use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJob
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::domain::keys::{ApiKey, Owner};
-use mediagen::entrypoints::http::replicate::FileLinks;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
+use mediagen::entrypoints::views::FileLinks;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{JobStore, MediaStore};
 use mediagen::runtime::provision::{Resources, provision};

@@ -1,6 +1,7 @@
 //! The local stand-in for API Gateway's REST API and the Lambda functions behind it
-//! (docs/design.md, "Local stack"). Each request goes by its path to a function, as the routes of
-//! `template.yaml` send it (`lambda.json`), as the REST API's proxy event; the function runs as
+//! (docs/design.md, "Local stack"). Each request goes by its path to a function, by the one route
+//! table of the API (`mediagen::entrypoints::http::routes`), as the REST API's proxy event; a
+//! path no route takes goes where template.yaml's `/{proxy+}` sends it. The function runs as
 //! Lambda runs it (`runtime_api.rs`), up to a number of instances at once, each its own process
 //! serving one invocation at a time; its proxy answer becomes the HTTP answer. As the deployed
 //! API (`BinaryMediaTypes: */*`) does, every body reaches the function as base64 bytes, so a body
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -29,16 +30,26 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
+use mediagen::entrypoints::http::routes::{self, Function};
+
 use crate::Error;
 use crate::runtime_api::{FunctionPool, InvokeError};
 
-/// The functions and the routes to them (see the file's `about`).
+/// Lambda's Invoke API, served besides the API's routes.
+static INVOKE_API: LazyLock<matchit::Router<()>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    if let Err(err) = router.insert("/2015-03-31/functions/{function}/invocations", ()) {
+        eprintln!("gateway: the Invoke API's path is not a route: {err}");
+    }
+    router
+});
+
+/// The functions and their timeouts (see the file's `about`).
 const LAMBDA: &str = include_str!("../lambda.json");
 
 #[derive(Deserialize)]
 struct Lambda {
     functions: HashMap<String, FunctionSettings>,
-    routes: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -46,30 +57,45 @@ struct FunctionSettings {
     timeout_seconds: u64,
 }
 
-/// Where a route leads: the REST API's resource (`/media/status/{job_id}`) and its function.
+/// Where a request leads: the REST API's resource (`/media/status/{job_id}`), the function
+/// behind it, and the path's parameters.
+#[derive(Debug, PartialEq, Eq)]
 struct Route {
     resource: String,
-    function: String,
+    function: Function,
+    parameters: HashMap<String, String>,
 }
 
-/// The resource as `matchit` writes it: API Gateway's greedy `{proxy+}` is its catch-all
-/// `{*proxy}`. Both routers prefer a literal segment to a parameter, and either to the greedy one.
-fn pattern(resource: &str) -> String {
-    resource
-        .split('/')
-        .map(
-            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-                Some(name) => format!("{{*{name}}}"),
-                None => segment.to_owned(),
+/// The route of `path`: the table's, or template.yaml's `/` and greedy `/{proxy+}` to the
+/// fallback function.
+fn route(path: &str) -> Route {
+    match routes::route(path) {
+        Some(matched) => Route {
+            resource: matched.route.path.to_owned(),
+            function: matched.route.function(),
+            parameters: matched
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        },
+        None => match path.trim_matches('/') {
+            "" => Route {
+                resource: "/".to_owned(),
+                function: routes::FALLBACK,
+                parameters: HashMap::new(),
             },
-        )
-        .collect::<Vec<_>>()
-        .join("/")
+            proxy => Route {
+                resource: "/{proxy+}".to_owned(),
+                function: routes::FALLBACK,
+                parameters: HashMap::from([("proxy".to_owned(), proxy.to_owned())]),
+            },
+        },
+    }
 }
 
-/// The routes and the functions behind them.
+/// The functions behind the routes.
 pub struct Gateway {
-    routes: matchit::Router<Route>,
     functions: HashMap<String, FunctionPool>,
 }
 
@@ -87,30 +113,13 @@ impl Gateway {
                 FunctionPool::new(name, vec![program], timeout, instances)?,
             );
         }
-        let mut routes = matchit::Router::new();
-        for (resource, function) in api.routes {
-            if !functions.contains_key(&function) {
-                return Err(format!("{resource} routes to {function}, which is not a function").into());
+        for route in routes::ROUTES {
+            let function = route.function().name();
+            if !functions.contains_key(function) {
+                return Err(format!("{} routes to {function}, which is not a function", route.path).into());
             }
-            routes.insert(pattern(&resource), Route { resource, function })?;
         }
-        Ok(Self { routes, functions })
-    }
-
-    /// The route that takes `path`, with the path's parameters. A trailing slash names the same
-    /// route, as the functions read the path.
-    fn route(&self, path: &str) -> Option<(&Route, HashMap<String, String>)> {
-        let path = match path.trim_end_matches('/') {
-            "" => "/",
-            path => path,
-        };
-        let matched = self.routes.at(path).ok()?;
-        let parameters = matched
-            .params
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Some((matched.value, parameters))
+        Ok(Self { functions })
     }
 
     /// Runs `function` with `payload`; `None` if there is no such function. As on Lambda, the
@@ -149,19 +158,17 @@ impl Gateway {
             Err(err) => return message(StatusCode::BAD_REQUEST, &format!("the body did not arrive: {err}")),
         };
         let path = parts.uri.path();
-        if let Some(function) = path
-            .strip_prefix("/2015-03-31/functions/")
-            .and_then(|rest| rest.strip_suffix("/invocations"))
-            && parts.method == Method::POST
+        if parts.method == Method::POST
+            && let Ok(invoke) = INVOKE_API.at(path)
         {
-            return self.invoke_api(function, body).await;
+            return self
+                .invoke_api(invoke.params.get("function").unwrap_or_default(), body)
+                .await;
         }
-        let Some((route, parameters)) = self.route(path) else {
-            // API Gateway's answer to a path no route takes.
-            return message(StatusCode::FORBIDDEN, "Missing Authentication Token");
-        };
-        let event = proxy_event(&parts, &body, &route.resource, &parameters);
-        let failure = match self.run(&route.function, Bytes::from(event.to_string())).await {
+        let route = route(path);
+        let event = proxy_event(&parts, &body, &route.resource, &route.parameters);
+        let function = route.function.name();
+        let failure = match self.run(function, Bytes::from(event.to_string())).await {
             Some(Ok(answer)) => match proxy_answer(&answer) {
                 Ok(response) => return response,
                 Err(err) => format!("the function's answer is not a proxy answer: {err}"),
@@ -171,7 +178,7 @@ impl Gateway {
                 return message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out");
             }
             Some(Err(err)) => err.to_string(),
-            None => format!("no function {}", route.function),
+            None => format!("no function {function}"),
         };
         eprintln!("gateway: {} {path}: {failure}", parts.method);
         message(StatusCode::BAD_GATEWAY, "Internal server error")
@@ -324,16 +331,11 @@ fn message(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
-    fn gateway() -> Gateway {
-        Gateway::new(Path::new("/nonexistent"), 1).unwrap()
-    }
-
-    fn routed(path: &str) -> (String, String, Vec<(String, String)>) {
-        let gateway = gateway();
-        let (route, parameters) = gateway.route(path).unwrap();
-        let mut parameters: Vec<_> = parameters.into_iter().collect();
+    fn routed(path: &str) -> (Function, String, Vec<(String, String)>) {
+        let route = route(path);
+        let mut parameters: Vec<_> = route.parameters.into_iter().collect();
         parameters.sort();
-        (route.function.clone(), route.resource.clone(), parameters)
+        (route.function, route.resource, parameters)
     }
 
     fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -344,20 +346,20 @@ mod tests {
     fn each_path_reaches_the_function_of_its_route() {
         assert_eq!(
             routed("/media/generate"),
-            ("submit".into(), "/media/generate".into(), vec![])
+            (Function::Submit, "/media/generate".into(), vec![])
         );
         assert_eq!(
             routed("/media/jobs/abc/cancel"),
             (
-                "submit".into(),
+                Function::Submit,
                 "/media/jobs/{job_id}/cancel".into(),
                 pairs(&[("job_id", "abc")])
             )
         );
         assert_eq!(
-            routed("/media/jobs/abc"),
+            routed("/media/jobs/abc/"),
             (
-                "status".into(),
+                Function::Status,
                 "/media/jobs/{job_id}".into(),
                 pairs(&[("job_id", "abc")])
             )
@@ -365,7 +367,7 @@ mod tests {
         assert_eq!(
             routed("/v1/models/acme/painter/predictions"),
             (
-                "submit".into(),
+                Function::Submit,
                 "/v1/models/{owner}/{name}/predictions".into(),
                 pairs(&[("name", "painter"), ("owner", "acme")])
             )
@@ -373,24 +375,28 @@ mod tests {
         assert_eq!(
             routed("/v1/files/m1"),
             (
-                "content".into(),
+                Function::Content,
                 "/v1/files/{media_id}".into(),
                 pairs(&[("media_id", "m1")])
             )
         );
-        assert_eq!(routed("/"), ("status".into(), "/".into(), vec![]));
+        assert_eq!(routed("/"), (Function::Status, "/".into(), vec![]));
     }
 
     #[test]
-    fn a_path_no_other_route_takes_goes_to_the_greedy_route() {
+    fn a_path_no_route_takes_goes_to_the_greedy_route() {
         assert_eq!(
-            routed("/openapi.json"),
-            ("status".into(), "/{proxy+}".into(), pairs(&[("proxy", "openapi.json")]))
+            routed("/no/such/path"),
+            (
+                Function::Status,
+                "/{proxy+}".into(),
+                pairs(&[("proxy", "no/such/path")])
+            )
         );
         assert_eq!(
             routed("/media/jobs/abc/cancel/more"),
             (
-                "status".into(),
+                Function::Status,
                 "/{proxy+}".into(),
                 pairs(&[("proxy", "media/jobs/abc/cancel/more")])
             )
@@ -398,10 +404,25 @@ mod tests {
     }
 
     #[test]
-    fn every_route_names_a_function_with_a_timeout() {
+    fn the_router_of_cargo_lambda_watch_is_the_route_table() {
+        let manifest: toml::Table = toml::from_str(include_str!("../../../Cargo.toml")).unwrap();
+        let router = &manifest["workspace"]["metadata"]["lambda"]["watch"]["router"];
+        let watch: HashMap<String, String> = router.clone().try_into().unwrap();
+        let mut expected: HashMap<String, String> = routes::ROUTES
+            .iter()
+            .map(|route| (route.path.to_owned(), route.function().name().to_owned()))
+            .collect();
+        for fallback in ["/", "/{*proxy}"] {
+            expected.insert(fallback.to_owned(), routes::FALLBACK.name().to_owned());
+        }
+        assert_eq!(watch, expected);
+    }
+
+    #[test]
+    fn every_function_of_the_table_has_a_timeout() {
         let api: Lambda = serde_json::from_str(LAMBDA).unwrap();
-        for function in api.routes.values() {
-            assert!(api.functions.contains_key(function), "{function}");
+        for route in routes::ROUTES {
+            assert!(api.functions.contains_key(route.function().name()), "{}", route.path);
         }
         assert!(api.functions.values().all(|f| f.timeout_seconds > 0));
     }

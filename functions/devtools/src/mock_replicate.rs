@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use mediagen::adapters::image_model::local;
 use mediagen::domain::format::OutputFormat;
@@ -145,11 +145,43 @@ fn problem(status: u16, detail: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"detail": detail, "status": status}))
 }
 
+/// The paths of Replicate's API that the mock serves, and its own file links.
+#[derive(Debug, PartialEq, Eq)]
+enum ReplicatePath {
+    File,
+    ModelPredictions,
+    Predictions,
+    Prediction,
+    Cancel,
+}
+
+static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    for (path, value) in [
+        ("/files/{id}/{name}", ReplicatePath::File),
+        (
+            "/v1/models/{owner}/{model}/predictions",
+            ReplicatePath::ModelPredictions,
+        ),
+        ("/v1/predictions", ReplicatePath::Predictions),
+        ("/v1/predictions/{id}", ReplicatePath::Prediction),
+        ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
+    ] {
+        if let Err(err) = router.insert(path, value) {
+            eprintln!("mock-replicate: {path} is not a route: {err}");
+        }
+    }
+    router
+});
+
 impl Respond for FakeReplicate {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let segments: Vec<&str> = request.url.path().trim_matches('/').split('/').collect();
-        if let ["files", id, name] = segments.as_slice() {
-            return self.file(id, name);
+        let Ok(matched) = REPLICATE_PATHS.at(request.url.path()) else {
+            return problem(404, "Not found.");
+        };
+        let param = |name: &str| matched.params.get(name).unwrap_or_default();
+        if *matched.value == ReplicatePath::File {
+            return self.file(param("id"), param("name"));
         }
         let expected = format!("Bearer {}", self.token);
         let authorized = request
@@ -159,10 +191,10 @@ impl Respond for FakeReplicate {
         if !authorized {
             return problem(401, "Invalid token.");
         }
-        match (request.method.as_str(), segments.as_slice()) {
-            ("POST", ["v1", "models", _, _, "predictions"]) | ("POST", ["v1", "predictions"]) => self.create(request),
-            ("GET", ["v1", "predictions", id]) => self.poll(id, false),
-            ("POST", ["v1", "predictions", id, "cancel"]) => self.poll(id, true),
+        match (request.method.as_str(), matched.value) {
+            ("POST", ReplicatePath::ModelPredictions | ReplicatePath::Predictions) => self.create(request),
+            ("GET", ReplicatePath::Prediction) => self.poll(param("id"), false),
+            ("POST", ReplicatePath::Cancel) => self.poll(param("id"), true),
             _ => problem(404, "Not found."),
         }
     }

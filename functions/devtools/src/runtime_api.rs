@@ -8,7 +8,7 @@
 //! invocation is a cold start, as is the first after the function's program was rebuilt.
 
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -34,6 +34,9 @@ pub enum InvokeError {
     TimedOut(Duration),
     #[error("could not start the function: {0}")]
     Spawn(String),
+    /// An Invoke API that runs the function elsewhere did not answer.
+    #[error("the invoke API did not answer: {0}")]
+    Unreachable(String),
 }
 
 /// Where an invocation's answer goes.
@@ -334,15 +337,43 @@ async fn serve(listener: TcpListener, api: Arc<RuntimeApi>) {
     }
 }
 
+/// The paths of the runtime API a function calls.
+#[derive(Debug, PartialEq, Eq)]
+enum RuntimePath {
+    Next,
+    InitError,
+    Response,
+    Error,
+}
+
+static RUNTIME_PATHS: LazyLock<matchit::Router<RuntimePath>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    for (path, value) in [
+        ("/2018-06-01/runtime/invocation/next", RuntimePath::Next),
+        ("/2018-06-01/runtime/init/error", RuntimePath::InitError),
+        (
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            RuntimePath::Response,
+        ),
+        ("/2018-06-01/runtime/invocation/{request_id}/error", RuntimePath::Error),
+    ] {
+        if let Err(err) = router.insert(path, value) {
+            eprintln!("lambda: {path} is not a route: {err}");
+        }
+    }
+    router
+});
+
 impl RuntimeApi {
     async fn route(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
-        let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+        let Ok(matched) = RUNTIME_PATHS.at(&path) else {
             return reply(StatusCode::NOT_FOUND, Bytes::new());
         };
-        match (request.method().clone(), rest) {
-            (Method::GET, "invocation/next") => self.next_invocation().await,
-            (Method::POST, "init/error") => {
+        let request_id = matched.params.get("request_id").unwrap_or_default().to_owned();
+        match (request.method().clone(), matched.value) {
+            (Method::GET, RuntimePath::Next) => self.next_invocation().await,
+            (Method::POST, RuntimePath::InitError) => {
                 let body = read(request).await;
                 eprintln!(
                     "lambda: {} failed to start: {}",
@@ -351,16 +382,8 @@ impl RuntimeApi {
                 );
                 reply(StatusCode::ACCEPTED, Bytes::new())
             }
-            (Method::POST, rest) => {
-                let Some((request_id, kind)) = rest.strip_prefix("invocation/").and_then(|r| r.split_once('/')) else {
-                    return reply(StatusCode::NOT_FOUND, Bytes::new());
-                };
-                let succeeded = match kind {
-                    "response" => true,
-                    "error" => false,
-                    _ => return reply(StatusCode::NOT_FOUND, Bytes::new()),
-                };
-                let request_id = request_id.to_owned();
+            (Method::POST, outcome @ (RuntimePath::Response | RuntimePath::Error)) => {
+                let succeeded = *outcome == RuntimePath::Response;
                 let body = read(request).await;
                 let mut running = self.running.lock().await;
                 match running.take() {

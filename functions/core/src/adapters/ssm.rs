@@ -1,6 +1,6 @@
 //! SSM Parameter Store's `GetParameter`, the one SSM call we make: once per cold start, for a
 //! secret. It is one SigV4-signed JSON request through reqwest rather than aws-sdk-ssm, whose
-//! client added about 150 kB to generate's zip for that single call (BENCHMARKS.md).
+//! client added about 150 kB to generate's zip for that single call (docs/benchmarks.md).
 
 use std::time::SystemTime;
 

@@ -9,7 +9,10 @@ use super::generation::GenerateRequest;
 use super::ids::{JobId, MediaId};
 use super::keys::Owner;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A job's state.
+// Named on the wire as in the store (docs/design.md, "Job states").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
     Processing,
@@ -246,6 +249,7 @@ mod tests {
             JobStatus::Canceled,
         ] {
             assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert!("done".parse::<JobStatus>().is_err());
     }

@@ -50,15 +50,37 @@ const ASPECT_RATIOS: [(&str, u32, u32); 11] = [
 /// The events a webhook may be sent for, in Replicate's words.
 pub const WEBHOOK_EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
 
-/// Replicate's name of a job status. A queued job is `starting`: Replicate's clients accept no
-/// other word for it.
-pub fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "starting",
-        JobStatus::Processing => "processing",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Failed => "failed",
-        JobStatus::Canceled => "canceled",
+/// A prediction's status, in Replicate's words.
+// What the Replicate-compatible API answers, and what Replicate's own API answers the Replicate
+// model (adapters/image_model/replicate.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionStatus {
+    Starting,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+    /// Replicate's: ended before it started. Never one of ours.
+    Aborted,
+}
+
+impl PredictionStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, PredictionStatus::Starting | PredictionStatus::Processing)
+    }
+}
+
+/// A queued job is `starting`: Replicate's clients accept no other word for it.
+impl From<JobStatus> for PredictionStatus {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Queued => PredictionStatus::Starting,
+            JobStatus::Processing => PredictionStatus::Processing,
+            JobStatus::Succeeded => PredictionStatus::Succeeded,
+            JobStatus::Failed => PredictionStatus::Failed,
+            JobStatus::Canceled => PredictionStatus::Canceled,
+        }
     }
 }
 
@@ -213,7 +235,11 @@ mod tests {
 
     #[test]
     fn statuses_use_replicates_words() {
-        assert_eq!(status_name(JobStatus::Queued), "starting");
-        assert_eq!(status_name(JobStatus::Canceled), "canceled");
+        let word = |status: JobStatus| json!(PredictionStatus::from(status));
+        assert_eq!(word(JobStatus::Queued), "starting");
+        assert_eq!(word(JobStatus::Canceled), "canceled");
+        let answered: PredictionStatus = serde_json::from_value(json!("aborted")).unwrap();
+        assert!(answered.is_final());
+        assert!(!PredictionStatus::from(JobStatus::Processing).is_final());
     }
 }

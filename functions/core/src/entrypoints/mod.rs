@@ -4,3 +4,4 @@
 pub mod http;
 pub mod sqs;
 pub mod sweeper;
+pub mod views;

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
+use serde::Serialize;
 use tracing::Instrument;
 
-use super::http::replicate::{FileLinks, prediction_body};
-use super::http::views::job_body;
+use super::views::{FileLinks, JobView, PredictionView, job_body, prediction_body};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Interface, Job};
+use crate::domain::job::{Interface, Job, MediaItem};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
 use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
@@ -71,23 +71,40 @@ where
     let span =
         tracing::info_span!("deliver", request_id = %event.context.request_id, records = event.payload.records.len());
     batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
-        let render = |job: &Job, media: &_, event: WebhookEvent| {
-            // The job as the API it was asked through shows it, with links as that API gives
-            // them to a client that calls it at its root.
-            let body = match job.interface {
-                Interface::Media => {
-                    let mut body = serde_json::to_value(job_body(job, media, "")).unwrap_or_default();
-                    body["event"] = event.as_str().into();
-                    body
-                }
-                Interface::Replicate => serde_json::to_value(prediction_body(job, "", links)).unwrap_or_default(),
-            };
-            serde_json::to_vec(&body).unwrap_or_default()
+        let render = |job: &Job, media: &[MediaItem], event: WebhookEvent| {
+            serde_json::to_vec(&WebhookBody::of(job, media, event, links)).unwrap_or_default()
         };
         deliverer.deliver(&delivery, render).await
     })
     .instrument(span)
     .await
+}
+
+/// A webhook's body: the job as the API it was asked through shows it, with links as that API
+/// gives them to a client that calls it at its root.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WebhookBody {
+    /// As `GET /media/jobs/{job_id}` shows it, with the event's name.
+    Media {
+        #[serde(flatten)]
+        job: JobView,
+        event: &'static str,
+    },
+    /// As Replicate's webhooks carry a prediction.
+    Replicate(PredictionView),
+}
+
+impl WebhookBody {
+    fn of(job: &Job, media: &[MediaItem], event: WebhookEvent, links: &FileLinks) -> Self {
+        match job.interface {
+            Interface::Media => WebhookBody::Media {
+                job: job_body(job, media, ""),
+                event: event.as_str(),
+            },
+            Interface::Replicate => WebhookBody::Replicate(prediction_body(job, "", links)),
+        }
+    }
 }
 
 /// `sweeper`: each record is a job message the jobs queue gave up on (docs/design.md, "Failure rules").

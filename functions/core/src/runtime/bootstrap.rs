@@ -10,7 +10,7 @@ use crate::adapters::{aws, ssm};
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::webhook::MasterKey;
-use crate::entrypoints::http::replicate::FileLinks;
+use crate::entrypoints::views::FileLinks;
 use crate::services::webhooks::{Notifier, SigningKeys};
 
 /// Starts logging and reads the settings; a bad setting ends the process with one line naming it.

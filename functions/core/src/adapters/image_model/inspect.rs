@@ -10,7 +10,7 @@ pub fn inspect(bytes: Vec<u8>) -> Result<GeneratedImage, ModelError> {
         message: detail,
     };
     // Only the headers are read: decoding an image to learn its size would link a decoder for
-    // every format into generate, about 175 kB of its zip (BENCHMARKS.md).
+    // every format into generate, about 175 kB of its zip (docs/benchmarks.md).
     let format = match imagesize::image_type(&bytes) {
         Ok(imagesize::ImageType::Png) => OutputFormat::Png,
         Ok(imagesize::ImageType::Jpeg) => OutputFormat::Jpg,

@@ -23,6 +23,7 @@ use super::inspect::inspect;
 use crate::adapters::fetch::{FetchError, Fetcher, retry_after};
 use crate::domain::catalogue::{ModelRef, SizeInput, Supported};
 use crate::domain::generation::GenerateRequest;
+use crate::domain::prediction::PredictionStatus;
 use crate::domain::retry::Budget;
 use crate::domain::secret::Secret;
 use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
@@ -100,7 +101,7 @@ fn model_input(model: &Supported, request: &GenerateRequest, count: u32, seed: u
 #[derive(Debug, Clone, Deserialize)]
 struct Prediction {
     id: String,
-    status: String,
+    status: PredictionStatus,
     #[serde(default)]
     output: Value,
     #[serde(default)]
@@ -121,11 +122,11 @@ struct PredictionUrls {
 impl Prediction {
     /// Whether a noted prediction can still give its outputs.
     fn resumable(&self) -> bool {
-        !matches!(self.status.as_str(), "canceled" | "aborted") && !self.data_removed
+        !matches!(self.status, PredictionStatus::Canceled | PredictionStatus::Aborted) && !self.data_removed
     }
 
     fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "canceled" | "aborted")
+        self.status.is_final()
     }
 
     /// The output URLs of a succeeded prediction: one string, or a list of them.
@@ -155,11 +156,11 @@ impl Prediction {
     fn failure(&self) -> ModelError {
         let reason = match &self.error {
             Value::String(text) if !text.is_empty() => text.clone(),
-            Value::Null => format!("the prediction ended {}", self.status),
+            Value::Null => format!("the prediction ended {}", json!(self.status)),
             other => other.to_string(),
         };
-        let code = match self.status.as_str() {
-            "failed" => "model_failed",
+        let code = match self.status {
+            PredictionStatus::Failed => "model_failed",
             _ => "model_canceled",
         };
         ModelError::Permanent {
@@ -316,11 +317,11 @@ impl ReplicateModel {
         let timeout = budget.remaining().saturating_sub(RESERVE).min(Duration::from_secs(10));
         match self.call(Method::GET, url, None, HeaderMap::new(), timeout).await {
             Ok(prediction) if prediction.resumable() => {
-                tracing::info!(prediction = %id, status = %prediction.status, "noted prediction resumed");
+                tracing::info!(prediction = %id, status = ?prediction.status, "noted prediction resumed");
                 Ok(Some(prediction))
             }
             Ok(prediction) => {
-                tracing::info!(prediction = %id, status = %prediction.status, "noted prediction cannot be resumed");
+                tracing::info!(prediction = %id, status = ?prediction.status, "noted prediction cannot be resumed");
                 Ok(None)
             }
             Err(ModelError::Permanent { message, .. }) => {
@@ -340,7 +341,8 @@ impl ReplicateModel {
                 return Err(ModelError::Transient {
                     message: format!(
                         "prediction {} was still {} when the time budget ran out; the next attempt collects it",
-                        prediction.id, prediction.status
+                        prediction.id,
+                        json!(prediction.status)
                     ),
                     retry_after: None,
                 });
@@ -464,7 +466,7 @@ impl ImageModel for ReplicateModel {
                 None => {
                     let input = model_input(&model.supported, request, count, seed);
                     let created = self.create(&model, input, budget).await?;
-                    tracing::info!(prediction = %created.id, status = %created.status, "prediction created");
+                    tracing::info!(prediction = %created.id, status = ?created.status, "prediction created");
                     runs.truncate(batch);
                     runs.push(created.id.clone());
                     log.note(runs.clone()).await;
@@ -472,7 +474,7 @@ impl ImageModel for ReplicateModel {
                 }
             };
             let prediction = self.settle(started, budget).await?;
-            if prediction.status != "succeeded" {
+            if prediction.status != PredictionStatus::Succeeded {
                 return Err(prediction.failure());
             }
             outputs.extend(prediction.output_urls()?);

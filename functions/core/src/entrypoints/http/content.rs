@@ -2,16 +2,17 @@
 //! URL as JSON; and `GET /v1/files/{media_id}`, the image's bytes for the Replicate-compatible
 //! API.
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 use super::problem::Problem;
-use super::replicate::{self, FileLinks};
-use super::views::ContentLinkView;
-use super::{ApiError, accepts_json, caller, json_response, path, require_method, respond, segments_from_end};
+use super::replicate;
+use super::routes::{self, ContentEndpoint, Endpoint};
+use super::{ApiError, accepts_json, caller, json_response, respond};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
+use crate::entrypoints::views::{ContentLinkView, FileLinks};
 use crate::ports::{JobStore, KeyStore, MediaError, MediaStore};
 use crate::services::auth::Authenticator;
 use crate::services::content::{ContentError, ContentService};
@@ -21,11 +22,6 @@ pub struct ContentApi<S, M> {
     pub auth: Authenticator<S>,
     pub content: ContentService<S, M>,
     pub links: FileLinks,
-}
-
-enum Route {
-    Content(String),
-    File(String),
 }
 
 pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
@@ -38,16 +34,14 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
     api: &ContentApi<S, M>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let segments = segments_from_end(request);
-    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [id, "content", "media", ..] => Route::Content(id.to_string()),
-        [id, "files", "v1", ..] => Route::File(id.to_string()),
-        _ => return Err(ApiError::NoRoute(path(request))),
-    };
-    require_method(request, Method::GET, "GET")?;
-    match route {
-        Route::Content(id) => content(api, &id, request).await,
-        Route::File(id) => replicate::file(&api.auth, &api.content, &id, request, &api.links).await,
+    let (endpoint, matched) = routes::endpoint(request)?;
+    let id = matched.param("media_id");
+    match endpoint {
+        Endpoint::Content(ContentEndpoint::Content) => content(api, id, request).await,
+        Endpoint::Content(ContentEndpoint::File) => {
+            replicate::file(&api.auth, &api.content, id, request, &api.links).await
+        }
+        Endpoint::Submit(_) | Endpoint::Status(_) => Err(ApiError::NoRoute(routes::request_path(request).to_owned())),
     }
 }
 

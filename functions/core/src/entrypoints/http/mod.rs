@@ -6,13 +6,13 @@ pub mod openapi;
 pub mod problem;
 pub mod replicate;
 pub mod requests;
+pub mod routes;
 pub mod status;
 pub mod submit;
-pub(crate) mod views;
 
 use std::time::Duration;
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
@@ -44,25 +44,6 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body
     response
 }
 
-fn require_method(request: &Request, allowed: Method, allow: &'static str) -> Result<(), ApiError> {
-    if request.method() == allowed {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed {
-            method: request.method().clone(),
-            allow,
-        })
-    }
-}
-
-/// The path as the client sent it, whichever event shape carried it.
-fn path(request: &Request) -> String {
-    match request.uri().path().trim_end_matches('/') {
-        "" => "/".to_owned(),
-        path => path.to_owned(),
-    }
-}
-
 /// What the client's path has before our routes (an API Gateway stage such as `/prod`), so
 /// that the links we hand out resolve where the client called us.
 fn base_path(request: &Request) -> String {
@@ -75,12 +56,6 @@ fn base_path(request: &Request) -> String {
         .unwrap_or_default()
         .trim_end_matches('/')
         .to_owned()
-}
-
-/// The path's segments, last first: routes are matched from the end, so that a stage prefix
-/// (`/prod`) or LocalStack's `/restapis/…/_user_request_` in front changes nothing.
-fn segments_from_end(request: &Request) -> Vec<String> {
-    path(request).rsplit('/').map(str::to_owned).collect()
 }
 
 /// The caller an `Authorization: Bearer` header names.

@@ -70,7 +70,7 @@ pub enum ApiError {
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("method {method} not allowed")]
-    MethodNotAllowed { method: Method, allow: &'static str },
+    MethodNotAllowed { method: Method, allow: String },
     #[error("unsupported content type")]
     UnsupportedMediaType,
     #[error("body of {0} bytes is too large")]
@@ -104,7 +104,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "no-route",
                 "No such route",
-                format!("nothing is served at {path}; see the API in the README"),
+                format!("nothing is served at {path}; see the API in docs/api.md"),
             ),
             ApiError::NotFound { what } => Problem::new(
                 StatusCode::NOT_FOUND,
@@ -164,7 +164,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "unknown-model",
                 "Model not found",
-                format!("no model {model} is served here; see the models in the README"),
+                format!("no model {model} is served here; see the models in docs/api.md"),
             ),
             ApiError::InvalidQuery(errors) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -234,8 +234,10 @@ impl ApiError {
         }
         let mut response = problem.into_response();
         let headers = response.headers_mut();
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let ApiError::MethodNotAllowed { allow, .. } = &self
+            && let Ok(allow) = HeaderValue::from_str(allow)
+        {
+            headers.insert(header::ALLOW, allow);
         }
         if unavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -3,8 +3,6 @@
 //! function serves its share: `submit` creates and cancels, `status` reads and lists,
 //! `content` serves the files.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -15,29 +13,18 @@ use utoipa::ToSchema;
 use super::problem::Problem;
 use super::requests::PredictionRequest;
 use super::{ApiError, base_path, idempotency_key, json_body, json_response, preferred_wait};
-use crate::domain::catalogue::public_name;
-use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::generation::FieldError;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Interface, Job, JobStatus};
+use crate::domain::job::Interface;
 use crate::domain::listing::ListQuery;
-use crate::domain::prediction::{generate_body, input_field, status_name};
-use crate::domain::timestamp::render as timestamp;
+use crate::domain::prediction::{PredictionStatus, generate_body, input_field};
+use crate::entrypoints::views::{FileLinks, PredictionView, prediction_body};
 use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
 use crate::services::read::ReadService;
 use crate::services::submit::{SubmitError, SubmitService};
-
-/// How the file links in predictions are made.
-#[derive(Debug, Clone)]
-pub struct FileLinks {
-    /// Signs links so that any HTTP client may fetch them; without it they need the API key.
-    pub signer: Option<FileLinkSigner>,
-    /// How long a signed link holds.
-    pub ttl: Duration,
-}
 
 /// Where the client reached us: scheme and host (as API Gateway forwards them) and the stage,
 /// so that absolute links resolve where the client called.
@@ -61,83 +48,6 @@ pub(super) fn api_root(request: &Request) -> String {
     format!("{scheme}://{host}{}", base_path(request))
 }
 
-/// A prediction's status, in Replicate's words.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PredictionStatus {
-    Starting,
-    Processing,
-    Succeeded,
-    Failed,
-    Canceled,
-}
-
-impl From<JobStatus> for PredictionStatus {
-    fn from(status: JobStatus) -> Self {
-        match status_name(status) {
-            "processing" => PredictionStatus::Processing,
-            "succeeded" => PredictionStatus::Succeeded,
-            "failed" => PredictionStatus::Failed,
-            "canceled" => PredictionStatus::Canceled,
-            _ => PredictionStatus::Starting,
-        }
-    }
-}
-
-/// What a prediction was asked, in our terms.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PredictionInput {
-    pub prompt: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub negative_prompt: Option<String>,
-    pub width: u32,
-    pub height: u32,
-    pub num_outputs: u32,
-    pub seed: u32,
-    pub output_format: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PredictionUrls {
-    pub get: String,
-    pub cancel: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct PredictionMetrics {
-    /// Seconds from the first claim to completion.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub predict_time: Option<f64>,
-}
-
-/// A job as a Replicate prediction.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PredictionView {
-    #[schema(format = "uuid")]
-    pub id: String,
-    /// `owner/name`.
-    pub model: String,
-    pub version: String,
-    pub status: PredictionStatus,
-    pub input: PredictionInput,
-    /// Links to the images, once the prediction succeeded.
-    pub output: Option<Vec<String>>,
-    pub error: Option<String>,
-    pub logs: String,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub started_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub completed_at: Option<String>,
-    pub source: String,
-    pub data_removed: bool,
-    pub urls: PredictionUrls,
-    pub metrics: PredictionMetrics,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<String>,
-}
-
 /// A page of the caller's predictions, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PredictionPageView {
@@ -145,63 +55,6 @@ pub struct PredictionPageView {
     /// The next page's whole URL, if there may be one.
     pub next: Option<String>,
     pub previous: Option<String>,
-}
-
-/// A job as a Replicate prediction.
-pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> PredictionView {
-    let request = &job.request;
-    let get = format!("{root}/v1/predictions/{}", job.id);
-    let expires = Utc::now().timestamp() + links.ttl.as_secs() as i64;
-    PredictionView {
-        id: job.id.to_string(),
-        model: public_name(&request.model),
-        version: "mediagen".to_owned(),
-        status: job.status.into(),
-        input: PredictionInput {
-            prompt: request.prompt.clone(),
-            negative_prompt: request.negative_prompt.clone(),
-            width: request.width,
-            height: request.height,
-            num_outputs: request.num_outputs,
-            seed: request.seed,
-            output_format: request.output_format.extension().to_owned(),
-        },
-        output: (!job.media_ids.is_empty()).then(|| {
-            job.media_ids
-                .iter()
-                .map(|id| file_url(root, *id, links, expires))
-                .collect()
-        }),
-        error: job
-            .error
-            .as_ref()
-            .filter(|_| job.status.is_final())
-            .map(|e| e.message.clone()),
-        logs: String::new(),
-        created_at: timestamp(job.created_at),
-        started_at: job.started_at.map(timestamp),
-        completed_at: job.completed_at.map(timestamp),
-        source: "api".to_owned(),
-        data_removed: false,
-        urls: PredictionUrls {
-            cancel: format!("{get}/cancel"),
-            get,
-        },
-        metrics: PredictionMetrics {
-            predict_time: job.timings().generation_ms.map(|ms| ms as f64 / 1000.0),
-        },
-        webhook: request.webhook_url.as_ref().map(|url| url.as_str().to_owned()),
-    }
-}
-
-fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {
-    match &links.signer {
-        Some(signer) => format!(
-            "{root}/v1/files/{id}?expires={expires}&signature={}",
-            signer.sign(id, expires)
-        ),
-        None => format!("{root}/v1/files/{id}"),
-    }
 }
 
 fn prediction_id(raw: &str) -> Result<JobId, ApiError> {

@@ -6,21 +6,20 @@
 
 use std::sync::LazyLock;
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::replicate::{self, FileLinks};
-use super::views::{JobPageView, JobStatusView, JobView, StatusName, job_body, page_body, status_body};
-use super::{
-    ApiError, applied_wait, base_path, caller, json_response, path, preferred_wait, require_method, respond,
-    segments_from_end,
-};
+use super::replicate;
+use super::routes::{self, Endpoint, StatusEndpoint};
+use super::{ApiError, applied_wait, base_path, caller, json_response, preferred_wait, respond};
 use crate::domain::ids::JobId;
+use crate::domain::job::JobStatus;
 use crate::domain::listing::ListQuery;
+use crate::entrypoints::views::{FileLinks, JobPageView, JobStatusView, JobView, job_body, page_body, status_body};
 use crate::ports::{JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::ReadService;
@@ -57,51 +56,36 @@ pub struct WebhookSecretView {
 /// The web playground (docs/design.md, "Clients"): one static page, no build step.
 const PLAYGROUND: &str = include_str!("../../../../../web/playground.html");
 
-enum Route {
-    Playground,
-    Health,
-    OpenApi,
-    Status(String),
-    Job(String),
-    List,
-    Prediction(String),
-    WebhookSecret,
-}
-
 pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
     let span = tracing::info_span!("status", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async { respond(answer(api, &request).await) }.instrument(span).await
 }
 
 async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -> Result<Response<Body>, ApiError> {
-    let segments = segments_from_end(request);
-    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["playground", ..] => Route::Playground,
-        ["health", ..] => Route::Health,
-        ["openapi.json", ..] => Route::OpenApi,
-        [id, "status", "media", ..] => Route::Status(id.to_string()),
-        ["jobs", "media", ..] => Route::List,
-        [id, "jobs", "media", ..] => Route::Job(id.to_string()),
-        ["secret", "default", "webhooks", "v1", ..] => Route::WebhookSecret,
-        [id, "predictions", "v1", ..] => Route::Prediction(id.to_string()),
-        _ => return Err(ApiError::NoRoute(path(request))),
+    let (endpoint, matched) = routes::endpoint(request)?;
+    let Endpoint::Status(endpoint) = endpoint else {
+        return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
     };
-    require_method(request, Method::GET, "GET")?;
-    // The page, the health check and the contract are public: the page asks for the key itself.
-    match route {
-        Route::Playground => return Ok(playground()),
-        Route::Health => return Ok(health()),
-        Route::OpenApi => return Ok(openapi(api)),
-        _ => {}
-    }
-    let caller = caller(&api.auth, request).await?;
-    let mut response = match route {
-        Route::Playground | Route::Health | Route::OpenApi => return Err(ApiError::NoRoute(path(request))),
-        Route::Prediction(id) => replicate::get(&api.reads, &caller, &id, request, &api.links).await?,
-        Route::WebhookSecret => webhook_secret(api, &caller, request)?,
-        Route::Status(id) => status(api, &caller, job_id(&id)?).await?,
-        Route::Job(id) => job(api, &caller, job_id(&id)?, request).await?,
-        Route::List => list(api, &caller, request).await?,
+    let caller = || caller(&api.auth, request);
+    let mut response = match endpoint {
+        // The page, the health check and the contract are public: the page asks for the key itself.
+        StatusEndpoint::Playground => return Ok(playground()),
+        StatusEndpoint::Health => return Ok(health()),
+        StatusEndpoint::OpenApi => return Ok(openapi(api)),
+        StatusEndpoint::GetPrediction => {
+            replicate::get(
+                &api.reads,
+                &caller().await?,
+                matched.param("prediction_id"),
+                request,
+                &api.links,
+            )
+            .await?
+        }
+        StatusEndpoint::WebhookSecret => webhook_secret(api, &caller().await?, matched.route.path)?,
+        StatusEndpoint::JobStatus => status(api, &caller().await?, job_id(matched.param("job_id"))?).await?,
+        StatusEndpoint::Job => job(api, &caller().await?, job_id(matched.param("job_id"))?, request).await?,
+        StatusEndpoint::ListJobs => list(api, &caller().await?, request).await?,
     };
     response
         .headers_mut()
@@ -152,11 +136,7 @@ pub(super) fn openapi<S>(api: &StatusApi<S>) -> Response<Body> {
         (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This deployment signs no webhooks", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) fn webhook_secret<S>(
-    api: &StatusApi<S>,
-    caller: &Caller,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
+pub(super) fn webhook_secret<S>(api: &StatusApi<S>, caller: &Caller, path: &str) -> Result<Response<Body>, ApiError> {
     match &api.webhook_keys {
         Some(keys) => Ok(json_response(
             StatusCode::OK,
@@ -164,7 +144,7 @@ pub(super) fn webhook_secret<S>(
                 key: keys.signing_secret(&caller.owner).expose().to_owned(),
             },
         )),
-        None => Err(ApiError::NoRoute(path(request))),
+        None => Err(ApiError::NoRoute(path.to_owned())),
     }
 }
 
@@ -239,7 +219,7 @@ pub(super) async fn job<S: JobStore + KeyStore>(
 /// The caller's jobs, newest first, a page at a time.
 #[utoipa::path(get, path = "/media/jobs", tag = "jobs",
     params(
-        ("status" = Option<StatusName>, Query, description = "Only jobs in this state"),
+        ("status" = Option<JobStatus>, Query, description = "Only jobs in this state"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Jobs in a page (default 20)"),
         ("cursor" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The `next_cursor` of the page before"),
     ),

@@ -4,20 +4,20 @@
 //! `POST /v1/predictions/{id}/cancel`; and `GET /v1/predictions`, a read on the same path as
 //! creating in Replicate's API, so served here where every method of that path arrives.
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 use super::problem::Problem;
-use super::replicate::{self, FileLinks};
+use super::replicate;
 use super::requests::GenerateBody;
-use super::views::{AcceptedView, JobView, accepted_body, job_body, links, status_url};
+use super::routes::{self, Endpoint, SubmitEndpoint};
 use super::{
-    ApiError, applied_wait, base_path, caller, idempotency_key, json_body, json_response, path, preferred_wait,
-    require_method, respond, segments_from_end,
+    ApiError, applied_wait, base_path, caller, idempotency_key, json_body, json_response, preferred_wait, respond,
 };
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
+use crate::entrypoints::views::{AcceptedView, FileLinks, JobView, accepted_body, job_body, links, status_url};
 use crate::ports::{JobQueue, JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
@@ -33,15 +33,6 @@ pub struct SubmitApi<S, Q> {
     pub links: FileLinks,
 }
 
-enum Route {
-    Generate,
-    Cancel(String),
-    /// `/v1/predictions`: creating, and (a read, but on the same path in Replicate's API) listing.
-    Predictions,
-    CreatePrediction(String),
-    CancelPrediction(String),
-}
-
 pub async fn handle<S: JobStore + KeyStore, Q: JobQueue>(api: &SubmitApi<S, Q>, request: Request) -> Response<Body> {
     let span = tracing::info_span!("submit", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async { respond(answer(api, &request).await) }.instrument(span).await
@@ -51,48 +42,32 @@ async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let segments = segments_from_end(request);
-    let route = match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["generate", "media", ..] => Route::Generate,
-        ["cancel", id, "jobs", "media", ..] => Route::Cancel(id.to_string()),
-        ["predictions", "v1", ..] => Route::Predictions,
-        ["predictions", name, owner, "models", "v1", ..] => Route::CreatePrediction(format!("{owner}/{name}")),
-        ["cancel", id, "predictions", "v1", ..] => Route::CancelPrediction(id.to_string()),
-        _ => return Err(ApiError::NoRoute(path(request))),
+    let (endpoint, matched) = routes::endpoint(request)?;
+    let Endpoint::Submit(endpoint) = endpoint else {
+        return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
     };
-    if let Route::Predictions = route {
-        return predictions(api, request).await;
-    }
-    require_method(request, Method::POST, "POST")?;
     let caller = caller(&api.auth, request).await?;
-    match route {
-        Route::Predictions => Err(ApiError::NoRoute(path(request))),
-        Route::Generate => generate(api, &caller, request).await,
-        Route::Cancel(id) => cancel(api, &caller, &id, request).await,
-        Route::CreatePrediction(model) => {
+    match endpoint {
+        SubmitEndpoint::Generate => generate(api, &caller, request).await,
+        SubmitEndpoint::CancelJob => cancel(api, &caller, matched.param("job_id"), request).await,
+        SubmitEndpoint::CreatePrediction => {
+            replicate::create(&api.submit, &api.reads, &caller, None, request, &api.links).await
+        }
+        SubmitEndpoint::CreateModelPrediction => {
+            let model = format!("{}/{}", matched.param("owner"), matched.param("name"));
             replicate::create(&api.submit, &api.reads, &caller, Some(model), request, &api.links).await
         }
-        Route::CancelPrediction(id) => replicate::cancel(&api.cancel, &caller, &id, request, &api.links).await,
-    }
-}
-
-/// `GET /v1/predictions` lists, `POST /v1/predictions` creates.
-async fn predictions<S: JobStore + KeyStore, Q: JobQueue>(
-    api: &SubmitApi<S, Q>,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let method = request.method().clone();
-    if method != Method::GET && method != Method::POST {
-        return Err(ApiError::MethodNotAllowed {
-            method,
-            allow: "GET, POST",
-        });
-    }
-    let caller = caller(&api.auth, request).await?;
-    if method == Method::GET {
-        replicate::list(&api.reads, &caller, request, &api.links).await
-    } else {
-        replicate::create(&api.submit, &api.reads, &caller, None, request, &api.links).await
+        SubmitEndpoint::ListPredictions => replicate::list(&api.reads, &caller, request, &api.links).await,
+        SubmitEndpoint::CancelPrediction => {
+            replicate::cancel(
+                &api.cancel,
+                &caller,
+                matched.param("prediction_id"),
+                request,
+                &api.links,
+            )
+            .await
+        }
     }
 }
 

@@ -1,35 +1,21 @@
-//! The JSON shapes of answers (docs/design.md, "HTTP contract"), made in one place. Each is a
-//! type, so the OpenAPI description (`openapi.rs`) is derived from what is sent.
+//! The JSON shapes of a job (docs/design.md, "HTTP contract", "Webhooks"), made in one place for
+//! the HTTP answers and the webhooks that carry the same job: as `/media/…` shows it, and as a
+//! Replicate prediction. Each is a type, so the OpenAPI description (`http/openapi.rs`) is
+//! derived from what is sent.
 
+use std::time::Duration;
+
+use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::catalogue::public_name;
+use crate::domain::file_urls::FileLinkSigner;
+use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobStatus, MediaItem};
+use crate::domain::prediction::PredictionStatus;
 use crate::domain::timestamp::render as timestamp;
 use crate::ports::JobPage;
-
-/// A job's state.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StatusName {
-    Queued,
-    Processing,
-    Succeeded,
-    Failed,
-    Canceled,
-}
-
-impl From<JobStatus> for StatusName {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Queued => StatusName::Queued,
-            JobStatus::Processing => StatusName::Processing,
-            JobStatus::Succeeded => StatusName::Succeeded,
-            JobStatus::Failed => StatusName::Failed,
-            JobStatus::Canceled => StatusName::Canceled,
-        }
-    }
-}
 
 /// Why a job failed, or why its last attempt did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -43,7 +29,7 @@ pub struct ErrorView {
 pub struct JobStatusView {
     #[schema(format = "uuid")]
     pub job_id: String,
-    pub status: StatusName,
+    pub status: JobStatus,
     pub attempts: u32,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -121,7 +107,7 @@ pub struct JobView {
 pub struct AcceptedView {
     #[schema(format = "uuid")]
     pub job_id: String,
-    pub status: StatusName,
+    pub status: JobStatus,
     #[schema(format = DateTime)]
     pub created_at: String,
     pub links: LinksView,
@@ -155,7 +141,7 @@ pub struct ContentLinkView {
 pub(crate) fn status_body(job: &Job) -> JobStatusView {
     JobStatusView {
         job_id: job.id.to_string(),
-        status: job.status.into(),
+        status: job.status,
         attempts: job.attempts,
         created_at: timestamp(job.created_at),
         updated_at: timestamp(job.updated_at),
@@ -212,29 +198,29 @@ pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> JobView {
 }
 
 /// Where a job can be followed.
-pub(super) fn links(job: &Job, base: &str) -> LinksView {
+pub(crate) fn links(job: &Job, base: &str) -> LinksView {
     LinksView {
         status: status_url(job, base),
         job: format!("{base}/media/jobs/{}", job.id),
     }
 }
 
-pub(super) fn status_url(job: &Job, base: &str) -> String {
+pub(crate) fn status_url(job: &Job, base: &str) -> String {
     format!("{base}/media/status/{}", job.id)
 }
 
 /// The answer to a submit: where to follow the job.
-pub(super) fn accepted_body(job: &Job, base: &str) -> AcceptedView {
+pub(crate) fn accepted_body(job: &Job, base: &str) -> AcceptedView {
     AcceptedView {
         job_id: job.id.to_string(),
-        status: job.status.into(),
+        status: job.status,
         created_at: timestamp(job.created_at),
         links: links(job, base),
     }
 }
 
 /// A page of a listing, with the cursor of the next one.
-pub(super) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) -> String) -> JobPageView {
+pub(crate) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) -> String) -> JobPageView {
     let next_cursor = page.next.map(|cursor| cursor.encode());
     JobPageView {
         jobs: page.jobs.iter().map(summary_body).collect(),
@@ -244,5 +230,125 @@ pub(super) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) ->
                 .map(|cursor| format!("{base}/media/jobs?{}", next_query(cursor))),
         },
         next_cursor,
+    }
+}
+
+/// How the file links in predictions are made.
+#[derive(Debug, Clone)]
+pub struct FileLinks {
+    /// Signs links so that any HTTP client may fetch them; without it they need the API key.
+    pub signer: Option<FileLinkSigner>,
+    /// How long a signed link holds.
+    pub ttl: Duration,
+}
+
+/// What a prediction was asked, in our terms.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PredictionInput {
+    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub num_outputs: u32,
+    pub seed: u32,
+    pub output_format: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PredictionUrls {
+    pub get: String,
+    pub cancel: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct PredictionMetrics {
+    /// Seconds from the first claim to completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predict_time: Option<f64>,
+}
+
+/// A job as a Replicate prediction.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PredictionView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// `owner/name`.
+    pub model: String,
+    pub version: String,
+    pub status: PredictionStatus,
+    pub input: PredictionInput,
+    /// Links to the images, once the prediction succeeded.
+    pub output: Option<Vec<String>>,
+    pub error: Option<String>,
+    pub logs: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+    pub source: String,
+    pub data_removed: bool,
+    pub urls: PredictionUrls,
+    pub metrics: PredictionMetrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// A job as a Replicate prediction.
+pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> PredictionView {
+    let request = &job.request;
+    let get = format!("{root}/v1/predictions/{}", job.id);
+    let expires = Utc::now().timestamp() + links.ttl.as_secs() as i64;
+    PredictionView {
+        id: job.id.to_string(),
+        model: public_name(&request.model),
+        version: "mediagen".to_owned(),
+        status: job.status.into(),
+        input: PredictionInput {
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            width: request.width,
+            height: request.height,
+            num_outputs: request.num_outputs,
+            seed: request.seed,
+            output_format: request.output_format.extension().to_owned(),
+        },
+        output: (!job.media_ids.is_empty()).then(|| {
+            job.media_ids
+                .iter()
+                .map(|id| file_url(root, *id, links, expires))
+                .collect()
+        }),
+        error: job
+            .error
+            .as_ref()
+            .filter(|_| job.status.is_final())
+            .map(|e| e.message.clone()),
+        logs: String::new(),
+        created_at: timestamp(job.created_at),
+        started_at: job.started_at.map(timestamp),
+        completed_at: job.completed_at.map(timestamp),
+        source: "api".to_owned(),
+        data_removed: false,
+        urls: PredictionUrls {
+            cancel: format!("{get}/cancel"),
+            get,
+        },
+        metrics: PredictionMetrics {
+            predict_time: job.timings().generation_ms.map(|ms| ms as f64 / 1000.0),
+        },
+        webhook: request.webhook_url.as_ref().map(|url| url.as_str().to_owned()),
+    }
+}
+
+fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {
+    match &links.signer {
+        Some(signer) => format!(
+            "{root}/v1/files/{id}?expires={expires}&signature={}",
+            signer.sign(id, expires)
+        ),
+        None => format!("{root}/v1/files/{id}"),
     }
 }
