@@ -156,14 +156,19 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_stack API_PORT: builds the functions, creates the resources on the emulator and the API
-# key kept in $KEY_FILE (made on first use), runs the HTTP functions behind the local API Gateway
-# on API_PORT and the SQS event-source stand-ins, each running its function (jobs to generate,
-# webhooks to deliver, dead letters and the schedule to sweeper). Needs start_emulator first.
-# Sets API_URL, STACK_BIN, PUMP_PID (the jobs pump, whose child is generate) and exports
+# start_stack API_PORT [RUNNER]: builds the functions, creates the resources on the emulator and
+# the API key kept in $KEY_FILE (made on first use), runs the HTTP functions on API_PORT and the
+# SQS event-source stand-ins (jobs to generate, webhooks to deliver, dead letters and the schedule
+# to sweeper). RUNNER is how the functions run (docs/local-stack.md):
+# - gateway (the default): the local API Gateway runs the HTTP functions and each pump runs its
+#   own function, as Lambda runs them;
+# - watch: `cargo lambda watch` runs all six, rebuilding them on every edit; API paths reach the
+#   HTTP functions through its router (Cargo.toml) and the pumps invoke theirs through its
+#   Invoke API.
+# Needs start_emulator first. Sets API_URL, STACK_BIN, PUMP_PID (the jobs pump) and exports
 # MEDIAGEN_API_KEY.
 start_stack() {
-  local api_port=$1
+  local api_port=$1 runner=${2:-gateway}
   # shellcheck source=local.env
   set -a; source "$ROOT/scripts/local.env"; set +a
   # A run may shorten the jobs queue's visibility timeout for a stack of its own (scripts/chaos.sh).
@@ -189,29 +194,45 @@ start_stack() {
   if curl -s -o /dev/null "$API_URL/"; then
     die "port $api_port is taken; stop what runs there or set MEDIAGEN_API_PORT"
   fi
-  # The stand-in for API Gateway's REST API, which runs the HTTP functions as Lambda does
-  # (functions/devtools/src/gateway.rs): HTTP_FUNCTION_CONCURRENCY (scripts/local.env) instances
-  # of each at most, or MEDIAGEN_FUNCTION_CONCURRENCY.
-  say "starting the HTTP functions behind the local API Gateway on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
-  start_bg "$STATE/functions.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" \
-    --functions "$STACK_BIN" --instances "${MEDIAGEN_FUNCTION_CONCURRENCY:-$HTTP_FUNCTION_CONCURRENCY}"
+  local instances=${MEDIAGEN_FUNCTION_CONCURRENCY:-$HTTP_FUNCTION_CONCURRENCY} run_generate run_deliver run_sweeper
+  case $runner in
+    gateway)
+      # The stand-in for API Gateway's REST API, which runs the HTTP functions as Lambda does
+      # (functions/devtools/src/gateway.rs).
+      say "starting the HTTP functions behind the local API Gateway on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
+      start_bg "$STATE/functions.log" "$STACK_BIN/mediagen-dev" gateway --listen "127.0.0.1:$api_port" \
+        --functions "$STACK_BIN" --instances "$instances"
+      # The SQS-triggered functions run under their pumps, as Lambda runs them (docs/design.md,
+      # "Local stack"): a crash is a cold start at the next invocation, not a stopped pipeline.
+      run_generate=(--run "$STACK_BIN/generate")
+      run_deliver=(--run "$STACK_BIN/deliver")
+      run_sweeper=(--run "$STACK_BIN/sweeper")
+      ;;
+    watch)
+      say "starting the functions under cargo lambda watch on $API_URL (logs: ${STATE#$ROOT/}/functions.log)"
+      start_bg "$STATE/functions.log" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$api_port" \
+        --concurrency "$instances" "${optimise[@]}"
+      run_generate=(--invoke-api "$API_URL")
+      run_deliver=(--invoke-api "$API_URL")
+      run_sweeper=(--invoke-api "$API_URL")
+      ;;
+    *) die "start_stack: runner $runner: use gateway or watch" ;;
+  esac
   STACK_PIDS=("${BG_PIDS[-1]}")
-  wait_for_http "$API_URL/" 30 "the local API Gateway"
-  # The SQS-triggered functions run under their pumps, as Lambda runs them (docs/design.md,
-  # "Local stack"): a crash is a cold start at the next invocation, not a stopped pipeline. Their
-  # timeouts are template.yaml's.
+  wait_for_http "$API_URL/health" 60 "the HTTP functions"
+  # The pumps' timeouts are template.yaml's.
   say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
   local dev="$STACK_BIN/mediagen-dev"
   start_bg "$STATE/pump.log" "$dev" pump --queue-url "$JOBS_QUEUE_URL" --function generate --timeout 30 \
-    --concurrency "$GENERATE_CONCURRENCY" --run "$STACK_BIN/generate"
+    --concurrency "$GENERATE_CONCURRENCY" "${run_generate[@]}"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   PUMP_PID=${BG_PIDS[-1]}
   start_bg "$STATE/pump-webhooks.log" "$dev" pump --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver --timeout 30 \
-    --concurrency "$DELIVER_CONCURRENCY" --run "$STACK_BIN/deliver"
+    --concurrency "$DELIVER_CONCURRENCY" "${run_deliver[@]}"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   start_bg "$STATE/pump-sweeper.log" "$dev" pump --queue-url "$JOBS_DEAD_LETTER_QUEUE_URL" --function sweeper \
     --timeout 30 --schedule-seconds "$SWEEP_SCHEDULE_SECONDS" --concurrency "$SWEEPER_CONCURRENCY" \
-    --run "$STACK_BIN/sweeper"
+    "${run_sweeper[@]}"
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 

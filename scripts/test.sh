@@ -81,6 +81,12 @@ MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -
 stop_stack
 unset MODEL_PROVIDER REPLICATE_API_TOKEN REPLICATE_API_BASE_URL
 
+say "the functions under cargo lambda watch (scripts/dev.sh --watch): every events/ file, a job, a rebuild"
+start_stack "$(free_port)" watch
+MEDIAGEN_API_URL="$API_URL" MEDIAGEN_FUNCTIONS_LOG="$STATE/functions.log" \
+  "$VENV/bin/python" -m unittest discover -s tests/watch -v
+stop_stack
+
 say "the chaos run: 200 jobs while generate is killed (scripts/chaos.sh)"
 scripts/chaos.sh
 

@@ -19,7 +19,7 @@ use mediagen::services::keys::KeyAdmin;
 use mediagen::services::webhooks::SigningKeys;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
-use mediagen_devtools::pump::Pump;
+use mediagen_devtools::pump::{Pump, Target};
 use mediagen_devtools::runtime_api::HostedFunction;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
@@ -68,8 +68,12 @@ enum Command {
         timeout: u64,
         /// Run the function here, as Lambda does, with this command (its binary and arguments):
         /// started on the first invocation and again after it dies, killed at its timeout.
-        #[arg(long, num_args = 1.., allow_hyphen_values = true, required = true)]
+        #[arg(long, num_args = 1.., allow_hyphen_values = true, required_unless_present = "invoke_api")]
         run: Vec<String>,
+        /// Or invoke the function through the Lambda Invoke API at this base URL, as
+        /// `cargo lambda invoke` calls `cargo lambda watch` (`http://127.0.0.1:9000`).
+        #[arg(long, conflicts_with = "run")]
+        invoke_api: Option<String>,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
         /// Also send the function EventBridge's scheduled event every this many seconds.
@@ -201,19 +205,23 @@ async fn main() -> ExitCode {
             function,
             timeout,
             run,
+            invoke_api,
             batch_size,
             schedule_seconds,
             concurrency,
         } => {
             let timeout = Duration::from_secs(timeout);
-            let functions: Result<Vec<HostedFunction>, Error> = (0..concurrency)
-                .map(|_| HostedFunction::new(&function, run.clone(), timeout))
+            let targets: Result<Vec<Target>, Error> = (0..concurrency)
+                .map(|_| match &invoke_api {
+                    Some(api) => invoke_target(api, &function, timeout),
+                    None => HostedFunction::new(&function, run.clone(), timeout).map(Target::Hosted),
+                })
                 .collect();
-            match functions {
-                Ok(functions) => {
+            match targets {
+                Ok(targets) => {
                     pump(
                         queue_url,
-                        functions,
+                        targets,
                         &function,
                         batch_size,
                         schedule_seconds.map(Duration::from_secs),
@@ -292,9 +300,21 @@ fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
     Ok(())
 }
 
+/// `function` behind the Invoke API at `api`, given its timeout and a little more for the hop.
+fn invoke_target(api: &str, function: &str, timeout: Duration) -> Result<Target, Error> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout + Duration::from_secs(5))
+        .build()?;
+    let url = format!(
+        "{}/2015-03-31/functions/{function}/invocations",
+        api.trim_end_matches('/')
+    );
+    Ok(Target::Invoke { http, url })
+}
+
 async fn pump(
     queue_url: String,
-    functions: Vec<HostedFunction>,
+    targets: Vec<Target>,
     function: &str,
     batch_size: i32,
     schedule: Option<Duration>,
@@ -303,13 +323,13 @@ async fn pump(
     let sqs = aws::sqs(&sdk);
     let queue_arn = queue_arn(&sqs, &queue_url, "the queue").await?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    eprintln!("pump: feeding {queue_url} to {function}, {} at once", functions.len());
-    let pumps: Vec<Pump> = functions
+    eprintln!("pump: feeding {queue_url} to {function}, {} at once", targets.len());
+    let pumps: Vec<Pump> = targets
         .into_iter()
         .enumerate()
-        .map(|(i, function)| Pump {
+        .map(|(i, target)| Pump {
             sqs: sqs.clone(),
-            function,
+            target,
             queue_url: queue_url.clone(),
             queue_arn: queue_arn.clone(),
             region: region.clone(),

@@ -3,8 +3,9 @@
 //! `deliver`, `sweeper`) as a real `SQSEvent`, and deletes only the records the function did not
 //! report in `batchItemFailures`. Reported records, and all of a batch whose invocation failed,
 //! come back after their visibility timeout, as on AWS. The function runs here, as Lambda runs it
-//! ([`HostedFunction`]: its own process, started again after a crash, killed at its timeout).
-//! With a schedule it also sends the function EventBridge's scheduled event at that rate, as the
+//! ([`HostedFunction`]: its own process, started again after a crash, killed at its timeout), or
+//! behind Lambda's Invoke API, as `cargo lambda watch` serves it (docs/local-stack.md). With a
+//! schedule it also sends the function EventBridge's scheduled event at that rate, as the
 //! sweeper's schedule does on AWS.
 
 use std::collections::HashSet;
@@ -14,14 +15,51 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use bytes::Bytes;
 
 use crate::Error;
-use crate::runtime_api::HostedFunction;
+use crate::runtime_api::{HostedFunction, InvokeError};
+
+/// Where the pump's function runs.
+pub enum Target {
+    /// Here, as Lambda runs it.
+    Hosted(HostedFunction),
+    /// Behind Lambda's Invoke API: `POST {url}` with the event, as `cargo lambda invoke` calls
+    /// `cargo lambda watch`. The client's timeout is the function's.
+    Invoke { http: reqwest::Client, url: String },
+}
+
+impl Target {
+    /// The function's answer, or why the invocation failed.
+    pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        match self {
+            Target::Hosted(function) => function.invoke(payload).await,
+            Target::Invoke { http, url } => {
+                let response = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(payload)
+                    .send()
+                    .await
+                    .map_err(|e| InvokeError::Unreachable(mediagen::adapters::describe_error(&e)))?;
+                // Lambda marks a function's own error with this header, whatever the status.
+                let failed = !response.status().is_success() || response.headers().contains_key("x-amz-function-error");
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| InvokeError::Unreachable(mediagen::adapters::describe_error(&e)))?;
+                match failed {
+                    true => Err(InvokeError::Failed(String::from_utf8_lossy(&body).into_owned())),
+                    false => Ok(body),
+                }
+            }
+        }
+    }
+}
 
 pub struct Pump {
     pub sqs: Client,
-    /// The function, run here as Lambda runs it.
-    pub function: HostedFunction,
+    pub target: Target,
     pub queue_url: String,
     pub queue_arn: String,
     pub region: String,
@@ -60,10 +98,7 @@ impl Pump {
 
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
-        let answer = self
-            .function
-            .invoke(bytes::Bytes::from(serde_json::to_vec(&event)?))
-            .await;
+        let answer = self.target.invoke(Bytes::from(serde_json::to_vec(&event)?)).await;
         let failed: HashSet<String> = match answer.map(|body| serde_json::from_slice::<SqsBatchResponse>(&body)) {
             Ok(Ok(answer)) => answer
                 .batch_item_failures
@@ -154,10 +189,7 @@ impl Pump {
             "resources": ["arn:aws:events:local:123456789012:rule/local-schedule"],
             "detail": {},
         });
-        let answer = self
-            .function
-            .invoke(bytes::Bytes::from(serde_json::to_vec(&event)?))
-            .await?;
+        let answer = self.target.invoke(Bytes::from(serde_json::to_vec(&event)?)).await?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
