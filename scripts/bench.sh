@@ -2,7 +2,7 @@
 # Builds release artifacts and measures them beside their baselines: init time, first and warm
 # invocation latency, peak RSS, artifact size, handler overhead, presign cost, pipeline throughput,
 # and from them the cost per 1,000 jobs (scripts/bench/prices.json).
-# Writes target/bench/summary.json and BENCHMARKS.md. Takes several minutes; not part of test.sh.
+# Writes target/bench/summary.json and docs/benchmarks.md. Takes several minutes; not part of test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -54,4 +54,4 @@ say "the local stack beside the emulators' bound, at 1 and 30 clients"
 "$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL" --stack-pids "${EMULATOR_PIDS[@]}" "${STACK_PIDS[@]}" \
   --jobs-pump-pid "$PUMP_PID"
 
-say "wrote target/bench/summary.json and BENCHMARKS.md in $((SECONDS - started))s"
+say "wrote target/bench/summary.json and docs/benchmarks.md in $((SECONDS - started))s"

@@ -8,6 +8,9 @@ cd "$ROOT"
 ensure_tools
 started=$SECONDS
 
+say "the README and docs/: every relative link and anchor resolves, every route is described"
+python3 scripts/check-docs.py
+
 say "template.yaml: cfn-lint, sam validate --lint, its expansion and the local stack's names"
 export SAM_CLI_TELEMETRY=0
 "$VENV/bin/cfn-lint" template.yaml

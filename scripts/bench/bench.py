@@ -1,5 +1,5 @@
 """Measures mediagen's functions beside their baselines and writes target/bench/summary.json and
-BENCHMARKS.md. Run by scripts/bench.sh, which builds the artifacts and starts the emulator first.
+docs/benchmarks.md. Run by scripts/bench.sh, which builds the artifacts and starts the emulator first.
 
 Each function binary runs against a small Lambda runtime API served here, the way Lambda runs it:
 the process starts, asks for work at GET /2018-06-01/runtime/invocation/next, and posts each
@@ -641,7 +641,7 @@ COST_ASSUMPTIONS = {
     # AWS does not publish how many long polls an event source mapping keeps open on an idle queue.
     "idle_pollers_per_queue": 5,
     "long_poll_seconds": 20,
-    # START, END and REPORT lines of each invocation; one JSON line of ours (the README's sample).
+    # START, END and REPORT lines of each invocation; one JSON line of ours (the sample in docs/operations.md, "Logs").
     "platform_log_bytes": 350,
     "log_line_bytes": 520,
 }
@@ -958,7 +958,7 @@ def render_cost(cost):
 
 
 def render(summary):
-    """BENCHMARKS.md: every figure beside its baseline and target, and how it was measured."""
+    """docs/benchmarks.md: every figure beside its baseline and target, and how it was measured."""
     m = summary["machine"]
     lines = [
         "# Benchmarks",
@@ -1092,9 +1092,9 @@ def render(summary):
 
 
 def write(summary, path):
-    """summary.json and the BENCHMARKS.md rendered from it."""
+    """summary.json and the docs/benchmarks.md rendered from it."""
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    (ROOT / "BENCHMARKS.md").write_text(render(summary))
+    (ROOT / "docs" / "benchmarks.md").write_text(render(summary))
 
 
 def main():
