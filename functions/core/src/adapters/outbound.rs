@@ -11,14 +11,19 @@ use std::sync::Arc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use crate::domain::network::is_public;
+use crate::domain::network::{is_local, is_public};
 
 /// Which addresses may be connected to.
 pub type AddressCheck = fn(IpAddr) -> bool;
 
-/// Only public addresses, or, with local URLs allowed (a local stack), any.
+/// Only public addresses, or, with local URLs allowed (a local stack), loopback and private ones
+/// too; link-local never.
 pub fn address_check(allow_local: bool) -> AddressCheck {
-    if allow_local { |_| true } else { is_public }
+    if allow_local {
+        |ip| is_public(ip) || is_local(ip)
+    } else {
+        is_public
+    }
 }
 
 /// The refusal of a name or address, carried through the HTTP client's errors.
@@ -92,4 +97,39 @@ pub fn refusal(err: &(dyn std::error::Error + 'static)) -> Option<Refused> {
         current = cause.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(check: AddressCheck, url: &str) -> bool {
+        check_url(&Url::parse(url).unwrap(), true, check).is_ok()
+    }
+
+    #[test]
+    fn local_urls_open_loopback_and_private_ranges_only() {
+        let local = address_check(true);
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://10.0.0.7/",
+            "http://192.168.1.2/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+        ] {
+            assert!(allowed(local, url), "{url}");
+        }
+        // Instance metadata and the rest of link-local stay shut, in every form of the address.
+        for url in [
+            "http://169.254.169.254/",
+            "http://169.254.170.2/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[fe80::1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(!allowed(local, url), "{url}");
+            assert!(!allowed(address_check(false), url), "{url}");
+        }
+    }
 }

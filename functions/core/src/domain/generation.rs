@@ -444,5 +444,17 @@ pub(crate) mod tests {
         }
         let err = GenerateRequest::parse(&json!({"prompt": "a", "webhook_url": "http://example.com"}), &local);
         assert!(err.is_err());
+        // Instance metadata stays shut, in any form of its address.
+        for bad in [
+            "http://169.254.169.254/",
+            "https://169.254.169.254/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "https://[::ffff:0:a9fe:a9fe]/",
+        ] {
+            assert!(
+                GenerateRequest::parse(&json!({"prompt": "a", "webhook_url": bad}), &local).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -13,6 +13,19 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether an address is on this machine or a private network: what a local stack's
+/// `ALLOW_LOCAL_URLS` opens besides the public ones. Never link-local, where instance metadata
+/// (169.254.169.254) and the container credentials endpoint live.
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local(IpAddr::V4(v4)),
+            None => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+        },
+    }
+}
+
 fn is_public_v4(v4: Ipv4Addr) -> bool {
     let [a, b, c, _] = v4.octets();
     !(v4.is_private()
@@ -38,7 +51,7 @@ fn is_public_v6(v6: Ipv6Addr) -> bool {
     !(v6.is_loopback()
         || v6.is_unspecified()
         || v6.is_multicast()
-        || (v6.segments()[..6] == [0; 6]) // IPv4-compatible, ::a.b.c.d
+        || v6.segments()[..4] == [0; 4] // ::/64: IPv4-compatible ::a.b.c.d, translated ::ffff:0:a.b.c.d
         || (first == 0x0064 && second == 0xff9b) // NAT64, 64:ff9b::/96 and 64:ff9b:1::/48
         || (first == 0x0100 && v6.segments()[1..4] == [0; 3]) // discard, 100::/64
         || (first == 0x2001 && second == 0) // Teredo, 2001::/32
@@ -79,6 +92,8 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "::8.8.8.8",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:808:808",
             "64:ff9b::7f00:1",
             "64:ff9b::808:808",
             "64:ff9b:1::a00:1",
@@ -90,6 +105,31 @@ mod tests {
             "ff02::1",
         ] {
             assert!(!is_public(raw.parse().unwrap()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn local_addresses_are_loopback_and_private_never_link_local() {
+        for raw in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_local(raw.parse().unwrap()), "{raw}");
+        }
+        for raw in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "::ffff:0:a9fe:a9fe",
+            "fe80::1",
+            "0.0.0.0",
+            "8.8.8.8",
+        ] {
+            assert!(!is_local(raw.parse().unwrap()), "{raw}");
         }
     }
 
