@@ -22,7 +22,9 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 /// Where objects are addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Addressing {
-    /// `https://<bucket>.s3.<region>.amazonaws.com/<key>`, as the SDK addresses AWS.
+    /// `https://<bucket>.s3.<region>.<partition's domain>/<key>`, as the SDK addresses AWS; a
+    /// bucket whose name has dots, which no wildcard certificate covers, at
+    /// `https://s3.<region>.<partition's domain>/<bucket>/<key>`.
     VirtualHosted { suffix: String },
     /// `<base>/<bucket>/<key>`: emulators, and any endpoint override.
     PathStyle { base: String, host: String },
@@ -46,7 +48,7 @@ impl Presigner {
         let addressing = match endpoint_override.or(sdk.endpoint_url()) {
             Some(endpoint) => path_style(endpoint)?,
             None => Addressing::VirtualHosted {
-                suffix: format!("s3.{region}.amazonaws.com"),
+                suffix: format!("s3.{region}.{}", partition_domain(&region)),
             },
         };
         Ok(Self {
@@ -93,6 +95,11 @@ impl Presigner {
             None => ttl,
         };
         let (origin, host, path) = match &self.addressing {
+            Addressing::VirtualHosted { suffix } if bucket.contains('.') => (
+                format!("https://{suffix}"),
+                suffix.clone(),
+                format!("/{}/{}", encode_path(bucket), encode_path(key)),
+            ),
             Addressing::VirtualHosted { suffix } => {
                 let host = format!("{bucket}.{suffix}");
                 (format!("https://{host}"), host, format!("/{}", encode_path(key)))
@@ -118,6 +125,23 @@ impl Presigner {
         );
         Ok((format!("{origin}{path}?{query}"), ttl))
     }
+}
+
+/// The domain of the AWS partition a region belongs to (the SDK's partitions, by their region
+/// patterns).
+fn partition_domain(region: &str) -> &'static str {
+    const PARTITIONS: [(&str, &str); 6] = [
+        ("cn-", "amazonaws.com.cn"),
+        ("us-iso-", "c2s.ic.gov"),
+        ("us-isob-", "sc2s.sgov.gov"),
+        ("us-isof-", "csp.hci.ic.gov"),
+        ("eu-isoe-", "cloud.adc-e.uk"),
+        ("eusc-", "amazonaws.eu"),
+    ];
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("amazonaws.com", |(_, domain)| domain)
 }
 
 fn path_style(endpoint: &str) -> Result<Addressing, MediaError> {
@@ -279,6 +303,10 @@ mod tests {
     }
 
     async fn compare(endpoint: Option<&str>, token: Option<&str>) {
+        compare_in("eu-west-1", "media-bucket", endpoint, token).await;
+    }
+
+    async fn compare_in(region: &str, bucket: &str, endpoint: Option<&str>, token: Option<&str>) {
         let credentials = Credentials::new(
             "AKIDEXAMPLE",
             "secret/with+chars",
@@ -287,7 +315,7 @@ mod tests {
             "test",
         );
         let mut builder = SdkConfig::builder()
-            .region(aws_config::Region::new("eu-west-1"))
+            .region(aws_config::Region::new(region.to_owned()))
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .behavior_version(aws_config::BehaviorVersion::latest());
         if let Some(endpoint) = endpoint {
@@ -300,7 +328,7 @@ mod tests {
 
         let (ours, lifetime) = Presigner::new(&sdk, None)
             .unwrap()
-            .presign_get("media-bucket", key, ttl, now)
+            .presign_get(bucket, key, ttl, now)
             .await
             .unwrap();
         assert_eq!(lifetime, ttl);
@@ -311,7 +339,7 @@ mod tests {
             .unwrap();
         let theirs = crate::adapters::aws::s3(&sdk, None)
             .get_object()
-            .bucket("media-bucket")
+            .bucket(bucket)
             .key(key)
             .presigned(config)
             .await
@@ -328,6 +356,17 @@ mod tests {
     async fn matches_the_sdk_on_aws() {
         compare(None, None).await;
         compare(None, Some("session/token+value==")).await;
+    }
+
+    #[tokio::test]
+    async fn matches_the_sdk_in_other_partitions_and_for_buckets_with_dots() {
+        compare_in("cn-north-1", "media-bucket", None, None).await;
+        compare_in("us-gov-west-1", "media-bucket", None, None).await;
+        compare_in("us-iso-east-1", "media-bucket", None, None).await;
+        compare_in("us-isob-east-1", "media-bucket", None, None).await;
+        compare_in("eusc-de-east-1", "media-bucket", None, None).await;
+        compare_in("eu-west-1", "media.example.com", None, None).await;
+        compare_in("cn-northwest-1", "media.example.cn", None, Some("token")).await;
     }
 
     #[tokio::test]

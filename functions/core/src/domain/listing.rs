@@ -70,11 +70,34 @@ impl ListQuery {
         }
         if errors.is_empty() { Ok(query) } else { Err(errors) }
     }
+
+    /// The query string of the page after this one, which ends at `next`: the same filter and
+    /// page size, from there on.
+    pub fn next_page(&self, next: Cursor) -> String {
+        let mut query = format!("limit={}&cursor={}", self.limit, next.encode());
+        if let Some(status) = self.status {
+            query.push_str(&format!("&status={status}"));
+        }
+        query
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_page_keeps_the_filter_and_the_page_size() {
+        let next = Cursor::decode("0192e5a0-7b1c-7c3d-8e9f-0123456789ab").unwrap();
+        let query = ListQuery::parse([("status", "failed"), ("limit", "5")]).unwrap();
+        let again = query.next_page(next);
+        let pairs = again.split('&').filter_map(|pair| pair.split_once('='));
+        let parsed = ListQuery::parse(pairs).unwrap();
+        assert_eq!(
+            (parsed.status, parsed.limit, parsed.after),
+            (query.status, 5, Some(next))
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_tampering_is_refused() {

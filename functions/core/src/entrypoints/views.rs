@@ -13,6 +13,7 @@ use crate::domain::catalogue::public_name;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobStatus, MediaItem};
+use crate::domain::listing::Cursor;
 use crate::domain::prediction::PredictionStatus;
 use crate::domain::timestamp::render as timestamp;
 use crate::ports::JobPage;
@@ -219,17 +220,16 @@ pub(crate) fn accepted_body(job: &Job, base: &str) -> AcceptedView {
     }
 }
 
-/// A page of a listing, with the cursor of the next one.
-pub(crate) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(&str) -> String) -> JobPageView {
-    let next_cursor = page.next.map(|cursor| cursor.encode());
+/// A page of a listing, with the cursor of the next one and the query string of its link.
+pub(crate) fn page_body(page: &JobPage, base: &str, next_query: impl Fn(Cursor) -> String) -> JobPageView {
     JobPageView {
         jobs: page.jobs.iter().map(summary_body).collect(),
         links: PageLinksView {
-            next: next_cursor
-                .as_deref()
+            next: page
+                .next
                 .map(|cursor| format!("{base}/media/jobs?{}", next_query(cursor))),
         },
-        next_cursor,
+        next_cursor: page.next.map(|cursor| cursor.encode()),
     }
 }
 

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    KEY, OTHER_KEY, OWNER, Stack, assert_problem, header_of, json_of, post_generate, request, request_as, sqs_event,
+    KEY, OTHER_KEY, OWNER, Stack, assert_problem, header_of, json_of, post_generate, request, request_as,
+    request_with_query, sqs_event,
 };
 use chrono::Utc;
+use lambda_http::Request;
 use lambda_http::http::{Method, header};
-use lambda_http::{Body, Request};
 use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
@@ -354,15 +355,6 @@ async fn listing_pages_through_250_jobs_without_loss_or_repeat() {
 }
 
 /// A GET whose query string reaches the handler as API Gateway gives it.
-fn request_with_query(path_and_query: &str) -> Request {
-    use lambda_http::RequestExt;
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let params: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    request(Method::GET, path, None, Body::Empty).with_query_string_parameters(params)
-}
-
 #[tokio::test]
 async fn prefer_wait_answers_a_finished_job_or_the_state_when_the_wait_runs_out() {
     let stack = Stack::new().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::{Method, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::aws;
 use mediagen::adapters::webhook::HttpWebhookSender;
@@ -348,6 +348,15 @@ pub fn file_links() -> FileLinks {
 /// A request with the key of [`OWNER`].
 pub fn request(method: Method, path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
     request_as(KEY, method, path, content_type, body)
+}
+
+/// A GET of a path with a query, the query's parameters as API Gateway hands them over.
+pub fn request_with_query(path_and_query: &str) -> Request {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let params: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    request(Method::GET, path, None, Body::Empty).with_query_string_parameters(params)
 }
 
 /// A request with the given `Authorization: Bearer` key.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{OTHER_KEY, Stack, assert_problem, json_of, request, request_as, sqs_event};
+use crate::helpers::{OTHER_KEY, Stack, assert_problem, json_of, request, request_as, request_with_query, sqs_event};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt};
 use mediagen::adapters::image_model::local::LocalModel;
@@ -167,4 +167,39 @@ async fn a_waiting_create_that_runs_out_says_starting() {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["preference-applied"], "wait");
     assert_eq!(json_of(&response)["status"], "starting");
+}
+
+#[tokio::test]
+async fn a_filtered_listing_keeps_its_filter_on_the_next_page() {
+    let stack = Stack::new().await;
+    let mut canceled = Vec::new();
+    for n in 0..3 {
+        let (status, created) = create(
+            &stack,
+            "/v1/predictions",
+            json!({"version": "mediagen/local", "input": {"prompt": format!("page {n}")}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        if n != 1 {
+            let cancel = https(request(Method::POST, &format!("/v1/predictions/{id}/cancel"), None, ""));
+            assert_eq!(http::submit::handle(&stack.submit_api(), cancel).await.status(), 200);
+            canceled.push(id);
+        }
+    }
+    let list = |path: &str| https(request_with_query(path));
+    let first =
+        json_of(&http::submit::handle(&stack.submit_api(), list("/v1/predictions?status=canceled&limit=1")).await);
+    assert_eq!(first["results"][0]["id"], canceled[1].as_str(), "{first}");
+    let next = first["next"].as_str().expect("a next page");
+    let next = next.strip_prefix("https://api.example.com").expect("an absolute link");
+    let second = json_of(&http::submit::handle(&stack.submit_api(), list(next)).await);
+    let ids: Vec<&str> = second["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [canceled[0].as_str()], "{second}");
 }

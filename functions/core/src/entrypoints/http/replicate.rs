@@ -223,7 +223,7 @@ pub(super) async fn list<S: JobStore>(
     let root = api_root(request);
     let next = page
         .next
-        .map(|cursor| format!("{root}/v1/predictions?limit={}&cursor={}", query.limit, cursor.encode()));
+        .map(|cursor| format!("{root}/v1/predictions?{}", query.next_page(cursor)));
     Ok(json_response(
         StatusCode::OK,
         &PredictionPageView {

@@ -236,15 +236,8 @@ pub(super) async fn list<S: JobStore + KeyStore>(
     let params = request.query_string_parameters();
     let query = ListQuery::parse(params.iter()).map_err(ApiError::InvalidQuery)?;
     let page = api.reads.list(caller, &query).await?;
-    let next_query = |cursor: &str| {
-        let mut next = format!("limit={}&cursor={cursor}", query.limit);
-        if let Some(status) = query.status {
-            next.push_str(&format!("&status={status}"));
-        }
-        next
-    };
     Ok(json_response(
         StatusCode::OK,
-        &page_body(&page, &base_path(request), next_query),
+        &page_body(&page, &base_path(request), |next| query.next_page(next)),
     ))
 }
