@@ -68,6 +68,14 @@ pub enum Commit {
     Stale,
 }
 
+/// What adding a key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    New,
+    /// The key was stored already, as this record: nothing was changed.
+    Existing(KeyRecord),
+}
+
 /// Whether a conditional state change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -213,7 +221,8 @@ pub struct JobMessage {
 /// API keys, stored by their hash.
 pub trait KeyStore: Send + Sync {
     fn find(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-    fn add(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a key that is not stored yet; a stored key is left as it is, and answered.
+    fn add(&self, record: &KeyRecord) -> impl Future<Output = Result<Added, StoreError>> + Send;
     /// Every key, oldest first.
     fn all(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     fn revoke(&self, hash: &KeyHash, now: DateTime<Utc>)

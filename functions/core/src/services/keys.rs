@@ -3,12 +3,16 @@
 use chrono::Utc;
 
 use crate::domain::keys::{ApiKey, KeyRecord, Owner};
-use crate::ports::{KeyStore, StoreError, Transition};
+use crate::ports::{Added, KeyStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyAdminError {
     #[error("could not draw a random key: {0}")]
     Random(String),
+    #[error("key {0}… was revoked and cannot be registered again; make a new one")]
+    Revoked(String),
+    #[error("key {0}… belongs to another owner")]
+    OtherOwner(String),
     #[error("no key starts with {0:?}")]
     NoSuchPrefix(String),
     #[error("{count} keys start with {prefix:?}; give more of the key")]
@@ -26,8 +30,9 @@ impl<K: KeyStore> KeyAdmin<K> {
         Self { keys }
     }
 
-    /// Stores a key for the owner: the given one (a local stack re-registering its key), or a
-    /// new random one. Answers the key, to be shown once.
+    /// Stores a key for the owner: the given one (a local stack re-registering its key, which
+    /// changes nothing if the owner has it already), or a new random one. Answers the key, to be
+    /// shown once. A key revoked, or another owner's, is refused.
     pub async fn create(&self, owner: Owner, key: Option<ApiKey>) -> Result<(ApiKey, KeyRecord), KeyAdminError> {
         let key = match key {
             Some(key) => key,
@@ -40,8 +45,12 @@ impl<K: KeyStore> KeyAdmin<K> {
             created_at: Utc::now(),
             revoked_at: None,
         };
-        self.keys.add(&record).await?;
-        Ok((key, record))
+        match self.keys.add(&record).await? {
+            Added::New => Ok((key, record)),
+            Added::Existing(stored) if stored.revoked_at.is_some() => Err(KeyAdminError::Revoked(stored.prefix)),
+            Added::Existing(stored) if stored.owner != record.owner => Err(KeyAdminError::OtherOwner(stored.prefix)),
+            Added::Existing(stored) => Ok((key, stored)),
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyAdminError> {

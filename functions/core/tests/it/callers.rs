@@ -15,7 +15,7 @@ use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::{Job, JobStatus};
-use mediagen::domain::keys::Owner;
+use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError, RunLog};
@@ -85,6 +85,27 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401_without_the_key() {
     let path = format!("/media/status/{}", JobId::new());
     let response = http::status::handle(&stack.status_api(), request(Method::GET, &path, None, "")).await;
     assert_problem(&response, 401);
+}
+
+#[tokio::test]
+async fn registering_a_key_again_never_undoes_a_revocation_or_moves_it_to_another_owner() {
+    let stack = Stack::new().await;
+    let admin = KeyAdmin::new(stack.store());
+    let key = || Some(ApiKey::parse(KEY).unwrap());
+    let owner = |name: &str| Owner::parse(name).unwrap();
+    // The same key for the same owner again, as a local stack does at every start: nothing changes.
+    admin.create(owner(OWNER), key()).await.unwrap();
+    // Not to another owner.
+    assert!(admin.create(owner(crate::helpers::OTHER_OWNER), key()).await.is_err());
+    admin.revoke(&KEY[..12]).await.unwrap();
+    // Not back to life.
+    assert!(admin.create(owner(OWNER), key()).await.is_err());
+    let path = format!("/media/status/{}", JobId::new());
+    let response = http::status::handle(&stack.status_api(), request(Method::GET, &path, None, "")).await;
+    assert_problem(&response, 401);
+    let records = admin.list().await.unwrap();
+    let record = records.iter().find(|r| KEY.starts_with(&r.prefix)).unwrap();
+    assert_eq!((record.owner.as_str(), record.revoked_at.is_some()), (OWNER, true));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod item;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -21,7 +22,8 @@ use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::listing::{Cursor, ListQuery};
 use crate::ports::{
-    Cancel, Claim, Commit, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded, Transition,
+    Added, Cancel, Claim, Commit, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded,
+    Transition,
 };
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
@@ -684,15 +686,27 @@ impl KeyStore for DynamoJobStore {
         output.item.as_ref().map(key_from_item).transpose()
     }
 
-    async fn add(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.client
+    async fn add(&self, record: &KeyRecord) -> Result<Added, StoreError> {
+        // Never over a stored key: that could undo its revocation or give it to another owner.
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(key_to_item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(Added::New),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => match failed.item() {
+                    Some(item) => Ok(Added::Existing(key_from_item(item)?)),
+                    None => Err(StoreError::Unavailable("a refused key put returned no record".into())),
+                },
+                _ => Err(unavailable(&err)),
+            },
+        }
     }
 
     async fn all(&self) -> Result<Vec<KeyRecord>, StoreError> {
