@@ -132,6 +132,14 @@ pub trait JobStore: Send + Sync {
         job: &Job,
         idempotency: Option<IdempotencyClaim<'_>>,
     ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// Frees an idempotency key that still names `job_id`, so that the next submit with it makes
+    /// a new job; `Stale` if it names another job or none.
+    fn release_idempotency(
+        &self,
+        owner: &Owner,
+        key: &IdempotencyKey,
+        job_id: JobId,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// The owner's jobs, newest first, as the query asks.
     fn list(&self, owner: &Owner, query: &ListQuery) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
     /// `queued → canceled`, or marks a `processing` job for cancelling.

@@ -105,8 +105,10 @@ impl JobError {
         }
     }
 
+    pub const ENQUEUE_FAILED: &str = "enqueue_failed";
+
     pub fn enqueue_failed() -> Self {
-        Self::new("enqueue_failed", "the job could not be queued for processing")
+        Self::new(Self::ENQUEUE_FAILED, "the job could not be queued for processing")
     }
 
     /// A job whose message the queue gave up on before any attempt could end it.
@@ -175,6 +177,11 @@ impl Job {
             predictions: Vec::new(),
             ttl: expiry(now, retention),
         }
+    }
+
+    /// Failed because its message was never sent: no attempt ever ran it.
+    pub fn never_queued(&self) -> bool {
+        self.status == JobStatus::Failed && self.error.as_ref().is_some_and(|e| e.code == JobError::ENQUEUE_FAILED)
     }
 
     pub fn timings(&self) -> Timings {

@@ -78,34 +78,46 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 fingerprint,
                 expires_at: job.created_at.timestamp() + IDEMPOTENCY_WINDOW_SECONDS,
             });
-        match self.store.create(&job, claim).await? {
-            Created::New => {}
-            Created::Existing {
-                job_id,
-                fingerprint: stored,
-            } => {
-                if Some(stored.as_str()) != fingerprint.as_deref() {
-                    return Err(SubmitError::IdempotencyMismatch);
-                }
-                tracing::Span::current().record("job_id", tracing::field::display(job_id));
-                let original =
-                    self.store.job(job_id).await?.ok_or_else(|| {
-                        StoreError::Unavailable(format!("idempotency record names missing job {job_id}"))
-                    })?;
-                tracing::info!("idempotent replay of an earlier submit");
-                let age = Utc::now() - original.created_at;
-                if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
-                    // The first submit ended before its message went out (a crash, a timeout):
-                    // the retry sends it, as the client who retries expects the job to run. A
-                    // younger job's own submit is most likely sending it right now; should both
-                    // send, the second message finds the job claimed or final.
-                    self.send_again(&original).await;
-                }
-                return Ok(Submitted {
-                    job: original,
-                    replayed: true,
-                });
+        // At most twice: a key whose job was never queued is freed once, for this new job.
+        let mut freed = false;
+        while let Created::Existing {
+            job_id,
+            fingerprint: stored,
+        } = self.store.create(&job, claim).await?
+        {
+            if Some(stored.as_str()) != fingerprint.as_deref() {
+                return Err(SubmitError::IdempotencyMismatch);
             }
+            tracing::Span::current().record("job_id", tracing::field::display(job_id));
+            let original = self
+                .store
+                .job(job_id)
+                .await?
+                .ok_or_else(|| StoreError::Unavailable(format!("idempotency record names missing job {job_id}")))?;
+            if original.never_queued()
+                && !freed
+                && let Some(key) = idempotency_key
+            {
+                // The first submit answered 503 and its job never ran: the client retried as
+                // told, so the key goes to a job that runs (docs/design.md, "Idempotency").
+                self.store.release_idempotency(&caller.owner, key, job_id).await?;
+                freed = true;
+                tracing::info!("the key's job was never queued; the key is freed for a new job");
+                continue;
+            }
+            tracing::info!("idempotent replay of an earlier submit");
+            let age = Utc::now() - original.created_at;
+            if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
+                // The first submit ended before its message went out (a crash, a timeout):
+                // the retry sends it, as the client who retries expects the job to run. A
+                // younger job's own submit is most likely sending it right now; should both
+                // send, the second message finds the job claimed or final.
+                self.send_again(&original).await;
+            }
+            return Ok(Submitted {
+                job: original,
+                replayed: true,
+            });
         }
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
 

@@ -453,6 +453,14 @@ impl JobStore for LostCommitAnswer {
     ) -> Result<mediagen::ports::Created, StoreError> {
         self.store.create(job, idempotency).await
     }
+    async fn release_idempotency(
+        &self,
+        owner: &Owner,
+        key: &mediagen::domain::idempotency::IdempotencyKey,
+        job_id: JobId,
+    ) -> Result<Transition, StoreError> {
+        self.store.release_idempotency(owner, key, job_id).await
+    }
     async fn list(
         &self,
         owner: &Owner,

@@ -1,11 +1,12 @@
 //! `POST /media/generate` through the real handler, store and queue.
 
-use crate::helpers::{Stack, assert_problem, header_of, json_of, post_generate, request};
+use crate::helpers::{Stack, assert_problem, header_of, json_of, post_generate, request, sqs_event};
 use lambda_http::http::Method;
+use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::JobStatus;
-use mediagen::entrypoints::http;
+use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{Claim, JobQueue, JobStore, QueueError};
 use serde_json::{Value, json};
 
@@ -259,4 +260,53 @@ async fn a_lost_send_answer_for_a_job_already_running_answers_202() {
         "the running job is left to its worker"
     );
     assert_eq!(stack.receive(0).await.len(), 1, "its message went out");
+}
+
+/// A queue that fails its first send and works after.
+struct DownOnce {
+    queue: SqsJobQueue,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl JobQueue for DownOnce {
+    async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("the queue was down".into()));
+        }
+        self.queue.enqueue(id).await
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.queue.retry_later(receipt_handle, delay).await
+    }
+}
+
+/// The caller did the right thing, retrying with the same Idempotency-Key after a 503: the retry
+/// must queue a job that runs, not answer the failed one for 24 hours.
+#[tokio::test]
+async fn a_replay_after_enqueue_failed_queues_a_job_that_succeeds() {
+    let stack = Stack::new().await;
+    let service = stack.submit_api_with_queue(DownOnce {
+        queue: stack.queue(),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let submit = || {
+        let mut request = post_generate(r#"{"prompt":"a","width":256,"height":256}"#);
+        request
+            .headers_mut()
+            .insert("idempotency-key", "retry-me-1".parse().unwrap());
+        http::submit::handle(&service, request)
+    };
+    assert_eq!(submit().await.status(), 503);
+    let retried = submit().await;
+    let answer = json_of(&retried);
+    assert_eq!(retried.status(), 202, "{answer}");
+    let job_id = JobId::parse(answer["job_id"].as_str().unwrap()).unwrap();
+    sqs::handle(&stack.generator(LocalModel), sqs_event(stack.receive(10).await)).await;
+    let job = stack.store().job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded);
+    // From now on the key answers this job.
+    let again = submit().await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json_of(&again)["job_id"], job_id.to_string());
 }

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::describe_error as describe;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
@@ -27,8 +28,8 @@ use crate::ports::{
 };
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
-    job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item, media_from_item, media_pk,
-    media_to_item, n, owner_partition, predictions, s, time,
+    idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
+    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, s, time,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -271,6 +272,34 @@ impl JobStore for DynamoJobStore {
             return Err(unavailable(&err));
         }
         Err(StoreError::Unavailable("the job's transaction kept conflicting".into()))
+    }
+
+    async fn release_idempotency(
+        &self,
+        owner: &Owner,
+        key: &IdempotencyKey,
+        job_id: JobId,
+    ) -> Result<Transition, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", idempotency_pk(owner, key))
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":job", s(job_id.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::Stale)
+            }
+            Err(err) => Err(unavailable(&err)),
+        }
     }
 
     async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<JobPage, StoreError> {
