@@ -145,6 +145,9 @@ pub struct Job {
     /// Set by a cancel while the job is `processing`: its attempt ends it `canceled`.
     pub cancel_requested: bool,
     pub interface: Interface,
+    /// Where the client reached the API when it submitted the job (scheme, host and stage), so
+    /// that the links sent about it later (in a webhook) resolve: `None` for jobs made before.
+    pub api_root: Option<String>,
     /// Set from the job's creation until its queue message is known to have been sent (or a
     /// worker claims it): a job still unsent long after `submit` ended is failed by the sweeper
     /// (docs/design.md, "Failure rules").
@@ -173,6 +176,7 @@ impl Job {
             media_ids: Vec::new(),
             cancel_requested: false,
             interface: Interface::Media,
+            api_root: None,
             unsent: true,
             predictions: Vec::new(),
             ttl: expiry(now, retention),

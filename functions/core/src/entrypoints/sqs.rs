@@ -80,8 +80,8 @@ where
     .await
 }
 
-/// A webhook's body: the job as the API it was asked through shows it, with links as that API
-/// gives them to a client that calls it at its root.
+/// A webhook's body: the job as the API it was asked through shows it, its links absolute, at the
+/// address and stage the job was submitted to.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum WebhookBody {
@@ -97,12 +97,13 @@ enum WebhookBody {
 
 impl WebhookBody {
     fn of(job: &Job, media: &[MediaItem], event: WebhookEvent, links: &FileLinks) -> Self {
+        let root = job.api_root.as_deref().unwrap_or_default();
         match job.interface {
             Interface::Media => WebhookBody::Media {
-                job: job_body(job, media, ""),
+                job: job_body(job, media, root),
                 event: event.as_str(),
             },
-            Interface::Replicate => WebhookBody::Replicate(prediction_body(job, "", links)),
+            Interface::Replicate => WebhookBody::Replicate(prediction_body(job, root, links)),
         }
     }
 }

@@ -60,16 +60,20 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         self.policy.allowed_models.iter().any(|allowed| allowed == model)
     }
 
+    /// `interface` is the API the job was asked through, and `api_root` where the client reached
+    /// it (scheme, host and stage).
     pub async fn submit(
         &self,
         caller: &Caller,
         body: &Value,
         idempotency_key: Option<&IdempotencyKey>,
         interface: Interface,
+        api_root: String,
     ) -> Result<Submitted, SubmitError> {
         let request = GenerateRequest::parse(body, &self.policy).map_err(SubmitError::Invalid)?;
         let mut job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
         job.interface = interface;
+        job.api_root = Some(api_root);
         let fingerprint = idempotency_key.map(|_| request_fingerprint(body));
         let claim = idempotency_key
             .zip(fingerprint.as_deref())

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::helpers::{OWNER, Stack, WEBHOOK_SECRET, json_of, post_generate, request, signing_keys, sqs_event};
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
+use lambda_http::RequestExt;
 use lambda_http::http::Method;
 use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::sqs::SqsJobQueue;
@@ -103,11 +104,20 @@ async fn a_succeeded_job_is_posted_once_signed_with_its_owners_key() {
     let stack = Stack::new().await;
     let server = receiver(204).await;
     let webhook_url = format!("{}/hooks/mediagen?token=t0k", server.uri());
-    let job_id = submit(
-        &stack,
-        json!({"prompt": "a heron", "width": 256, "height": 256, "webhook_url": webhook_url}),
-    )
-    .await;
+    // Submitted through API Gateway's stage `prod` at api.example.com, over HTTPS.
+    let body = json!({"prompt": "a heron", "width": 256, "height": 256, "webhook_url": webhook_url});
+    let mut submitted = post_generate(body.to_string());
+    submitted
+        .headers_mut()
+        .insert("host", "api.example.com".parse().unwrap());
+    submitted
+        .headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    *submitted.uri_mut() = "/prod/media/generate".parse().unwrap();
+    let submitted = submitted.with_raw_http_path("/media/generate");
+    let response = http::submit::handle(&stack.submit_api(), submitted).await;
+    assert_eq!(response.status(), 202, "{}", json_of(&response));
+    let job_id = JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap();
     run_jobs(&stack, LocalModel).await;
     let done = job(&stack, job_id).await;
     assert_eq!(done.status, JobStatus::Succeeded);
@@ -135,18 +145,23 @@ async fn a_succeeded_job_is_posted_once_signed_with_its_owners_key() {
     assert!((Utc::now().timestamp() - timestamp).abs() < 60, "{timestamp}");
     assert!(header("webhook-signature").starts_with("v1,"));
 
-    // The body is the job as GET /media/jobs/{job_id} shows it, and the event.
+    // The body is the job as GET /media/jobs/{job_id} shows it, and the event, its links
+    // absolute: at the address, and in the stage, the job was submitted to.
     let mut body: Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["event"], "completed");
     assert_eq!(body["status"], "succeeded");
     assert_eq!(body["media"].as_array().map(Vec::len), Some(1));
     body.as_object_mut().unwrap().remove("event");
-    let shown = http::status::handle(
-        &stack.status_api(),
-        request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
-    )
-    .await;
-    assert_eq!(body, json_of(&shown));
+    let mut shown = json_of(
+        &http::status::handle(
+            &stack.status_api(),
+            request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
+        )
+        .await,
+    );
+    let relative = shown["media"][0]["content_url"].as_str().unwrap().to_owned();
+    shown["media"][0]["content_url"] = json!(format!("https://api.example.com/prod{relative}"));
+    assert_eq!(body, shown);
 
     let headers: Vec<(&str, &str)> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
         .into_iter()
@@ -287,4 +302,41 @@ async fn failed_jobs_queue_a_delivery_and_jobs_without_a_webhook_url_do_not() {
     let job = job(&stack, *never_queued).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.unwrap().code, "enqueue_failed");
+}
+
+#[tokio::test]
+async fn a_predictions_webhook_links_to_where_it_was_created() {
+    let stack = Stack::new().await;
+    let server = receiver(204).await;
+    let body = json!({"input": {"prompt": "a heron", "width": 256, "height": 256}, "webhook": format!("{}/hook", server.uri())});
+    let mut create = request(
+        Method::POST,
+        "/v1/models/mediagen/local/predictions",
+        Some("application/json"),
+        body.to_string(),
+    );
+    create.headers_mut().insert("host", "api.example.com".parse().unwrap());
+    create
+        .headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    let created = http::submit::handle(&stack.submit_api(), create).await;
+    assert_eq!(created.status(), 201, "{}", json_of(&created));
+    let id = json_of(&created)["id"].as_str().unwrap().to_owned();
+    run_jobs(&stack, LocalModel).await;
+    let deliveries = stack.receive_webhooks(30).await;
+    sqs::deliver(
+        &stack.deliverer(true),
+        &crate::helpers::file_links(),
+        sqs_event(deliveries),
+    )
+    .await;
+
+    let received = server.received_requests().await.unwrap();
+    let prediction: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(
+        prediction["urls"]["get"],
+        format!("https://api.example.com/v1/predictions/{id}")
+    );
+    let output = prediction["output"][0].as_str().unwrap();
+    assert!(output.starts_with("https://api.example.com/v1/files/"), "{output}");
 }

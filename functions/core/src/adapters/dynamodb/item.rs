@@ -116,6 +116,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             "interface",
             (job.interface != Interface::Media).then(|| s(job.interface.as_str())),
         ),
+        ("api_root", job.api_root.clone().map(s)),
         ("gsi2pk", job.unsent.then(|| s(UNSENT_PARTITION))),
         (
             "predictions",
@@ -333,6 +334,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             None => Interface::Media,
             Some(raw) => Interface::parse(raw).ok_or_else(|| r.corrupt("interface", "is not an interface"))?,
         },
+        api_root: r.opt_s("api_root")?.map(str::to_owned),
         unsent: item.contains_key("gsi2pk"),
         predictions: match item.get("predictions") {
             None => Vec::new(),

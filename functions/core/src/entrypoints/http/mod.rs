@@ -58,6 +58,28 @@ fn base_path(request: &Request) -> String {
         .to_owned()
 }
 
+/// Where the client reached us: scheme and host (as API Gateway forwards them) and the stage,
+/// so that absolute links resolve where the client called.
+fn api_root(request: &Request) -> String {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match header("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{}", base_path(request))
+}
+
 /// The caller an `Authorization: Bearer` header names.
 async fn caller<K: KeyStore>(auth: &Authenticator<K>, request: &Request) -> Result<Caller, ApiError> {
     let header = request

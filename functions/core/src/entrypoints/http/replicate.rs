@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::requests::PredictionRequest;
-use super::{ApiError, base_path, idempotency_key, json_body, json_response, preferred_wait};
+use super::{ApiError, api_root, idempotency_key, json_body, json_response, preferred_wait};
 use crate::domain::generation::FieldError;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::Interface;
@@ -25,28 +25,6 @@ use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
 use crate::services::read::ReadService;
 use crate::services::submit::{SubmitError, SubmitService};
-
-/// Where the client reached us: scheme and host (as API Gateway forwards them) and the stage,
-/// so that absolute links resolve where the client called.
-pub(super) fn api_root(request: &Request) -> String {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let scheme = match header("x-forwarded-proto") {
-        Some("https") => "https",
-        _ => "http",
-    };
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{}", base_path(request))
-}
 
 /// A page of the caller's predictions, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -110,7 +88,13 @@ pub(super) async fn create<S: JobStore, Q: JobQueue>(
         return Err(ApiError::UnknownModel(model));
     }
     let submitted = submit
-        .submit(caller, &body, idempotency_key.as_ref(), Interface::Replicate)
+        .submit(
+            caller,
+            &body,
+            idempotency_key.as_ref(),
+            Interface::Replicate,
+            api_root(request),
+        )
         .await
         .map_err(|err| match err {
             SubmitError::Invalid(errors) => SubmitError::Invalid(

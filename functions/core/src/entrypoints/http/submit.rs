@@ -13,7 +13,8 @@ use super::replicate;
 use super::requests::GenerateBody;
 use super::routes::{self, Endpoint, SubmitEndpoint};
 use super::{
-    ApiError, applied_wait, base_path, caller, idempotency_key, json_body, json_response, preferred_wait, respond,
+    ApiError, api_root, applied_wait, base_path, caller, idempotency_key, json_body, json_response, preferred_wait,
+    respond,
 };
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
@@ -89,7 +90,13 @@ pub(super) async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
     let body = json_body(request)?;
     let submitted = api
         .submit
-        .submit(caller, &body, idempotency_key.as_ref(), Interface::Media)
+        .submit(
+            caller,
+            &body,
+            idempotency_key.as_ref(),
+            Interface::Media,
+            api_root(request),
+        )
         .await?;
     let base = base_path(request);
     let wait = preferred_wait(request);
