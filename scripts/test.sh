@@ -66,6 +66,10 @@ say "schemathesis: the API against its OpenAPI description, every check (tests/s
   --request-timeout 30 --seed "${MEDIAGEN_SCHEMATHESIS_SEED:-1}" --no-color) | tee "$STATE/schemathesis.log"
 cases=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$STATE/schemathesis.log" | tail -1)
 [ "${cases:-0}" -ge 500 ] || die "schemathesis ran ${cases:-no} cases; at least 500 are wanted"
+say "per-key rate limits under load: one key bursting 700 creates, another 300 (tests/limits/)"
+MEDIAGEN_BURST_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner burst 2>/dev/null) \
+MEDIAGEN_CALM_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner calm 2>/dev/null) \
+MEDIAGEN_API_URL="$API_URL" "$VENV/bin/python" -m unittest discover -s tests/limits -v
 stop_stack
 say "no API key and no webhook secret in the functions' logs"
 for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefusedrefused1234 "${WEBHOOK_SECRET:6}"; do

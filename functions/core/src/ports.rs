@@ -13,6 +13,7 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
+use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
 use crate::domain::retry::{Budget, Transient};
 
@@ -235,6 +236,30 @@ pub trait KeyStore: Send + Sync {
     fn all(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     fn revoke(&self, hash: &KeyHash, now: DateTime<Utc>)
     -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Sets a key's rate limits; `Stale` if there is no such key.
+    fn set_limits(
+        &self,
+        hash: &KeyHash,
+        limits: KeyLimits,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Counts one request of `class` in the key's `window`, unless the window already counts
+    /// `limit`: one conditional write, exact across every instance.
+    fn count_request(
+        &self,
+        hash: &KeyHash,
+        class: RouteClass,
+        window: Window,
+        limit: u32,
+    ) -> impl Future<Output = Result<Counted, StoreError>> + Send;
+}
+
+/// What counting a request against its key's limit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted: the window's count with this request.
+    Within(u32),
+    /// Not counted: the window has reached the limit.
+    Over,
 }
 
 #[derive(Debug, thiserror::Error)]

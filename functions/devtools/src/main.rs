@@ -152,8 +152,17 @@ enum KeysAction {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
-    /// Lists the keys: prefix, owner, created, revoked. Never the keys themselves.
+    /// Lists the keys: prefix, owner, created, revoked, rate limits. Never the keys themselves.
     List,
+    /// Sets the rate limits of the key that starts with PREFIX: requests a minute that make jobs
+    /// and that do anything else (each defaults to what the key has now, or 600 and 3000).
+    Limits {
+        prefix: String,
+        #[arg(long)]
+        creates_per_minute: Option<u32>,
+        #[arg(long)]
+        others_per_minute: Option<u32>,
+    },
     /// Revokes the key that starts with PREFIX (as `list` shows it).
     Revoke { prefix: String },
 }
@@ -421,16 +430,34 @@ async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
             println!("{}", key.expose());
         }
         KeysAction::List => {
-            println!("{:<14} {:<24} {:<26} revoked", "prefix", "owner", "created");
+            println!(
+                "{:<14} {:<24} {:<26} {:<26} creates/min others/min",
+                "prefix", "owner", "created", "revoked"
+            );
             for record in admin.list().await? {
                 let revoked = record.revoked_at.map(timestamp::render).unwrap_or_else(|| "-".into());
+                let limits = record.limits.unwrap_or_default();
                 println!(
-                    "{:<14} {:<24} {:<26} {revoked}",
+                    "{:<14} {:<24} {:<26} {revoked:<26} {:<11} {}",
                     record.prefix,
                     record.owner.as_str(),
-                    timestamp::render(record.created_at)
+                    timestamp::render(record.created_at),
+                    limits.creates_per_minute,
+                    limits.others_per_minute
                 );
             }
+        }
+        KeysAction::Limits {
+            prefix,
+            creates_per_minute,
+            others_per_minute,
+        } => {
+            let record = admin.set_limits(&prefix, creates_per_minute, others_per_minute).await?;
+            let limits = record.limits.unwrap_or_default();
+            println!(
+                "{} of owner {}: {} creates and {} other requests a minute",
+                record.prefix, record.owner, limits.creates_per_minute, limits.others_per_minute
+            );
         }
         KeysAction::Revoke { prefix } => {
             let record = admin.revoke(&prefix).await?;

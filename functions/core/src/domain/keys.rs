@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::secret::Secret;
 
+use super::limits::KeyLimits;
+
 /// What every key starts with, so that a leaked one is easy to spot (and to scan for).
 pub const KEY_MARK: &str = "mgk_";
 /// Random bytes in a key: 192 bits.
@@ -74,6 +76,8 @@ pub struct KeyRecord {
     pub owner: Owner,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Limits set for this key; the defaults when `None`.
+    pub limits: Option<KeyLimits>,
 }
 
 /// Why a presented key is not a key of ours, before any lookup.

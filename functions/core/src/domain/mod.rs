@@ -1,5 +1,6 @@
 //! What the service is about, free of any I/O: ids, jobs and their states, the generation
-//! request and its rules, API keys and owners, idempotency keys, listing pages, output formats,
+//! request and its rules, API keys and owners and their rate limits, idempotency keys, listing
+//! pages, output formats,
 //! the model catalogue, the network policy for outbound URLs, secrets, timestamps, the time
 //! budgets and retries every layer shares, and webhook signing. Nothing here
 //! imports another module of this crate outside `domain`.
@@ -12,6 +13,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod job;
 pub mod keys;
+pub mod limits;
 pub mod listing;
 pub mod network;
 pub mod prediction;

@@ -3,6 +3,7 @@
 use chrono::Utc;
 
 use crate::domain::keys::{ApiKey, KeyRecord, Owner};
+use crate::domain::limits::KeyLimits;
 use crate::ports::{Added, KeyStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,7 @@ impl<K: KeyStore> KeyAdmin<K> {
             owner,
             created_at: Utc::now(),
             revoked_at: None,
+            limits: None,
         };
         match self.keys.add(&record).await? {
             Added::New => Ok((key, record)),
@@ -57,25 +59,32 @@ impl<K: KeyStore> KeyAdmin<K> {
         Ok(self.keys.all().await?)
     }
 
+    /// Sets the rate limits of the one live key that starts with `prefix`: each one given, the
+    /// other as the key has it.
+    pub async fn set_limits(
+        &self,
+        prefix: &str,
+        creates_per_minute: Option<u32>,
+        others_per_minute: Option<u32>,
+    ) -> Result<KeyRecord, KeyAdminError> {
+        let record = self.live_key(prefix).await?;
+        let current = record.limits.unwrap_or_default();
+        let limits = KeyLimits {
+            creates_per_minute: creates_per_minute.unwrap_or(current.creates_per_minute),
+            others_per_minute: others_per_minute.unwrap_or(current.others_per_minute),
+        };
+        match self.keys.set_limits(&record.hash, limits).await? {
+            Transition::Applied => Ok(KeyRecord {
+                limits: Some(limits),
+                ..record
+            }),
+            Transition::Stale => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
+        }
+    }
+
     /// Revokes the one key that starts with `prefix`.
     pub async fn revoke(&self, prefix: &str) -> Result<KeyRecord, KeyAdminError> {
-        let mut matching: Vec<KeyRecord> = self
-            .keys
-            .all()
-            .await?
-            .into_iter()
-            .filter(|record| record.revoked_at.is_none() && !prefix.is_empty() && record.prefix.starts_with(prefix))
-            .collect();
-        let record = match matching.len() {
-            0 => return Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
-            1 => matching.remove(0),
-            count => {
-                return Err(KeyAdminError::Ambiguous {
-                    prefix: prefix.to_owned(),
-                    count,
-                });
-            }
-        };
+        let record = self.live_key(prefix).await?;
         let now = Utc::now();
         match self.keys.revoke(&record.hash, now).await? {
             Transition::Applied => Ok(KeyRecord {
@@ -83,6 +92,25 @@ impl<K: KeyStore> KeyAdmin<K> {
                 ..record
             }),
             Transition::Stale => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
+        }
+    }
+
+    /// The one live key that starts with `prefix`.
+    async fn live_key(&self, prefix: &str) -> Result<KeyRecord, KeyAdminError> {
+        let mut matching: Vec<KeyRecord> = self
+            .keys
+            .all()
+            .await?
+            .into_iter()
+            .filter(|record| record.revoked_at.is_none() && !prefix.is_empty() && record.prefix.starts_with(prefix))
+            .collect();
+        match matching.len() {
+            0 => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
+            1 => Ok(matching.remove(0)),
+            count => Err(KeyAdminError::Ambiguous {
+                prefix: prefix.to_owned(),
+                count,
+            }),
         }
     }
 }

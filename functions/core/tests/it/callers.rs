@@ -432,3 +432,48 @@ async fn run_records(stack: &Stack, records: Vec<aws_lambda_events::event::sqs::
     let generator = stack.generator(LocalModel);
     sqs::handle(&generator, sqs_event(records)).await;
 }
+
+#[tokio::test]
+async fn a_key_past_its_create_limit_gets_429_with_retry_after_and_others_go_on() {
+    let stack = Stack::new().await;
+    KeyAdmin::new(stack.store())
+        .set_limits(&KEY[..12], Some(3), None)
+        .await
+        .unwrap();
+    // All four in one window of a minute.
+    let second = Utc::now().timestamp() % 60;
+    if second > 50 {
+        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
+    }
+    let service = stack.submit_api();
+    for remaining in [2, 1, 0] {
+        let response = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
+        assert_eq!(response.status(), 202, "{}", json_of(&response));
+        assert_eq!(header_of(&response, "ratelimit-policy"), Some("\"create\";q=3;w=60"));
+        let limit = header_of(&response, "ratelimit").unwrap().to_owned();
+        assert!(limit.starts_with(&format!("\"create\";r={remaining};t=")), "{limit}");
+    }
+    let refused = http::submit::handle(&service, post_generate(r#"{"prompt":"a"}"#)).await;
+    let problem = assert_problem(&refused, 429);
+    assert_eq!(problem["type"], "urn:mediagen:problem:rate-limited");
+    let wait: u64 = header_of(&refused, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(
+        header_of(&refused, "ratelimit")
+            .unwrap()
+            .starts_with("\"create\";r=0;t=")
+    );
+    // Nothing was written or queued for it.
+    assert_eq!(stack.receive(0).await.len(), 3);
+
+    // Reads are another class; another key is another budget.
+    let read = http::status::handle(&stack.status_api(), request(Method::GET, "/media/jobs", None, "")).await;
+    assert_eq!(read.status(), 200);
+    assert!(
+        header_of(&read, "ratelimit")
+            .unwrap()
+            .starts_with("\"other\";r=2999;t=")
+    );
+    let other = request_as(OTHER_KEY, Method::POST, "/media/generate", JSON, r#"{"prompt":"b"}"#);
+    assert_eq!(http::submit::handle(&service, other).await.status(), 202);
+}

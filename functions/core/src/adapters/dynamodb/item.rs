@@ -13,6 +13,7 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Interface, Job, JobError, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
+use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::timestamp;
 use crate::ports::StoreError;
 
@@ -174,6 +175,10 @@ pub(super) fn key_to_item(record: &KeyRecord) -> Item {
     if let Some(revoked_at) = record.revoked_at {
         item.insert("revoked_at".to_owned(), time(revoked_at));
     }
+    if let Some(limits) = record.limits {
+        item.insert("creates_per_minute".to_owned(), n(limits.creates_per_minute));
+        item.insert("others_per_minute".to_owned(), n(limits.others_per_minute));
+    }
     item
 }
 
@@ -185,7 +190,22 @@ pub(super) fn key_from_item(item: &Item) -> Result<KeyRecord, StoreError> {
         owner: r.owner()?,
         created_at: r.time("created_at")?,
         revoked_at: r.opt_time("revoked_at")?,
+        limits: match (r.opt_n("creates_per_minute")?, r.opt_n("others_per_minute")?) {
+            (None, None) => None,
+            (creates, others) => {
+                let defaults = KeyLimits::default();
+                Some(KeyLimits {
+                    creates_per_minute: creates.unwrap_or(defaults.creates_per_minute),
+                    others_per_minute: others.unwrap_or(defaults.others_per_minute),
+                })
+            }
+        },
     })
+}
+
+/// The record that counts a key's requests of a class in one window; it expires with the window.
+pub(super) fn rate_pk(hash: &KeyHash, class: RouteClass, window: Window) -> AttributeValue {
+    s(format!("RATE#{}#{}#{}", hash.as_str(), class.name(), window.start))
 }
 
 /// The record that ties an idempotency key to the job it made.

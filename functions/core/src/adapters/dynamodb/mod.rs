@@ -21,15 +21,16 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
+use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
 use crate::domain::listing::{Cursor, ListQuery};
 use crate::ports::{
-    Added, Cancel, Claim, Commit, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded,
-    Transition,
+    Added, Cancel, Claim, Commit, Counted, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError,
+    Stranded, Transition,
 };
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
     idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
-    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, s, time,
+    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -777,6 +778,63 @@ impl KeyStore for DynamoJobStore {
         match result {
             Ok(_) => Ok(Transition::Applied),
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn set_limits(&self, hash: &KeyHash, limits: KeyLimits) -> Result<Transition, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", key_pk(hash))
+            .update_expression("SET creates_per_minute = :creates, others_per_minute = :others")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":creates", n(limits.creates_per_minute))
+            .expression_attribute_values(":others", n(limits.others_per_minute))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn count_request(
+        &self,
+        hash: &KeyHash,
+        class: RouteClass,
+        window: Window,
+        limit: u32,
+    ) -> Result<Counted, StoreError> {
+        // A refused request is not counted, so the count never passes the limit; the record goes
+        // a minute after its window (docs/design.md, "Rate limits").
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", rate_pk(hash, class, window))
+            .update_expression("ADD requests :one SET #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(requests) OR requests < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":ttl", n(window.end() + WINDOW_SECONDS))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let count = output
+                    .attributes()
+                    .and_then(|item| item.get("requests"))
+                    .and_then(|value| value.as_n().ok())
+                    .and_then(|raw| raw.parse().ok())
+                    .ok_or_else(|| StoreError::Unavailable("a request count came back without its count".into()))?;
+                Ok(Counted::Within(count))
+            }
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Counted::Over),
             Err(err) => Err(unavailable(&err)),
         }
     }

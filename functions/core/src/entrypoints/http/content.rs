@@ -9,12 +9,12 @@ use tracing::Instrument;
 use super::problem::Problem;
 use super::replicate;
 use super::routes::{self, ContentEndpoint, Endpoint};
-use super::{ApiError, accepts_json, caller, json_response, respond};
+use super::{ApiError, accepts_json, json_response, respond, with_caller};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
 use crate::entrypoints::views::{ContentLinkView, FileLinks};
 use crate::ports::{JobStore, KeyStore, MediaError, MediaStore};
-use crate::services::auth::Authenticator;
+use crate::services::auth::{Authenticator, Caller};
 use crate::services::content::{ContentError, ContentService};
 
 /// What the `content` function serves.
@@ -35,13 +35,28 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let (endpoint, matched) = routes::endpoint(request)?;
-    let id = matched.param("media_id");
+    let raw_id = matched.param("media_id");
     match endpoint {
-        Endpoint::Content(ContentEndpoint::Content) => content(api, id, request).await,
-        Endpoint::Content(ContentEndpoint::File) => {
-            replicate::file(&api.auth, &api.content, id, request, &api.links).await
+        Endpoint::Content(ContentEndpoint::Content) => {
+            with_caller(&api.auth, request, endpoint.class(), async |caller| {
+                content(api, caller, raw_id, request).await
+            })
+            .await
         }
-        Endpoint::Submit(_) | Endpoint::Status(_) => Err(ApiError::NoRoute(routes::request_path(request).to_owned())),
+        Endpoint::Content(ContentEndpoint::File) => {
+            let id = MediaId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
+            // A signed link needs no key, so it counts against none.
+            if replicate::signed(&api.links, id, request) {
+                return replicate::file(&api.content, None, id).await;
+            }
+            with_caller(&api.auth, request, endpoint.class(), async |caller| {
+                replicate::file(&api.content, Some(caller), id).await
+            })
+            .await
+        }
+        Endpoint::Submit(_) | Endpoint::Status(_) | Endpoint::Public(_) => {
+            Err(ApiError::NoRoute(routes::request_path(request).to_owned()))
+        }
     }
 }
 
@@ -55,14 +70,14 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
     ))]
 pub(super) async fn content<S: JobStore + KeyStore, M: MediaStore>(
     api: &ContentApi<S, M>,
+    caller: &Caller,
     raw_id: &str,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let service = &api.content;
-    let caller = caller(&api.auth, request).await?;
     let id = MediaId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
     let (item, link) = service
-        .link(&caller, id)
+        .link(caller, id)
         .await?
         .ok_or(ApiError::NotFound { what: "media" })?;
 

@@ -17,9 +17,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::limits::{Allowance, RouteClass};
 use crate::ports::KeyStore;
 use crate::services::auth::{Authenticator, Caller};
-pub use problem::ApiError;
+pub use problem::{ApiError, stamp};
 
 /// The longest a `Prefer: wait` holds an answer: well inside API Gateway's 29 s and the HTTP
 /// functions' timeout in `template.yaml`.
@@ -80,13 +81,32 @@ fn api_root(request: &Request) -> String {
     format!("{scheme}://{host}{}", base_path(request))
 }
 
-/// The caller an `Authorization: Bearer` header names.
-async fn caller<K: KeyStore>(auth: &Authenticator<K>, request: &Request) -> Result<Caller, ApiError> {
+/// The caller an `Authorization: Bearer` header names, admitted for one request of `class`
+/// under its key's rate limit, with what remains of it.
+async fn admitted<K: KeyStore>(
+    auth: &Authenticator<K>,
+    request: &Request,
+    class: RouteClass,
+) -> Result<(Caller, Allowance), ApiError> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    Ok(auth.authenticate(header).await?)
+    Ok(auth.admit(header, class, chrono::Utc::now()).await?)
+}
+
+/// Runs `handle` for the admitted caller and marks its answer, whatever it is, with the key's
+/// rate limit and what remains of it.
+async fn with_caller<K: KeyStore>(
+    auth: &Authenticator<K>,
+    request: &Request,
+    class: RouteClass,
+    handle: impl AsyncFnOnce(&Caller) -> Result<Response<Body>, ApiError>,
+) -> Result<Response<Body>, ApiError> {
+    let (caller, allowance) = admitted(auth, request, class).await?;
+    let mut response = respond(handle(&caller).await);
+    stamp(&mut response, &allowance);
+    Ok(response)
 }
 
 /// How long the client asked to wait for a final job (`Prefer: wait` or `Prefer: wait=N`), at

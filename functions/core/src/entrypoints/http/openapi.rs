@@ -85,7 +85,39 @@ pub fn document(models: &[String]) -> Value {
         doc["components"]["schemas"]["PredictionRequestByVersion"] = by_version;
     }
     declare_links(&mut doc);
+    declare_rate_limits(&mut doc);
     doc
+}
+
+/// Every route that takes a key may answer `429` past the key's rate limit (docs/design.md,
+/// "Rate limits"), with when to try again and the draft's headers.
+fn declare_rate_limits(doc: &mut Value) {
+    let header = |description: &str| json!({"description": description, "schema": {"type": "string"}});
+    let limited = json!({
+        "description": "The key's rate limit for this class of request is used up; try again after Retry-After",
+        "headers": {
+            "Retry-After": {"description": "Seconds until the window ends", "schema": {"type": "integer"}},
+            "RateLimit-Policy": header("The limit: `\"create\";q=600;w=60` (draft-ietf-httpapi-ratelimit-headers)"),
+            "RateLimit": header("What remains: `\"create\";r=0;t=42`"),
+        },
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|o| o.values_mut())
+    {
+        // The public routes declare an empty security requirement.
+        let public = operation["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|r| r.is_empty())));
+        if !public && let Some(responses) = operation["responses"].as_object_mut() {
+            responses.insert("429".into(), limited.clone());
+        }
+    }
 }
 
 /// The links from what creates a job to what reads or cancels it, for clients and for

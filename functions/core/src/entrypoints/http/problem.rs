@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::MAX_BODY_BYTES;
 use crate::domain::generation::FieldError;
 use crate::domain::idempotency::InvalidIdempotencyKey;
+use crate::domain::limits::Allowance;
 use crate::ports::StoreError;
 use crate::services::auth::AuthError;
 use crate::services::cancel::CancelError;
@@ -58,6 +59,20 @@ impl Problem {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
+    }
+}
+
+/// Marks an answer with its key's rate limit and what remains of it (docs/design.md, "Rate
+/// limits"): every answer to a request with a key carries them.
+pub fn stamp(response: &mut Response<Body>, allowance: &Allowance) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("ratelimit-policy", allowance.policy_header()),
+        ("ratelimit", allowance.header()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
     }
 }
 
@@ -195,6 +210,17 @@ impl ApiError {
                 "Unauthorized",
                 "the API key is unknown or revoked",
             ),
+            ApiError::Auth(AuthError::Limited(allowance)) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "this key may make {} {} requests a minute; try again in {} s",
+                    allowance.quota,
+                    allowance.class.name(),
+                    allowance.reset_seconds
+                ),
+            ),
             ApiError::Submit(SubmitError::IdempotencyMismatch) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -244,6 +270,10 @@ impl ApiError {
         }
         if let ApiError::Auth(AuthError::Format(_) | AuthError::Refused) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::Auth(AuthError::Limited(allowance)) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(allowance.reset_seconds));
+            stamp(&mut response, allowance);
         }
         response
     }

@@ -20,7 +20,7 @@ use crate::domain::listing::ListQuery;
 use crate::domain::prediction::{PredictionStatus, generate_body, input_field};
 use crate::entrypoints::views::{FileLinks, PredictionView, prediction_body};
 use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore};
-use crate::services::auth::{Authenticator, Caller};
+use crate::services::auth::Caller;
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
 use crate::services::read::ReadService;
@@ -218,6 +218,18 @@ pub(super) async fn list<S: JobStore>(
     ))
 }
 
+/// Whether the request carries a signed link's valid signature for the image: then no key is
+/// needed.
+pub(super) fn signed(links: &FileLinks, id: MediaId, request: &Request) -> bool {
+    let params = request.query_string_parameters();
+    match (&links.signer, params.first("expires"), params.first("signature")) {
+        (Some(signer), Some(expires), Some(signature)) => expires
+            .parse::<i64>()
+            .is_ok_and(|expires| signer.verify(id, expires, signature, Utc::now().timestamp())),
+        _ => false,
+    }
+}
+
 /// `GET /v1/files/{media_id}`: the image's bytes, for the caller's key or a signed link. The
 /// clients' `FileOutput` fetches with the API key and follows no redirect, so a presigned S3
 /// URL (which refuses a second credential) or a `302` would not do.
@@ -229,27 +241,12 @@ pub(super) async fn list<S: JobStore>(
     ),
     responses((status = 200, description = "The image's bytes", content_type = "image/*"), (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn file<S: JobStore + KeyStore, M: MediaStore>(
-    auth: &Authenticator<S>,
     content: &ContentService<S, M>,
-    raw_id: &str,
-    request: &Request,
-    links: &FileLinks,
+    caller: Option<&Caller>,
+    id: MediaId,
 ) -> Result<Response<Body>, ApiError> {
-    let id = MediaId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
-    let params = request.query_string_parameters();
-    let signed = match (&links.signer, params.first("expires"), params.first("signature")) {
-        (Some(signer), Some(expires), Some(signature)) => expires
-            .parse::<i64>()
-            .is_ok_and(|expires| signer.verify(id, expires, signature, Utc::now().timestamp())),
-        _ => false,
-    };
-    let caller = if signed {
-        None
-    } else {
-        Some(super::caller(auth, request).await?)
-    };
     let (item, bytes) = content
-        .file(caller.as_ref(), signed, id)
+        .file(caller, caller.is_none(), id)
         .await?
         .ok_or(ApiError::NotFound { what: "file" })?;
     let mut response = Response::new(Body::Binary(bytes.to_vec()));

@@ -11,6 +11,7 @@ use lambda_http::http::Method;
 use lambda_http::{Request, RequestExt};
 
 use super::ApiError;
+use crate::domain::limits::RouteClass;
 
 /// The HTTP functions, by their binaries' names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +47,7 @@ pub enum SubmitEndpoint {
     CancelPrediction,
 }
 
-/// What `status` serves: the reads, and the public pages.
+/// What `status` serves with a key: the reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusEndpoint {
     JobStatus,
@@ -54,6 +55,11 @@ pub enum StatusEndpoint {
     ListJobs,
     GetPrediction,
     WebhookSecret,
+}
+
+/// What `status` serves to anyone, without a key: the playground asks for the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicEndpoint {
     Health,
     Playground,
     OpenApi,
@@ -71,14 +77,26 @@ pub enum ContentEndpoint {
 pub enum Endpoint {
     Submit(SubmitEndpoint),
     Status(StatusEndpoint),
+    Public(PublicEndpoint),
     Content(ContentEndpoint),
 }
 
 impl Endpoint {
+    /// The class of the key's rate limits a request here counts against: making a job, or
+    /// anything else.
+    pub fn class(self) -> RouteClass {
+        match self {
+            Endpoint::Submit(
+                SubmitEndpoint::Generate | SubmitEndpoint::CreatePrediction | SubmitEndpoint::CreateModelPrediction,
+            ) => RouteClass::Create,
+            _ => RouteClass::Other,
+        }
+    }
+
     pub fn function(self) -> Function {
         match self {
             Endpoint::Submit(_) => Function::Submit,
-            Endpoint::Status(_) => Function::Status,
+            Endpoint::Status(_) | Endpoint::Public(_) => Function::Status,
             Endpoint::Content(_) => Function::Content,
         }
     }
@@ -151,9 +169,15 @@ pub const ROUTES: &[Route] = &[
         "/v1/webhooks/default/secret",
         &[(Method::GET, Endpoint::Status(St::WebhookSecret))],
     ),
-    path("/health", &[(Method::GET, Endpoint::Status(St::Health))]),
-    path("/playground", &[(Method::GET, Endpoint::Status(St::Playground))]),
-    path("/openapi.json", &[(Method::GET, Endpoint::Status(St::OpenApi))]),
+    path("/health", &[(Method::GET, Endpoint::Public(PublicEndpoint::Health))]),
+    path(
+        "/playground",
+        &[(Method::GET, Endpoint::Public(PublicEndpoint::Playground))],
+    ),
+    path(
+        "/openapi.json",
+        &[(Method::GET, Endpoint::Public(PublicEndpoint::OpenApi))],
+    ),
 ];
 
 const fn path(path: &'static str, methods: &'static [(Method, Endpoint)]) -> Route {

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::replicate;
-use super::routes::{self, Endpoint, StatusEndpoint};
-use super::{ApiError, applied_wait, base_path, caller, json_response, preferred_wait, respond};
+use super::routes::{self, Endpoint, PublicEndpoint, StatusEndpoint};
+use super::{ApiError, applied_wait, base_path, json_response, preferred_wait, respond, with_caller};
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::listing::ListQuery;
@@ -63,30 +63,25 @@ pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request
 
 async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -> Result<Response<Body>, ApiError> {
     let (endpoint, matched) = routes::endpoint(request)?;
-    let Endpoint::Status(endpoint) = endpoint else {
-        return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
-    };
-    let caller = || caller(&api.auth, request);
-    let mut response = match endpoint {
-        // The page, the health check and the contract are public: the page asks for the key itself.
-        StatusEndpoint::Playground => return Ok(playground()),
-        StatusEndpoint::Health => return Ok(health()),
-        StatusEndpoint::OpenApi => return Ok(openapi(api)),
-        StatusEndpoint::GetPrediction => {
-            replicate::get(
-                &api.reads,
-                &caller().await?,
-                matched.param("prediction_id"),
-                request,
-                &api.links,
-            )
-            .await?
+    let reads = match endpoint {
+        Endpoint::Public(PublicEndpoint::Playground) => return Ok(playground()),
+        Endpoint::Public(PublicEndpoint::Health) => return Ok(health()),
+        Endpoint::Public(PublicEndpoint::OpenApi) => return Ok(openapi(api)),
+        Endpoint::Status(reads) => reads,
+        Endpoint::Submit(_) | Endpoint::Content(_) => {
+            return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
         }
-        StatusEndpoint::WebhookSecret => webhook_secret(api, &caller().await?, matched.route.path)?,
-        StatusEndpoint::JobStatus => status(api, &caller().await?, job_id(matched.param("job_id"))?).await?,
-        StatusEndpoint::Job => job(api, &caller().await?, job_id(matched.param("job_id"))?, request).await?,
-        StatusEndpoint::ListJobs => list(api, &caller().await?, request).await?,
     };
+    let mut response = with_caller(&api.auth, request, endpoint.class(), async |caller| match reads {
+        StatusEndpoint::GetPrediction => {
+            replicate::get(&api.reads, caller, matched.param("prediction_id"), request, &api.links).await
+        }
+        StatusEndpoint::WebhookSecret => webhook_secret(api, caller, matched.route.path),
+        StatusEndpoint::JobStatus => status(api, caller, job_id(matched.param("job_id"))?).await,
+        StatusEndpoint::Job => job(api, caller, job_id(matched.param("job_id"))?, request).await,
+        StatusEndpoint::ListJobs => list(api, caller, request).await,
+    })
+    .await?;
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

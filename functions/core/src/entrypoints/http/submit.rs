@@ -13,8 +13,8 @@ use super::replicate;
 use super::requests::GenerateBody;
 use super::routes::{self, Endpoint, SubmitEndpoint};
 use super::{
-    ApiError, api_root, applied_wait, base_path, caller, idempotency_key, json_body, json_response, preferred_wait,
-    respond,
+    ApiError, api_root, applied_wait, base_path, idempotency_key, json_body, json_response, preferred_wait, respond,
+    with_caller,
 };
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
@@ -47,29 +47,27 @@ async fn answer<S: JobStore + KeyStore, Q: JobQueue>(
     let Endpoint::Submit(endpoint) = endpoint else {
         return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
     };
-    let caller = caller(&api.auth, request).await?;
-    match endpoint {
-        SubmitEndpoint::Generate => generate(api, &caller, request).await,
-        SubmitEndpoint::CancelJob => cancel(api, &caller, matched.param("job_id"), request).await,
-        SubmitEndpoint::CreatePrediction => {
-            replicate::create(&api.submit, &api.reads, &caller, None, request, &api.links).await
-        }
-        SubmitEndpoint::CreateModelPrediction => {
-            let model = format!("{}/{}", matched.param("owner"), matched.param("name"));
-            replicate::create(&api.submit, &api.reads, &caller, Some(model), request, &api.links).await
-        }
-        SubmitEndpoint::ListPredictions => replicate::list(&api.reads, &caller, request, &api.links).await,
-        SubmitEndpoint::CancelPrediction => {
-            replicate::cancel(
-                &api.cancel,
-                &caller,
-                matched.param("prediction_id"),
-                request,
-                &api.links,
-            )
-            .await
-        }
-    }
+    with_caller(
+        &api.auth,
+        request,
+        Endpoint::Submit(endpoint).class(),
+        async |caller| match endpoint {
+            SubmitEndpoint::Generate => generate(api, caller, request).await,
+            SubmitEndpoint::CancelJob => cancel(api, caller, matched.param("job_id"), request).await,
+            SubmitEndpoint::CreatePrediction => {
+                replicate::create(&api.submit, &api.reads, caller, None, request, &api.links).await
+            }
+            SubmitEndpoint::CreateModelPrediction => {
+                let model = format!("{}/{}", matched.param("owner"), matched.param("name"));
+                replicate::create(&api.submit, &api.reads, caller, Some(model), request, &api.links).await
+            }
+            SubmitEndpoint::ListPredictions => replicate::list(&api.reads, caller, request, &api.links).await,
+            SubmitEndpoint::CancelPrediction => {
+                replicate::cancel(&api.cancel, caller, matched.param("prediction_id"), request, &api.links).await
+            }
+        },
+    )
+    .await
 }
 
 /// Submits a job.
