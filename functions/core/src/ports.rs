@@ -242,6 +242,17 @@ pub trait KeyStore: Send + Sync {
         hash: &KeyHash,
         limits: KeyLimits,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Starts one request held open by `Prefer: wait` for the key, unless `limit` are open:
+    /// whether it may wait. A count not renewed for `hold` is taken as stale and starts again.
+    fn start_wait(
+        &self,
+        hash: &KeyHash,
+        limit: u32,
+        now: DateTime<Utc>,
+        hold: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Ends a wait [`KeyStore::start_wait`] allowed.
+    fn end_wait(&self, hash: &KeyHash) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Counts one request of `class` in the key's `window`, unless the window already counts
     /// `limit`: one conditional write, exact across every instance.
     fn count_request(

@@ -15,7 +15,7 @@ use mediagen::domain::secret::Secret;
 use mediagen::domain::timestamp;
 use mediagen::domain::webhook::MasterKey;
 use mediagen::runtime::provision::{Resources, provision, queue_arn};
-use mediagen::services::keys::KeyAdmin;
+use mediagen::services::keys::{KeyAdmin, LimitChanges};
 use mediagen::services::webhooks::SigningKeys;
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
@@ -154,14 +154,17 @@ enum KeysAction {
     },
     /// Lists the keys: prefix, owner, created, revoked, rate limits. Never the keys themselves.
     List,
-    /// Sets the rate limits of the key that starts with PREFIX: requests a minute that make jobs
-    /// and that do anything else (each defaults to what the key has now, or 600 and 3000).
+    /// Sets the limits of the key that starts with PREFIX: requests a minute that make jobs and
+    /// that do anything else, and requests held open at once by `Prefer: wait` (each one not
+    /// given stays as the key has it; a key's first are 600, 3000 and 10).
     Limits {
         prefix: String,
         #[arg(long)]
         creates_per_minute: Option<u32>,
         #[arg(long)]
         others_per_minute: Option<u32>,
+        #[arg(long)]
+        concurrent_waits: Option<u32>,
     },
     /// Revokes the key that starts with PREFIX (as `list` shows it).
     Revoke { prefix: String },
@@ -451,12 +454,22 @@ async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
             prefix,
             creates_per_minute,
             others_per_minute,
+            concurrent_waits,
         } => {
-            let record = admin.set_limits(&prefix, creates_per_minute, others_per_minute).await?;
+            let changes = LimitChanges {
+                creates_per_minute,
+                others_per_minute,
+                concurrent_waits,
+            };
+            let record = admin.set_limits(&prefix, changes).await?;
             let limits = record.limits.unwrap_or_default();
             println!(
-                "{} of owner {}: {} creates and {} other requests a minute",
-                record.prefix, record.owner, limits.creates_per_minute, limits.others_per_minute
+                "{} of owner {}: {} creates and {} other requests a minute, {} waits at once",
+                record.prefix,
+                record.owner,
+                limits.creates_per_minute,
+                limits.others_per_minute,
+                limits.concurrent_waits
             );
         }
         KeysAction::Revoke { prefix } => {

@@ -27,16 +27,19 @@ impl RouteClass {
     }
 }
 
-/// A key's limits, requests a minute. The defaults are Replicate's per-account limits.
+/// A key's limits: requests a minute (the defaults are Replicate's per-account limits), and
+/// requests held open at once by `Prefer: wait`, each of which holds a function instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyLimits {
     pub creates_per_minute: u32,
     pub others_per_minute: u32,
+    pub concurrent_waits: u32,
 }
 
 impl KeyLimits {
     pub const DEFAULT_CREATES_PER_MINUTE: u32 = 600;
     pub const DEFAULT_OTHERS_PER_MINUTE: u32 = 3000;
+    pub const DEFAULT_CONCURRENT_WAITS: u32 = 10;
 
     pub fn of(&self, class: RouteClass) -> u32 {
         match class {
@@ -51,6 +54,7 @@ impl Default for KeyLimits {
         Self {
             creates_per_minute: Self::DEFAULT_CREATES_PER_MINUTE,
             others_per_minute: Self::DEFAULT_OTHERS_PER_MINUTE,
+            concurrent_waits: Self::DEFAULT_CONCURRENT_WAITS,
         }
     }
 }

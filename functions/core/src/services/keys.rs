@@ -22,6 +22,14 @@ pub enum KeyAdminError {
     Store(#[from] StoreError),
 }
 
+/// Limits to set on a key; `None` keeps the key's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitChanges {
+    pub creates_per_minute: Option<u32>,
+    pub others_per_minute: Option<u32>,
+    pub concurrent_waits: Option<u32>,
+}
+
 pub struct KeyAdmin<K> {
     keys: K,
 }
@@ -59,19 +67,15 @@ impl<K: KeyStore> KeyAdmin<K> {
         Ok(self.keys.all().await?)
     }
 
-    /// Sets the rate limits of the one live key that starts with `prefix`: each one given, the
-    /// other as the key has it.
-    pub async fn set_limits(
-        &self,
-        prefix: &str,
-        creates_per_minute: Option<u32>,
-        others_per_minute: Option<u32>,
-    ) -> Result<KeyRecord, KeyAdminError> {
+    /// Sets the limits of the one live key that starts with `prefix`: each one given, the others
+    /// as the key has them.
+    pub async fn set_limits(&self, prefix: &str, changes: LimitChanges) -> Result<KeyRecord, KeyAdminError> {
         let record = self.live_key(prefix).await?;
         let current = record.limits.unwrap_or_default();
         let limits = KeyLimits {
-            creates_per_minute: creates_per_minute.unwrap_or(current.creates_per_minute),
-            others_per_minute: others_per_minute.unwrap_or(current.others_per_minute),
+            creates_per_minute: changes.creates_per_minute.unwrap_or(current.creates_per_minute),
+            others_per_minute: changes.others_per_minute.unwrap_or(current.others_per_minute),
+            concurrent_waits: changes.concurrent_waits.unwrap_or(current.concurrent_waits),
         };
         match self.keys.set_limits(&record.hash, limits).await? {
             Transition::Applied => Ok(KeyRecord {

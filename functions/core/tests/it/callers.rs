@@ -19,7 +19,7 @@ use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError, RunLog};
-use mediagen::services::keys::KeyAdmin;
+use mediagen::services::keys::{KeyAdmin, LimitChanges};
 use serde_json::{Value, json};
 
 const JSON: Option<&str> = Some("application/json");
@@ -437,7 +437,13 @@ async fn run_records(stack: &Stack, records: Vec<aws_lambda_events::event::sqs::
 async fn a_key_past_its_create_limit_gets_429_with_retry_after_and_others_go_on() {
     let stack = Stack::new().await;
     KeyAdmin::new(stack.store())
-        .set_limits(&KEY[..12], Some(3), None)
+        .set_limits(
+            &KEY[..12],
+            LimitChanges {
+                creates_per_minute: Some(3),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     // All four in one window of a minute.
@@ -476,4 +482,46 @@ async fn a_key_past_its_create_limit_gets_429_with_retry_after_and_others_go_on(
     );
     let other = request_as(OTHER_KEY, Method::POST, "/media/generate", JSON, r#"{"prompt":"b"}"#);
     assert_eq!(http::submit::handle(&service, other).await.status(), 202);
+}
+
+#[tokio::test]
+async fn a_key_holds_no_more_waits_open_than_its_limit_and_the_rest_are_answered_at_once() {
+    let stack = Stack::new().await;
+    KeyAdmin::new(stack.store())
+        .set_limits(
+            &KEY[..12],
+            LimitChanges {
+                concurrent_waits: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Nothing runs the queue: the job stays queued, and a wait runs its whole length.
+    let job_id = submit(&stack, json!({"prompt": "never run", "width": 256, "height": 256})).await;
+    let status = stack.status_api();
+    let waiting = || {
+        let path = format!("/media/jobs/{job_id}");
+        http::status::handle(
+            &status,
+            with_header(request(Method::GET, &path, None, ""), "prefer", "wait=2"),
+        )
+    };
+    let started = Instant::now();
+    let (first, second) = tokio::join!(waiting(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answered = waiting().await;
+        (answered, started.elapsed())
+    });
+    let (second, second_took) = second;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_eq!(header_of(&first, "preference-applied"), Some("wait"));
+    assert_eq!(
+        header_of(&second, "preference-applied"),
+        None,
+        "answered without waiting"
+    );
+    assert!(second_took < Duration::from_millis(1500), "{second_took:?}");
+    // The first wait has ended: the next may wait again.
+    assert_eq!(header_of(&waiting().await, "preference-applied"), Some("wait"));
 }

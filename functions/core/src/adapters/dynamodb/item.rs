@@ -178,6 +178,7 @@ pub(super) fn key_to_item(record: &KeyRecord) -> Item {
     if let Some(limits) = record.limits {
         item.insert("creates_per_minute".to_owned(), n(limits.creates_per_minute));
         item.insert("others_per_minute".to_owned(), n(limits.others_per_minute));
+        item.insert("concurrent_waits".to_owned(), n(limits.concurrent_waits));
     }
     item
 }
@@ -190,17 +191,27 @@ pub(super) fn key_from_item(item: &Item) -> Result<KeyRecord, StoreError> {
         owner: r.owner()?,
         created_at: r.time("created_at")?,
         revoked_at: r.opt_time("revoked_at")?,
-        limits: match (r.opt_n("creates_per_minute")?, r.opt_n("others_per_minute")?) {
-            (None, None) => None,
-            (creates, others) => {
+        limits: match (
+            r.opt_n("creates_per_minute")?,
+            r.opt_n("others_per_minute")?,
+            r.opt_n("concurrent_waits")?,
+        ) {
+            (None, None, None) => None,
+            (creates, others, waits) => {
                 let defaults = KeyLimits::default();
                 Some(KeyLimits {
                     creates_per_minute: creates.unwrap_or(defaults.creates_per_minute),
                     others_per_minute: others.unwrap_or(defaults.others_per_minute),
+                    concurrent_waits: waits.unwrap_or(defaults.concurrent_waits),
                 })
             }
         },
     })
+}
+
+/// The record that counts a key's requests held open by `Prefer: wait`.
+pub(super) fn waits_pk(hash: &KeyHash) -> AttributeValue {
+    s(format!("WAITS#{}", hash.as_str()))
 }
 
 /// The record that counts a key's requests of a class in one window; it expires with the window.

@@ -30,7 +30,7 @@ use crate::ports::{
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
     idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
-    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time,
+    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time, waits_pk,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -788,15 +788,86 @@ impl KeyStore for DynamoJobStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", key_pk(hash))
-            .update_expression("SET creates_per_minute = :creates, others_per_minute = :others")
+            .update_expression(
+                "SET creates_per_minute = :creates, others_per_minute = :others, concurrent_waits = :waits",
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":creates", n(limits.creates_per_minute))
             .expression_attribute_values(":others", n(limits.others_per_minute))
+            .expression_attribute_values(":waits", n(limits.concurrent_waits))
             .send()
             .await;
         match result {
             Ok(_) => Ok(Transition::Applied),
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn start_wait(
+        &self,
+        hash: &KeyHash,
+        limit: u32,
+        now: DateTime<Utc>,
+        hold: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // A count whose last wait started more than `hold` ago is stale (its function died before
+        // it could end the wait): it starts again from this one (docs/design.md, "Rate limits").
+        let until = n((now + hold).timestamp());
+        let fresh = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", waits_pk(hash))
+            .update_expression("SET waits = :one, #ttl = :until")
+            .condition_expression("attribute_not_exists(waits) OR #ttl < :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":until", until.clone())
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match fresh {
+            Ok(_) => return Ok(true),
+            Err(err) if is_condition_failure(err.as_service_error()) => {}
+            Err(err) => return Err(unavailable(&err)),
+        }
+        let another = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", waits_pk(hash))
+            .update_expression("ADD waits :one SET #ttl = :until")
+            .condition_expression("waits < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":until", until)
+            .expression_attribute_values(":limit", n(limit))
+            .send()
+            .await;
+        match another {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(false),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn end_wait(&self, hash: &KeyHash) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", waits_pk(hash))
+            .update_expression("ADD waits :less")
+            .condition_expression("waits > :none")
+            .expression_attribute_values(":less", n(-1))
+            .expression_attribute_values(":none", n(0))
+            .send()
+            .await;
+        match result {
+            // Already zero: the count was started afresh meanwhile.
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(()),
             Err(err) => Err(unavailable(&err)),
         }
     }

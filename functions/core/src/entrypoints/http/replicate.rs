@@ -23,7 +23,7 @@ use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore};
 use crate::services::auth::Caller;
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
-use crate::services::read::ReadService;
+use crate::services::read::{ReadService, Waited};
 use crate::services::submit::{SubmitError, SubmitService};
 
 /// A page of the caller's predictions, newest first.
@@ -57,7 +57,7 @@ fn prediction_id(raw: &str) -> Result<JobId, ApiError> {
         (status = 404, description = "No such model here", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn create<S: JobStore, Q: JobQueue>(
+pub(super) async fn create<S: JobStore + KeyStore, Q: JobQueue>(
     submit: &SubmitService<S, Q>,
     reads: &ReadService<S>,
     caller: &Caller,
@@ -106,17 +106,18 @@ pub(super) async fn create<S: JobStore, Q: JobQueue>(
             other => other,
         })?;
     let mut job = submitted.job;
-    let wait = preferred_wait(request);
-    if let Some(wait) = wait {
-        job = reads
-            .wait_until_final(caller, job.id, wait)
-            .await?
-            .ok_or(ApiError::NotFound { what: "prediction" })?;
+    let mut waited = false;
+    if let Some(wait) = preferred_wait(request) {
+        match reads.wait_until_final(caller, job.id, wait).await? {
+            Waited::Held(Some(now)) => (job, waited) = (*now, true),
+            Waited::Held(None) => return Err(ApiError::NotFound { what: "prediction" }),
+            Waited::NotHeld => {}
+        }
     }
     let root = api_root(request);
     let mut body = prediction_body(&job, &root, links);
     // Replicate's clients take any answer but `starting` to a waiting create as final.
-    if wait.is_some() && !job.status.is_final() {
+    if waited && !job.status.is_final() {
         body.status = PredictionStatus::Starting;
     }
     let status = if submitted.replayed {
@@ -128,7 +129,7 @@ pub(super) async fn create<S: JobStore, Q: JobQueue>(
     if let Ok(location) = HeaderValue::from_str(&format!("{root}/v1/predictions/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    if wait.is_some() {
+    if waited {
         super::applied_wait(&mut response);
     }
     if submitted.replayed {

@@ -22,7 +22,7 @@ use crate::domain::listing::ListQuery;
 use crate::entrypoints::views::{FileLinks, JobPageView, JobStatusView, JobView, job_body, page_body, status_body};
 use crate::ports::{JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
-use crate::services::read::ReadService;
+use crate::services::read::{ReadService, Waited};
 use crate::services::webhooks::SigningKeys;
 
 /// What the `status` function serves.
@@ -194,10 +194,14 @@ pub(super) async fn job<S: JobStore + KeyStore>(
     id: JobId,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let wait = preferred_wait(request);
-    if let Some(wait) = wait {
-        api.reads.wait_until_final(caller, id, wait).await?.ok_or(NOT_FOUND)?;
-    }
+    let waited = match preferred_wait(request) {
+        Some(wait) => match api.reads.wait_until_final(caller, id, wait).await? {
+            Waited::Held(None) => return Err(NOT_FOUND),
+            Waited::Held(Some(_)) => true,
+            Waited::NotHeld => false,
+        },
+        None => false,
+    };
     let (job, media) = api.reads.job_with_media(caller, id).await?.ok_or(NOT_FOUND)?;
     let mut response = json_response(StatusCode::OK, &job_body(&job, &media, &base_path(request)));
     if !job.status.is_final() {
@@ -205,7 +209,7 @@ pub(super) async fn job<S: JobStore + KeyStore>(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    if wait.is_some() {
+    if waited {
         applied_wait(&mut response);
     }
     Ok(response)

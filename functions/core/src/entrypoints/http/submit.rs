@@ -22,7 +22,7 @@ use crate::entrypoints::views::{AcceptedView, FileLinks, JobView, accepted_body,
 use crate::ports::{JobQueue, JobStore, KeyStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
-use crate::services::read::ReadService;
+use crate::services::read::{ReadService, Waited};
 use crate::services::submit::SubmitService;
 
 /// What the `submit` function serves.
@@ -102,7 +102,7 @@ pub(super) async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
         // The whole job, as it is when it is final or the wait runs out.
         Some(wait) => {
             let id = submitted.job.id;
-            api.reads.wait_until_final(caller, id, wait).await?;
+            let waited = api.reads.wait_until_final(caller, id, wait).await? != Waited::NotHeld;
             let (job, media) = api
                 .reads
                 .job_with_media(caller, id)
@@ -116,7 +116,9 @@ pub(super) async fn generate<S: JobStore + KeyStore, Q: JobQueue>(
                 StatusCode::ACCEPTED
             };
             let mut response = json_response(status, &body);
-            applied_wait(&mut response);
+            if waited {
+                applied_wait(&mut response);
+            }
             response
         }
         None if submitted.replayed => json_response(StatusCode::OK, &accepted_body(&submitted.job, &base)),
