@@ -120,7 +120,8 @@ pub enum Cancel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
-    /// Where the next page starts, if there may be one.
+    /// Where the next page starts, if there may be one. A page can hold fewer jobs than asked,
+    /// even none, and still have one (a filtered read stopped at its bound); only `None` is the end.
     pub next: Option<Cursor>,
 }
 
@@ -132,7 +133,8 @@ pub trait JobStore: Send + Sync {
         job: &Job,
         idempotency: Option<IdempotencyClaim<'_>>,
     ) -> impl Future<Output = Result<Created, StoreError>> + Send;
-    /// The owner's jobs, newest first, as the query asks.
+    /// The owner's jobs, newest first, as the query asks, reading at most
+    /// [`MAX_READ`](crate::domain::listing::MAX_READ) of them.
     fn list(&self, owner: &Owner, query: &ListQuery) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
     /// `queued → canceled`, or marks a `processing` job for cancelling.
     fn cancel(&self, id: JobId, now: DateTime<Utc>) -> impl Future<Output = Result<Cancel, StoreError>> + Send;

@@ -20,7 +20,7 @@ use super::describe_error as describe;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
-use crate::domain::listing::{Cursor, ListQuery};
+use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
 use crate::ports::{
     Added, Cancel, Claim, Commit, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError, Stranded,
     Transition,
@@ -179,6 +179,18 @@ where
     }
 }
 
+/// Where a listing read stopped: the job id of the last index entry it read (`gsi1sk`).
+fn cursor_at(last: &Item) -> Result<Cursor, StoreError> {
+    last.get("gsi1sk")
+        .and_then(|key| key.as_s().ok())
+        .and_then(|raw| JobId::parse(raw).ok())
+        .map(|after| Cursor { after })
+        .ok_or_else(|| StoreError::Corrupt {
+            pk: format!("{:?}", last.get("pk")),
+            reason: "a listing stopped at an index entry that is not a job".into(),
+        })
+}
+
 fn is_condition_failure(err: Option<&UpdateItemError>) -> bool {
     err.is_some_and(|e| e.is_conditional_check_failed_exception())
 }
@@ -276,9 +288,17 @@ impl JobStore for DynamoJobStore {
     async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<JobPage, StoreError> {
         // One more than the page, to know whether there is a next page.
         let wanted = query.limit as usize + 1;
+        // A filter that matches little must not read the whole partition in one request
+        // (docs/design.md, "Listing"): the Query's Limit counts the items read, before the filter.
+        let budget = MAX_READ as usize;
         let mut jobs = Vec::with_capacity(wanted);
+        let mut read = 0;
         let mut start: Option<Item> = None;
-        loop {
+        let stopped = loop {
+            let ask = match query.status {
+                Some(_) => budget - read,
+                None => (wanted - jobs.len()).min(budget - read),
+            };
             let mut request = self
                 .client
                 .query()
@@ -286,7 +306,7 @@ impl JobStore for DynamoJobStore {
                 .index_name(INDEX)
                 .scan_index_forward(false)
                 .expression_attribute_values(":owner", owner_partition(owner))
-                .limit((wanted - jobs.len()).max(1) as i32)
+                .limit(i32::try_from(ask).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
             request = match query.after {
                 Some(Cursor { after }) => request
@@ -301,19 +321,22 @@ impl JobStore for DynamoJobStore {
                     .expression_attribute_values(":status", s(status.as_str()));
             }
             let output = request.send().await.map_err(|e| unavailable(&e))?;
+            // At least one, so that the loop ends whatever the answer says.
+            read += usize::try_from(output.scanned_count()).unwrap_or(0).max(1);
             for item in output.items() {
                 jobs.push(job_from_item(item)?);
             }
             match output.last_evaluated_key {
-                Some(last) if jobs.len() < wanted => start = Some(last),
-                _ => break,
+                Some(last) if jobs.len() < wanted && read < budget => start = Some(last),
+                last => break last,
             }
-        }
+        };
         let next = if jobs.len() > query.limit as usize {
             jobs.truncate(query.limit as usize);
             jobs.last().map(|job| Cursor { after: job.id })
         } else {
-            None
+            // The page holds every match read; the read stopped at its bound or at the end.
+            stopped.as_ref().map(cursor_at).transpose()?
         };
         Ok(JobPage { jobs, next })
     }
