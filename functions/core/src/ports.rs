@@ -146,7 +146,8 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
-    /// The media items of a succeeded job, in index order.
+    /// The media items of a succeeded job, in index order, read as of its commit: all of them,
+    /// or [`StoreError::Unavailable`], never part of them.
     fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
     /// The job's message was sent: the job leaves the sweeper's sight.
     fn mark_sent(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
