@@ -121,7 +121,8 @@ pub enum Cancel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
-    /// Where the next page starts, if there may be one.
+    /// Where the next page starts, if there may be one. A page can hold fewer jobs than asked,
+    /// even none, and still have one (a filtered read stopped at its bound); only `None` is the end.
     pub next: Option<Cursor>,
 }
 
@@ -141,7 +142,8 @@ pub trait JobStore: Send + Sync {
         key: &IdempotencyKey,
         job_id: JobId,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
-    /// The owner's jobs, newest first, as the query asks.
+    /// The owner's jobs, newest first, as the query asks, reading at most
+    /// [`MAX_READ`](crate::domain::listing::MAX_READ) of them.
     fn list(&self, owner: &Owner, query: &ListQuery) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
     /// `queued → canceled`, or marks a `processing` job for cancelling.
     fn cancel(&self, id: JobId, now: DateTime<Utc>) -> impl Future<Output = Result<Cancel, StoreError>> + Send;
@@ -153,7 +155,8 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     fn media(&self, id: MediaId) -> impl Future<Output = Result<Option<MediaItem>, StoreError>> + Send;
-    /// The media items of a succeeded job, in index order.
+    /// The media items of a succeeded job, in index order, read as of its commit: all of them,
+    /// or [`StoreError::Unavailable`], never part of them.
     fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
     /// The job's message was sent: the job leaves the sweeper's sight.
     fn mark_sent(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;

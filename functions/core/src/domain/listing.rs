@@ -1,6 +1,6 @@
 //! `GET /media/jobs` (docs/design.md, "Listing"): the caller's jobs, newest first, a page at a
 //! time. Jobs are ordered by their ids, which are time-ordered (UUIDv7); the cursor is the id of
-//! the last job of a page: where the next page starts, below it.
+//! the last job a request read: where the next page starts, below it.
 
 use super::generation::FieldError;
 use super::ids::JobId;
@@ -8,8 +8,15 @@ use super::job::JobStatus;
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
+/// The most jobs one listing request reads, so that a status filter that matches few of them
+/// answers in one bounded read: the page is then short, or empty, and its cursor goes on from
+/// the last job read.
+pub const MAX_READ: u32 = 200;
+// A page without a filter, and the one job more that tells whether there is a next, always fit.
+const _: () = assert!(MAX_READ > MAX_PAGE);
 
-/// Where a page ends: the id of its last job.
+/// Where a page ends: the id of the last job read for it, the page's last job or, when the read
+/// stopped at [`MAX_READ`] jobs, one the status filter left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub after: JobId,

@@ -124,7 +124,8 @@ pub struct PageLinksView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobPageView {
     pub jobs: Vec<JobSummaryView>,
-    /// Give it as `cursor` for the next page; absent on the last.
+    /// Give it as `cursor` for the next page; absent only on the last. A page can hold fewer
+    /// jobs than `limit`, even none, and still have one.
     pub next_cursor: Option<String>,
     pub links: PageLinksView,
 }

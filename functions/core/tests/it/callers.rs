@@ -9,6 +9,7 @@ use crate::helpers::{
     request_with_query, sqs_event,
 };
 use chrono::Utc;
+use futures::StreamExt;
 use lambda_http::Request;
 use lambda_http::http::{Method, header};
 use mediagen::adapters::image_model::local::LocalModel;
@@ -16,6 +17,7 @@ use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::{Job, JobStatus};
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::listing::MAX_READ;
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{GeneratedImage, ImageModel, JobStore, ModelError, RunLog};
@@ -373,6 +375,83 @@ async fn listing_pages_through_250_jobs_without_loss_or_repeat() {
         let problem = assert_problem(&response, 400);
         assert_eq!(problem["type"], "urn:mediagen:problem:invalid-query", "{bad}");
     }
+}
+
+/// Follows a listing's cursors from `query` to the end: each page's job ids, in order.
+async fn pages_of(stack: &Stack, query: &str) -> Vec<Vec<String>> {
+    let status = stack.status_api();
+    let mut pages = Vec::new();
+    let mut path = format!("/media/jobs?{query}");
+    loop {
+        let response = http::status::handle(&status, request_with_query(&path)).await;
+        assert_eq!(response.status(), 200, "{}", json_of(&response));
+        let page = json_of(&response);
+        let ids = page["jobs"].as_array().unwrap().iter();
+        pages.push(ids.map(|job| job["job_id"].as_str().unwrap().to_owned()).collect());
+        assert!(pages.len() <= 10, "the cursors go on and on: {page}");
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/media/jobs?{query}&cursor={cursor}"),
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_status_filter_reads_a_bounded_part_of_the_jobs_per_request_and_says_where_to_go_on() {
+    let stack = Stack::new().await;
+    let store = stack.store();
+    let policy = stack.policy();
+    let owner = Owner::parse(OWNER).unwrap();
+    let mut jobs: Vec<Job> = (0..300)
+        .map(|i| {
+            let request = GenerateRequest::parse(&json!({"prompt": format!("job {i}")}), &policy).unwrap();
+            Job::new(owner.clone(), request, Utc::now(), Duration::from_secs(3600))
+        })
+        .collect();
+    // Newest first, as listed (UUIDv7 ids); only the newest and the oldest failed, none canceled.
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.id.to_string()));
+    jobs[0].status = JobStatus::Failed;
+    jobs[299].status = JobStatus::Failed;
+    futures::stream::iter(&jobs)
+        .for_each_concurrent(16, |job| async {
+            store.create(job, None).await.unwrap();
+        })
+        .await;
+    let newest = jobs[0].id.to_string();
+    let oldest = jobs[299].id.to_string();
+
+    // A filter that matches nothing answers from a bounded read, with a cursor to go on from.
+    let none = pages_of(&stack, "status=canceled").await;
+    assert!(none.len() > 1, "one request read all 300 jobs: {none:?}");
+    assert!(none.iter().all(Vec::is_empty), "{none:?}");
+    // Each request read at most MAX_READ jobs, and no fewer while more were left.
+    let reads = 300usize.div_ceil(MAX_READ as usize);
+    assert!((reads..=reads + 1).contains(&none.len()), "{} requests", none.len());
+
+    // The first request stops before the oldest job; the cursors reach it, each job once.
+    let failed = pages_of(&stack, "status=failed&limit=100").await;
+    assert!(failed.len() > 1, "one request read all 300 jobs: {failed:?}");
+    assert_eq!(failed[0], vec![newest.clone()], "{failed:?}");
+    assert_eq!(failed.concat(), [newest, oldest]);
+
+    // The next page's link and Replicate's `next` go on from there too, with the filter.
+    let status = stack.status_api();
+    let first = json_of(&http::status::handle(&status, request_with_query("/media/jobs?status=canceled")).await);
+    assert_eq!(first["jobs"], json!([]), "{first}");
+    let next = first["links"]["next"].as_str().unwrap();
+    assert!(next.contains("status=canceled") && next.contains("cursor="), "{next}");
+    let listed = http::submit::handle(
+        &stack.submit_api(),
+        request_with_query("/v1/predictions?status=canceled"),
+    )
+    .await;
+    let predictions = json_of(&listed);
+    assert_eq!(predictions["results"], json!([]), "{predictions}");
+    let next = predictions["next"].as_str().unwrap_or_default();
+    assert!(
+        next.contains("status=canceled") && next.contains("cursor="),
+        "{predictions}"
+    );
 }
 
 /// A GET whose query string reaches the handler as API Gateway gives it.

@@ -1,20 +1,33 @@
 //! `status` and `content` through their handlers, against the real store and bucket.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::helpers::{Stack, assert_problem, header_of, json_of, post_generate, request, sqs_event};
+use aws_sdk_dynamodb::config::interceptors::{BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_smithy_runtime_api::box_error::BoxError;
 use lambda_http::http::{Method, header};
+use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::entrypoints::http;
 use mediagen::entrypoints::sqs;
 use mediagen::ports::JobStore;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Submits a job through the real handler and runs `generate` on its message.
 async fn finished_job(stack: &Stack) -> JobId {
+    finished_job_of(stack, 2).await
+}
+
+/// The same, with `outputs` images.
+async fn finished_job_of(stack: &Stack, outputs: u32) -> JobId {
     let submit = stack.submit_api();
-    let body = json!({"prompt": "a quiet harbour", "width": 256, "height": 256, "num_outputs": 2, "seed": 3});
+    let body = json!({"prompt": "a quiet harbour", "width": 256, "height": 256, "num_outputs": outputs, "seed": 3});
     let response = http::submit::handle(&submit, post_generate(body.to_string())).await;
     let job_id = JobId::parse(json_of(&response)["job_id"].as_str().unwrap()).unwrap();
     let generator = stack.generator(LocalModel);
@@ -203,4 +216,118 @@ async fn ids_and_routes_are_checked() {
         let response = http::content::handle(&content, request(method.clone(), &path, None, "")).await;
         assert_problem(&response, status);
     }
+}
+
+/// Watches a store's calls to DynamoDB: records each request's operation and body, and turns
+/// every BatchGetItem answer of more than one item into a partial one, the rest handed back as
+/// unprocessed keys, as DynamoDB may answer under load.
+#[derive(Debug, Clone, Default)]
+struct Watch {
+    requests: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Intercept for Watch {
+    fn name(&self) -> &'static str {
+        "watch"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        let body = match request.body().bytes() {
+            Some(bytes) => serde_json::from_slice(bytes)?,
+            None => Value::Null,
+        };
+        self.requests.lock().unwrap().push((operation, body));
+        Ok(())
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Ok(output)) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        let Some(output) = output.downcast_mut::<BatchGetItemOutput>() else {
+            return Ok(());
+        };
+        for (table, items) in output.responses.iter_mut().flatten() {
+            if items.len() < 2 {
+                continue;
+            }
+            let rest = items
+                .drain(1..)
+                .map(|item| HashMap::from([("pk".to_owned(), item["pk"].clone())]))
+                .collect();
+            let rest = KeysAndAttributes::builder().set_keys(Some(rest)).build()?;
+            output
+                .unprocessed_keys
+                .get_or_insert_default()
+                .insert(table.clone(), rest);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_jobs_media_are_read_consistently_and_whole_from_partial_batch_answers() {
+    let stack = Stack::new().await;
+    let job_id = finished_job_of(&stack, 4).await;
+    let watch = Watch::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
+        .interceptor(watch.clone())
+        .build();
+    let store = DynamoJobStore::new(aws_sdk_dynamodb::Client::from_conf(config), &stack.resources.table);
+
+    let job = store.job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.media_ids.len(), 4, "{job:?}");
+    let media = store.job_media(&job).await.unwrap();
+    assert_eq!(media.iter().map(|m| m.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let ids: HashSet<MediaId> = media.iter().map(|m| m.id).collect();
+    assert_eq!(ids, job.media_ids.iter().copied().collect());
+    assert_eq!(store.media(job.media_ids[3]).await.unwrap().unwrap().index, 3);
+
+    // Each answer held one item and handed the rest back: four reads, every one consistent
+    // (a read right after the job's commit must see its media items).
+    let requests = watch.requests.lock().unwrap().clone();
+    let batches: Vec<&Value> = requests
+        .iter()
+        .filter(|(operation, _)| operation == "BatchGetItem")
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(batches.len(), 4, "{batches:?}");
+    for body in batches {
+        for keys in body["RequestItems"].as_object().unwrap().values() {
+            assert_eq!(
+                keys["ConsistentRead"], true,
+                "an eventually consistent batch read: {body}"
+            );
+        }
+    }
+    let gets: Vec<&Value> = requests
+        .iter()
+        .filter(|(operation, _)| operation == "GetItem")
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(gets.len(), 2, "{requests:?}");
+    for body in gets {
+        assert_eq!(body["ConsistentRead"], true, "an eventually consistent read: {body}");
+    }
+
+    // Through the handler, right after the job's completion.
+    let response = http::status::handle(
+        &stack.status_api(),
+        request(Method::GET, &format!("/media/jobs/{job_id}"), None, ""),
+    )
+    .await;
+    assert_eq!(json_of(&response)["media"].as_array().unwrap().len(), 4);
 }

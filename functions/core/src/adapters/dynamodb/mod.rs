@@ -6,6 +6,8 @@
 mod item;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -22,7 +24,8 @@ use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
-use crate::domain::listing::{Cursor, ListQuery};
+use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
+use crate::domain::retry::Backoff;
 use crate::ports::{
     Added, Cancel, Claim, Commit, Counted, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError,
     Stranded, Transition,
@@ -35,6 +38,48 @@ use item::{
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
 const TRANSACTION_TRIES: u32 = 4;
+
+/// Tries of a batch read that DynamoDB answers in part (unprocessed keys, under load), and the
+/// waits between them, which DynamoDB asks for (docs/design.md, "Failure rules"): at most 750 ms
+/// in all.
+const BATCH_READS: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5);
+
+/// The keys of a batch read, read strongly consistent: a job's media items are asked for right
+/// after the commit that wrote them, where an eventually consistent read may miss them
+/// (docs/design.md, "Stored data").
+fn consistent(keys: Vec<Item>) -> Result<KeysAndAttributes, StoreError> {
+    KeysAndAttributes::builder()
+        .set_keys(Some(keys))
+        .consistent_read(true)
+        .build()
+        .map_err(|e| unavailable(&e))
+}
+
+/// Reads `keys` with `read`, which answers the items it read and the keys it left unread; asks
+/// again for those after a wait, until none are left. Keys still unread after the last try are
+/// an error, never a short answer.
+async fn read_whole<K, T, F, Fut>(keys: K, backoff: &Backoff, mut read: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(K) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<K>), StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut pending = keys;
+    let mut attempt = 1;
+    loop {
+        let (found, rest) = read(pending).await?;
+        items.extend(found);
+        let Some(rest) = rest else { return Ok(items) };
+        if attempt >= backoff.max_attempts {
+            return Err(StoreError::Unavailable(format!(
+                "items still unread after {attempt} batch reads"
+            )));
+        }
+        tokio::time::sleep(backoff.delay(attempt)).await;
+        pending = rest;
+        attempt += 1;
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DynamoJobStore {
@@ -181,6 +226,18 @@ where
     }
 }
 
+/// Where a listing read stopped: the job id of the last index entry it read (`gsi1sk`).
+fn cursor_at(last: &Item) -> Result<Cursor, StoreError> {
+    last.get("gsi1sk")
+        .and_then(|key| key.as_s().ok())
+        .and_then(|raw| JobId::parse(raw).ok())
+        .map(|after| Cursor { after })
+        .ok_or_else(|| StoreError::Corrupt {
+            pk: format!("{:?}", last.get("pk")),
+            reason: "a listing stopped at an index entry that is not a job".into(),
+        })
+}
+
 fn is_condition_failure(err: Option<&UpdateItemError>) -> bool {
     err.is_some_and(|e| e.is_conditional_check_failed_exception())
 }
@@ -306,9 +363,17 @@ impl JobStore for DynamoJobStore {
     async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<JobPage, StoreError> {
         // One more than the page, to know whether there is a next page.
         let wanted = query.limit as usize + 1;
+        // A filter that matches little must not read the whole partition in one request
+        // (docs/design.md, "Listing"): the Query's Limit counts the items read, before the filter.
+        let budget = MAX_READ as usize;
         let mut jobs = Vec::with_capacity(wanted);
+        let mut read = 0;
         let mut start: Option<Item> = None;
-        loop {
+        let stopped = loop {
+            let ask = match query.status {
+                Some(_) => budget - read,
+                None => (wanted - jobs.len()).min(budget - read),
+            };
             let mut request = self
                 .client
                 .query()
@@ -316,7 +381,7 @@ impl JobStore for DynamoJobStore {
                 .index_name(INDEX)
                 .scan_index_forward(false)
                 .expression_attribute_values(":owner", owner_partition(owner))
-                .limit((wanted - jobs.len()).max(1) as i32)
+                .limit(i32::try_from(ask).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
             request = match query.after {
                 Some(Cursor { after }) => request
@@ -331,19 +396,22 @@ impl JobStore for DynamoJobStore {
                     .expression_attribute_values(":status", s(status.as_str()));
             }
             let output = request.send().await.map_err(|e| unavailable(&e))?;
+            // At least one, so that the loop ends whatever the answer says.
+            read += usize::try_from(output.scanned_count()).unwrap_or(0).max(1);
             for item in output.items() {
                 jobs.push(job_from_item(item)?);
             }
             match output.last_evaluated_key {
-                Some(last) if jobs.len() < wanted => start = Some(last),
-                _ => break,
+                Some(last) if jobs.len() < wanted && read < budget => start = Some(last),
+                last => break last,
             }
-        }
+        };
         let next = if jobs.len() > query.limit as usize {
             jobs.truncate(query.limit as usize);
             jobs.last().map(|job| Cursor { after: job.id })
         } else {
-            None
+            // The page holds every match read; the read stopped at its bound or at the end.
+            stopped.as_ref().map(cursor_at).transpose()?
         };
         Ok(JobPage { jobs, next })
     }
@@ -399,6 +467,8 @@ impl JobStore for DynamoJobStore {
             .get_item()
             .table_name(&self.table)
             .key("pk", media_pk(id))
+            // Asked right after the job's commit, which wrote it (docs/design.md, "Stored data").
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
@@ -406,49 +476,32 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
-        let mut media = Vec::with_capacity(job.media_ids.len());
         if job.media_ids.is_empty() {
-            return Ok(media);
+            return Ok(Vec::new());
         }
         let keys: Vec<Item> = job
             .media_ids
             .iter()
             .map(|id| HashMap::from([("pk".to_owned(), media_pk(*id))]))
             .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .build()
-                .map_err(|e| unavailable(&e))?,
-        );
-        // A batch read may answer part of the keys under load; ask again for the rest.
-        for _ in 0..5 {
-            let Some(keys) = pending.take() else { break };
-            let output = self
-                .client
+        let (client, table) = (&self.client, &self.table);
+        let items = read_whole(keys, &BATCH_READS, |keys| async move {
+            let output = client
                 .batch_get_item()
-                .request_items(&self.table, keys)
+                .request_items(table, consistent(keys)?)
                 .send()
                 .await
                 .map_err(|e| unavailable(&e))?;
-            for item in output
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                media.push(media_from_item(&item)?);
-            }
-            pending = output
+            let found = output.responses.unwrap_or_default().remove(table).unwrap_or_default();
+            let rest = output
                 .unprocessed_keys
-                .and_then(|mut rest| rest.remove(&self.table))
-                .filter(|rest| !rest.keys.is_empty());
-        }
-        if pending.is_some() {
-            return Err(StoreError::Unavailable(
-                "media items still unread after 5 batch reads".into(),
-            ));
-        }
+                .and_then(|mut rest| rest.remove(table))
+                .map(|rest| rest.keys)
+                .filter(|keys| !keys.is_empty());
+            Ok((found, rest))
+        })
+        .await?;
+        let mut media = items.iter().map(media_from_item).collect::<Result<Vec<_>, _>>()?;
         media.sort_by_key(|m| m.index);
         Ok(media)
     }
@@ -908,5 +961,52 @@ impl KeyStore for DynamoJobStore {
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(Counted::Over),
             Err(err) => Err(unavailable(&err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::ready;
+
+    const FAST: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(2), 4);
+
+    #[tokio::test]
+    async fn unread_keys_are_asked_again_until_none_are_left() {
+        let mut asked = Vec::new();
+        // Each answer reads one key and hands the rest back, as a partial batch answer does.
+        let items = read_whole(vec![1, 2, 3, 4], &FAST, |keys: Vec<u32>| {
+            asked.push(keys.clone());
+            let rest = (keys.len() > 1).then(|| keys[1..].to_vec());
+            ready(Ok((keys[..1].to_vec(), rest)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(items, [1, 2, 3, 4]);
+        assert_eq!(asked, [vec![1, 2, 3, 4], vec![2, 3, 4], vec![3, 4], vec![4]]);
+    }
+
+    #[tokio::test]
+    async fn keys_still_unread_after_the_last_try_are_an_error_not_a_short_answer() {
+        let mut reads = 0;
+        let result = read_whole((1..=10).collect(), &FAST, |keys: Vec<u32>| {
+            reads += 1;
+            ready(Ok((keys[..1].to_vec(), Some(keys[1..].to_vec()))))
+        })
+        .await;
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        assert_eq!(reads, FAST.max_attempts);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_fails_at_once() {
+        let mut reads = 0;
+        let result: Result<Vec<u32>, _> = read_whole(vec![1], &FAST, |_| {
+            reads += 1;
+            ready(Err(StoreError::Unavailable("throttled".into())))
+        })
+        .await;
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        assert_eq!(reads, 1);
     }
 }

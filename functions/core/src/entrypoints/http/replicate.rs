@@ -30,7 +30,8 @@ use crate::services::submit::{SubmitError, SubmitService};
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PredictionPageView {
     pub results: Vec<PredictionView>,
-    /// The next page's whole URL, if there may be one.
+    /// The next page's whole URL, if there may be one; `null` only on the last. A page can hold
+    /// fewer results than `limit`, even none, and still have one.
     pub next: Option<String>,
     pub previous: Option<String>,
 }

@@ -216,6 +216,9 @@ pub(super) async fn job<S: JobStore + KeyStore>(
 }
 
 /// The caller's jobs, newest first, a page at a time.
+///
+/// A request reads at most 200 of them: with `status`, a page can hold fewer than `limit`, even
+/// none, and still have a `next_cursor`; only its absence is the end.
 #[utoipa::path(get, path = "/media/jobs", tag = "jobs",
     params(
         ("status" = Option<JobStatus>, Query, description = "Only jobs in this state"),
