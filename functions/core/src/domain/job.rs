@@ -150,6 +150,10 @@ pub struct Job {
     /// The model's own ids of the paid work started for this job (Replicate's predictions), in
     /// order, noted as each starts: a later attempt resumes them instead of paying again.
     pub predictions: Vec<String>,
+    /// Set by `generate`'s final write of a job with a `webhook_url`, removed once the webhook is
+    /// queued: whoever finds a final job with it set queues the webhook (docs/design.md,
+    /// "Webhooks").
+    pub webhook_pending: bool,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -173,6 +177,7 @@ impl Job {
             interface: Interface::Media,
             unsent: true,
             predictions: Vec::new(),
+            webhook_pending: false,
             ttl: expiry(now, retention),
         }
     }

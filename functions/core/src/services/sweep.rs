@@ -69,8 +69,18 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
                 self.webhooks.job_final(&job).await;
                 Outcome::Acknowledge
             }
-            Ok(Stranded::Final(status)) => {
-                tracing::info!(%status, "dead letter of a final job; dropped");
+            Ok(Stranded::Final(job)) if job.webhook_pending => {
+                // A worker ended it on the last receive and did not queue its webhook
+                // (docs/design.md, "Webhooks"). If the queue fails now, the dead letter comes back.
+                tracing::info!(status = %job.status, "dead letter of a final job whose webhook was never queued");
+                if self.webhooks.job_final_marked(&self.store, &job).await {
+                    Outcome::Acknowledge
+                } else {
+                    Outcome::Retry
+                }
+            }
+            Ok(Stranded::Final(job)) => {
+                tracing::info!(status = %job.status, "dead letter of a final job; dropped");
                 Outcome::Acknowledge
             }
             Ok(Stranded::Missing) => {

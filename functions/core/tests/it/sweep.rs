@@ -137,6 +137,25 @@ async fn a_final_or_missing_job_is_left_alone() {
     assert_eq!(failed.error, Some(error), "the job keeps its own reason");
 }
 
+/// The worker ended the job on the last receive and died before queueing its webhook: the dead
+/// letter finds the job final with its webhook never queued, and queues it, once.
+#[tokio::test]
+async fn a_dead_letter_of_a_final_job_whose_webhook_was_never_queued_queues_it() {
+    let stack = Stack::new().await;
+    let queued = queued(&stack).await;
+    let running = claimed(&stack, &queued, chrono::Duration::minutes(1)).await;
+    let committed = stack.store().complete(&running, &[], Utc::now()).await.unwrap();
+    assert_eq!(committed, mediagen::ports::Commit::Applied);
+    let letters = stack.exhaust_to_dead_letters().await;
+
+    assert_eq!(sweep(&stack, letters.clone()).await, 0);
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
+    assert_eq!(webhooks_queued(&stack).await, 1, "its webhook is queued");
+
+    assert_eq!(sweep(&stack, letters).await, 0);
+    assert_eq!(webhooks_queued(&stack).await, 0, "once");
+}
+
 /// A job written as `submit` writes it, `age` ago, whose message never went out: `submit` crashed
 /// or timed out between the two, or could not send and then could not mark it failed either.
 async fn never_sent(stack: &Stack, age: chrono::Duration) -> Job {

@@ -288,3 +288,22 @@ async fn failed_jobs_queue_a_delivery_and_jobs_without_a_webhook_url_do_not() {
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.unwrap().code, "enqueue_failed");
 }
+
+/// A job canceled while queued is announced by the cancel; its message, which comes to
+/// `generate` afterwards, finds it final and queues no second delivery.
+#[tokio::test]
+async fn a_job_canceled_while_queued_is_announced_once_though_its_message_comes_later() {
+    let stack = Stack::new().await;
+    let job_id = submit(
+        &stack,
+        json!({"prompt": "a heron", "webhook_url": "http://127.0.0.1:9/hook"}),
+    )
+    .await;
+    let cancel = format!("/media/jobs/{job_id}/cancel");
+    let response = http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await;
+    assert_eq!(json_of(&response)["status"], "canceled");
+
+    run_jobs(&stack, LocalModel).await;
+    let queued: Vec<JobId> = stack.receive_webhooks(30).await.iter().map(job_id_of).collect();
+    assert_eq!(queued, [job_id]);
+}
