@@ -890,6 +890,57 @@ async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
     }
     assert_eq!(succeeded, 4, "the first round ran");
     assert_eq!(response.batch_item_failures.len(), 6);
+    // Returned for another invocation at once: visible again within a second or so, while the
+    // records that ran stay hidden.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut back: Vec<String> = stack
+        .receive(30)
+        .await
+        .into_iter()
+        .filter_map(|m| m.message_id)
+        .collect();
+    let mut returned: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    back.sort();
+    returned.sort();
+    assert_eq!(back, returned);
+}
+
+/// A batch of the event source's size (template.yaml's BatchSize, RECORD_CONCURRENCY records)
+/// starts whole in an invocation with time for one job each: no record waits its turn, so none
+/// goes back unstarted, and no receive is spent on a record that never ran.
+#[tokio::test]
+async fn a_batch_of_the_event_sources_size_starts_every_record() {
+    let stack = Stack::new().await;
+    let mut jobs = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..sqs::RECORD_CONCURRENCY {
+        let (queued, message) = submitted(
+            &stack,
+            json!({"prompt": format!("on time {n}"), "width": 256, "height": 256}),
+        )
+        .await;
+        jobs.push(queued.id);
+        records.push(message);
+    }
+    let model = SteadyModel {
+        per_job: Duration::from_millis(1500),
+    };
+    // 3 s after the 3 s reserve: one round of 1.6 s.
+    let response = sqs::handle(
+        &stack.generator(model),
+        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+    )
+    .await;
+
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    for id in &jobs {
+        let job = job(&stack, *id).await;
+        assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1));
+    }
 }
 
 /// What a job shows its client is a short message; an SDK's error chain (endpoints, sockets)
