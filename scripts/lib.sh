@@ -224,7 +224,7 @@ start_stack() {
   say "starting the SQS event-source stand-ins (logs: ${STATE#$ROOT/}/pump.log, pump-webhooks.log, pump-sweeper.log)"
   local dev="$STACK_BIN/mediagen-dev"
   start_bg "$STATE/pump.log" "$dev" pump --queue-url "$JOBS_QUEUE_URL" --function generate --timeout 30 \
-    --concurrency "$GENERATE_CONCURRENCY" "${run_generate[@]}"
+    --batch-size "$GENERATE_BATCH_SIZE" --concurrency "$GENERATE_CONCURRENCY" "${run_generate[@]}"
   STACK_PIDS+=("${BG_PIDS[-1]}")
   PUMP_PID=${BG_PIDS[-1]}
   start_bg "$STATE/pump-webhooks.log" "$dev" pump --queue-url "$WEBHOOKS_QUEUE_URL" --function deliver --timeout 30 \

@@ -112,7 +112,7 @@ class Queue(unittest.TestCase):
         )["Attributes"]["QueueArn"]
         self.assertEqual(mapping["EventSourceArn"], queue_arn)
         self.assertEqual(mapping["State"], "Enabled")
-        self.assertEqual(mapping["BatchSize"], 10)
+        self.assertEqual(mapping["BatchSize"], 4)
         self.assertEqual(mapping["FunctionResponseTypes"], ["ReportBatchItemFailures"])
         self.assertEqual(mapping["ScalingConfig"]["MaximumConcurrency"], 5)
 

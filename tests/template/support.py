@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 LOCAL_ENV = ROOT / "scripts" / "local.env"
 CONFIG_RS = ROOT / "functions" / "core" / "src" / "runtime" / "config.rs"
+SQS_RS = ROOT / "functions" / "core" / "src" / "entrypoints" / "sqs.rs"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -84,6 +85,14 @@ def local_env():
 
 def config_rs():
     return CONFIG_RS.read_text()
+
+
+def record_concurrency():
+    """How many records of a batch generate runs at once: RECORD_CONCURRENCY in entrypoints/sqs.rs."""
+    found = re.search(r"pub const RECORD_CONCURRENCY: usize = ([0-9]+);", SQS_RS.read_text())
+    if not found:
+        raise AssertionError(f"no RECORD_CONCURRENCY in {SQS_RS}")
+    return int(found.group(1))
 
 
 def settings_read_by_config():

@@ -63,7 +63,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
 
     def test_every_local_setting_has_a_counterpart_in_the_template(self):
         known = set(PARAMETERS) | set(RESOURCE_VALUES) | LOCAL_ONLY | set(LOCAL_PARAMETERS)
-        known |= {"MAX_RECEIVE_COUNT", "SWEEP_SCHEDULE_SECONDS"} | set(CONCURRENCY)
+        known |= {"MAX_RECEIVE_COUNT", "SWEEP_SCHEDULE_SECONDS", "GENERATE_BATCH_SIZE"} | set(CONCURRENCY)
         unknown = sorted(set(self.env) - known)
         self.assertEqual(
             unknown,
@@ -134,6 +134,15 @@ class LocalStackMatchesTemplate(unittest.TestCase):
                     str(maximum),
                     f"scripts/local.env's {setting} is not {function}'s MaximumConcurrency {maximum}",
                 )
+
+    def test_the_generate_pump_takes_batches_of_the_event_sources_size(self):
+        events = self.resources["GenerateFunction"]["Properties"]["Events"]
+        (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+        self.assertEqual(
+            self.env.get("GENERATE_BATCH_SIZE"),
+            str(sqs["BatchSize"]),
+            f"scripts/local.env's GENERATE_BATCH_SIZE is not generate's BatchSize {sqs['BatchSize']}",
+        )
 
     def test_the_local_webhook_secret_is_never_the_deployed_one(self):
         self.assertNotIn("Default", self.parameters["WebhookSecret"])

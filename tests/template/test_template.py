@@ -223,6 +223,13 @@ def queue_problems(cfn):
             problems.append(f"{queue_name} does not redrive to {dead_letter_name}")
 
     jobs = by_function["GenerateFunction"]
+    # A record that waits behind others for its turn may find too little time left and go back
+    # unstarted, and SQS counts that receive all the same (docs/design.md, "Failure rules").
+    if int(jobs.get("BatchSize", 0)) != support.record_concurrency():
+        problems.append(
+            f"generate's batch size {jobs.get('BatchSize')} is not RECORD_CONCURRENCY {support.record_concurrency()}: "
+            "records that wait their turn spend receives"
+        )
     if ref_name(jobs.get("ScalingConfig", {}).get("MaximumConcurrency")) != "GenerateMaxConcurrency":
         problems.append("the event source's maximum concurrency is not the GenerateMaxConcurrency parameter")
     redrive = cfn["Resources"]["JobsQueue"]["Properties"].get("RedrivePolicy", {})
@@ -549,6 +556,14 @@ class BrokenWiringIsCaught(unittest.TestCase):
             del mapping["Properties"]["FunctionResponseTypes"]
 
         self.assertCaught(queue_problems, change, "ReportBatchItemFailures")
+
+    def test_generate_given_more_records_than_it_runs_at_once(self):
+        def change(cfn):
+            for mapping in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values():
+                if mapping["Properties"]["EventSourceArn"] == QUEUE:
+                    mapping["Properties"]["BatchSize"] = support.record_concurrency() + 1
+
+        self.assertCaught(queue_problems, change, "RECORD_CONCURRENCY")
 
     def test_webhooks_that_trigger_generate(self):
         def change(cfn):

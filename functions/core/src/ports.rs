@@ -11,7 +11,7 @@ use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
+use crate::domain::job::{Job, JobError, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
@@ -38,8 +38,9 @@ impl Transient for StoreError {
 pub enum Claim {
     /// The job is ours until its lease ends; `attempts` identifies this claim.
     Claimed(Box<Job>),
-    /// The job is final: nothing to do.
-    Final(JobStatus),
+    /// The job is final: nothing to do but queue its webhook if it is still pending
+    /// (docs/design.md, "Webhooks").
+    Final(Box<Job>),
     /// Another worker holds the job until then.
     Held { until: DateTime<Utc> },
     /// No such job.
@@ -51,8 +52,8 @@ pub enum Claim {
 pub enum Stranded {
     /// The job was `queued`, or `processing` with its lease run out: it is now `failed`.
     Failed(Box<Job>),
-    /// The job is final: nothing to do.
-    Final(JobStatus),
+    /// The job is final: nothing to do but queue its webhook if it is still pending.
+    Final(Box<Job>),
     /// A worker still holds the job until then.
     Held { until: DateTime<Utc> },
     /// No such job.
@@ -62,6 +63,8 @@ pub enum Stranded {
 /// The answer to committing a job's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
+    /// The job is `succeeded` with these media: by this write, or by an earlier try of the same
+    /// commit whose answer was lost.
     Applied,
     /// The claim still holds, but a cancel was requested: the job is to end `canceled`.
     CancelRequested,
@@ -148,6 +151,7 @@ pub trait JobStore: Send + Sync {
     /// `queued → canceled`, or marks a `processing` job for cancelling.
     fn cancel(&self, id: JobId, now: DateTime<Utc>) -> impl Future<Output = Result<Cancel, StoreError>> + Send;
     /// `processing → canceled` for a job whose cancel was requested, if the claim still holds.
+    /// Like every final write of a claim, it marks a job with a `webhook_url` `webhook_pending`.
     fn finish_canceled(
         &self,
         claimed: &Job,
@@ -160,6 +164,8 @@ pub trait JobStore: Send + Sync {
     fn job_media(&self, job: &Job) -> impl Future<Output = Result<Vec<MediaItem>, StoreError>> + Send;
     /// The job's message was sent: the job leaves the sweeper's sight.
     fn mark_sent(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The final job's webhook is queued: its `webhook_pending` mark is removed.
+    fn mark_webhook_queued(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Jobs whose message is not known to have been sent, made before `before`, oldest first, at
     /// most `limit` of them.
     fn unsent(&self, before: DateTime<Utc>, limit: u32) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
@@ -194,7 +200,8 @@ pub trait JobStore: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     /// `processing → succeeded` with its media items, in one transaction, if the claim still holds
-    /// and no cancel was requested.
+    /// and no cancel was requested. Tried again after a lost answer, it answers `Applied` if the
+    /// first try went through.
     fn complete(
         &self,
         claimed: &Job,

@@ -155,6 +155,10 @@ pub struct Job {
     /// The model's own ids of the paid work started for this job (Replicate's predictions), in
     /// order, noted as each starts: a later attempt resumes them instead of paying again.
     pub predictions: Vec<String>,
+    /// Set by `generate`'s final write of a job with a `webhook_url`, removed once the webhook is
+    /// queued: whoever finds a final job with it set queues the webhook (docs/design.md,
+    /// "Webhooks").
+    pub webhook_pending: bool,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
 }
@@ -179,6 +183,7 @@ impl Job {
             api_root: None,
             unsent: true,
             predictions: Vec::new(),
+            webhook_pending: false,
             ttl: expiry(now, retention),
         }
     }

@@ -47,11 +47,16 @@ where
     let started = AtomicUsize::new(0);
     let started = &started;
     let span = tracing::info_span!("generate", request_id = %event.context.request_id, records);
-    batch(&event.payload.records, RECORD_CONCURRENCY, |delivery| async move {
-        let left = records.saturating_sub(started.fetch_add(1, Ordering::Relaxed));
-        let budget = invocation.share(left, RECORD_CONCURRENCY, least);
-        generator.process(&delivery, &budget).await
-    })
+    batch(
+        &event.payload.records,
+        RECORD_CONCURRENCY,
+        |delivery| async move {
+            let left = records.saturating_sub(started.fetch_add(1, Ordering::Relaxed));
+            let budget = invocation.share(left, RECORD_CONCURRENCY, least);
+            generator.process(&delivery, &budget).await
+        },
+        drop_unreadable,
+    )
     .instrument(span)
     .await
 }
@@ -70,12 +75,17 @@ where
 {
     let span =
         tracing::info_span!("deliver", request_id = %event.context.request_id, records = event.payload.records.len());
-    batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
-        let render = |job: &Job, media: &[MediaItem], event: WebhookEvent| {
-            serde_json::to_vec(&WebhookBody::of(job, media, event, links)).unwrap_or_default()
-        };
-        deliverer.deliver(&delivery, render).await
-    })
+    batch(
+        &event.payload.records,
+        DELIVERY_CONCURRENCY,
+        |delivery| async move {
+            let render = |job: &Job, media: &[MediaItem], event: WebhookEvent| {
+                serde_json::to_vec(&WebhookBody::of(job, media, event, links)).unwrap_or_default()
+            };
+            deliverer.deliver(&delivery, render).await
+        },
+        drop_unreadable,
+    )
     .instrument(span)
     .await
 }
@@ -116,9 +126,19 @@ where
     M: MediaStore,
 {
     let span = tracing::info_span!("dead_letters", request_id = %event.context.request_id, records = event.payload.records.len());
-    batch(&event.payload.records, DELIVERY_CONCURRENCY, |delivery| async move {
-        sweeper.dead_letter(&delivery).await
-    })
+    batch(
+        &event.payload.records,
+        DELIVERY_CONCURRENCY,
+        |delivery| async move { sweeper.dead_letter(&delivery).await },
+        |record| async move {
+            tracing::error!(
+                message_id = record.message_id.as_deref().unwrap_or_default(),
+                body = ?record.body,
+                "dead letter names no job; kept in the dead-letter queue for an operator"
+            );
+            sweeper.unreadable_dead_letter(record.receipt_handle.as_deref()).await
+        },
+    )
     .instrument(span)
     .await
 }
@@ -131,21 +151,40 @@ fn budget(context: &Context) -> Budget {
     Budget::from_deadline(context.deadline, now_ms, DEADLINE_RESERVE, LOCAL_BUDGET)
 }
 
-/// Runs `process` on every readable record, `concurrency` at a time; answers the records to
-/// deliver again.
-async fn batch<'a, F, Fut>(records: &'a [SqsMessage], concurrency: usize, process: F) -> SqsBatchResponse
+/// A record of the jobs or webhooks queue that names no job: another delivery could not make it
+/// readable, so it is dropped rather than block the queue (docs/design.md, "Failure rules").
+async fn drop_unreadable(record: &SqsMessage) -> Outcome {
+    tracing::error!(
+        message_id = record.message_id.as_deref().unwrap_or_default(),
+        body = ?record.body,
+        "malformed message acknowledged and dropped"
+    );
+    Outcome::Acknowledge
+}
+
+/// Runs `process` on every record that names a job and `unreadable` on every other,
+/// `concurrency` at a time; answers the records to deliver again.
+async fn batch<'a, F, Fut, U, UFut>(
+    records: &'a [SqsMessage],
+    concurrency: usize,
+    process: F,
+    unreadable: U,
+) -> SqsBatchResponse
 where
     F: Fn(Delivery<'a>) -> Fut,
     Fut: Future<Output = Outcome>,
+    U: Fn(&'a SqsMessage) -> UFut,
+    UFut: Future<Output = Outcome>,
 {
-    let process = &process;
+    let (process, unreadable) = (&process, &unreadable);
     let failures: Vec<String> = futures::stream::iter(records)
         .map(|record| async move {
             let message_id = record.message_id.clone().unwrap_or_default();
             let Some(delivery) = delivery(record) else {
-                // Another delivery could not make it readable: drop it rather than block the queue.
-                tracing::error!(%message_id, body = ?record.body, "malformed message acknowledged and dropped");
-                return None;
+                return match unreadable(record).await {
+                    Outcome::Acknowledge => None,
+                    Outcome::Retry => Some(message_id),
+                };
             };
             let span = tracing::info_span!(
                 "job",

@@ -1,6 +1,6 @@
 //! Process one queued job: claim it, run the model, store the images, finish the job
-//! (docs/design.md, "Job states", "Failure rules"), and queue its webhook once it is final
-//! ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
+//! (docs/design.md, "Job states", "Failure rules"), and queue its webhook once it is final, at
+//! least once ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
 use chrono::Utc;
 use std::time::Duration;
@@ -100,8 +100,14 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         let lease_until = now + budget.remaining() + self.settings.lease_margin;
         let claimed = match self.store.claim(delivery.job_id, now, lease_until).await {
             Ok(Claim::Claimed(job)) => job,
-            Ok(Claim::Final(status)) => {
-                tracing::info!(%status, "job already final; message dropped");
+            Ok(Claim::Final(job)) if job.webhook_pending => {
+                // The attempt that ended it died before queueing its webhook, or returned the
+                // message when its final write's answer was lost (docs/design.md, "Webhooks").
+                tracing::info!(status = %job.status, "job already final, its webhook never queued; queueing it");
+                return self.announce(&job, delivery, Outcome::Acknowledge).await;
+            }
+            Ok(Claim::Final(job)) => {
+                tracing::info!(status = %job.status, "job already final; message dropped");
                 return Outcome::Acknowledge;
             }
             Ok(Claim::Missing) => {
@@ -125,7 +131,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             "job claimed"
         );
         if claimed.cancel_requested {
-            return self.finish_canceled(&claimed, &[]).await;
+            return self.finish_canceled(&claimed, &[], delivery).await;
         }
 
         // The keys this attempt stored images under, to remove if the job does not succeed.
@@ -151,17 +157,16 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                         .collect();
                     discard_images(&self.media, &stray).await;
                 }
-                self.webhooks.job_final(&claimed).await;
-                Outcome::Acknowledge
+                self.announce(&claimed, delivery, Outcome::Acknowledge).await
             }
             Err(AttemptError::LostClaim) => {
                 tracing::warn!("another worker took the job over; this attempt's result is discarded");
                 Outcome::Acknowledge
             }
-            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored).await,
+            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, delivery).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
-                self.finish_failed(&claimed, &error, &stored, Outcome::Acknowledge)
+                self.finish_failed(&claimed, &error, &stored, delivery, Outcome::Acknowledge)
                     .await
             }
             Err(AttemptError::Transient { message, public, .. })
@@ -171,7 +176,8 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
                 let error = JobError::retries_exhausted(public);
-                self.finish_failed(&claimed, &error, &stored, Outcome::Retry).await
+                self.finish_failed(&claimed, &error, &stored, delivery, Outcome::Retry)
+                    .await
             }
             Err(AttemptError::Transient {
                 message,
@@ -254,11 +260,10 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
     }
 
     /// Ends a job whose cancel was requested, and removes what its attempts stored.
-    async fn finish_canceled(&self, claimed: &Job, stored: &[String]) -> Outcome {
+    async fn finish_canceled(&self, claimed: &Job, stored: &[String], delivery: &Delivery<'_>) -> Outcome {
         match self.store.finish_canceled(claimed, Utc::now()).await {
             Ok(Transition::Applied) => {
                 tracing::info!("job canceled as requested; its images were not committed");
-                self.webhooks.job_final(claimed).await;
             }
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over before it could be canceled");
@@ -270,16 +275,22 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             }
         }
         discard_images(&self.media, &leftovers(claimed, stored)).await;
-        Outcome::Acknowledge
+        self.announce(claimed, delivery, Outcome::Acknowledge).await
     }
 
-    async fn finish_failed(&self, claimed: &Job, error: &JobError, stored: &[String], outcome: Outcome) -> Outcome {
+    async fn finish_failed(
+        &self,
+        claimed: &Job,
+        error: &JobError,
+        stored: &[String],
+        delivery: &Delivery<'_>,
+        outcome: Outcome,
+    ) -> Outcome {
         match self.store.fail(claimed, error, Utc::now()).await {
             Ok(Transition::Applied) => {
                 metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
                 discard_images(&self.media, &leftovers(claimed, stored)).await;
-                self.webhooks.job_final(claimed).await;
-                outcome
+                self.announce(claimed, delivery, outcome).await
             }
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over before it could be failed");
@@ -290,6 +301,19 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 Outcome::Retry
             }
         }
+    }
+
+    /// Queues the webhook of a job whose final write (this attempt's, or an earlier one's) marked
+    /// it pending; answers `done` once nothing is left to queue. When it cannot be queued the
+    /// message is returned, so that its next delivery finds the mark and tries again
+    /// (docs/design.md, "Webhooks").
+    async fn announce(&self, job: &Job, delivery: &Delivery<'_>, done: Outcome) -> Outcome {
+        if self.webhooks.job_final_marked(&self.store, job).await {
+            return done;
+        }
+        self.delay_redelivery(delivery, redelivery_delay(delivery.receive_count))
+            .await;
+        Outcome::Retry
     }
 
     async fn delay_redelivery(&self, delivery: &Delivery<'_>, delay: Duration) {

@@ -133,7 +133,11 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 .fail_queued(job.id, &JobError::enqueue_failed(), Utc::now())
                 .await
             {
-                Ok(Transition::Applied) => self.webhooks.job_final(&job).await,
+                Ok(Transition::Applied) => {
+                    // At most once here: no message will come back to queue it again
+                    // (docs/design.md, "Webhooks").
+                    self.webhooks.job_final(&job).await;
+                }
                 Ok(Transition::Stale) => {
                     if let Some(running) = self.picked_up(job.id).await {
                         return Ok(running);

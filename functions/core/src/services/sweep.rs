@@ -20,6 +20,10 @@ use crate::ports::{JobQueue, JobStore, MediaStore, Stranded};
 /// `submit`'s 25 s timeout, so that the submit that made it has surely ended, and beyond the
 /// rare job whose message went out but whose mark could not be cleared, until a worker picks it up.
 pub const UNSENT_AFTER: Duration = Duration::from_secs(300);
+/// How long a dead letter that names no job is kept out of the sweeper's way: SQS holds a message
+/// back 12 hours at most, counted from its receive, so an hour less leaves room for the time
+/// since.
+const UNREADABLE_HIDDEN: Duration = Duration::from_secs(11 * 3600);
 /// The most unsent jobs one sweep ends; the next sweep takes the rest.
 const SWEEP_LIMIT: u32 = 500;
 
@@ -69,8 +73,18 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
                 self.webhooks.job_final(&job).await;
                 Outcome::Acknowledge
             }
-            Ok(Stranded::Final(status)) => {
-                tracing::info!(%status, "dead letter of a final job; dropped");
+            Ok(Stranded::Final(job)) if job.webhook_pending => {
+                // A worker ended it on the last receive and did not queue its webhook
+                // (docs/design.md, "Webhooks"). If the queue fails now, the dead letter comes back.
+                tracing::info!(status = %job.status, "dead letter of a final job whose webhook was never queued");
+                if self.webhooks.job_final_marked(&self.store, &job).await {
+                    Outcome::Acknowledge
+                } else {
+                    Outcome::Retry
+                }
+            }
+            Ok(Stranded::Final(job)) => {
+                tracing::info!(status = %job.status, "dead letter of a final job; dropped");
                 Outcome::Acknowledge
             }
             Ok(Stranded::Missing) => {
@@ -80,7 +94,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
             Ok(Stranded::Held { until }) => {
                 // A worker may still finish it: look again when its lease has run out.
                 tracing::info!(lease_until = %until, "dead letter of a job a worker holds; looked at again later");
-                self.later(delivery, lease_wait(now, until)).await;
+                self.later(delivery.receipt_handle, lease_wait(now, until)).await;
                 Outcome::Retry
             }
             Err(err) => {
@@ -88,6 +102,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
                 Outcome::Retry
             }
         }
+    }
+
+    /// A dead letter that names no job. It may stand for a job no message will bring back, which
+    /// only an operator can find, so it stays in the dead-letter queue (kept 14 days) rather than
+    /// be dropped: reported for redelivery, and hidden for hours so that the sweeper does not
+    /// take it again every few minutes (docs/design.md, "Failure rules").
+    pub async fn unreadable_dead_letter(&self, receipt_handle: Option<&str>) -> Outcome {
+        self.later(receipt_handle, UNREADABLE_HIDDEN).await;
+        Outcome::Retry
     }
 
     /// Fails the jobs made before `before` whose message was never sent.
@@ -136,8 +159,8 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
         report
     }
 
-    async fn later(&self, delivery: &Delivery<'_>, delay: Duration) {
-        if let Some(receipt_handle) = delivery.receipt_handle
+    async fn later(&self, receipt_handle: Option<&str>, delay: Duration) {
+        if let Some(receipt_handle) = receipt_handle
             && let Err(err) = self.dead_letters.retry_later(receipt_handle, delay).await
         {
             // The dead-letter queue's own visibility timeout still brings it back.

@@ -49,14 +49,38 @@ impl Notifier {
 
     /// Call once the job's final state is committed. A job without a `webhook_url` needs no
     /// delivery; a failure to queue one is logged and changes nothing else: the job stays as it is.
-    pub async fn job_final(&self, job: &Job) {
+    /// Answers whether nothing is left to queue (false: the delivery could not be queued).
+    pub async fn job_final(&self, job: &Job) -> bool {
         let (Some(queue), Some(_)) = (&self.queue, &job.request.webhook_url) else {
-            return;
+            return true;
         };
         match queue.enqueue(job.id).await {
-            Ok(()) => tracing::info!("webhook delivery queued"),
-            Err(err) => tracing::error!(error = %err, "could not queue the webhook delivery; it will not be sent"),
+            Ok(()) => {
+                tracing::info!("webhook delivery queued");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not queue the webhook delivery");
+                false
+            }
         }
+    }
+
+    /// [`Notifier::job_final`] for a job whose final write marked its webhook pending: once it is
+    /// queued, the mark is removed. While the mark stays, the next delivery of the job's message
+    /// that finds it queues the webhook again, so that it is queued at least once
+    /// (docs/design.md, "Webhooks").
+    pub async fn job_final_marked<S: JobStore>(&self, store: &S, job: &Job) -> bool {
+        if !self.job_final(job).await {
+            return false;
+        }
+        if job.request.webhook_url.is_some()
+            && let Err(err) = store.mark_webhook_queued(job.id).await
+        {
+            // The mark stays: a later delivery of the message only queues the webhook again.
+            tracing::warn!(error = %err, "could not note that the job's webhook is queued");
+        }
+        true
     }
 }
 

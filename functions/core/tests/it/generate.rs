@@ -489,6 +489,9 @@ impl JobStore for LostCommitAnswer {
     async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
         self.store.mark_sent(id).await
     }
+    async fn mark_webhook_queued(&self, id: JobId) -> Result<(), StoreError> {
+        self.store.mark_webhook_queued(id).await
+    }
     async fn unsent(&self, before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
         self.store.unsent(before, limit).await
     }
@@ -571,6 +574,152 @@ async fn a_commit_whose_answer_was_lost_still_ends_the_job_succeeded_once() {
     let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(job(&stack, queued.id).await.media_ids, done.media_ids);
+}
+
+/// The jobs the webhooks queue holds deliveries for, in the order received.
+async fn webhooks_queued(stack: &Stack) -> Vec<JobId> {
+    stack
+        .receive_webhooks(30)
+        .await
+        .iter()
+        .map(|record| {
+            let message: mediagen::ports::JobMessage = serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
+            JobId::parse(&message.job_id).unwrap()
+        })
+        .collect()
+}
+
+/// A job with a webhook, submitted, and its message.
+async fn submitted_with_webhook(stack: &Stack) -> (Job, aws_lambda_events::event::sqs::SqsMessage) {
+    submitted(
+        stack,
+        json!({"prompt": "announced", "width": 256, "height": 256, "webhook_url": "http://127.0.0.1:9/hook"}),
+    )
+    .await
+}
+
+/// The worker over another store, as the stack's generator otherwise.
+fn generator_over<S: JobStore>(
+    stack: &Stack,
+    store: S,
+) -> Generator<S, SqsJobQueue, mediagen::adapters::s3::S3MediaStore, LocalModel> {
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+    Generator::new(
+        store,
+        stack.queue(),
+        stack.media(),
+        LocalModel,
+        stack.notifier(),
+        settings,
+    )
+}
+
+/// The commit went through but its answer was lost: the retry must see its own commit, and the
+/// job's webhook be queued once (docs/design.md, "Webhooks").
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_still_queues_its_webhook_once() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted_with_webhook(&stack).await;
+    let store = LostCommitAnswer {
+        store: stack.store(),
+        lost: Default::default(),
+    };
+
+    let response = sqs::handle(&generator_over(&stack, store), sqs_event(vec![message.clone()])).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let done = job(&stack, queued.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.media_ids.len(), 1);
+    assert_eq!(stack.object_keys(&format!("media/{}/", queued.id)).await.len(), 1);
+    assert_eq!(webhooks_queued(&stack).await, [queued.id], "one delivery, for the job");
+
+    // A redelivery finds the job final with its webhook queued: no second delivery.
+    let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert!(webhooks_queued(&stack).await.is_empty());
+}
+
+/// A worker ended the job and died before queueing its webhook (a crash, a timeout), or the
+/// answer to its final write was lost and it returned the message: the message comes back, finds
+/// the job final with its webhook never queued, and queues it, once.
+#[tokio::test]
+async fn a_redelivery_queues_the_webhook_the_worker_that_ended_the_job_never_queued() {
+    let stack = Stack::new().await;
+    for ending in ["complete", "fail"] {
+        let (queued, message) = submitted_with_webhook(&stack).await;
+        let store = stack.store();
+        let now = Utc::now();
+        let Claim::Claimed(claimed) = store
+            .claim(queued.id, now, now + chrono::Duration::minutes(1))
+            .await
+            .unwrap()
+        else {
+            panic!("the first claim must succeed");
+        };
+        match ending {
+            "complete" => assert_eq!(store.complete(&claimed, &[], now).await.unwrap(), Commit::Applied),
+            _ => assert_eq!(
+                store
+                    .fail(&claimed, &JobError::new("model_rejected", "no"), now)
+                    .await
+                    .unwrap(),
+                Transition::Applied
+            ),
+        }
+
+        let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message.clone()])).await;
+        assert!(response.batch_item_failures.is_empty(), "{ending}: {response:?}");
+        assert_eq!(webhooks_queued(&stack).await, [queued.id], "{ending}");
+        assert!(job(&stack, queued.id).await.status.is_final());
+
+        let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+        assert!(again.batch_item_failures.is_empty());
+        assert!(webhooks_queued(&stack).await.is_empty(), "{ending}: queued once");
+    }
+}
+
+/// The webhooks queue does not answer when the job succeeds: the message goes back, and its
+/// redelivery queues the webhook.
+#[tokio::test]
+async fn a_webhook_that_could_not_be_queued_is_queued_by_the_redelivery() {
+    let stack = Stack::new().await;
+    let (queued, message) = submitted_with_webhook(&stack).await;
+    let message_id = message.message_id.clone().unwrap();
+    // Nothing listens on port 1.
+    let unreachable = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&stack.sdk)
+            .endpoint_url("http://127.0.0.1:1")
+            .build(),
+    );
+    let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, Duration::from_secs(86_400));
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
+    let notifier = mediagen::services::webhooks::Notifier::new(mediagen::adapters::sqs::SqsWebhookQueue::new(
+        unreachable,
+        &stack.provisioned.webhooks_queue_url,
+    ));
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        stack.media(),
+        LocalModel,
+        notifier,
+        settings,
+    );
+
+    let response = sqs::handle(&generator, sqs_event(vec![message.clone()])).await;
+    let returned: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(returned, [message_id.as_str()], "returned, to queue the webhook later");
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
+    assert!(webhooks_queued(&stack).await.is_empty());
+
+    let again = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(webhooks_queued(&stack).await, [queued.id]);
 }
 
 /// Notes a run and fails the first time; the second time it must be handed that run back.
@@ -749,6 +898,57 @@ async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
     }
     assert_eq!(succeeded, 4, "the first round ran");
     assert_eq!(response.batch_item_failures.len(), 6);
+    // Returned for another invocation at once: visible again within a second or so, while the
+    // records that ran stay hidden.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut back: Vec<String> = stack
+        .receive(30)
+        .await
+        .into_iter()
+        .filter_map(|m| m.message_id)
+        .collect();
+    let mut returned: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    back.sort();
+    returned.sort();
+    assert_eq!(back, returned);
+}
+
+/// A batch of the event source's size (template.yaml's BatchSize, RECORD_CONCURRENCY records)
+/// starts whole in an invocation with time for one job each: no record waits its turn, so none
+/// goes back unstarted, and no receive is spent on a record that never ran.
+#[tokio::test]
+async fn a_batch_of_the_event_sources_size_starts_every_record() {
+    let stack = Stack::new().await;
+    let mut jobs = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..sqs::RECORD_CONCURRENCY {
+        let (queued, message) = submitted(
+            &stack,
+            json!({"prompt": format!("on time {n}"), "width": 256, "height": 256}),
+        )
+        .await;
+        jobs.push(queued.id);
+        records.push(message);
+    }
+    let model = SteadyModel {
+        per_job: Duration::from_millis(1500),
+    };
+    // 3 s after the 3 s reserve: one round of 1.6 s.
+    let response = sqs::handle(
+        &stack.generator(model),
+        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+    )
+    .await;
+
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    for id in &jobs {
+        let job = job(&stack, *id).await;
+        assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1));
+    }
 }
 
 /// What a job shows its client is a short message; an SDK's error chain (endpoints, sockets)

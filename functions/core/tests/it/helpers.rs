@@ -246,6 +246,16 @@ impl Stack {
         .await
     }
 
+    /// The same from the jobs dead-letter queue.
+    pub async fn receive_dead_letters(&self, visibility_timeout: i32) -> Vec<SqsMessage> {
+        self.receive_from(
+            &self.provisioned.dead_letter_queue_url,
+            "dead-letters",
+            visibility_timeout,
+        )
+        .await
+    }
+
     /// The same from the webhook deliveries queue.
     pub async fn receive_webhooks(&self, visibility_timeout: i32) -> Vec<SqsMessage> {
         self.receive_from(

@@ -137,6 +137,68 @@ async fn a_final_or_missing_job_is_left_alone() {
     assert_eq!(failed.error, Some(error), "the job keeps its own reason");
 }
 
+/// The worker ended the job on the last receive and died before queueing its webhook: the dead
+/// letter finds the job final with its webhook never queued, and queues it, once.
+#[tokio::test]
+async fn a_dead_letter_of_a_final_job_whose_webhook_was_never_queued_queues_it() {
+    let stack = Stack::new().await;
+    let queued = queued(&stack).await;
+    let running = claimed(&stack, &queued, chrono::Duration::minutes(1)).await;
+    let committed = stack.store().complete(&running, &[], Utc::now()).await.unwrap();
+    assert_eq!(committed, mediagen::ports::Commit::Applied);
+    let letters = stack.exhaust_to_dead_letters().await;
+
+    assert_eq!(sweep(&stack, letters.clone()).await, 0);
+    assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
+    assert_eq!(webhooks_queued(&stack).await, 1, "its webhook is queued");
+
+    assert_eq!(sweep(&stack, letters).await, 0);
+    assert_eq!(webhooks_queued(&stack).await, 0, "once");
+}
+
+/// A dead letter whose body names no job: the sweeper cannot end what it may stand for, so it
+/// keeps it in the dead-letter queue for an operator, out of the way for SQS's longest delay; the
+/// batch's other letters are handled.
+#[tokio::test]
+async fn an_unreadable_dead_letter_is_kept_for_an_operator() {
+    let stack = Stack::new().await;
+    let queued = queued(&stack).await;
+    let mut letters = stack.exhaust_to_dead_letters().await;
+    mediagen::adapters::aws::sqs(&stack.sdk)
+        .send_message()
+        .queue_url(&stack.provisioned.dead_letter_queue_url)
+        .message_body(r#"{"job_id": "01a2"#)
+        .send()
+        .await
+        .unwrap();
+    // Received with no visibility timeout: only the sweeper's own delay can hide it now.
+    let unreadable = stack.receive_dead_letters(0).await;
+    assert_eq!(unreadable.len(), 1);
+    let unreadable_id = unreadable[0].message_id.clone().unwrap();
+    letters.extend(unreadable);
+
+    let answer = sqs::dead_letters(&stack.sweeper(), sqs_event(letters)).await;
+    let kept: Vec<&str> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [unreadable_id.as_str()],
+        "reported, so that it stays in the queue"
+    );
+    assert_eq!(
+        job(&stack, queued.id).await.status,
+        JobStatus::Failed,
+        "the other letter handled"
+    );
+    assert!(
+        stack.receive_dead_letters(0).await.is_empty(),
+        "kept out of sight, not taken again at once"
+    );
+}
+
 /// A job written as `submit` writes it, `age` ago, whose message never went out: `submit` crashed
 /// or timed out between the two, or could not send and then could not mark it failed either.
 async fn never_sent(stack: &Stack, age: chrono::Duration) -> Job {

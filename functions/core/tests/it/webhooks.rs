@@ -340,3 +340,22 @@ async fn a_predictions_webhook_links_to_where_it_was_created() {
     let output = prediction["output"][0].as_str().unwrap();
     assert!(output.starts_with("https://api.example.com/v1/files/"), "{output}");
 }
+
+/// A job canceled while queued is announced by the cancel; its message, which comes to
+/// `generate` afterwards, finds it final and queues no second delivery.
+#[tokio::test]
+async fn a_job_canceled_while_queued_is_announced_once_though_its_message_comes_later() {
+    let stack = Stack::new().await;
+    let job_id = submit(
+        &stack,
+        json!({"prompt": "a heron", "webhook_url": "http://127.0.0.1:9/hook"}),
+    )
+    .await;
+    let cancel = format!("/media/jobs/{job_id}/cancel");
+    let response = http::submit::handle(&stack.submit_api(), request(Method::POST, &cancel, None, "")).await;
+    assert_eq!(json_of(&response)["status"], "canceled");
+
+    run_jobs(&stack, LocalModel).await;
+    let queued: Vec<JobId> = stack.receive_webhooks(30).await.iter().map(job_id_of).collect();
+    assert_eq!(queued, [job_id]);
+}

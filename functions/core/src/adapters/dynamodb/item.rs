@@ -62,6 +62,8 @@ pub(super) fn unsent_sort_key(created_at: DateTime<Utc>, id: JobId) -> Attribute
     AttributeValue::S(format!("{}#{id}", timestamp::render(created_at)))
 }
 pub(super) const UNSENT_PARTITION: &str = "UNSENT";
+/// The mark of a final job whose webhook is not known to be queued (`true`, or absent).
+pub(super) const WEBHOOK_PENDING: &str = "webhook_pending";
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -124,6 +126,10 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             (!job.predictions.is_empty()).then(|| predictions(&job.predictions)),
         ),
         ("gsi2sk", job.unsent.then(|| unsent_sort_key(job.created_at, job.id))),
+        (
+            WEBHOOK_PENDING,
+            job.webhook_pending.then_some(AttributeValue::Bool(true)),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -367,6 +373,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         },
         api_root: r.opt_s("api_root")?.map(str::to_owned),
         unsent: item.contains_key("gsi2pk"),
+        webhook_pending: matches!(item.get(WEBHOOK_PENDING), Some(AttributeValue::Bool(true))),
         predictions: match item.get("predictions") {
             None => Vec::new(),
             Some(value) => value
@@ -421,6 +428,7 @@ mod tests {
         job.cancel_requested = true;
         job.interface = Interface::Replicate;
         job.predictions = vec!["p1".into(), "p2".into()];
+        job.webhook_pending = true;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
         job.unsent = false;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);

@@ -31,9 +31,9 @@ use crate::ports::{
     Stranded, Transition,
 };
 use item::{
-    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, idempotency_from_item, idempotency_item,
-    idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
-    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time, waits_pk,
+    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, WEBHOOK_PENDING, idempotency_from_item,
+    idempotency_item, idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk,
+    key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time, waits_pk,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -238,6 +238,16 @@ fn cursor_at(last: &Item) -> Result<Cursor, StoreError> {
         })
 }
 
+/// The tail of a claim's final write's SET clause that marks the job's webhook pending, its value
+/// added to `values`; nothing for a job without a webhook to announce (docs/design.md, "Webhooks").
+fn webhook_mark(claimed: &Job, values: &mut Vec<(&str, AttributeValue)>) -> String {
+    if claimed.request.webhook_url.is_none() {
+        return String::new();
+    }
+    values.push((":webhook_pending", AttributeValue::Bool(true)));
+    format!(", {WEBHOOK_PENDING} = :webhook_pending")
+}
+
 fn is_condition_failure(err: Option<&UpdateItemError>) -> bool {
     err.is_some_and(|e| e.is_conditional_check_failed_exception())
 }
@@ -440,10 +450,12 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn finish_canceled(&self, claimed: &Job, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+        let mut values = vec![(":canceled", s(JobStatus::Canceled.as_str())), (":now", time(now))];
+        let mark = webhook_mark(claimed, &mut values);
         self.update_claimed(
             claimed,
-            "SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until",
-            vec![(":canceled", s(JobStatus::Canceled.as_str())), (":now", time(now))],
+            &format!("SET #status = :canceled, updated_at = :now, completed_at = :now{mark} REMOVE lease_until"),
+            values,
         )
         .await
     }
@@ -513,6 +525,23 @@ impl JobStore for DynamoJobStore {
             .table_name(&self.table)
             .key("pk", job_pk(id))
             .update_expression("REMOVE gsi2pk, gsi2sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(err.as_service_error()) => Ok(()),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    async fn mark_webhook_queued(&self, id: JobId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(id))
+            .update_expression(format!("REMOVE {WEBHOOK_PENDING}"))
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
@@ -599,7 +628,7 @@ impl JobStore for DynamoJobStore {
         Ok(match conditional_outcome(result.map(|output| output.attributes))? {
             Ok(failed) => Stranded::Failed(Box::new(failed)),
             Err(None) => Stranded::Missing,
-            Err(Some(current)) if current.status.is_final() => Stranded::Final(current.status),
+            Err(Some(current)) if current.status.is_final() => Stranded::Final(Box::new(current)),
             Err(Some(current)) => Stranded::Held {
                 until: current.lease_until.unwrap_or(now),
             },
@@ -647,7 +676,7 @@ impl JobStore for DynamoJobStore {
         };
         let current = job_from_item(current)?;
         if current.status.is_final() {
-            return Ok(Claim::Final(current.status));
+            return Ok(Claim::Final(Box::new(current)));
         }
         Ok(Claim::Held {
             until: current.lease_until.unwrap_or(now),
@@ -666,27 +695,32 @@ impl JobStore for DynamoJobStore {
             items.push(TransactWriteItem::builder().put(put).build());
         }
         let media_ids = AttributeValue::L(media.iter().map(|m| s(m.id.to_string())).collect());
-        let update = Update::builder()
+        let mut values = vec![
+            (":succeeded", s(JobStatus::Succeeded.as_str())),
+            (":processing", s(JobStatus::Processing.as_str())),
+            (":attempt", n(claimed.attempts)),
+            (":media", media_ids),
+            (":now", time(now)),
+        ];
+        let mark = webhook_mark(claimed, &mut values);
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", job_pk(claimed.id))
-            .update_expression(
-                "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now \
-                 REMOVE lease_until, error_code, error_message",
-            )
+            .update_expression(format!(
+                "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now{mark} \
+                 REMOVE lease_until, error_code, error_message"
+            ))
             .condition_expression(
                 "#status = :processing AND attempts = :attempt AND attribute_not_exists(cancel_requested)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":succeeded", s(JobStatus::Succeeded.as_str()))
-            .expression_attribute_values(":processing", s(JobStatus::Processing.as_str()))
-            .expression_attribute_values(":attempt", n(claimed.attempts))
-            .expression_attribute_values(":media", media_ids)
-            .expression_attribute_values(":now", time(now))
             // Why it failed comes back with the answer, so no read is needed to tell a cancel
-            // from a takeover.
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| unavailable(&e))?;
+            // from a takeover, or from this commit's own earlier try.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update.build().map_err(|e| unavailable(&e))?;
         items.push(TransactWriteItem::builder().update(update).build());
         let job_index = items.len() - 1;
 
@@ -712,6 +746,16 @@ impl JobStore for DynamoJobStore {
                         && job.cancel_requested =>
                 {
                     Commit::CancelRequested
+                }
+                // An earlier try of this commit went through and its answer was lost: only this
+                // claim (its `attempts`) can have committed these media ids (docs/design.md,
+                // "Job states").
+                Some(job)
+                    if job.status == JobStatus::Succeeded
+                        && job.attempts == claimed.attempts
+                        && job.media_ids.iter().eq(media.iter().map(|m| &m.id)) =>
+                {
+                    Commit::Applied
                 }
                 _ => Commit::Stale,
             });
@@ -740,16 +784,20 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn fail(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+        let mut values = vec![
+            (":failed", s(JobStatus::Failed.as_str())),
+            (":code", s(&error.code)),
+            (":message", s(&error.message)),
+            (":now", time(now)),
+        ];
+        let mark = webhook_mark(claimed, &mut values);
         self.update_claimed(
             claimed,
-            "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
-             completed_at = :now REMOVE lease_until",
-            vec![
-                (":failed", s(JobStatus::Failed.as_str())),
-                (":code", s(&error.code)),
-                (":message", s(&error.message)),
-                (":now", time(now)),
-            ],
+            &format!(
+                "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                 completed_at = :now{mark} REMOVE lease_until"
+            ),
+            values,
         )
         .await
     }
