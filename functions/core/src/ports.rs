@@ -283,6 +283,10 @@ pub enum Counted {
     Over,
 }
 
+/// How long one call to the job store or a queue may take, its retries included: the adapters
+/// hold their clients to it, and the time kept back after an attempt counts on it.
+pub const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("job queue unavailable: {0}")]

@@ -44,7 +44,7 @@ pub fn timeouts() -> TimeoutConfig {
 }
 
 /// How long one AWS call may take in all, its retries included (see [`timeouts`]).
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OPERATION_TIMEOUT: Duration = crate::ports::STORE_CALL_TIMEOUT;
 
 /// S3 calls carry images of up to `MAX_OUTPUT_BYTES`: longer tries, still inside generate's 30 s.
 fn s3_timeouts() -> TimeoutConfig {

@@ -17,7 +17,9 @@ use crate::domain::ids::JobId;
 use crate::domain::job::{Interface, Job, MediaItem};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
-use crate::ports::{ImageModel, JobMessage, JobQueue, JobStore, MediaStore, WebhookQueue, WebhookSender};
+use crate::ports::{
+    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, STORE_CALL_TIMEOUT, WebhookQueue, WebhookSender,
+};
 use crate::services::generate::Generator;
 use crate::services::message::{Delivery, Outcome};
 use crate::services::sweep::Sweeper;
@@ -27,8 +29,9 @@ use crate::services::webhooks::Deliverer;
 pub const RECORD_CONCURRENCY: usize = 4;
 /// How many webhooks of a batch are sent at once: each mostly waits on its receiver.
 pub const DELIVERY_CONCURRENCY: usize = 10;
-/// Kept back from the invocation's deadline for the writes after an attempt gives up.
-const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
+/// Kept back from the invocation's deadline for the writes after an attempt gives up: two calls,
+/// each of which may take the store's whole timeout, and a second to spare.
+pub const DEADLINE_RESERVE: Duration = Duration::from_secs(STORE_CALL_TIMEOUT.as_secs() * 2 + 1);
 /// The budget when the runtime gives no real deadline (`cargo lambda watch`).
 const LOCAL_BUDGET: Duration = Duration::from_secs(120);
 
@@ -223,4 +226,17 @@ fn delivery(record: &SqsMessage) -> Option<Delivery<'_>> {
         receive_count,
         receipt_handle: record.receipt_handle.as_deref(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After an attempt gives up, two calls must still fit before the deadline: the job's write
+    /// (release or fail) and the message's (its visibility, or the webhook's queueing), each of
+    /// which may take the store's whole timeout.
+    #[test]
+    fn the_reserve_covers_the_writes_after_an_attempt_gives_up() {
+        assert!(DEADLINE_RESERVE >= STORE_CALL_TIMEOUT * 2, "{DEADLINE_RESERVE:?}");
+    }
 }

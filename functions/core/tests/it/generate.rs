@@ -877,10 +877,10 @@ async fn a_batch_of_ten_near_the_deadline_spends_no_attempt_it_cannot_finish() {
     let model = SteadyModel {
         per_job: Duration::from_millis(1500),
     };
-    // 3 s after the 3 s reserve: one round of 1.6 s, not two.
+    // 3 s after the reserve: one round of 1.6 s, not two.
     let response = sqs::handle(
         &stack.generator(model),
-        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+        crate::helpers::sqs_event_due_in(records, sqs::DEADLINE_RESERVE + Duration::from_secs(3)),
     )
     .await;
 
@@ -937,10 +937,10 @@ async fn a_batch_of_the_event_sources_size_starts_every_record() {
     let model = SteadyModel {
         per_job: Duration::from_millis(1500),
     };
-    // 3 s after the 3 s reserve: one round of 1.6 s.
+    // 3 s after the reserve: one round of 1.6 s.
     let response = sqs::handle(
         &stack.generator(model),
-        crate::helpers::sqs_event_due_in(records, Duration::from_secs(6)),
+        crate::helpers::sqs_event_due_in(records, sqs::DEADLINE_RESERVE + Duration::from_secs(3)),
     )
     .await;
 
