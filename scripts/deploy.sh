@@ -96,18 +96,22 @@ overrides=(
   "MaxReceiveCount=$MAX_RECEIVE_COUNT"
   "WebhooksQueueName=$MEDIAGEN_WEBHOOKS_QUEUE"
   "WebhooksDeadLetterQueueName=$MEDIAGEN_WEBHOOKS_DEAD_LETTER_QUEUE"
-  "WebhookSecret=$webhook_secret"
-  "FileUrlSecret=$(cat "$file_url_secret_file")"
   "ModelProvider=${MODEL_PROVIDER:-local}"
 )
-if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
-  # The token goes to SSM Parameter Store as a SecureString; generate gets only its name.
-  token_parameter="/$STACK/replicate-api-token"
-  REPLICATE_API_TOKEN="$REPLICATE_API_TOKEN" py -c 'import os, sys, boto3
+# keep_secret NAME VALUE: the value goes to SSM Parameter Store as a SecureString, /STACK/NAME; the
+# functions get only its name, and read it at cold start (docs/design.md, "Configuration").
+keep_secret() {
+  SECRET_VALUE="$2" py -c 'import os, sys, boto3
 boto3.client("ssm", region_name=sys.argv[2]).put_parameter(
-    Name=sys.argv[1], Value=os.environ["REPLICATE_API_TOKEN"], Type="SecureString", Overwrite=True)' \
-    "$token_parameter" "$REGION" || die "could not store the Replicate token in SSM as $token_parameter"
-  overrides+=("ReplicateApiTokenParameter=$token_parameter")
+    Name=sys.argv[1], Value=os.environ["SECRET_VALUE"], Type="SecureString", Overwrite=True)' \
+    "/$STACK/$1" "$REGION" || die "could not store the $1 in SSM as /$STACK/$1"
+}
+keep_secret webhook-secret "$webhook_secret"
+keep_secret file-url-secret "$(cat "$file_url_secret_file")"
+overrides+=("WebhookSecretParameter=/$STACK/webhook-secret" "FileUrlSecretParameter=/$STACK/file-url-secret")
+if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
+  keep_secret replicate-api-token "$REPLICATE_API_TOKEN"
+  overrides+=("ReplicateApiTokenParameter=/$STACK/replicate-api-token")
 fi
 if [ "$target" = localstack ]; then
   # Presigned URLs must name an address the client (this machine) reaches LocalStack's S3 at.

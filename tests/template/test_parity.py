@@ -33,17 +33,16 @@ RESOURCE_VALUES = {
 }
 # Settings of the local stack alone, with no counterpart in the template.
 LOCAL_ONLY = {
-    # The local stack's public master key; a deployed stack is given its own (WebhookSecret).
+    # The local stack's public secrets, which `mediagen-dev setup` keeps in SSM for its functions;
+    # a deployed stack is given its own (WebhookSecretParameter, FileUrlSecretParameter).
     "WEBHOOK_SECRET",
+    "FILE_URL_SECRET",
     # API Gateway and Lambda scale the HTTP functions themselves; the local gateway is told how far.
     "HTTP_FUNCTION_CONCURRENCY",
 }
 # Function settings the local stack sets on purpose where a deployment takes the template's
 # parameter (each a parameter of template.yaml, and a setting functions/core reads).
-LOCAL_PARAMETERS = {
-    # A known local value; a deployment's secret is its own.
-    "FILE_URL_SECRET": "FileUrlSecret",
-}
+LOCAL_PARAMETERS: dict[str, str] = {}
 
 # How many batches each local pump runs at once, and the function whose SQS event source's
 # ScalingConfig.MaximumConcurrency it stands in for.
@@ -145,7 +144,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
         )
 
     def test_the_local_webhook_secret_is_never_the_deployed_one(self):
-        self.assertNotIn("Default", self.parameters["WebhookSecret"])
+        self.assertNotIn("Default", self.parameters["WebhookSecretParameter"])
         self.assertNotIn(self.env["WEBHOOK_SECRET"], support.TEMPLATE.read_text())
 
     def test_max_receive_count_is_one_parameter_for_the_queue_and_the_worker(self):

@@ -56,6 +56,16 @@ QUEUE = {"Fn::GetAtt": ["JobsQueue", "Arn"]}
 WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
 DEAD_LETTERS = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
+FILE_LINK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${FileUrlSecretParameter}"}
+WEBHOOK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
+# Writes a function may make only to items whose key starts so (dynamodb:LeadingKeys): status and
+# content count a key's requests (docs/design.md, "Rate limits"); submit frees the idempotency
+# record of a job never queued.
+LEADING_KEYS = {
+    ("StatusFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
+    ("ContentFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
+    ("SubmitFunction", "dynamodb:DeleteItem"): ["IDEMPOTENCY#*"],
+}
 
 # Every data action each function may take, and on what (one resource, or a list of them).
 # Anything more is a failure.
@@ -68,6 +78,8 @@ PERMISSIONS = {
         "sqs:SendMessage": [QUEUE, WEBHOOKS],
         # GET /v1/predictions shares its path with creating (docs/design.md, "Replicate-compatible API").
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
+        "dynamodb:DeleteItem": TABLE,
+        "ssm:GetParameter": FILE_LINK_KEY,
     },
     "GenerateFunction": {
         "dynamodb:PutItem": TABLE,
@@ -91,6 +103,7 @@ PERMISSIONS = {
         "sqs:DeleteMessage": WEBHOOKS,
         "sqs:ChangeMessageVisibility": WEBHOOKS,
         "sqs:GetQueueAttributes": WEBHOOKS,
+        "ssm:GetParameter": [FILE_LINK_KEY, WEBHOOK_KEY],
     },
     # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
     "SweeperFunction": {
@@ -107,10 +120,14 @@ PERMISSIONS = {
         "dynamodb:GetItem": TABLE,
         "dynamodb:BatchGetItem": TABLE,
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
+        "dynamodb:UpdateItem": TABLE,
+        "ssm:GetParameter": [FILE_LINK_KEY, WEBHOOK_KEY],
     },
     "ContentFunction": {
         "dynamodb:GetItem": TABLE,
         "s3:GetObject": MEDIA_OBJECTS,
+        "dynamodb:UpdateItem": TABLE,
+        "ssm:GetParameter": FILE_LINK_KEY,
     },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -279,6 +296,11 @@ def policy_problems(cfn):
                 continue
             resources = as_list(statement["Resource"])
             for action in as_list(statement["Action"]):
+                leading = LEADING_KEYS.get((function, action))
+                if leading is not None:
+                    condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+                    if condition.get("dynamodb:LeadingKeys") != leading:
+                        problems.append(f"{function} may {action} on items other than {leading}")
                 if "*" in action:
                     problems.append(f"{function} is granted the wildcard action {action}")
                 if action in LOG_ACTIONS:
@@ -297,7 +319,9 @@ def policy_problems(cfn):
         for action in sorted(set(allowed) - set(granted)):
             problems.append(f"{function} may not {action}, which it needs")
         if function == "StatusFunction":
-            problems += [f"status may write: {a}" for a in granted if WRITE_ACTION.search(a)]
+            problems += [
+                f"status may write: {a}" for a in granted if WRITE_ACTION.search(a) and (function, a) not in LEADING_KEYS
+            ]
         if function == "ContentFunction":
             problems += [f"content may {a}; it only reads" for a in granted if a.startswith("s3:") and a != "s3:GetObject"]
     return problems
@@ -394,12 +418,17 @@ def function_problems(cfn):
         has_token = "REPLICATE_API_TOKEN_PARAMETER" in variables
         if has_token != (name == "GenerateFunction"):
             problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate calls the model")
-        has_secret = "WEBHOOK_SECRET" in variables
+        for secret in ("WEBHOOK_SECRET", "FILE_URL_SECRET"):
+            if secret in variables:
+                problems.append(f"{name} has {secret}: secrets belong in SSM, not in an environment")
+        has_secret = "WEBHOOK_SECRET_PARAMETER" in variables
         # deliver signs webhooks; status shows each owner their own key (GET /v1/webhooks/default/secret).
         if has_secret != (name in ("DeliverFunction", "StatusFunction")):
-            problems.append(f"{name} {'has' if has_secret else 'lacks'} WEBHOOK_SECRET; only deliver and status need it")
-        elif has_secret and ref_name(variables["WEBHOOK_SECRET"]) != "WebhookSecret":
-            problems.append(f"{name}'s WEBHOOK_SECRET is not the WebhookSecret parameter")
+            problems.append(
+                f"{name} {'has' if has_secret else 'lacks'} WEBHOOK_SECRET_PARAMETER; only deliver and status need it"
+            )
+        elif has_secret and ref_name(variables["WEBHOOK_SECRET_PARAMETER"]) != "WebhookSecretParameter":
+            problems.append(f"{name}'s WEBHOOK_SECRET_PARAMETER is not the WebhookSecretParameter parameter")
         log_group = resource.get("DependsOn")
         log_props = cfn["Resources"].get(log_group, {}).get("Properties", {})
         if cfn["Resources"].get(log_group, {}).get("Type") != "AWS::Logs::LogGroup":
@@ -414,11 +443,11 @@ def function_problems(cfn):
         problems.append(f"the Architecture parameter is {architecture}")
     if "ReplicateApiToken" in parameters:
         problems.append("the Replicate token is a parameter: it would be a plain environment variable")
-    webhook_secret = parameters.get("WebhookSecret", {})
-    if not webhook_secret.get("NoEcho"):
-        problems.append("the webhook secret parameter is echoed")
-    if "Default" in webhook_secret:
-        problems.append("the webhook secret parameter has a default: every stack must be given its own")
+    for secret in ("WebhookSecret", "FileUrlSecret"):
+        if secret in parameters:
+            problems.append(f"{secret} is a parameter: it would be a plain environment variable")
+    if "Default" in parameters.get("WebhookSecretParameter", {}):
+        problems.append("the webhook secret's parameter has a default: every stack must be given its own")
     return problems
 
 
@@ -697,16 +726,29 @@ class BrokenWiringIsCaught(unittest.TestCase):
     def test_the_webhook_secret_given_to_every_function(self):
         self.assertCaught(
             function_problems,
-            lambda cfn: resource(cfn, "ContentFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET="x"),
-            "ContentFunction has WEBHOOK_SECRET",
+            lambda cfn: resource(cfn, "ContentFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET_PARAMETER="x"),
+            "ContentFunction has WEBHOOK_SECRET_PARAMETER",
+        )
+
+    def test_a_secret_in_an_environment(self):
+        self.assertCaught(
+            function_problems,
+            lambda cfn: resource(cfn, "StatusFunction")["Environment"]["Variables"].update(WEBHOOK_SECRET="whsec_x"),
+            "secrets belong in SSM",
         )
 
     def test_a_default_webhook_secret(self):
         self.assertCaught(
             function_problems,
-            lambda cfn: cfn["Parameters"]["WebhookSecret"].update(Default="whsec_x"),
+            lambda cfn: cfn["Parameters"]["WebhookSecretParameter"].update(Default="/x"),
             "has a default",
         )
+
+    def test_request_counting_that_may_write_any_item(self):
+        def change(cfn):
+            del statement(cfn, "StatusRole", "CountRequests")["Condition"]
+
+        self.assertCaught(policy_problems, change, "StatusFunction may dynamodb:UpdateItem on items other than")
 
     def test_no_webhooks_dead_letter_alarm(self):
         def change(cfn):

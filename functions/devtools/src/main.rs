@@ -55,6 +55,12 @@ enum Command {
         webhooks_max_receive_count: u32,
         #[arg(long, env = "WEBHOOKS_VISIBILITY_TIMEOUT")]
         webhooks_visibility_timeout: u32,
+        /// The webhook master key, kept in SSM Parameter Store for the functions.
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        /// The key that signs file links, kept in SSM Parameter Store for the functions.
+        #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]
+        file_url_secret: Option<String>,
     },
     /// Feeds a queue to a function (the jobs queue to `generate` by default, the webhooks queue
     /// to `deliver`), as Lambda's event-source mapping does.
@@ -197,7 +203,13 @@ async fn main() -> ExitCode {
             webhooks_dead_letter_queue,
             webhooks_max_receive_count,
             webhooks_visibility_timeout,
+            webhook_secret,
+            file_url_secret,
         } => {
+            let secrets = [
+                ("WEBHOOK_SECRET_PARAMETER", "webhook-secret", webhook_secret),
+                ("FILE_URL_SECRET_PARAMETER", "file-url-secret", file_url_secret),
+            ];
             let resources = Resources {
                 table,
                 queue,
@@ -210,7 +222,7 @@ async fn main() -> ExitCode {
                 webhooks_max_receive_count,
                 webhooks_visibility_timeout_seconds: webhooks_visibility_timeout,
             };
-            setup(&resources).await
+            setup(&resources, secrets).await
         }
         Command::Pump {
             queue_url,
@@ -286,9 +298,31 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn setup(resources: &Resources) -> Result<(), Error> {
+/// Creates the resources and keeps each given secret in SSM Parameter Store as a SecureString
+/// (`/<table>/<name>`), as scripts/deploy.sh does for a deployed stack: the functions read only
+/// the parameter's name from their environment (docs/design.md, "Configuration").
+async fn setup(resources: &Resources, secrets: [(&str, &str, Option<String>); 2]) -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let provisioned = provision(&sdk, resources).await?;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    for (setting, name, value) in secrets {
+        let Some(value) = value else { continue };
+        let parameter = format!("/{}/{name}", resources.table);
+        ssm.put_parameter()
+            .name(&parameter)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not keep {parameter} in SSM: {}",
+                    mediagen::adapters::describe_error(&e)
+                )
+            })?;
+        println!("export {setting}={parameter}");
+    }
     // Shell assignments, for `eval` in the scripts.
     println!("export JOBS_TABLE={}", resources.table);
     println!("export JOBS_QUEUE_URL={}", provisioned.queue_url);

@@ -11,12 +11,17 @@ use mediagen::services::{auth::Authenticator, read::ReadService};
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    // Both secrets at once, each one read of the secret store.
+    let (links, webhook_keys) = tokio::join!(
+        bootstrap::file_links(&config, &sdk),
+        bootstrap::signing_keys(&config, &sdk)
+    );
     let api = StatusApi {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store),
-        links: bootstrap::file_links(&config),
-        // Without WEBHOOK_SECRET this deployment signs no webhooks, and has no secret to show.
-        webhook_keys: bootstrap::signing_keys(&config).ok(),
+        links: bootstrap::or_exit(links),
+        // Without WEBHOOK_SECRET_PARAMETER this deployment signs no webhooks, and has no secret to show.
+        webhook_keys: bootstrap::or_exit(webhook_keys),
         openapi: {
             let models = config.allowed_models.clone();
             LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))

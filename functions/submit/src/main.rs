@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         ),
         cancel: CancelService::new(store.clone(), webhooks),
         reads: ReadService::new(store),
-        links: bootstrap::file_links(&config),
+        links: bootstrap::or_exit(bootstrap::file_links(&config, &sdk).await),
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

@@ -9,6 +9,7 @@ use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
 use crate::adapters::{aws, ssm};
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::file_urls::FileLinkSigner;
+use crate::domain::secret::Secret;
 use crate::domain::webhook::MasterKey;
 use crate::entrypoints::views::FileLinks;
 use crate::services::webhooks::{Notifier, SigningKeys};
@@ -32,13 +33,39 @@ pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
     }
 }
 
-/// How the Replicate-compatible API's file links are made: signed for as long as the presigned URLs
-/// lifetime when `FILE_URL_SECRET` is set.
-pub fn file_links(config: &Config) -> FileLinks {
-    FileLinks {
-        signer: config.file_url_secret.clone().map(FileLinkSigner::new),
+/// A secret the SSM parameter `setting` names holds, read once, at cold start (docs/design.md,
+/// "Configuration"): `None` when no parameter is named.
+async fn stored_secret(
+    sdk: &SdkConfig,
+    setting: &'static str,
+    parameter: Option<&String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(parameter) = parameter else {
+        return Ok(None);
+    };
+    ssm::parameter(sdk, parameter)
+        .await
+        .map(Some)
+        .map_err(|reason| ConfigError::Invalid {
+            name: setting,
+            value: parameter.clone(),
+            reason,
+        })
+}
+
+/// How the Replicate-compatible API's file links are made: signed for as long as the presigned
+/// URLs live when `FILE_URL_SECRET_PARAMETER` names the key.
+pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, ConfigError> {
+    let secret = stored_secret(
+        sdk,
+        "FILE_URL_SECRET_PARAMETER",
+        config.file_url_secret_parameter.as_ref(),
+    )
+    .await?;
+    Ok(FileLinks {
+        signer: secret.map(FileLinkSigner::new),
         ttl: config.presign_ttl,
-    }
+    })
 }
 
 /// The configured image model; the Replicate model needs its token: `REPLICATE_API_TOKEN` (a local
@@ -98,16 +125,18 @@ pub fn dead_letter_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsJobQueue
     Ok(SqsJobQueue::new(aws::sqs(sdk), url))
 }
 
-/// The owners' webhook signing keys; `deliver` needs `WEBHOOK_SECRET`.
-pub fn signing_keys(config: &Config) -> Result<SigningKeys, ConfigError> {
-    let secret = config
-        .webhook_secret
-        .as_ref()
-        .ok_or(ConfigError::Missing("WEBHOOK_SECRET"))?;
-    let master = MasterKey::parse(secret).map_err(|e| ConfigError::Invalid {
-        name: "WEBHOOK_SECRET",
+/// The owners' webhook signing keys, from the master key `WEBHOOK_SECRET_PARAMETER` names;
+/// `None` when this deployment signs no webhooks (`deliver` needs them).
+pub async fn signing_keys(config: &Config, sdk: &SdkConfig) -> Result<Option<SigningKeys>, ConfigError> {
+    let setting = "WEBHOOK_SECRET_PARAMETER";
+    let Some(secret) = stored_secret(sdk, setting, config.webhook_secret_parameter.as_ref()).await? else {
+        return Ok(None);
+    };
+    // The value is a secret: the error names the setting only.
+    let master = MasterKey::parse(&secret).map_err(|e| ConfigError::Invalid {
+        name: setting,
         value: "(not shown)".into(),
         reason: e.to_string(),
     })?;
-    Ok(SigningKeys::new(master))
+    Ok(Some(SigningKeys::new(master)))
 }

@@ -8,7 +8,6 @@ use crate::adapters::image_model::replicate::DEFAULT_API_BASE_URL;
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::generation::RequestPolicy;
 use crate::domain::secret::Secret;
-use crate::domain::webhook::MasterKey;
 
 /// A setting that is missing or unusable; its message names the variable, on one line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,9 +38,10 @@ pub struct Config {
     pub replicate_api_token: Option<Secret>,
     /// The SSM parameter holding the Replicate token when deployed; `REPLICATE_API_TOKEN` wins.
     pub replicate_api_token_parameter: Option<String>,
-    /// Signs the file links of the Replicate-compatible API, so that any HTTP client can fetch
-    /// them until they expire; without it those links need the API key.
-    pub file_url_secret: Option<Secret>,
+    /// The SSM parameter (a SecureString) holding the key that signs the Replicate-compatible
+    /// API's file links, so that any HTTP client can fetch them until they expire; without it
+    /// those links need the API key.
+    pub file_url_secret_parameter: Option<String>,
     /// The Replicate API's address; tests point it at a local mock.
     pub replicate_api_base_url: url::Url,
     pub allow_local_urls: bool,
@@ -53,9 +53,9 @@ pub struct Config {
     pub webhooks_queue_url: Option<String>,
     /// The jobs queue's dead-letter queue, which `sweeper` takes messages from.
     pub jobs_dead_letter_queue_url: Option<String>,
-    /// The master key webhooks are signed with (owners' keys derive from it), `whsec_<base64>`;
-    /// `deliver` needs it. Checked when read.
-    pub webhook_secret: Option<Secret>,
+    /// The SSM parameter (a SecureString) holding the master key webhooks are signed with
+    /// (owners' keys derive from it), `whsec_<base64>`; `deliver` needs it. Checked when read.
+    pub webhook_secret_parameter: Option<String>,
 }
 
 impl Config {
@@ -131,12 +131,6 @@ impl Config {
             Some(other) => return Err(invalid("ALLOW_LOCAL_URLS", other, "expected true or false")),
         };
 
-        let webhook_secret = get("WEBHOOK_SECRET").map(Secret::new);
-        if let Some(secret) = &webhook_secret {
-            // The value is a secret: the error names the setting only.
-            MasterKey::parse(secret).map_err(|e| invalid("WEBHOOK_SECRET", "(not shown)", &e.to_string()))?;
-        }
-
         Ok(Config {
             jobs_table: required("JOBS_TABLE")?,
             jobs_queue_url: required("JOBS_QUEUE_URL")?,
@@ -149,14 +143,14 @@ impl Config {
             max_receive_count,
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
             replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
-            file_url_secret: get("FILE_URL_SECRET").map(Secret::new),
+            file_url_secret_parameter: get("FILE_URL_SECRET_PARAMETER"),
             replicate_api_base_url,
             allow_local_urls,
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
             presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
             webhooks_queue_url: get("WEBHOOKS_QUEUE_URL"),
             jobs_dead_letter_queue_url: get("JOBS_DEAD_LETTER_QUEUE_URL"),
-            webhook_secret,
+            webhook_secret_parameter: get("WEBHOOK_SECRET_PARAMETER"),
         })
     }
 }
@@ -286,34 +280,32 @@ mod tests {
     fn secrets_do_not_print() {
         let mut vars = base();
         vars.insert("REPLICATE_API_TOKEN".into(), "r8_supersecret".into());
-        vars.insert("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
         let config = Config::from_map(&vars).unwrap();
         let shown = format!("{config:?}");
-        assert!(
-            !shown.contains("supersecret") && !shown.contains(&WEBHOOK_SECRET[6..]),
-            "{shown}"
-        );
+        assert!(!shown.contains("supersecret"), "{shown}");
     }
 
-    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
     #[test]
-    fn webhooks_are_optional_and_their_secret_is_checked() {
+    fn webhooks_are_optional_and_their_secret_is_a_parameter_in_the_secret_store() {
         let config = Config::from_map(&base()).unwrap();
-        assert_eq!((config.webhooks_queue_url, config.webhook_secret), (None, None));
+        assert_eq!(
+            (config.webhooks_queue_url, config.webhook_secret_parameter),
+            (None, None)
+        );
 
         let mut vars = base();
         vars.insert("WEBHOOKS_QUEUE_URL".into(), "http://webhooks".into());
-        vars.insert("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+        vars.insert("WEBHOOK_SECRET_PARAMETER".into(), "/mediagen/webhook-secret".into());
+        vars.insert("FILE_URL_SECRET_PARAMETER".into(), "/mediagen/file-url-secret".into());
         let config = Config::from_map(&vars).unwrap();
         assert_eq!(config.webhooks_queue_url.as_deref(), Some("http://webhooks"));
-        assert_eq!(config.webhook_secret.unwrap().expose(), WEBHOOK_SECRET);
-
-        for bad in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not*base64", "whsec_c2hvcnQ="] {
-            vars.insert("WEBHOOK_SECRET".into(), bad.into());
-            let err = Config::from_map(&vars).unwrap_err().to_string();
-            assert!(err.starts_with("invalid setting WEBHOOK_SECRET"), "{err}");
-            assert!(!err.contains(bad) && !err.contains('\n'), "{err}");
-        }
+        assert_eq!(
+            config.webhook_secret_parameter.as_deref(),
+            Some("/mediagen/webhook-secret")
+        );
+        assert_eq!(
+            config.file_url_secret_parameter.as_deref(),
+            Some("/mediagen/file-url-secret")
+        );
     }
 }
