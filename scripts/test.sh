@@ -97,6 +97,9 @@ stop_stack
 say "the chaos run: 200 jobs while generate is killed (scripts/chaos.sh)"
 scripts/chaos.sh
 
+say "store faults: 200 jobs while DynamoDB's emulator, then SQS's, is paused for 10 s (scripts/faults.sh)"
+scripts/faults.sh
+
 say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checked, destroyed"
 stop_stack
 # A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
