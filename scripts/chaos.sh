@@ -10,14 +10,7 @@ cd "$ROOT"
 ensure_tools
 started=$SECONDS
 say "chaos: a stack of its own"
-start_emulator 0
-aws_env
-# The messages of a killed batch come back after 60 s instead of 180: still twice generate's
-# 30 s timeout and past the longest lease it takes (27 s + 30 s), so nothing is taken over early.
-export MEDIAGEN_QUEUE_VISIBILITY_TIMEOUT=60
-KEY_FILE="$STATE/api-key"
-rm -f "$KEY_FILE"
-start_stack "$(free_port)"
+start_own_stack
 say "chaos: ${CHAOS_JOBS:-200} jobs, generate killed at least ${CHAOS_KILLS:-3} times"
 "$VENV/bin/python" scripts/chaos.py --api "$API_URL" --pump-pid "$PUMP_PID" \
   --jobs "${CHAOS_JOBS:-200}" --kills "${CHAOS_KILLS:-3}" --timeout "${CHAOS_TIMEOUT:-600}"

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 
+from chaos import scan
+
 FINAL = {"succeeded", "failed", "canceled"}
 # template.yaml's timeout of submit and status.
 FUNCTION_TIMEOUT = 25
@@ -43,20 +45,6 @@ def submit(api, key, n):
             return response.status, response.headers.get("content-type"), None, answer.get("job_id"), time.monotonic() - started
     except urllib.error.HTTPError as err:
         return err.code, err.headers.get("content-type"), err.headers.get("retry-after"), None, time.monotonic() - started
-
-
-def scan(dynamodb, table, prefix):
-    items, kwargs = [], {
-        "TableName": table,
-        "FilterExpression": "begins_with(pk, :prefix)",
-        "ExpressionAttributeValues": {":prefix": {"S": prefix}},
-    }
-    while True:
-        page = dynamodb.scan(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def main():

@@ -10,14 +10,8 @@ cd "$ROOT"
 ensure_tools
 started=$SECONDS
 say "faults: a stack of its own"
-start_emulator 0
-aws_env
-# A batch whose claims failed while DynamoDB was paused comes back after its visibility timeout:
-# 60 s rather than 180, as in the chaos run (scripts/chaos.sh says why that is safe).
-export MEDIAGEN_QUEUE_VISIBILITY_TIMEOUT=60
-KEY_FILE="$STATE/api-key"
-rm -f "$KEY_FILE"
-start_stack "$(free_port)"
+# A batch whose claims failed while DynamoDB was paused comes back after its visibility timeout.
+start_own_stack
 # start_emulator starts DynamoDB Local first, when it is installed; moto serves SQS and S3 (and
 # DynamoDB too without Java).
 moto_pid=${EMULATOR_PIDS[-1]}

@@ -36,13 +36,8 @@ use crate::Error;
 use crate::runtime_api::{FunctionPool, InvokeError};
 
 /// Lambda's Invoke API, served besides the API's routes.
-static INVOKE_API: LazyLock<matchit::Router<()>> = LazyLock::new(|| {
-    let mut router = matchit::Router::new();
-    if let Err(err) = router.insert("/2015-03-31/functions/{function}/invocations", ()) {
-        eprintln!("gateway: the Invoke API's path is not a route: {err}");
-    }
-    router
-});
+static INVOKE_API: LazyLock<matchit::Router<()>> =
+    LazyLock::new(|| crate::path_router("gateway", [("/2015-03-31/functions/{function}/invocations", ())]));
 
 /// The functions and their timeouts (see the file's `about`).
 const LAMBDA: &str = include_str!("../lambda.json");

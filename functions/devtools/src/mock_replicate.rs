@@ -156,22 +156,19 @@ enum ReplicatePath {
 }
 
 static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new(|| {
-    let mut router = matchit::Router::new();
-    for (path, value) in [
-        ("/files/{id}/{name}", ReplicatePath::File),
-        (
-            "/v1/models/{owner}/{model}/predictions",
-            ReplicatePath::ModelPredictions,
-        ),
-        ("/v1/predictions", ReplicatePath::Predictions),
-        ("/v1/predictions/{id}", ReplicatePath::Prediction),
-        ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
-    ] {
-        if let Err(err) = router.insert(path, value) {
-            eprintln!("mock-replicate: {path} is not a route: {err}");
-        }
-    }
-    router
+    crate::path_router(
+        "mock-replicate",
+        [
+            ("/files/{id}/{name}", ReplicatePath::File),
+            (
+                "/v1/models/{owner}/{model}/predictions",
+                ReplicatePath::ModelPredictions,
+            ),
+            ("/v1/predictions", ReplicatePath::Predictions),
+            ("/v1/predictions/{id}", ReplicatePath::Prediction),
+            ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
+        ],
+    )
 });
 
 impl Respond for FakeReplicate {

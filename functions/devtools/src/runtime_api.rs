@@ -347,21 +347,18 @@ enum RuntimePath {
 }
 
 static RUNTIME_PATHS: LazyLock<matchit::Router<RuntimePath>> = LazyLock::new(|| {
-    let mut router = matchit::Router::new();
-    for (path, value) in [
-        ("/2018-06-01/runtime/invocation/next", RuntimePath::Next),
-        ("/2018-06-01/runtime/init/error", RuntimePath::InitError),
-        (
-            "/2018-06-01/runtime/invocation/{request_id}/response",
-            RuntimePath::Response,
-        ),
-        ("/2018-06-01/runtime/invocation/{request_id}/error", RuntimePath::Error),
-    ] {
-        if let Err(err) = router.insert(path, value) {
-            eprintln!("lambda: {path} is not a route: {err}");
-        }
-    }
-    router
+    crate::path_router(
+        "lambda",
+        [
+            ("/2018-06-01/runtime/invocation/next", RuntimePath::Next),
+            ("/2018-06-01/runtime/init/error", RuntimePath::InitError),
+            (
+                "/2018-06-01/runtime/invocation/{request_id}/response",
+                RuntimePath::Response,
+            ),
+            ("/2018-06-01/runtime/invocation/{request_id}/error", RuntimePath::Error),
+        ],
+    )
 });
 
 impl RuntimeApi {
