@@ -97,13 +97,23 @@ stop_stack
 say "the chaos run: 200 jobs while generate is killed (scripts/chaos.sh)"
 scripts/chaos.sh
 
-say "store faults: 200 jobs while DynamoDB's emulator, then SQS's, is paused for 10 s (scripts/faults.sh)"
-scripts/faults.sh
+# Mostly waiting (returned messages come back after their visibility timeout), so it runs beside
+# the LocalStack deploy below, on emulators and a stack of its own.
+say "store faults, beside the deploy: 200 jobs while DynamoDB's emulator, then SQS's, is paused for 10 s (scripts/faults.sh; log: ${STATE#$ROOT/}/faults.log)"
+start_bg "$STATE/faults.log" scripts/faults.sh
+FAULTS_PID=${BG_PIDS[-1]}
 
 say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checked, destroyed"
 stop_stack
 # A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
 env -u MODEL_PROVIDER -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
   -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
+
+say "the store faults run"
+if ! wait "$FAULTS_PID"; then
+  cat "$STATE/faults.log" >&2
+  die "the store faults run failed (${STATE#$ROOT/}/faults.log)"
+fi
+grep -E '^faults:|run passed' "$STATE/faults.log" >&2
 
 say "all checks passed in $((SECONDS - started))s"
