@@ -198,11 +198,7 @@ impl DynamoJobStore {
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(Transition::Applied),
-            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
-            Err(err) => Err(unavailable(&err)),
-        }
+        transition(request.send().await)
     }
 }
 
@@ -246,6 +242,20 @@ fn webhook_mark(claimed: &Job, values: &mut Vec<(&str, AttributeValue)>) -> Stri
     }
     values.push((":webhook_pending", AttributeValue::Bool(true)));
     format!(", {WEBHOOK_PENDING} = :webhook_pending")
+}
+
+/// A conditional update's outcome: `Stale` if its condition failed.
+fn transition<T, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>>,
+) -> Result<Transition, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(Transition::Applied),
+        Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
+        Err(err) => Err(unavailable(&err)),
+    }
 }
 
 fn is_condition_failure(err: Option<&UpdateItemError>) -> bool {
@@ -876,11 +886,7 @@ impl KeyStore for DynamoJobStore {
             .expression_attribute_values(":now", time(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Transition::Applied),
-            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
-            Err(err) => Err(unavailable(&err)),
-        }
+        transition(result)
     }
 
     async fn set_limits(&self, hash: &KeyHash, limits: KeyLimits) -> Result<Transition, StoreError> {
@@ -898,11 +904,7 @@ impl KeyStore for DynamoJobStore {
             .expression_attribute_values(":waits", n(limits.concurrent_waits))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Transition::Applied),
-            Err(err) if is_condition_failure(err.as_service_error()) => Ok(Transition::Stale),
-            Err(err) => Err(unavailable(&err)),
-        }
+        transition(result)
     }
 
     async fn start_wait(
