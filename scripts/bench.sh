@@ -30,12 +30,7 @@ eval "$(MEDIAGEN_TABLE=bench-jobs MEDIAGEN_QUEUE=bench-jobs MEDIAGEN_DEAD_LETTER
 # The functions' events carry it, as a client's requests do.
 MEDIAGEN_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner bench 2>/dev/null)
 export MEDIAGEN_API_KEY
-# The bench measures throughput, not the per-key rate limits (600 creates a minute by default).
-unlimited() {
-  "$CARGO_TARGET_DIR/debug/mediagen-dev" keys limits "${MEDIAGEN_API_KEY:0:12}" \
-    --creates-per-minute 100000000 --others-per-minute 100000000 >/dev/null
-}
-unlimited
+lift_key_limits
 
 say "handler overhead and presign cost (criterion)"
 cargo bench --locked -p mediagen-core --bench handlers -- --noplot
@@ -49,7 +44,7 @@ say "the local stack (release build: MEDIAGEN_BUILD_MODE=release scripts/dev.sh 
 KEY_FILE="$STATE/bench-api-key"
 rm -f "$KEY_FILE"
 MEDIAGEN_BUILD_MODE=release start_stack "$(free_port)"
-unlimited
+lift_key_limits
 # First, while the stack is fresh.
 say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
 "$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"

@@ -236,6 +236,14 @@ start_stack() {
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 
+# lift_key_limits: for runs that exercise something other than the per-key rate limits, which
+# tests/limits/ checks with keys of its own: the test run's key makes more than 600 creates in
+# some minutes (schemathesis), and the bench measures throughput.
+lift_key_limits() {
+  "${STACK_BIN:-$CARGO_TARGET_DIR/debug}/mediagen-dev" keys limits "${MEDIAGEN_API_KEY:0:12}" \
+    --creates-per-minute 100000000 --others-per-minute 100000000 >/dev/null
+}
+
 # start_own_stack: a fresh emulator and a stack of the running script's own, on free ports, with a
 # key of its own (the chaos and store faults runs). The messages of a batch that failed come back
 # after 60 s instead of 180: still twice generate's 30 s timeout and past the longest lease it

@@ -50,6 +50,7 @@ say "end-to-end through the local API Gateway"
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
 start_stack "$(free_port)"
+lift_key_limits
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model:: webhooks::
 
 say "the official replicate client against the same stack (tests/replicate_client/)"
