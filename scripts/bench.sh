@@ -30,7 +30,7 @@ eval "$(MEDIAGEN_TABLE=bench-jobs MEDIAGEN_QUEUE=bench-jobs MEDIAGEN_DEAD_LETTER
 # The functions' events carry it, as a client's requests do.
 MEDIAGEN_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner bench 2>/dev/null)
 export MEDIAGEN_API_KEY
-lift_key_limits
+lift_limits bench
 
 say "handler overhead and presign cost (criterion)"
 cargo bench --locked -p mediagen-core --bench handlers -- --noplot
@@ -44,7 +44,7 @@ say "the local stack (release build: MEDIAGEN_BUILD_MODE=release scripts/dev.sh 
 KEY_FILE="$STATE/bench-api-key"
 rm -f "$KEY_FILE"
 MEDIAGEN_BUILD_MODE=release start_stack "$(free_port)"
-lift_key_limits
+lift_limits bench
 # First, while the stack is fresh.
 say "a day of use: 20 jobs on the fresh stack, then again after 5,000 more (about 5 minutes)"
 "$VENV/bin/python" scripts/bench/bench.py soak --api "$API_URL" --emulator-pids "${EMULATOR_PIDS[@]}"

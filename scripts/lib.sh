@@ -236,12 +236,15 @@ start_stack() {
   STACK_PIDS+=("${BG_PIDS[-1]}")
 }
 
-# lift_key_limits: for runs that exercise something other than the per-key rate limits, which
-# tests/limits/ checks with keys of its own: the test run's key makes more than 600 creates in
-# some minutes (schemathesis), and the bench measures throughput.
-lift_key_limits() {
-  "${STACK_BIN:-$CARGO_TARGET_DIR/debug}/mediagen-dev" keys limits "${MEDIAGEN_API_KEY:0:12}" \
-    --creates-per-minute 100000000 --others-per-minute 100000000 >/dev/null
+# lift_limits OWNER: for runs that exercise something other than the per-key rate limits and the
+# per-owner quotas, which tests/limits/ checks with keys and owners of its own: the test run's key
+# makes more than 600 creates in some minutes (schemathesis), the chaos and faults runs queue 200
+# jobs at once, and the bench measures throughput. Lifts $MEDIAGEN_API_KEY's rate limits and
+# OWNER's jobs at once to the template's most (MaxActiveJobsPerOwner).
+lift_limits() {
+  local dev="${STACK_BIN:-$CARGO_TARGET_DIR/debug}/mediagen-dev"
+  "$dev" keys limits "${MEDIAGEN_API_KEY:0:12}" --creates-per-minute 100000000 --others-per-minute 100000000 >/dev/null
+  "$dev" keys quota "$1" --max-active 5000 >/dev/null
 }
 
 # start_own_stack: a fresh emulator and a stack of the running script's own, on free ports, with a
@@ -255,6 +258,7 @@ start_own_stack() {
   KEY_FILE="$STATE/api-key"
   rm -f "$KEY_FILE"
   start_stack "$(free_port)"
+  lift_limits "${MEDIAGEN_OWNER:-local}"
 }
 
 # Stops the event-source stand-in of start_stack, which first finishes the batch in hand, then

@@ -50,7 +50,7 @@ say "end-to-end through the local API Gateway"
 KEY_FILE="$STATE/api-key"
 rm -f "$KEY_FILE"
 start_stack "$(free_port)"
-lift_key_limits
+lift_limits "${MEDIAGEN_OWNER:-local}"
 MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored local_model:: webhooks::
 
 say "the official replicate client against the same stack (tests/replicate_client/)"
@@ -67,9 +67,13 @@ say "schemathesis: the API against its OpenAPI description, every check (tests/s
   --request-timeout 30 --seed "${MEDIAGEN_SCHEMATHESIS_SEED:-1}" --no-color) | tee "$STATE/schemathesis.log"
 cases=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$STATE/schemathesis.log" | tail -1)
 [ "${cases:-0}" -ge 500 ] || die "schemathesis ran ${cases:-no} cases; at least 500 are wanted"
-say "per-key rate limits under load: one key bursting 700 creates, another 300 (tests/limits/)"
-MEDIAGEN_BURST_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner burst 2>/dev/null) \
-MEDIAGEN_CALM_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --owner calm 2>/dev/null) \
+say "limits under load: one key bursting 700 creates, another 300; 50 submits of an owner allowed 5 jobs at once (tests/limits/)"
+dev="$CARGO_TARGET_DIR/debug/mediagen-dev"
+for owner in burst calm; do "$dev" keys quota "$owner" --max-active 5000 >/dev/null; done
+"$dev" keys quota capped --max-active 5 >/dev/null
+MEDIAGEN_BURST_KEY=$("$dev" keys create --owner burst 2>/dev/null) \
+MEDIAGEN_CALM_KEY=$("$dev" keys create --owner calm 2>/dev/null) \
+MEDIAGEN_CAPPED_KEY=$("$dev" keys create --owner capped 2>/dev/null) \
 MEDIAGEN_API_URL="$API_URL" "$VENV/bin/python" -m unittest discover -s tests/limits -v
 stop_stack
 say "no API key and no webhook secret in the functions' logs"

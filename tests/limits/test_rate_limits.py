@@ -1,10 +1,16 @@
-"""Per-key rate limits under load, against the local stack (docs/design.md, "Rate limits"): one
-key bursting 700 creates within a minute gets 429s past its 600, each with Retry-After and the
-draft's RateLimit headers; a second key bursting at the same time gets none; no request gets a
-5xx; and the jobs written are exactly the ones answered 202.
+"""Limits under load, against the local stack.
 
-Needs MEDIAGEN_API_URL and two fresh keys of two owners, MEDIAGEN_BURST_KEY and
-MEDIAGEN_CALM_KEY, with the default limits; scripts/test.sh sets them."""
+Per-key rate limits (docs/design.md, "Rate limits"): one key bursting 700 creates within a minute
+gets 429s past its 600, each with Retry-After and the draft's RateLimit headers; a second key
+bursting at the same time gets none; no request gets a 5xx; and the jobs written are exactly the
+ones answered 202.
+
+Per-owner quotas (docs/design.md, "Quotas"): 50 concurrent submits of an owner allowed 5 jobs at
+once never leave more than 5 of its jobs queued or running, by the jobs' own times.
+
+Needs MEDIAGEN_API_URL; two fresh keys of two owners with the default rate limits and their
+owners' quotas lifted, MEDIAGEN_BURST_KEY and MEDIAGEN_CALM_KEY; and MEDIAGEN_CAPPED_KEY, whose
+owner may have 5 jobs at once. scripts/test.sh sets them."""
 
 import concurrent.futures
 import json
@@ -18,9 +24,12 @@ import urllib.request
 API = os.environ.get("MEDIAGEN_API_URL", "").rstrip("/")
 BURST_KEY = os.environ.get("MEDIAGEN_BURST_KEY", "")
 CALM_KEY = os.environ.get("MEDIAGEN_CALM_KEY", "")
+CAPPED_KEY = os.environ.get("MEDIAGEN_CAPPED_KEY", "")
 
-if not (API and BURST_KEY and CALM_KEY):
-    raise unittest.SkipTest("MEDIAGEN_API_URL, MEDIAGEN_BURST_KEY and MEDIAGEN_CALM_KEY are not set: run scripts/test.sh")
+if not (API and BURST_KEY and CALM_KEY and CAPPED_KEY):
+    raise unittest.SkipTest(
+        "MEDIAGEN_API_URL, MEDIAGEN_BURST_KEY, MEDIAGEN_CALM_KEY and MEDIAGEN_CAPPED_KEY are not set: run scripts/test.sh"
+    )
 
 BURST = 700
 CALM = 300
@@ -40,18 +49,34 @@ def call(key, method, path, body=None):
         return err.code, err.headers, err.read()
 
 
-def jobs_of(key):
-    """The ids of every job the key's owner has, through the listing."""
-    ids, cursor = [], None
+def listed(key):
+    """Every job the key's owner has, through the listing."""
+    jobs, cursor = [], None
     while True:
         path = "/media/jobs?limit=100" + (f"&cursor={cursor}" if cursor else "")
         status, _, body = call(key, "GET", path)
         assert status == 200, body
         page = json.loads(body)
-        ids += [job["job_id"] for job in page["jobs"]]
+        jobs += page["jobs"]
         cursor = page.get("next_cursor")
         if not cursor:
-            return ids
+            return jobs
+
+
+def jobs_of(key):
+    """The ids of every job the key's owner has."""
+    return [job["job_id"] for job in listed(key)]
+
+
+def most_at_once(intervals):
+    """The most intervals (start, end) that overlap at any moment; an end before a start at the
+    same moment."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    at_once = most = 0
+    for _, change in events:
+        at_once += change
+        most = max(most, at_once)
+    return most
 
 
 class RateLimitsUnderLoad(unittest.TestCase):
@@ -99,6 +124,44 @@ class RateLimitsUnderLoad(unittest.TestCase):
             else:
                 self.assertEqual(statuses.count(429), 0)
                 self.assertEqual(len(accepted), CALM)
+
+
+class OwnerQuotaUnderLoad(unittest.TestCase):
+    LIMIT = 5
+
+    def test_fifty_concurrent_submits_never_leave_more_jobs_active_than_the_limit(self):
+        # The slow model (3 s an image) keeps the admitted jobs active while the others ask.
+        body = json.dumps({"prompt": "a capped crowd", "model": "local-slow", "width": 256, "height": 256}).encode()
+        with concurrent.futures.ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(lambda _: call(CAPPED_KEY, "POST", "/media/generate", body), range(50)))
+
+        statuses = [status for status, _, _ in answers]
+        self.assertEqual(set(statuses) - {202, 429}, set(), sorted(set(statuses)))
+        accepted = [json.loads(body)["job_id"] for status, _, body in answers if status == 202]
+        self.assertGreaterEqual(len(accepted), self.LIMIT)
+        self.assertGreater(statuses.count(429), 0)
+        for status, headers, body in answers:
+            if status == 429:
+                self.assertEqual(json.loads(body)["type"], "urn:mediagen:problem:too-many-active-jobs")
+                self.assertGreaterEqual(int(headers["Retry-After"]), 1)
+        # Every 202 is a job written, and nothing else is.
+        self.assertEqual(sorted(jobs_of(CAPPED_KEY)), sorted(accepted))
+
+        deadline = time.time() + 120
+        while True:
+            jobs = listed(CAPPED_KEY)
+            if all(job["status"] in ("succeeded", "failed", "canceled") for job in jobs) or time.time() > deadline:
+                break
+            time.sleep(1)
+        self.assertEqual({job["status"] for job in jobs}, {"succeeded"})
+        # From its submit to its end a job is queued or running; the times are the jobs' own.
+        whole = [json.loads(call(CAPPED_KEY, "GET", f"/media/jobs/{job['job_id']}")[2]) for job in jobs]
+        intervals = [(job["created_at"], job["completed_at"]) for job in whole]
+        self.assertLessEqual(most_at_once(intervals), self.LIMIT, intervals)
+        # Every slot is given back once its job ends.
+        status, _, body = call(CAPPED_KEY, "GET", "/media/usage")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["active_jobs"], {"used": 0, "limit": self.LIMIT, "remaining": self.LIMIT})
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ LOCAL_ONLY = {
 }
 # Function settings the local stack sets on purpose where a deployment takes the template's
 # parameter (each a parameter of template.yaml, and a setting functions/core reads).
-LOCAL_PARAMETERS: dict[str, str] = {}
+LOCAL_PARAMETERS: dict[str, str] = {"MAX_ACTIVE_JOBS_PER_OWNER": "MaxActiveJobsPerOwner"}
 
 # How many batches each local pump runs at once, and the function whose SQS event source's
 # ScalingConfig.MaximumConcurrency it stands in for.

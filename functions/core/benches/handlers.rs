@@ -19,6 +19,7 @@ use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJob
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::quota::QuotaDefaults;
 use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::views::FileLinks;
 use mediagen::entrypoints::{http, sqs};
@@ -139,6 +140,8 @@ fn submit_api(store: DynamoJobStore, queue: SqsJobQueue) -> SubmitApi<DynamoJobS
             Notifier::off(),
             policy(),
             Duration::from_secs(86_400),
+            // The bench's jobs are never run: its owner's quota must hold them all.
+            QuotaDefaults { max_active: u32::MAX },
         ),
         cancel: CancelService::new(store.clone(), Notifier::off()),
         reads: ReadService::new(store),
@@ -217,6 +220,7 @@ fn benches(c: &mut Criterion) {
         links: links(),
         webhook_keys: None,
         openapi: http::status::LazyBody::new(Box::new(String::new)),
+        quota_defaults: QuotaDefaults::default(),
     };
     let status_path = format!("/media/status/{}", fx.job_id);
     let content_path = format!("/media/content/{}", fx.media_id);
@@ -230,11 +234,25 @@ fn benches(c: &mut Criterion) {
             assert_eq!(answer.status(), 202);
         })
     });
-    // The calls a submit makes: the job with its unsent mark, its message, the mark cleared.
+    // The calls a submit makes: the job's slot in its owner's quota, the job with its unsent
+    // mark, its message, the mark cleared.
     group.bench_function("submit_direct", |b| {
         b.to_async(&runtime).iter(|| async {
             let item = job_item();
             let key = item["pk"].clone();
+            dynamodb
+                .update_item()
+                .table_name(&direct_stack.0.table)
+                .key("pk", AttributeValue::S("QUOTA#bench".into()))
+                .update_expression("ADD active :job, images_2026_12 :one, microdollars_2026_12 :none")
+                .condition_expression("attribute_not_exists(active) OR size(active) < :max")
+                .expression_attribute_values(":job", AttributeValue::Ss(vec![JobId::new().to_string()]))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":none", AttributeValue::N("0".into()))
+                .expression_attribute_values(":max", AttributeValue::N(u32::MAX.to_string()))
+                .send()
+                .await
+                .expect("quota");
             dynamodb
                 .put_item()
                 .table_name(&direct_stack.0.table)

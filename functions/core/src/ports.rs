@@ -15,6 +15,7 @@ use crate::domain::job::{Job, JobError, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
+use crate::domain::quota::{Admission, Charge, Month, Quota, QuotaChanges, QuotaDefaults, Usage};
 use crate::domain::retry::{Budget, Transient};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,10 @@ pub struct JobPage {
     pub next: Option<Cursor>,
 }
 
+/// The job store. Every final write (`complete`, `fail`, `finish_canceled`, a cancel of a
+/// queued job, `fail_queued`, `fail_unsent`, `fail_stranded`) gives the job's slot back to its
+/// owner's quota, and its charge if it failed or was canceled ([`QuotaStore::free_slot`]); should
+/// that second write be lost, the slot is reclaimed when the owner next reaches the limit.
 pub trait JobStore: Send + Sync {
     /// Writes a new job, with its idempotency key in the same transaction if given. Fails with
     /// [`StoreError::AlreadyExists`] if its id is taken.
@@ -145,6 +150,13 @@ pub trait JobStore: Send + Sync {
         key: &IdempotencyKey,
         job_id: JobId,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// The job and request fingerprint an owner's idempotency key names, while it holds.
+    fn idempotent_job(
+        &self,
+        owner: &Owner,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(JobId, String)>, StoreError>> + Send;
     /// The owner's jobs, newest first, as the query asks, reading at most
     /// [`MAX_READ`](crate::domain::listing::MAX_READ) of them.
     fn list(&self, owner: &Owner, query: &ListQuery) -> impl Future<Output = Result<JobPage, StoreError>> + Send;
@@ -229,6 +241,21 @@ pub trait JobStore: Send + Sync {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+}
+
+/// Per-owner quotas (docs/design.md, "Quotas"): a slot for each job queued or running, and each
+/// month's charges.
+pub trait QuotaStore: Send + Sync {
+    /// Takes a slot for a job about to be written and charges it to its month, if the owner's
+    /// quota admits one more job; slots still held by jobs that have ended are reclaimed first.
+    fn admit(&self, job: &Job, defaults: QuotaDefaults) -> impl Future<Output = Result<Admission, StoreError>> + Send;
+    /// Gives back the job's slot and `refund` of its charge: once, however often it is asked.
+    fn free_slot(&self, job: &Job, refund: Charge) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The owner's use of their quota in `month`.
+    fn usage(&self, owner: &Owner, month: Month) -> impl Future<Output = Result<Usage, StoreError>> + Send;
+    /// Changes the owner's quota; answers it as it now is.
+    fn set_quota(&self, owner: &Owner, changes: QuotaChanges)
+    -> impl Future<Output = Result<Quota, StoreError>> + Send;
 }
 
 /// The body of a message on the jobs queue: `{"job_id":"…"}`. The job record is the truth.

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::quota::{QuotaChanges, QuotaDefaults, dollars, parse_dollars};
 use mediagen::domain::secret::Secret;
 use mediagen::domain::timestamp;
 use mediagen::domain::webhook::MasterKey;
@@ -171,6 +172,33 @@ enum KeysAction {
         others_per_minute: Option<u32>,
         #[arg(long)]
         concurrent_waits: Option<u32>,
+    },
+    /// Shows the owner's quota and this month's use of it, after setting what is given: jobs
+    /// queued or running at once, and a monthly budget in images or dollars (docs/api.md,
+    /// "Quotas").
+    Quota {
+        owner: String,
+        /// Jobs queued or running at once (the deployment's MAX_ACTIVE_JOBS_PER_OWNER if never set).
+        #[arg(long)]
+        max_active: Option<u32>,
+        /// Images a month, counted from submit; failed and canceled jobs are given back.
+        #[arg(long, conflicts_with = "no_monthly_images")]
+        monthly_images: Option<u64>,
+        /// US dollars a month at the models' list prices, such as 25 or 0.50.
+        #[arg(long, conflicts_with = "no_monthly_dollars")]
+        monthly_dollars: Option<String>,
+        /// Back to the deployment's default of jobs at once.
+        #[arg(long, conflicts_with = "max_active")]
+        default_max_active: bool,
+        /// No monthly image budget.
+        #[arg(long)]
+        no_monthly_images: bool,
+        /// No monthly dollar budget.
+        #[arg(long)]
+        no_monthly_dollars: bool,
+        /// What an owner without a limit of their own may have at once, as the functions have it.
+        #[arg(long, env = "MAX_ACTIVE_JOBS_PER_OWNER", default_value_t = QuotaDefaults::MAX_ACTIVE)]
+        deployment_max_active: u32,
     },
     /// Revokes the key that starts with PREFIX (as `list` shows it).
     Revoke { prefix: String },
@@ -504,6 +532,50 @@ async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
                 limits.creates_per_minute,
                 limits.others_per_minute,
                 limits.concurrent_waits
+            );
+        }
+        KeysAction::Quota {
+            owner,
+            max_active,
+            monthly_images,
+            monthly_dollars,
+            default_max_active,
+            no_monthly_images,
+            no_monthly_dollars,
+            deployment_max_active,
+        } => {
+            let owner = Owner::parse(&owner)?;
+            let monthly_dollars = monthly_dollars.as_deref().map(parse_dollars).transpose()?;
+            let changes = QuotaChanges {
+                max_active: if default_max_active {
+                    Some(None)
+                } else {
+                    max_active.map(Some)
+                },
+                monthly_images: if no_monthly_images {
+                    Some(None)
+                } else {
+                    monthly_images.map(Some)
+                },
+                monthly_microdollars: if no_monthly_dollars {
+                    Some(None)
+                } else {
+                    monthly_dollars.map(Some)
+                },
+            };
+            let usage = admin.set_quota(&owner, changes).await?;
+            let budget = |limit: Option<String>| limit.map_or_else(|| "no budget".to_owned(), |l| format!("of {l}"));
+            println!(
+                "owner {owner}, {}: {} of {} jobs queued or running; {} images {}; ${} {}",
+                usage.month.label(),
+                usage.active,
+                usage.max_active(QuotaDefaults {
+                    max_active: deployment_max_active
+                }),
+                usage.images,
+                budget(usage.quota.monthly_images.map(|l| l.to_string())),
+                dollars(usage.microdollars),
+                budget(usage.quota.monthly_microdollars.map(|l| format!("${}", dollars(l)))),
             );
         }
         KeysAction::Revoke { prefix } => {

@@ -26,6 +26,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             let models = config.allowed_models.clone();
             LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))
         },
+        quota_defaults: config.quota_defaults,
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

@@ -19,6 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             webhooks.clone(),
             config.request_policy(),
             config.retention,
+            config.quota_defaults,
         ),
         cancel: CancelService::new(store.clone(), webhooks),
         reads: ReadService::new(store),

@@ -84,6 +84,9 @@ pub struct Supported {
     pub max_outputs: u32,
     pub takes_output_format: bool,
     pub takes_negative_prompt: bool,
+    /// Replicate's list price per image, in micro-dollars (docs/operations.md, "The Replicate
+    /// model"): what an image counts against an owner's monthly budget.
+    pub price_per_image: u64,
 }
 
 /// Every supported model, in one place. Official models run by name; others need a pinned
@@ -95,6 +98,7 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: true,
         takes_negative_prompt: false,
+        price_per_image: 3_000,
     },
     Supported {
         name: "black-forest-labs/flux-dev",
@@ -102,6 +106,7 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: true,
         takes_negative_prompt: false,
+        price_per_image: 25_000,
     },
     Supported {
         name: "black-forest-labs/flux-1.1-pro",
@@ -109,6 +114,7 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 1,
         takes_output_format: true,
         takes_negative_prompt: false,
+        price_per_image: 40_000,
     },
     Supported {
         name: "stability-ai/sdxl",
@@ -116,8 +122,19 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: false,
         takes_negative_prompt: true,
+        price_per_image: 6_000,
     },
 ];
+
+/// What one image of the model costs, in micro-dollars: nothing for our own models; for SDXL,
+/// billed by GPU time, the estimate of a run.
+pub fn price_per_image(model: &str) -> u64 {
+    let name = model.split_once(':').map_or(model, |(name, _)| name);
+    REPLICATE_MODELS
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(0, |s| s.price_per_image)
+}
 
 /// A model as configured: `owner/name`, or `owner/name:version` for a pinned version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +196,13 @@ mod tests {
         for model in [LOCAL_MODEL, LOCAL_SLOW_MODEL, DEFAULT_REPLICATE_MODEL] {
             assert_eq!(from_public_name(&public_name(model)), model);
         }
+    }
+
+    #[test]
+    fn prices_follow_the_model_and_not_its_version() {
+        assert_eq!(price_per_image(DEFAULT_REPLICATE_MODEL), 3_000);
+        assert_eq!(price_per_image("stability-ai/sdxl:7762fd07"), 6_000);
+        assert_eq!(price_per_image(LOCAL_MODEL), 0);
     }
 
     #[test]

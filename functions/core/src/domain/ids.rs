@@ -28,6 +28,12 @@ macro_rules! uuid_v7_id {
                 }
                 Ok(Self(id))
             }
+
+            /// When the id was made, to the millisecond: a UUIDv7 begins with it.
+            pub fn made_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+                let (seconds, nanos) = self.0.get_timestamp()?.to_unix();
+                chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
+            }
         }
 
         impl Default for $name {
@@ -50,6 +56,13 @@ uuid_v7_id!(MediaId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_tell_when_they_were_made() {
+        let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        let made = JobId::new().made_at().unwrap();
+        assert!(made >= before && made <= chrono::Utc::now(), "{made}");
+    }
 
     #[test]
     fn round_trips_through_its_string_form() {

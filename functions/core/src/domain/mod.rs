@@ -1,5 +1,5 @@
 //! What the service is about, free of any I/O: ids, jobs and their states, the generation
-//! request and its rules, API keys and owners and their rate limits, idempotency keys, listing
+//! request and its rules, API keys and owners and their rate limits and quotas, idempotency keys, listing
 //! pages, output formats,
 //! the model catalogue, the network policy for outbound URLs, secrets, timestamps, the time
 //! budgets and retries every layer shares, and webhook signing. Nothing here
@@ -17,6 +17,7 @@ pub mod limits;
 pub mod listing;
 pub mod network;
 pub mod prediction;
+pub mod quota;
 pub mod retry;
 pub mod secret;
 pub mod timestamp;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::adapters::image_model::replicate::DEFAULT_API_BASE_URL;
 use crate::domain::catalogue::ModelProvider;
 use crate::domain::generation::RequestPolicy;
+use crate::domain::quota::QuotaDefaults;
 use crate::domain::secret::Secret;
 
 /// A setting that is missing or unusable; its message names the variable, on one line.
@@ -35,6 +36,8 @@ pub struct Config {
     pub presign_ttl: Duration,
     pub retention: Duration,
     pub max_receive_count: u32,
+    /// The quota of an owner who has none set (docs/design.md, "Quotas").
+    pub quota_defaults: QuotaDefaults,
     pub replicate_api_token: Option<Secret>,
     /// The SSM parameter holding the Replicate token when deployed; `REPLICATE_API_TOKEN` wins.
     pub replicate_api_token_parameter: Option<String>,
@@ -125,6 +128,10 @@ impl Config {
         if max_receive_count == 0 {
             return Err(invalid("MAX_RECEIVE_COUNT", "0", "must be at least 1"));
         }
+        let max_active_jobs: u32 = parse_or(&get, "MAX_ACTIVE_JOBS_PER_OWNER", QuotaDefaults::MAX_ACTIVE)?;
+        if max_active_jobs == 0 {
+            return Err(invalid("MAX_ACTIVE_JOBS_PER_OWNER", "0", "must be at least 1"));
+        }
         let allow_local_urls = match get("ALLOW_LOCAL_URLS").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -141,6 +148,9 @@ impl Config {
             presign_ttl: Duration::from_secs(presign_ttl_seconds),
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
+            quota_defaults: QuotaDefaults {
+                max_active: max_active_jobs,
+            },
             replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
             replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
             file_url_secret_parameter: get("FILE_URL_SECRET_PARAMETER"),
@@ -234,6 +244,8 @@ mod tests {
             ("MODEL_PROVIDER", "dalle"),
             ("ALLOW_LOCAL_URLS", "maybe"),
             ("MAX_RECEIVE_COUNT", "0"),
+            ("MAX_ACTIVE_JOBS_PER_OWNER", "0"),
+            ("MAX_ACTIVE_JOBS_PER_OWNER", "many"),
             ("RETENTION_DAYS", "0"),
             ("RETENTION_DAYS", "3651"),
             ("RETENTION_DAYS", "213503982334601"),

@@ -4,7 +4,8 @@ use chrono::Utc;
 
 use crate::domain::keys::{ApiKey, KeyRecord, Owner};
 use crate::domain::limits::KeyLimits;
-use crate::ports::{Added, KeyStore, StoreError, Transition};
+use crate::domain::quota::{Month, QuotaChanges, Usage};
+use crate::ports::{Added, KeyStore, QuotaStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyAdminError {
@@ -116,5 +117,12 @@ impl<K: KeyStore> KeyAdmin<K> {
                 count,
             }),
         }
+    }
+}
+impl<K: QuotaStore> KeyAdmin<K> {
+    /// Changes the owner's quota (docs/design.md, "Quotas"), and answers it with this month's use.
+    pub async fn set_quota(&self, owner: &Owner, changes: QuotaChanges) -> Result<Usage, KeyAdminError> {
+        self.keys.set_quota(owner, changes).await?;
+        Ok(self.keys.usage(owner, Month::of(Utc::now())).await?)
     }
 }

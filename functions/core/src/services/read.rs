@@ -9,7 +9,8 @@ use super::auth::Caller;
 use crate::domain::ids::JobId;
 use crate::domain::job::{Job, MediaItem};
 use crate::domain::listing::ListQuery;
-use crate::ports::{JobPage, JobStore, KeyStore, StoreError};
+use crate::domain::quota::{Month, Usage};
+use crate::ports::{JobPage, JobStore, KeyStore, QuotaStore, StoreError};
 
 /// How often a waiting request looks at the job again.
 const WAIT_POLL: Duration = Duration::from_millis(250);
@@ -98,5 +99,12 @@ impl<S: JobStore + KeyStore> ReadService<S> {
             tracing::warn!(error = %err, "could not end the wait");
         }
         Ok(Waited::Held(held?.map(Box::new)))
+    }
+}
+
+impl<S: QuotaStore> ReadService<S> {
+    /// The caller's owner's use of their quota this month (docs/design.md, "Quotas").
+    pub async fn usage(&self, caller: &Caller) -> Result<Usage, StoreError> {
+        self.store.usage(&caller.owner, Month::of(Utc::now())).await
     }
 }

@@ -12,7 +12,8 @@ use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
 use crate::domain::job::{Interface, Job, JobError, JobStatus};
-use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, StoreError, Transition};
+use crate::domain::quota::{Admission, Charge, QuotaDefaults, Refusal};
+use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, QuotaStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -24,6 +25,8 @@ pub enum SubmitError {
     /// The idempotency key was used for another request.
     #[error("the idempotency key was used with another request body")]
     IdempotencyMismatch,
+    #[error(transparent)]
+    OverQuota(#[from] Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,16 +45,25 @@ pub struct SubmitService<S, Q> {
     webhooks: Notifier,
     policy: RequestPolicy,
     retention: Duration,
+    quota: QuotaDefaults,
 }
 
-impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
-    pub fn new(store: S, queue: Q, webhooks: Notifier, policy: RequestPolicy, retention: Duration) -> Self {
+impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
+    pub fn new(
+        store: S,
+        queue: Q,
+        webhooks: Notifier,
+        policy: RequestPolicy,
+        retention: Duration,
+        quota: QuotaDefaults,
+    ) -> Self {
         Self {
             store,
             queue,
             webhooks,
             policy,
             retention,
+            quota,
         }
     }
 
@@ -82,46 +94,31 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
                 fingerprint,
                 expires_at: job.created_at.timestamp() + IDEMPOTENCY_WINDOW_SECONDS,
             });
-        // At most twice: a key whose job was never queued is freed once, for this new job.
-        let mut freed = false;
-        while let Created::Existing {
-            job_id,
-            fingerprint: stored,
-        } = self.store.create(&job, claim).await?
-        {
-            if Some(stored.as_str()) != fingerprint.as_deref() {
-                return Err(SubmitError::IdempotencyMismatch);
-            }
-            tracing::Span::current().record("job_id", tracing::field::display(job_id));
-            let original = self
-                .store
-                .job(job_id)
-                .await?
-                .ok_or_else(|| StoreError::Unavailable(format!("idempotency record names missing job {job_id}")))?;
-            if original.never_queued()
-                && !freed
-                && let Some(key) = idempotency_key
+        if let Admission::Refused(refusal) = self.store.admit(&job, self.quota).await? {
+            // A replay answers with its job, whatever the quota says now.
+            if let Some(key) = idempotency_key
+                && let Some((job_id, stored)) = self.store.idempotent_job(&caller.owner, key, Utc::now()).await?
             {
-                // The first submit answered 503 and its job never ran: the client retried as
-                // told, so the key goes to a job that runs (docs/design.md, "Idempotency").
-                self.store.release_idempotency(&caller.owner, key, job_id).await?;
-                freed = true;
-                tracing::info!("the key's job was never queued; the key is freed for a new job");
-                continue;
+                let original = self.original(job_id, &stored, fingerprint.as_deref()).await?;
+                if !original.never_queued() {
+                    return Ok(self.replay(original).await);
+                }
             }
-            tracing::info!("idempotent replay of an earlier submit");
-            let age = Utc::now() - original.created_at;
-            if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
-                // The first submit ended before its message went out (a crash, a timeout):
-                // the retry sends it, as the client who retries expects the job to run. A
-                // younger job's own submit is most likely sending it right now; should both
-                // send, the second message finds the job claimed or final.
-                self.send_again(&original).await;
+            tracing::info!(%refusal, "the owner's quota admits no more jobs");
+            return Err(SubmitError::OverQuota(refusal));
+        }
+        let replayed = self
+            .create_or_replay(&job, claim, caller, idempotency_key, fingerprint.as_deref())
+            .await;
+        if matches!(replayed, Ok(Some(_)) | Err(SubmitError::IdempotencyMismatch)) {
+            // No new job was written: its slot and charge go back. After a store error the job
+            // may have been written, so its slot stays until the job ends.
+            if let Err(err) = self.store.free_slot(&job, Charge::of(&job)).await {
+                tracing::warn!(error = %err, "could not give back the slot of a job never written");
             }
-            return Ok(Submitted {
-                job: original,
-                replayed: true,
-            });
+        }
+        if let Some(replay) = replayed? {
+            return Ok(replay);
         }
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
@@ -151,6 +148,69 @@ impl<S: JobStore, Q: JobQueue> SubmitService<S, Q> {
         tracing::info!(model = %job.request.model, outputs = job.request.num_outputs, "job queued");
         metrics::emit(&job.request.model, &[(Metric::JobsSubmitted, 1.0)]);
         Ok(Submitted { job, replayed: false })
+    }
+
+    /// Writes the job, or answers the earlier job its idempotency key names (`Some`).
+    async fn create_or_replay(
+        &self,
+        job: &Job,
+        claim: Option<IdempotencyClaim<'_>>,
+        caller: &Caller,
+        idempotency_key: Option<&IdempotencyKey>,
+        fingerprint: Option<&str>,
+    ) -> Result<Option<Submitted>, SubmitError> {
+        // At most twice: a key whose job was never queued is freed once, for this new job.
+        let mut freed = false;
+        while let Created::Existing {
+            job_id,
+            fingerprint: stored,
+        } = self.store.create(job, claim).await?
+        {
+            let original = self.original(job_id, &stored, fingerprint).await?;
+            if original.never_queued()
+                && !freed
+                && let Some(key) = idempotency_key
+            {
+                // The first submit answered 503 and its job never ran: the client retried as
+                // told, so the key goes to a job that runs (docs/design.md, "Idempotency").
+                self.store.release_idempotency(&caller.owner, key, job_id).await?;
+                freed = true;
+                tracing::info!("the key's job was never queued; the key is freed for a new job");
+                continue;
+            }
+            return Ok(Some(self.replay(original).await));
+        }
+        Ok(None)
+    }
+
+    /// The job an idempotency key names, if it was made from the same request.
+    async fn original(&self, job_id: JobId, stored: &str, fingerprint: Option<&str>) -> Result<Job, SubmitError> {
+        if Some(stored) != fingerprint {
+            return Err(SubmitError::IdempotencyMismatch);
+        }
+        tracing::Span::current().record("job_id", tracing::field::display(job_id));
+        Ok(self
+            .store
+            .job(job_id)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable(format!("idempotency record names missing job {job_id}")))?)
+    }
+
+    /// Answers a replay with the earlier job.
+    async fn replay(&self, original: Job) -> Submitted {
+        tracing::info!("idempotent replay of an earlier submit");
+        let age = Utc::now() - original.created_at;
+        if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
+            // The first submit ended before its message went out (a crash, a timeout): the
+            // retry sends it, as the client who retries expects the job to run. A younger job's
+            // own submit is most likely sending it right now; should both send, the second
+            // message finds the job claimed or final.
+            self.send_again(&original).await;
+        }
+        Submitted {
+            job: original,
+            replayed: true,
+        }
     }
 
     async fn send_again(&self, job: &Job) {

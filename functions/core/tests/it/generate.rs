@@ -461,6 +461,14 @@ impl JobStore for LostCommitAnswer {
     ) -> Result<Transition, StoreError> {
         self.store.release_idempotency(owner, key, job_id).await
     }
+    async fn idempotent_job(
+        &self,
+        owner: &Owner,
+        key: &mediagen::domain::idempotency::IdempotencyKey,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<(JobId, String)>, StoreError> {
+        self.store.idempotent_job(owner, key, now).await
+    }
     async fn list(
         &self,
         owner: &Owner,

@@ -18,6 +18,7 @@ use mediagen::adapters::{
 use mediagen::domain::file_urls::FileLinkSigner;
 use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::keys::{ApiKey, Owner};
+use mediagen::domain::quota::QuotaDefaults;
 use mediagen::domain::retry::Backoff;
 use mediagen::domain::secret::Secret;
 use mediagen::domain::webhook::MasterKey;
@@ -149,7 +150,14 @@ impl Stack {
     pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
         SubmitApi {
             auth: Authenticator::new(self.store()),
-            submit: SubmitService::new(self.store(), queue, self.notifier(), self.policy(), RETENTION),
+            submit: SubmitService::new(
+                self.store(),
+                queue,
+                self.notifier(),
+                self.policy(),
+                RETENTION,
+                QuotaDefaults::default(),
+            ),
             cancel: CancelService::new(self.store(), self.notifier()),
             reads: ReadService::new(self.store()),
             links: file_links(),
@@ -215,6 +223,7 @@ impl Stack {
             openapi: mediagen::entrypoints::http::status::LazyBody::new(Box::new(|| {
                 mediagen::entrypoints::http::openapi::local_document().to_string()
             })),
+            quota_defaults: QuotaDefaults::default(),
         }
     }
 

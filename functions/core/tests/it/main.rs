@@ -8,6 +8,7 @@ mod events;
 mod generate;
 mod helpers;
 mod predictions;
+mod quota;
 mod read;
 mod replicate;
 mod submit;

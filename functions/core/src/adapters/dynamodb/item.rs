@@ -14,6 +14,7 @@ use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::{Interface, Job, JobError, MediaItem};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
+use crate::domain::quota::{Month, Quota, Usage};
 use crate::domain::timestamp;
 use crate::ports::StoreError;
 
@@ -223,6 +224,56 @@ pub(super) fn waits_pk(hash: &KeyHash) -> AttributeValue {
 /// The record that counts a key's requests of a class in one window; it expires with the window.
 pub(super) fn rate_pk(hash: &KeyHash, class: RouteClass, window: Window) -> AttributeValue {
     s(format!("RATE#{}#{}#{}", hash.as_str(), class.name(), window.start))
+}
+
+/// The record of an owner's quota and usage (docs/design.md, "Quotas"): the limits set for the
+/// owner, the ids of the jobs holding a slot (`active`, a string set), and per month the images
+/// and micro-dollars charged ([`images_attribute`], [`spend_attribute`]).
+pub(super) fn quota_pk(owner: &Owner) -> AttributeValue {
+    s(format!("QUOTA#{owner}"))
+}
+
+pub(super) const ACTIVE: &str = "active";
+pub(super) const MAX_ACTIVE: &str = "max_active";
+pub(super) const MONTHLY_IMAGES: &str = "monthly_images";
+pub(super) const MONTHLY_MICRODOLLARS: &str = "monthly_microdollars";
+
+/// The attribute counting the images charged in a month: `images_2026_12`.
+pub(super) fn images_attribute(month: Month) -> String {
+    format!("images_{:04}_{:02}", month.year, month.month)
+}
+
+/// The attribute counting the micro-dollars charged in a month: `microdollars_2026_12`.
+pub(super) fn spend_attribute(month: Month) -> String {
+    format!("microdollars_{:04}_{:02}", month.year, month.month)
+}
+
+/// An owner's quota and use of it in `month`; a missing record is an owner with the defaults and
+/// nothing used.
+pub(super) fn usage_from_item(item: Option<&Item>, month: Month) -> Result<(Usage, Vec<JobId>), StoreError> {
+    let empty = Item::new();
+    let r = Reader::new(item.unwrap_or(&empty));
+    let active = match r.item.get(ACTIVE) {
+        None => Vec::new(),
+        Some(value) => value
+            .as_ss()
+            .map_err(|_| r.corrupt(ACTIVE, "is not a string set"))?
+            .iter()
+            .map(|raw| JobId::parse(raw).map_err(|_| r.corrupt(ACTIVE, "holds something that is not a job id")))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let usage = Usage {
+        month,
+        active: u32::try_from(active.len()).unwrap_or(u32::MAX),
+        images: r.opt_n(&images_attribute(month))?.unwrap_or(0),
+        microdollars: r.opt_n(&spend_attribute(month))?.unwrap_or(0),
+        quota: Quota {
+            max_active: r.opt_n(MAX_ACTIVE)?,
+            monthly_images: r.opt_n(MONTHLY_IMAGES)?,
+            monthly_microdollars: r.opt_n(MONTHLY_MICRODOLLARS)?,
+        },
+    };
+    Ok((usage, active))
 }
 
 /// The record that ties an idempotency key to the job it made.

@@ -4,6 +4,7 @@
 //! thing maps onto attributes is in [`item`].
 
 mod item;
+mod quota;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -170,7 +171,9 @@ impl DynamoJobStore {
                 let item = output
                     .attributes
                     .ok_or_else(|| StoreError::Unavailable("an update returned no attributes".into()))?;
-                Ok(Some(job_from_item(&item)?))
+                let failed = job_from_item(&item)?;
+                self.give_back(&failed).await;
+                Ok(Some(failed))
             }
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(None),
             Err(err) => Err(unavailable(&err)),
@@ -199,6 +202,15 @@ impl DynamoJobStore {
             request = request.expression_attribute_values(name, value);
         }
         transition(request.send().await)
+    }
+
+    /// After a claim's final write: gives the slot back if the write applied.
+    async fn gave_back(&self, claimed: &Job, ended: JobStatus, transition: Transition) {
+        if transition == Transition::Applied {
+            let mut job = claimed.clone();
+            job.status = ended;
+            self.give_back(&job).await;
+        }
     }
 }
 
@@ -380,6 +392,34 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn idempotent_job(
+        &self,
+        owner: &Owner,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(JobId, String)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", idempotency_pk(owner, key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(item) = output.item else { return Ok(None) };
+        // TTL deletes lazily: an expired record holds no more.
+        let expired = item
+            .get("ttl")
+            .and_then(|ttl| ttl.as_n().ok())
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .is_some_and(|ttl| ttl < now.timestamp());
+        if expired {
+            return Ok(None);
+        }
+        idempotency_from_item(&item).map(Some)
+    }
+
     async fn list(&self, owner: &Owner, query: &ListQuery) -> Result<JobPage, StoreError> {
         // One more than the page, to know whether there is a next page.
         let wanted = query.limit as usize + 1;
@@ -440,7 +480,10 @@ impl JobStore for DynamoJobStore {
         // A job can move between the two writes (sent back to the queue, say): then try again.
         for _ in 0..3 {
             let current = match self.cancel_queued(id, now).await? {
-                Ok(canceled) => return Ok(Cancel::Canceled(Box::new(canceled))),
+                Ok(canceled) => {
+                    self.give_back(&canceled).await;
+                    return Ok(Cancel::Canceled(Box::new(canceled)));
+                }
                 Err(None) => return Ok(Cancel::Missing),
                 Err(Some(current)) => current,
             };
@@ -462,12 +505,15 @@ impl JobStore for DynamoJobStore {
     async fn finish_canceled(&self, claimed: &Job, now: DateTime<Utc>) -> Result<Transition, StoreError> {
         let mut values = vec![(":canceled", s(JobStatus::Canceled.as_str())), (":now", time(now))];
         let mark = webhook_mark(claimed, &mut values);
-        self.update_claimed(
-            claimed,
-            &format!("SET #status = :canceled, updated_at = :now, completed_at = :now{mark} REMOVE lease_until"),
-            values,
-        )
-        .await
+        let transition = self
+            .update_claimed(
+                claimed,
+                &format!("SET #status = :canceled, updated_at = :now, completed_at = :now{mark} REMOVE lease_until"),
+                values,
+            )
+            .await?;
+        self.gave_back(claimed, JobStatus::Canceled, transition).await;
+        Ok(transition)
     }
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -636,7 +682,10 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         Ok(match conditional_outcome(result.map(|output| output.attributes))? {
-            Ok(failed) => Stranded::Failed(Box::new(failed)),
+            Ok(failed) => {
+                self.give_back(&failed).await;
+                Stranded::Failed(Box::new(failed))
+            }
             Err(None) => Stranded::Missing,
             Err(Some(current)) if current.status.is_final() => Stranded::Final(Box::new(current)),
             Err(Some(current)) => Stranded::Held {
@@ -741,7 +790,10 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         let err = match result {
-            Ok(_) => return Ok(Commit::Applied),
+            Ok(_) => {
+                self.gave_back(claimed, JobStatus::Succeeded, Transition::Applied).await;
+                return Ok(Commit::Applied);
+            }
             Err(err) => err,
         };
         if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error()
@@ -765,6 +817,7 @@ impl JobStore for DynamoJobStore {
                         && job.attempts == claimed.attempts
                         && job.media_ids.iter().eq(media.iter().map(|m| &m.id)) =>
                 {
+                    self.give_back(&job).await;
                     Commit::Applied
                 }
                 _ => Commit::Stale,
@@ -801,15 +854,18 @@ impl JobStore for DynamoJobStore {
             (":now", time(now)),
         ];
         let mark = webhook_mark(claimed, &mut values);
-        self.update_claimed(
-            claimed,
-            &format!(
-                "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
-                 completed_at = :now{mark} REMOVE lease_until"
-            ),
-            values,
-        )
-        .await
+        let transition = self
+            .update_claimed(
+                claimed,
+                &format!(
+                    "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                     completed_at = :now{mark} REMOVE lease_until"
+                ),
+                values,
+            )
+            .await?;
+        self.gave_back(claimed, JobStatus::Failed, transition).await;
+        Ok(transition)
     }
 }
 

@@ -26,6 +26,7 @@ use super::{content, replicate, status, submit};
         status::playground,
         status::openapi,
         status::webhook_secret,
+        status::usage,
         content::content,
         replicate::create,
         replicate::get,
@@ -94,7 +95,8 @@ pub fn document(models: &[String]) -> Value {
 fn declare_rate_limits(doc: &mut Value) {
     let header = |description: &str| json!({"description": description, "schema": {"type": "string"}});
     let limited = json!({
-        "description": "The key's rate limit for this class of request is used up; try again after Retry-After",
+        "description": "The key's rate limit for this class of request is used up, or (creating a job) its owner \
+                        has as many jobs queued or running as their quota allows; try again after Retry-After",
         "headers": {
             "Retry-After": {"description": "Seconds until the window ends", "schema": {"type": "integer"}},
             "RateLimit-Policy": header("The limit: `\"create\";q=600;w=60` (draft-ietf-httpapi-ratelimit-headers)"),

@@ -9,6 +9,7 @@ use super::MAX_BODY_BYTES;
 use crate::domain::generation::FieldError;
 use crate::domain::idempotency::InvalidIdempotencyKey;
 use crate::domain::limits::Allowance;
+use crate::domain::quota::Refusal;
 use crate::ports::StoreError;
 use crate::services::auth::AuthError;
 use crate::services::cancel::CancelError;
@@ -16,6 +17,9 @@ use crate::services::content::ContentError;
 use crate::services::submit::SubmitError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// The wait a submit refused for too many active jobs is told to take: about the time a local
+/// job takes, the time after which a slot may well be free.
+const ACTIVE_JOBS_RETRY_SECONDS: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -221,6 +225,20 @@ impl ApiError {
                     allowance.reset_seconds
                 ),
             ),
+            ApiError::Submit(SubmitError::OverQuota(refusal @ Refusal::ActiveJobs { .. })) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-active-jobs",
+                "Too many active jobs",
+                format!("{refusal}; submit again when one of them ends (GET /media/usage shows them)"),
+            ),
+            // 402, not 429: no retry helps before the month ends, and clients retry a 429
+            // (docs/api.md, "Quotas").
+            ApiError::Submit(SubmitError::OverQuota(refusal)) => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "budget-exhausted",
+                "Monthly budget used up",
+                format!("{refusal}; GET /media/usage shows the budget"),
+            ),
             ApiError::Submit(SubmitError::IdempotencyMismatch) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -270,6 +288,9 @@ impl ApiError {
         }
         if let ApiError::Auth(AuthError::Format(_) | AuthError::Refused) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::Submit(SubmitError::OverQuota(Refusal::ActiveJobs { .. })) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(ACTIVE_JOBS_RETRY_SECONDS));
         }
         if let ApiError::Auth(AuthError::Limited(allowance)) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(allowance.reset_seconds));

@@ -19,7 +19,7 @@ use crate::domain::job::Interface;
 use crate::domain::listing::ListQuery;
 use crate::domain::prediction::{PredictionStatus, generate_body, input_field};
 use crate::entrypoints::views::{FileLinks, PredictionView, prediction_body};
-use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore};
+use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore, QuotaStore};
 use crate::services::auth::Caller;
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
@@ -56,9 +56,9 @@ fn prediction_id(raw: &str) -> Result<JobId, ApiError> {
         (status = 200, description = "An idempotent replay", body = PredictionView),
         (status = 400, description = "The body is not JSON, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model here", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "The owner's monthly budget of images or dollars is used up (GET /media/usage)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn create<S: JobStore + KeyStore, Q: JobQueue>(
+pub(super) async fn create<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
     submit: &SubmitService<S, Q>,
     reads: &ReadService<S>,
     caller: &Caller,

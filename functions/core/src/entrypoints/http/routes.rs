@@ -55,6 +55,7 @@ pub enum StatusEndpoint {
     ListJobs,
     GetPrediction,
     WebhookSecret,
+    Usage,
 }
 
 /// What `status` serves to anyone, without a key: the playground asks for the key itself.
@@ -165,6 +166,7 @@ pub const ROUTES: &[Route] = &[
         &[(Method::GET, Endpoint::Status(St::GetPrediction))],
     ),
     path("/v1/files/{media_id}", &[(Method::GET, Endpoint::Content(C::File))]),
+    path("/media/usage", &[(Method::GET, Endpoint::Status(St::Usage))]),
     path(
         "/v1/webhooks/default/secret",
         &[(Method::GET, Endpoint::Status(St::WebhookSecret))],

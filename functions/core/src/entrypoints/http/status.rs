@@ -19,8 +19,10 @@ use super::{ApiError, applied_wait, base_path, json_response, preferred_wait, re
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::listing::ListQuery;
+use crate::domain::quota::{QuotaDefaults, Usage, dollars};
+use crate::domain::timestamp;
 use crate::entrypoints::views::{FileLinks, JobPageView, JobStatusView, JobView, job_body, page_body, status_body};
-use crate::ports::{JobStore, KeyStore};
+use crate::ports::{JobStore, KeyStore, QuotaStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::{ReadService, Waited};
 use crate::services::webhooks::SigningKeys;
@@ -34,6 +36,8 @@ pub struct StatusApi<S> {
     pub webhook_keys: Option<SigningKeys>,
     /// `GET /openapi.json`, for this deployment's models.
     pub openapi: LazyBody,
+    /// The quota of owners who have none set.
+    pub quota_defaults: QuotaDefaults,
 }
 
 /// A body made at the first request for it. `/openapi.json`'s, made at cold start, was most of
@@ -53,15 +57,72 @@ pub struct WebhookSecretView {
     pub key: String,
 }
 
+/// One limit of a quota: what is used, the limit (`null`: none), and what remains of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaLine<T> {
+    pub used: T,
+    pub limit: Option<T>,
+    pub remaining: Option<T>,
+}
+
+/// The answer of `GET /media/usage`: the caller's owner's quota and their use of it this month.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    pub owner: String,
+    /// The month counted, `YYYY-MM` in UTC.
+    pub month: String,
+    /// When the month's budget is whole again.
+    pub resets_at: String,
+    /// Jobs queued or running now.
+    pub active_jobs: QuotaLine<u32>,
+    /// Images of the jobs submitted this month, but those that failed or were canceled.
+    pub images: QuotaLine<u64>,
+    /// Their price at the model's list price, in US dollars as a decimal string.
+    pub spend_usd: QuotaLine<String>,
+}
+
+impl UsageView {
+    fn new(owner: &str, usage: &Usage, defaults: QuotaDefaults) -> Self {
+        let max_active = usage.max_active(defaults);
+        let spend = usage.quota.monthly_microdollars;
+        Self {
+            owner: owner.to_owned(),
+            month: usage.month.label(),
+            resets_at: timestamp::render(usage.month.end()),
+            active_jobs: QuotaLine {
+                used: usage.active,
+                limit: Some(max_active),
+                remaining: Some(max_active.saturating_sub(usage.active)),
+            },
+            images: QuotaLine {
+                used: usage.images,
+                limit: usage.quota.monthly_images,
+                remaining: usage
+                    .quota
+                    .monthly_images
+                    .map(|limit| limit.saturating_sub(usage.images)),
+            },
+            spend_usd: QuotaLine {
+                used: dollars(usage.microdollars),
+                limit: spend.map(dollars),
+                remaining: spend.map(|limit| dollars(limit.saturating_sub(usage.microdollars))),
+            },
+        }
+    }
+}
+
 /// The web playground (docs/design.md, "Clients"): one static page, no build step.
 const PLAYGROUND: &str = include_str!("../../../../../web/playground.html");
 
-pub async fn handle<S: JobStore + KeyStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
+pub async fn handle<S: JobStore + KeyStore + QuotaStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
     let span = tracing::info_span!("status", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async { respond(answer(api, &request).await) }.instrument(span).await
 }
 
-async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn answer<S: JobStore + KeyStore + QuotaStore>(
+    api: &StatusApi<S>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let (endpoint, matched) = routes::endpoint(request)?;
     let reads = match endpoint {
         Endpoint::Public(PublicEndpoint::Playground) => return Ok(playground()),
@@ -80,6 +141,7 @@ async fn answer<S: JobStore + KeyStore>(api: &StatusApi<S>, request: &Request) -
         StatusEndpoint::JobStatus => status(api, caller, job_id(matched.param("job_id"))?).await,
         StatusEndpoint::Job => job(api, caller, job_id(matched.param("job_id"))?, request).await,
         StatusEndpoint::ListJobs => list(api, caller, request).await,
+        StatusEndpoint::Usage => usage(api, caller).await,
     })
     .await?;
     response
@@ -141,6 +203,24 @@ pub(super) fn webhook_secret<S>(api: &StatusApi<S>, caller: &Caller, path: &str)
         )),
         None => Err(ApiError::NoRoute(path.to_owned())),
     }
+}
+
+/// The caller's quota and their use of it this month: jobs queued or running, and the month's
+/// images and spend against their budgets (docs/api.md, "Quotas").
+#[utoipa::path(get, path = "/media/usage", tag = "jobs",
+    responses(
+        (status = 200, description = "The quota and its use", body = UsageView),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn usage<S: JobStore + KeyStore + QuotaStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let usage = api.reads.usage(caller).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &UsageView::new(caller.owner.as_str(), &usage, api.quota_defaults),
+    ))
 }
 
 /// A job's state, light, for polling; `Retry-After: 1` while it is not final.
