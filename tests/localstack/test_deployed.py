@@ -91,6 +91,11 @@ class GatewayRouting(unittest.TestCase):
         status, _, body = call("GET", "/media/status/not-an-id")
         self.assertEqual(status, 400, body[:300])
 
+    def test_usage_answers_the_callers_quota_through_the_catch_all_route(self):
+        status, _, body = call("GET", "/media/usage")
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual(json.loads(body)["active_jobs"]["limit"], 100)
+
 
 class Queue(unittest.TestCase):
     def test_the_jobs_queue_redrives_to_the_dead_letter_queue(self):
@@ -212,6 +217,14 @@ class Roles(unittest.TestCase):
         self.assertFalse(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k", "JOB#x"]))
         self.assertFalse(self.allowed("StatusRole", "sqs:SendMessage", self.queue_arn))
         self.assertFalse(self.allowed("StatusRole", "s3:PutObject", f"{self.bucket_arn}/media/j/0.png"))
+
+    def test_owners_quotas_are_written_by_what_admits_and_ends_jobs_only(self):
+        writers = ("SubmitRole", "GenerateRole", "SweeperRole")
+        for role in writers + ("DeliverRole", "StatusRole", "ContentRole"):
+            with self.subTest(role=role):
+                self.assertEqual(
+                    self.allowed(role, "dynamodb:UpdateItem", self.table_arn, ["QUOTA#alice"]), role in writers
+                )
 
     def test_only_generate_stores_and_removes_images_and_only_content_reads_them(self):
         image = f"{self.bucket_arn}/media/some-job/0.png"
