@@ -15,6 +15,10 @@ use crate::domain::job::{Interface, Job, JobError, JobStatus};
 use crate::domain::quota::{Admission, Charge, QuotaDefaults, Refusal};
 use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, QuotaStore, StoreError, Transition};
 
+/// The longest a submit runs: the `submit` function's timeout in template.yaml. A job still
+/// unsent when older than that was left by a submit that ended before sending it.
+const SUBMIT_LIFETIME: chrono::Duration = chrono::Duration::seconds(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("the request is invalid")]
@@ -200,11 +204,11 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
     async fn replay(&self, original: Job) -> Submitted {
         tracing::info!("idempotent replay of an earlier submit");
         let age = Utc::now() - original.created_at;
-        if original.status == JobStatus::Queued && original.unsent && age > chrono::Duration::seconds(1) {
+        if original.status == JobStatus::Queued && original.unsent && age > SUBMIT_LIFETIME {
             // The first submit ended before its message went out (a crash, a timeout): the
             // retry sends it, as the client who retries expects the job to run. A younger job's
-            // own submit is most likely sending it right now; should both send, the second
-            // message finds the job claimed or final.
+            // own submit may still be sending it (a slow one, under load); should both send,
+            // the second message finds the job claimed or final.
             self.send_again(&original).await;
         }
         Submitted {

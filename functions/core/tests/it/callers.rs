@@ -226,6 +226,44 @@ async fn twenty_concurrent_submits_with_one_key_make_one_job() {
     assert_eq!(stack.receive(0).await.len(), 1);
 }
 
+/// The first submit wrote the job and its key, then ended (a crash, a timeout) before sending its
+/// message: a retry with the key sends it, once the first submit can no longer be running.
+#[tokio::test]
+async fn a_replay_of_a_job_its_submit_never_sent_sends_it() {
+    let stack = Stack::new().await;
+    let api = stack.submit_api();
+    let body = json!({"prompt": "left behind"});
+    let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
+    let fingerprint = mediagen::domain::idempotency::request_fingerprint(&body);
+    for (age, sent) in [(5, false), (11, true)] {
+        let name = format!("left-{age}");
+        let key = mediagen::domain::idempotency::IdempotencyKey::parse(name.as_bytes()).unwrap();
+        let job = Job::new(
+            Owner::parse(OWNER).unwrap(),
+            request.clone(),
+            Utc::now() - chrono::Duration::seconds(age),
+            Duration::from_secs(3600),
+        );
+        let claim = mediagen::ports::IdempotencyClaim {
+            key: &key,
+            fingerprint: &fingerprint,
+            expires_at: Utc::now().timestamp() + 3600,
+        };
+        stack.store().create(&job, Some(claim)).await.unwrap();
+
+        let answer = http::submit::handle(
+            &api,
+            with_header(post_generate(body.to_string()), "idempotency-key", &name),
+        )
+        .await;
+        assert_eq!(answer.status(), 200, "{}", json_of(&answer));
+        assert_eq!(json_of(&answer)["job_id"], job.id.to_string());
+        // A younger job's own submit may still be sending it.
+        assert_eq!(stack.receive(0).await.len(), usize::from(sent), "a job {age} s old");
+        assert_eq!(stack.store().job(job.id).await.unwrap().unwrap().unsent, !sent);
+    }
+}
+
 #[tokio::test]
 async fn a_queued_job_is_canceled_and_its_message_is_dropped() {
     let stack = Stack::new().await;
