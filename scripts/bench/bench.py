@@ -309,10 +309,19 @@ def measure_functions(bins, base_env, loops):
     return figures, statistics.median(m["bytes"] for m in media)
 
 
+def criterion_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "criterion"
+
+
 def criterion_median_ns(group, bench):
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    estimates = target / "criterion" / group / bench / "new" / "estimates.json"
+    estimates = criterion_dir() / group / bench / "new" / "estimates.json"
     return json.loads(estimates.read_text())["median"]["point_estimate"]
+
+
+def interleaved_medians():
+    """The handlers' and the direct calls' medians, and the limit check's, as the handlers bench
+    measured them in interleaved rounds (functions/core/benches/handlers.rs)."""
+    return json.loads((criterion_dir() / "interleaved.json").read_text())
 
 
 def boto3_presign_us(endpoint):
@@ -849,6 +858,8 @@ TARGETS = {
     "submit_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
     "status_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
     "content_overhead_ratio": ("≤ 1.15", lambda v: v <= 1.15),
+    # One round trip, with the noise the ratios above allow.
+    "limit_check_ratio": ("≤ 1.15", lambda v: v <= 1.15),
     "presign_us": ("≤ 50", lambda v: v <= 50),
     "presign_ratio_vs_boto3": ("≤ 0.1", lambda v: v <= 0.1),
 }
@@ -1009,6 +1020,13 @@ def render(summary):
             f"| {name} handler ÷ the same SDK calls | {summary[key]:.3f} ({us['handler']:.0f} µs vs {us['direct']:.0f} µs){' ' + mark if mark != 'met' else ''} "
             f"| the SDK calls alone | {TARGETS[key][0]} |"
         )
+    check = summary["limit_check_us"]
+    mark = verdict("limit_check_ratio", summary["limit_check_ratio"])
+    lines.append(
+        f"| what the rate limit check adds to a submit ÷ one round trip of it | {summary['limit_check_ratio']:.3f} "
+        f"({check['with_us'] - check['without_us']:.0f} µs: {check['with_us']:.0f} µs with it, {check['without_us']:.0f} µs without)"
+        f"{' ' + mark if mark != 'met' else ''} | its `UpdateItem` alone, {check['round_trip_us']:.0f} µs | {TARGETS['limit_check_ratio'][0]} |"
+    )
     lines.append(
         f"| presign one GET URL, µs | {summary['presign_us']:.1f}{' ' + verdict('presign_us', summary['presign_us']) if verdict('presign_us', summary['presign_us']) != 'met' else ''} | "
         f"boto3 {summary['boto3_presign_us']:.0f} µs | {TARGETS['presign_us'][0]} |"
@@ -1159,9 +1177,9 @@ def main():
     bare_ms = init_ms.pop("bare")
     invocations, image_bytes = measure_functions(bins, base_env, args.loops)
 
-    overhead = {}
-    for name in ["submit", "status", "content"]:
-        overhead[name] = criterion_median_ns("overhead", f"{name}_handler") / criterion_median_ns("overhead", f"{name}_direct")
+    measured = interleaved_medians()
+    overhead = {name: measured[name]["handler_us"] / measured[name]["direct_us"] for name in ["submit", "status", "content"]}
+    check = measured["limit_check"]
     presign_us = criterion_median_ns("presign", "get_object") / 1000
     boto3_us = boto3_presign_us(args.emulator)
 
@@ -1176,6 +1194,7 @@ def main():
         "submit_overhead_ratio": overhead["submit"],
         "status_overhead_ratio": overhead["status"],
         "content_overhead_ratio": overhead["content"],
+        "limit_check_ratio": (check["with_us"] - check["without_us"]) / check["round_trip_us"],
         "presign_us": presign_us,
         "presign_ratio_vs_boto3": presign_us / boto3_us,
         "pipeline_jobs_per_s": {},
@@ -1186,12 +1205,10 @@ def main():
         "rss_growth_mb": {name: invocations[name]["rss_growth_mb"] for name in FUNCTIONS},
         "invocations": {name: invocations[name]["invocations"] for name in FUNCTIONS},
         "handler_median_us": {
-            name: {
-                "handler": criterion_median_ns("overhead", f"{name}_handler") / 1000,
-                "direct": criterion_median_ns("overhead", f"{name}_direct") / 1000,
-            }
+            name: {"handler": measured[name]["handler_us"], "direct": measured[name]["direct_us"]}
             for name in ["submit", "status", "content"]
         },
+        "limit_check_us": check,
         "boto3_presign_us": boto3_us,
         "local_image_bytes": image_bytes,
         "machine": machine(),

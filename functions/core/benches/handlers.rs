@@ -1,11 +1,12 @@
 //! What our code adds on top of the AWS calls it makes, against the emulators (`AWS_ENDPOINT_URL`,
 //! and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local): each handler beside the same SDK calls
-//! issued directly, and the cost of presigning one URL. `scripts/bench.sh` runs it and reads the
-//! medians.
+//! issued directly, measured in interleaved rounds (written to `criterion/interleaved.json` in
+//! the target folder); what the rate limit check adds to a submit; and, with criterion, the cost
+//! of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -29,7 +30,7 @@ use mediagen::services::auth::Authenticator;
 use mediagen::services::cancel::CancelService;
 use mediagen::services::content::ContentService;
 use mediagen::services::generate::{GenerateSettings, Generator};
-use mediagen::services::keys::KeyAdmin;
+use mediagen::services::keys::{KeyAdmin, LimitChanges};
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
 use mediagen::services::webhooks::Notifier;
@@ -83,6 +84,16 @@ async fn stack(sdk: &SdkConfig) -> (Resources, String) {
         )
         .await
         .expect("register the bench key");
+    // The bench measures the cost of the count, not the limit: it makes thousands of requests a minute.
+    let lifted = LimitChanges {
+        creates_per_minute: Some(u32::MAX),
+        others_per_minute: Some(u32::MAX),
+        concurrent_waits: None,
+    };
+    KeyAdmin::new(DynamoJobStore::new(aws::dynamodb(sdk), &resources.table))
+        .set_limits(&KEY[..12], lifted)
+        .await
+        .expect("lift the bench key's limits");
     (resources, provisioned.queue_url)
 }
 
@@ -169,6 +180,49 @@ fn adapters(sdk: &SdkConfig, resources: &Resources, queue_url: &str) -> (DynamoJ
     )
 }
 
+/// Warm-up calls of each side before a measurement, and rounds of it.
+const WARM_UP_CALLS: usize = 20;
+const ROUNDS: usize = 40;
+/// Calls of one side in a round.
+const CALLS: usize = 10;
+
+/// The median time of one call of `a` and of `b`, in µs, measured in alternating rounds of
+/// `CALLS` calls, the side that goes first swapped every round (a b, b a, a b...), so that neither
+/// the order nor the emulators' warming up or filling up favours one side (docs/benchmarks.md,
+/// "Method"). The median is of the rounds' means.
+async fn interleaved(mut a: impl AsyncFnMut(), mut b: impl AsyncFnMut()) -> (f64, f64) {
+    for _ in 0..WARM_UP_CALLS {
+        a().await;
+        b().await;
+    }
+    let (mut a_rounds, mut b_rounds) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    for round in 0..ROUNDS {
+        for a_turn in [round % 2 == 0, round % 2 == 1] {
+            let start = Instant::now();
+            for _ in 0..CALLS {
+                if a_turn { a().await } else { b().await }
+            }
+            let per_call = start.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
+            if a_turn {
+                a_rounds.push(per_call)
+            } else {
+                b_rounds.push(per_call)
+            }
+        }
+    }
+    (median(a_rounds), median(b_rounds))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
 /// A job item of the size and shape `submit` writes.
 fn job_item() -> HashMap<String, AttributeValue> {
     let s = |v: &str| AttributeValue::S(v.to_owned());
@@ -226,66 +280,81 @@ fn benches(c: &mut Criterion) {
     let content_path = format!("/media/content/{}", fx.media_id);
     let media_key = format!("media/{}/0.png", fx.job_id);
 
-    let mut group = c.benchmark_group("overhead");
-    group.sample_size(60).measurement_time(Duration::from_secs(6));
-    group.bench_function("submit_handler", |b| {
-        b.to_async(&runtime).iter(|| async {
+    // The calls each handler makes, issued directly: the key's request count first (the key
+    // itself is cached, as in a warm function), then the route's own.
+    let count = async |class: &str| {
+        let window = chrono::Utc::now().timestamp() / 60 * 60;
+        dynamodb
+            .update_item()
+            .table_name(&fx.resources.table)
+            .key("pk", AttributeValue::S(format!("RATE#bench#{class}#{window}")))
+            .update_expression("ADD requests :one SET #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(requests) OR requests < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(u32::MAX.to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N((window + 120).to_string()))
+            .send()
+            .await
+            .expect("count");
+    };
+    // A submit's calls after its count: the job's slot in its owner's quota, the job with its
+    // unsent mark, its message, the mark cleared.
+    let submit_calls = async || {
+        let item = job_item();
+        let key = item["pk"].clone();
+        dynamodb
+            .update_item()
+            .table_name(&direct_stack.0.table)
+            .key("pk", AttributeValue::S("QUOTA#bench".into()))
+            .update_expression("ADD active :job, images_2026_12 :one, microdollars_2026_12 :none")
+            .condition_expression("attribute_not_exists(active) OR size(active) < :max")
+            .expression_attribute_values(":job", AttributeValue::Ss(vec![JobId::new().to_string()]))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":none", AttributeValue::N("0".into()))
+            .expression_attribute_values(":max", AttributeValue::N(u32::MAX.to_string()))
+            .send()
+            .await
+            .expect("quota");
+        dynamodb
+            .put_item()
+            .table_name(&direct_stack.0.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .expect("put");
+        sqs.send_message()
+            .queue_url(&direct_stack.1)
+            .message_body(format!("{{\"job_id\":\"{}\"}}", JobId::new()))
+            .send()
+            .await
+            .expect("send");
+        dynamodb
+            .update_item()
+            .table_name(&direct_stack.0.table)
+            .key("pk", key)
+            .update_expression("REMOVE gsi2pk, gsi2sk")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .expect("mark sent");
+    };
+    let measured = runtime.block_on(async {
+        let submit_handler = async || {
             let answer = http::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
             assert_eq!(answer.status(), 202);
-        })
-    });
-    // The calls a submit makes: the job's slot in its owner's quota, the job with its unsent
-    // mark, its message, the mark cleared.
-    group.bench_function("submit_direct", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let item = job_item();
-            let key = item["pk"].clone();
-            dynamodb
-                .update_item()
-                .table_name(&direct_stack.0.table)
-                .key("pk", AttributeValue::S("QUOTA#bench".into()))
-                .update_expression("ADD active :job, images_2026_12 :one, microdollars_2026_12 :none")
-                .condition_expression("attribute_not_exists(active) OR size(active) < :max")
-                .expression_attribute_values(":job", AttributeValue::Ss(vec![JobId::new().to_string()]))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(":none", AttributeValue::N("0".into()))
-                .expression_attribute_values(":max", AttributeValue::N(u32::MAX.to_string()))
-                .send()
-                .await
-                .expect("quota");
-            dynamodb
-                .put_item()
-                .table_name(&direct_stack.0.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await
-                .expect("put");
-            sqs.send_message()
-                .queue_url(&direct_stack.1)
-                .message_body(format!("{{\"job_id\":\"{}\"}}", JobId::new()))
-                .send()
-                .await
-                .expect("send");
-            dynamodb
-                .update_item()
-                .table_name(&direct_stack.0.table)
-                .key("pk", key)
-                .update_expression("REMOVE gsi2pk, gsi2sk")
-                .condition_expression("attribute_exists(pk)")
-                .send()
-                .await
-                .expect("mark sent");
-        })
-    });
-    group.bench_function("status_handler", |b| {
-        b.to_async(&runtime).iter(|| async {
+        };
+        let submit_direct = async || {
+            count("create").await;
+            submit_calls().await;
+        };
+        let status_handler = async || {
             let answer = http::status::handle(&reads, request(Method::GET, &status_path, "")).await;
             assert_eq!(answer.status(), 200);
-        })
-    });
-    group.bench_function("status_direct", |b| {
-        b.to_async(&runtime).iter(|| async {
+        };
+        let status_direct = async || {
+            count("other").await;
             dynamodb
                 .get_item()
                 .table_name(&fx.resources.table)
@@ -294,20 +363,18 @@ fn benches(c: &mut Criterion) {
                 .send()
                 .await
                 .expect("get");
-        })
-    });
-    group.bench_function("content_handler", |b| {
-        b.to_async(&runtime).iter(|| async {
+        };
+        let content_handler = async || {
             let answer = http::content::handle(&content, request(Method::GET, &content_path, "")).await;
             assert_eq!(answer.status(), 302);
-        })
-    });
-    group.bench_function("content_direct", |b| {
-        b.to_async(&runtime).iter(|| async {
+        };
+        let content_direct = async || {
+            count("other").await;
             dynamodb
                 .get_item()
                 .table_name(&fx.resources.table)
                 .key("pk", AttributeValue::S(format!("MEDIA#{}", fx.media_id)))
+                .consistent_read(true)
                 .send()
                 .await
                 .expect("get");
@@ -320,9 +387,27 @@ fn benches(c: &mut Criterion) {
                     .await
                     .expect("presign"),
             );
+        };
+        let submit = interleaved(submit_handler, submit_direct).await;
+        let status = interleaved(status_handler, status_direct).await;
+        let content = interleaved(content_handler, content_direct).await;
+        // What the rate limit check adds to a submit, beside one round trip of its kind alone.
+        let without_count = async || submit_calls().await;
+        let check = interleaved(submit_direct, without_count).await;
+        let lone = interleaved(async || count("create").await, async || count("other").await).await;
+        serde_json::json!({
+            "submit": {"handler_us": submit.0, "direct_us": submit.1},
+            "status": {"handler_us": status.0, "direct_us": status.1},
+            "content": {"handler_us": content.0, "direct_us": content.1},
+            "limit_check": {"with_us": check.0, "without_us": check.1, "round_trip_us": lone.0},
         })
     });
-    group.finish();
+    let out = std::path::Path::new(&std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+        .join("criterion")
+        .join("interleaved.json");
+    std::fs::create_dir_all(out.parent().expect("a folder")).expect("the criterion folder");
+    std::fs::write(&out, measured.to_string()).expect("write the interleaved medians");
+    println!("interleaved medians, µs a call: {measured}");
 
     let mut group = c.benchmark_group("presign");
     group.bench_function("get_object", |b| {
