@@ -204,6 +204,32 @@ impl DynamoJobStore {
         transition(request.send().await)
     }
 
+    /// The items of these keys (at most 100), read strongly consistent: all of them, or an
+    /// error, never part of them.
+    async fn read_all(&self, keys: Vec<AttributeValue>) -> Result<Vec<Item>, StoreError> {
+        let keys: Vec<Item> = keys
+            .into_iter()
+            .map(|pk| HashMap::from([("pk".to_owned(), pk)]))
+            .collect();
+        let (client, table) = (&self.client, &self.table);
+        read_whole(keys, &BATCH_READS, |keys| async move {
+            let output = client
+                .batch_get_item()
+                .request_items(table, consistent(keys)?)
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let found = output.responses.unwrap_or_default().remove(table).unwrap_or_default();
+            let rest = output
+                .unprocessed_keys
+                .and_then(|mut rest| rest.remove(table))
+                .map(|rest| rest.keys)
+                .filter(|keys| !keys.is_empty());
+            Ok((found, rest))
+        })
+        .await
+    }
+
     /// After a claim's final write: gives the slot back if the write applied.
     async fn gave_back(&self, claimed: &Job, ended: JobStatus, transition: Transition) {
         if transition == Transition::Applied {
@@ -547,28 +573,8 @@ impl JobStore for DynamoJobStore {
         if job.media_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<Item> = job
-            .media_ids
-            .iter()
-            .map(|id| HashMap::from([("pk".to_owned(), media_pk(*id))]))
-            .collect();
-        let (client, table) = (&self.client, &self.table);
-        let items = read_whole(keys, &BATCH_READS, |keys| async move {
-            let output = client
-                .batch_get_item()
-                .request_items(table, consistent(keys)?)
-                .send()
-                .await
-                .map_err(|e| unavailable(&e))?;
-            let found = output.responses.unwrap_or_default().remove(table).unwrap_or_default();
-            let rest = output
-                .unprocessed_keys
-                .and_then(|mut rest| rest.remove(table))
-                .map(|rest| rest.keys)
-                .filter(|keys| !keys.is_empty());
-            Ok((found, rest))
-        })
-        .await?;
+        let keys = job.media_ids.iter().map(|id| media_pk(*id)).collect();
+        let items = self.read_all(keys).await?;
         let mut media = items.iter().map(media_from_item).collect::<Result<Vec<_>, _>>()?;
         media.sort_by_key(|m| m.index);
         Ok(media)

@@ -4,8 +4,6 @@
 //! queued or running, so the limit holds however many submits race; a slot whose give-back was
 //! lost is found and reclaimed when the owner next reaches the limit.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::Utc;
@@ -14,7 +12,7 @@ use super::item::{
     ACTIVE, Item, MAX_ACTIVE, MONTHLY_IMAGES, MONTHLY_MICRODOLLARS, images_attribute, job_from_item, job_pk, n,
     quota_pk, s, spend_attribute, usage_from_item,
 };
-use super::{BATCH_READS, DynamoJobStore, consistent, is_condition_failure, read_whole, unavailable};
+use super::{DynamoJobStore, is_condition_failure, unavailable};
 use crate::domain::ids::JobId;
 use crate::domain::job::Job;
 use crate::domain::keys::Owner;
@@ -53,27 +51,7 @@ impl DynamoJobStore {
         let mut reclaimed = 0;
         // BatchGetItem reads at most 100 keys.
         for ids in held.chunks(100) {
-            let keys: Vec<Item> = ids
-                .iter()
-                .map(|id| HashMap::from([("pk".to_owned(), job_pk(*id))]))
-                .collect();
-            let (client, table) = (&self.client, &self.table);
-            let items = read_whole(keys, &BATCH_READS, |keys| async move {
-                let output = client
-                    .batch_get_item()
-                    .request_items(table, consistent(keys)?)
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                let found = output.responses.unwrap_or_default().remove(table).unwrap_or_default();
-                let rest = output
-                    .unprocessed_keys
-                    .and_then(|mut rest| rest.remove(table))
-                    .map(|rest| rest.keys)
-                    .filter(|keys| !keys.is_empty());
-                Ok((found, rest))
-            })
-            .await?;
+            let items = self.read_all(ids.iter().map(|id| job_pk(*id)).collect()).await?;
             let jobs = items.iter().map(job_from_item).collect::<Result<Vec<_>, _>>()?;
             for job in jobs.iter().filter(|job| job.status.is_final()) {
                 self.free_slot(job, Charge::refund(job, job.status)).await?;
