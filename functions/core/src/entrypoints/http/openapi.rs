@@ -26,6 +26,7 @@ use super::{content, replicate, status, submit};
         status::playground,
         status::openapi,
         status::webhook_secret,
+        status::rotate_webhook_secret,
         content::content,
         replicate::create,
         replicate::get,
