@@ -62,6 +62,9 @@ say "the mediagen CLI and the web playground in headless Chromium against the sa
 MEDIAGEN_API_URL="$API_URL" scripts/test-clients.sh
 
 say "schemathesis: the API against its OpenAPI description, every check (tests/schemathesis/)"
+# It fuzzes POST /media/webhooks/secret/rotate too, moving the test run's owner's webhook secret:
+# every test that checks that owner's deliveries runs before it, and those after it use keys of
+# their own (docs/design.md, "Webhooks").
 (cd tests/schemathesis && SCHEMATHESIS_HOOKS=hooks PYTHONPATH=. "$VENV/bin/st" --config-file schemathesis.toml \
   run "$API_URL/openapi.json" --url "$API_URL" --checks all --max-examples 40 --workers 2 \
   --request-timeout 30 --seed "${MEDIAGEN_SCHEMATHESIS_SEED:-1}" --no-color) | tee "$STATE/schemathesis.log"

@@ -211,10 +211,13 @@ class Roles(unittest.TestCase):
             with self.subTest(action=action):
                 self.assertFalse(self.allowed("StatusRole", action, self.table_arn))
                 self.assertFalse(self.allowed("StatusRole", action, self.table_arn, ["JOB#x", "KEY#y"]))
-        # Its one write: a key's request counters (docs/design.md, "Rate limits").
+        # Its writes: a key's request counters (docs/design.md, "Rate limits") and the caller's
+        # webhook signing state (docs/design.md, "Webhooks").
         self.assertTrue(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k#other#60"]))
         self.assertTrue(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["WAITS#k"]))
+        self.assertTrue(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["WEBHOOK_SECRET#alice"]))
         self.assertFalse(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k", "JOB#x"]))
+        self.assertFalse(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["OWNER#alice"]))
         self.assertFalse(self.allowed("StatusRole", "sqs:SendMessage", self.queue_arn))
         self.assertFalse(self.allowed("StatusRole", "s3:PutObject", f"{self.bucket_arn}/media/j/0.png"))
 

@@ -166,6 +166,48 @@ class ReplicateClient(unittest.TestCase):
         theirs = self.client(os.environ["MEDIAGEN_OTHER_API_KEY"]).webhooks.default.secret()
         self.assertNotEqual(theirs.key, secret.key)
 
+    def test_during_a_rotations_grace_a_receiver_with_the_old_secret_still_validates(self):
+        """A receiver that still holds the secret from before a rotation validates the deliveries
+        of the grace (they carry a signature with each secret), as does one holding the new.
+        With the other owner's key, so that the test run's own secret never moves."""
+        received = queue.Queue()
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.put((dict(self.headers), body.decode()))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        key = os.environ["MEDIAGEN_OTHER_API_KEY"]
+        client = self.client(key)
+        old = client.webhooks.default.secret()
+        with httpx.Client(verify=self.tls) as http_client:
+            rotated = http_client.post(
+                f"{self.base_url}/media/webhooks/secret/rotate", headers={"authorization": f"Bearer {key}"}
+            )
+        self.assertEqual(rotated.status_code, 200, rotated.text)
+        new = client.webhooks.default.secret()
+        self.assertEqual(new.key, rotated.json()["key"])
+        self.assertNotEqual(new.key, old.key)
+        client.predictions.create(
+            model="mediagen/local",
+            input={"prompt": "a heron in a grace period", "width": 256, "height": 256},
+            webhook=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            webhook_events_filter=["completed"],
+        )
+        headers, body = received.get(timeout=60)
+        self.assertEqual(len(headers["webhook-signature"].split()), 2, headers)
+        # Each raises if no signature holds.
+        client.webhooks.validate(headers=headers, body=body, secret=old)
+        client.webhooks.validate(headers=headers, body=body, secret=new)
+
     def test_a_wrong_key_and_an_unknown_model_are_the_clients_errors(self):
         with self.assertRaises(ReplicateError) as raised:
             self.client("mgk_wrongwrongwrongwrongwrongwrong12").run("mediagen/local", input={"prompt": "a"})

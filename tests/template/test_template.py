@@ -59,10 +59,11 @@ MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 FILE_LINK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${FileUrlSecretParameter}"}
 WEBHOOK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
 # Writes a function may make only to items whose key starts so (dynamodb:LeadingKeys): status and
-# content count a key's requests (docs/design.md, "Rate limits"); submit frees the idempotency
-# record of a job never queued.
+# content count a key's requests (docs/design.md, "Rate limits"), status also rotates the caller's
+# webhook secret (docs/design.md, "Webhooks"); submit frees the idempotency record of a job never
+# queued.
 LEADING_KEYS = {
-    ("StatusFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
+    ("StatusFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*", "WEBHOOK_SECRET#*"],
     ("ContentFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
     ("SubmitFunction", "dynamodb:DeleteItem"): ["IDEMPOTENCY#*"],
 }
@@ -746,7 +747,7 @@ class BrokenWiringIsCaught(unittest.TestCase):
 
     def test_request_counting_that_may_write_any_item(self):
         def change(cfn):
-            del statement(cfn, "StatusRole", "CountRequests")["Condition"]
+            del statement(cfn, "StatusRole", "CountRequestsAndRotateWebhookSecrets")["Condition"]
 
         self.assertCaught(policy_problems, change, "StatusFunction may dynamodb:UpdateItem on items other than")
 

@@ -272,7 +272,7 @@ fn benches(c: &mut Criterion) {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store.clone()),
         links: links(),
-        webhook_keys: None,
+        webhook_secrets: None,
         openapi: http::status::LazyBody::new(Box::new(String::new)),
         quota_defaults: QuotaDefaults::default(),
     };

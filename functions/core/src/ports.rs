@@ -17,6 +17,7 @@ use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
 use crate::domain::quota::{Admission, Charge, Month, Quota, QuotaChanges, QuotaDefaults, Usage};
 use crate::domain::retry::{Budget, Transient};
+use crate::domain::webhook::SigningState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -299,6 +300,21 @@ pub trait KeyStore: Send + Sync {
         window: Window,
         limit: u32,
     ) -> impl Future<Output = Result<Counted, StoreError>> + Send;
+}
+
+/// Which generations of each owner's webhook key sign (docs/design.md, "Webhooks"), in an item
+/// of their own per owner.
+pub trait SigningStore: Send + Sync {
+    /// The owner's state; generation 0 alone if none is stored.
+    fn signing_state(&self, owner: &Owner) -> impl Future<Output = Result<SigningState, StoreError>> + Send;
+    /// Moves the owner to the next generation in one write, and answers the new state. With
+    /// `grace_until`, the generation that signed until now keeps signing until then (any older
+    /// one stops); without, it stops at once: a revocation.
+    fn next_generation(
+        &self,
+        owner: &Owner,
+        grace_until: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<SigningState, StoreError>> + Send;
 }
 
 /// What counting a request against its key's limit found.

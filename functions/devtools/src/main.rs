@@ -17,7 +17,7 @@ use mediagen::domain::timestamp;
 use mediagen::domain::webhook::MasterKey;
 use mediagen::runtime::provision::{Resources, provision, queue_arn};
 use mediagen::services::keys::{KeyAdmin, LimitChanges};
-use mediagen::services::webhooks::SigningKeys;
+use mediagen::services::webhooks::{SigningKeys, WebhookSecrets};
 use mediagen_devtools::Error;
 use mediagen_devtools::client::ApiClient;
 use mediagen_devtools::pump::{Pump, Target};
@@ -200,17 +200,31 @@ enum KeysAction {
         #[arg(long, env = "MAX_ACTIVE_JOBS_PER_OWNER", default_value_t = QuotaDefaults::MAX_ACTIVE)]
         deployment_max_active: u32,
     },
-    /// Revokes the key that starts with PREFIX (as `list` shows it).
+    /// Revokes the key that starts with PREFIX (as `list` shows it); the owner's last live key
+    /// revokes the owner's webhook secret with it.
     Revoke { prefix: String },
+    /// Gives an owner a new webhook signing secret; the current one still verifies for the grace
+    /// hours (0: it stops at once). The owner reads the new one at
+    /// `GET /v1/webhooks/default/secret`, or the operator with `webhooks secret`.
+    RotateWebhookSecret {
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(0..=168))]
+        grace_hours: u64,
+    },
 }
 
 #[derive(Subcommand)]
 enum WebhooksAction {
-    /// Prints the owner's signing secret (`whsec_...`), derived from the deployment's
-    /// `WEBHOOK_SECRET`: give it to the owner's receivers, and to no one else.
+    /// Prints the owner's current signing secret (`whsec_...`), derived from the deployment's
+    /// `WEBHOOK_SECRET` at the generation the jobs table holds for the owner: give it to the
+    /// owner's receivers, and to no one else.
     Secret {
         #[arg(long)]
         owner: String,
+        /// The jobs table (on AWS: the stack's TableName).
+        #[arg(long, env = "JOBS_TABLE")]
+        table: String,
         /// The deployment's master secret.
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: String,
@@ -294,8 +308,13 @@ async fn main() -> ExitCode {
             .map(|text| println!("{text}"))
             .map_err(Into::into),
         Command::Webhooks {
-            action: WebhooksAction::Secret { owner, webhook_secret },
-        } => webhook_secret_of(&owner, Secret::new(webhook_secret)),
+            action:
+                WebhooksAction::Secret {
+                    owner,
+                    table,
+                    webhook_secret,
+                },
+        } => webhook_secret_of(&owner, &table, Secret::new(webhook_secret)).await,
         Command::Demo {
             api,
             api_key,
@@ -367,10 +386,15 @@ async fn setup(resources: &Resources, secrets: [(&str, &str, Option<String>); 2]
     Ok(())
 }
 
-fn webhook_secret_of(owner: &str, master: Secret) -> Result<(), Error> {
+async fn webhook_secret_of(owner: &str, table: &str, master: Secret) -> Result<(), Error> {
     let owner = Owner::parse(owner)?;
     let master = MasterKey::parse(&master).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-    println!("{}", SigningKeys::new(master).signing_secret(&owner).expose());
+    let sdk = aws::sdk_config().await;
+    let secrets = WebhookSecrets::new(
+        DynamoJobStore::new(aws::dynamodb(&sdk), table),
+        SigningKeys::new(master),
+    );
+    println!("{}", secrets.current(&owner).await?.expose());
     Ok(())
 }
 
@@ -579,8 +603,28 @@ async fn keys(table: &str, action: KeysAction) -> Result<(), Error> {
             );
         }
         KeysAction::Revoke { prefix } => {
-            let record = admin.revoke(&prefix).await?;
+            let revoked = admin.revoke(&prefix).await?;
+            let record = &revoked.record;
             println!("revoked {} of owner {}", record.prefix, record.owner);
+            if revoked.secret_revoked.is_some() {
+                println!(
+                    "revoked the webhook secret of owner {} too: it was their last live key",
+                    record.owner
+                );
+            }
+        }
+        KeysAction::RotateWebhookSecret { owner, grace_hours } => {
+            let owner = Owner::parse(&owner)?;
+            let state = admin
+                .rotate_webhook_secret(&owner, Duration::from_secs(grace_hours * 3600))
+                .await?;
+            match state.previous {
+                Some(previous) => println!(
+                    "rotated the webhook secret of owner {owner}; the old one verifies until {}",
+                    timestamp::render(previous.until)
+                ),
+                None => println!("rotated the webhook secret of owner {owner}; the old one verifies nothing more"),
+            }
         }
     }
     Ok(())

@@ -1,11 +1,12 @@
 //! `status`: the reads, `GET /media/status/{job_id}`, `GET /media/jobs/{job_id}` and
-//! `GET /media/jobs`, and the 404 problem for every path no other function serves.
+//! `GET /media/jobs`, the caller's webhook secret and its rotation, and the 404 problem for every
+//! path no other function serves.
 
 use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::entrypoints::http::{self, status::LazyBody, status::StatusApi};
 use mediagen::runtime::bootstrap;
-use mediagen::services::{auth::Authenticator, read::ReadService};
+use mediagen::services::{auth::Authenticator, read::ReadService, webhooks::WebhookSecrets};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -18,10 +19,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     );
     let api = StatusApi {
         auth: Authenticator::new(store.clone()),
-        reads: ReadService::new(store),
+        reads: ReadService::new(store.clone()),
         links: bootstrap::or_exit(links),
         // Without WEBHOOK_SECRET_PARAMETER this deployment signs no webhooks, and has no secret to show.
-        webhook_keys: bootstrap::or_exit(webhook_keys),
+        webhook_secrets: bootstrap::or_exit(webhook_keys).map(|keys| WebhookSecrets::new(store, keys)),
         openapi: {
             let models = config.allowed_models.clone();
             LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))

@@ -2,13 +2,16 @@
 //! `whsec_` and the base64 of the key's bytes; a delivery carries `webhook-id`,
 //! `webhook-timestamp` and `webhook-signature: v1,<base64 of HMAC-SHA256 over "{id}.{timestamp}.{body}">`.
 //! Each owner signs with a key of their own, derived from the deployment's master key, so that
-//! one owner's secret cannot forge a delivery to another owner's receiver.
+//! one owner's secret cannot forge a delivery to another owner's receiver; rotating or revoking
+//! it moves the owner to the next generation of that derivation, and during a rotation's grace a
+//! delivery carries one signature per secret, as the specification allows several.
 
 use std::fmt;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -19,8 +22,15 @@ use super::secret::Secret;
 
 /// What every secret starts with.
 pub const SECRET_MARK: &str = "whsec_";
-/// What an owner's key is derived over, before the owner's name.
+/// What an owner's first key (generation 0) is derived over, before the owner's name.
 const DERIVATION_LABEL: &str = "mediagen-webhook-key:";
+/// What a later generation's key is derived over, before `<generation>:<owner>`. Owners' names
+/// hold no `:` nor `#` (`domain/keys.rs`), so no two (generation, owner) share a label.
+const GENERATION_LABEL: &str = "mediagen-webhook-key#";
+/// How long a rotated-out secret still verifies, unless the rotation says otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// The longest grace a rotation may give the secret it replaces.
+pub const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Key sizes the Standard Webhooks specification recommends: 192 to 512 bits.
 const MIN_KEY_BYTES: usize = 24;
 const MAX_KEY_BYTES: usize = 64;
@@ -69,11 +79,21 @@ impl MasterKey {
         KeyBytes::parse(secret.expose()).map(Self)
     }
 
-    /// The owner's signing key: HMAC-SHA256(master key, "mediagen-webhook-key:" + owner).
-    pub fn for_owner(&self, owner: &Owner) -> SigningKey {
-        SigningKey(KeyBytes(
-            self.0.mac(&[DERIVATION_LABEL.as_bytes(), owner.as_str().as_bytes()]),
-        ))
+    /// The owner's signing key of a generation: HMAC-SHA256(master key, label), the label
+    /// `"mediagen-webhook-key:" + owner` for generation 0 (the key owners had before rotation
+    /// existed, so their receivers keep working), `"mediagen-webhook-key#<generation>:" + owner`
+    /// after.
+    pub fn for_owner(&self, owner: &Owner, generation: u64) -> SigningKey {
+        let mac = match generation {
+            0 => self.0.mac(&[DERIVATION_LABEL.as_bytes(), owner.as_str().as_bytes()]),
+            n => self.0.mac(&[
+                GENERATION_LABEL.as_bytes(),
+                n.to_string().as_bytes(),
+                b":",
+                owner.as_str().as_bytes(),
+            ]),
+        };
+        SigningKey(KeyBytes(mac))
     }
 }
 
@@ -114,6 +134,55 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SigningKey(***)")
     }
+}
+
+/// The `webhook-signature` value for a message signed with each key: `v1,<sig>` per key,
+/// space-separated, as Standard Webhooks writes several signatures; a receiver accepts the
+/// message if any one verifies with its secret.
+pub fn signature_header(keys: &[SigningKey], message_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let signatures: Vec<String> = keys.iter().map(|key| key.sign(message_id, timestamp, body)).collect();
+    signatures.join(" ")
+}
+
+/// Which generations of an owner's key sign (docs/design.md, "Webhooks"). Only generations are
+/// stored, never key material: the keys derive from the master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SigningState {
+    /// The generation that signs and that the owner is shown; 0 until the first rotation.
+    pub generation: u64,
+    /// The generation rotated out, still signing until its grace ends.
+    pub previous: Option<Previous>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    pub generation: u64,
+    pub until: DateTime<Utc>,
+}
+
+impl SigningState {
+    /// The generations a delivery at `now` is signed with: the current one first, then the
+    /// previous one while its grace lasts.
+    pub fn signing(&self, now: DateTime<Utc>) -> Vec<u64> {
+        let mut generations = vec![self.generation];
+        if let Some(previous) = self.grace(now) {
+            generations.push(previous.generation);
+        }
+        generations
+    }
+
+    /// The previous generation, if its grace has not ended at `now`.
+    pub fn grace(&self, now: DateTime<Utc>) -> Option<Previous> {
+        self.previous.filter(|previous| now < previous.until)
+    }
+}
+
+/// When a grace of `grace` from `now` ends; none for no grace at all.
+pub fn grace_until(now: DateTime<Utc>, grace: Duration) -> Option<DateTime<Utc>> {
+    if grace.is_zero() {
+        return None;
+    }
+    chrono::Duration::from_std(grace).ok().map(|grace| now + grace)
 }
 
 /// What a delivery announces.
@@ -183,8 +252,8 @@ mod tests {
         // Computed independently with Python's hmac:
         // hmac.new(b64decode(master), b"mediagen-webhook-key:" + owner, sha256).
         let master = MasterKey::parse(&secret(SPEC_SECRET)).unwrap();
-        let tester = master.for_owner(&Owner::parse("tester").unwrap());
-        let alice = master.for_owner(&Owner::parse("alice").unwrap());
+        let tester = master.for_owner(&Owner::parse("tester").unwrap(), 0);
+        let alice = master.for_owner(&Owner::parse("alice").unwrap(), 0);
         assert_eq!(
             tester.secret().expose(),
             "whsec_6VdsCM66F8+CUd7MGaOVaLU/4vue7crIbPWfsYbKxoY="
@@ -197,6 +266,53 @@ mod tests {
         let given = SigningKey::parse(&tester.secret()).unwrap();
         assert_eq!(given.sign("msg", 1, b"{}"), tester.sign("msg", 1, b"{}"));
         assert_ne!(alice.sign("msg", 1, b"{}"), tester.sign("msg", 1, b"{}"));
+    }
+
+    #[test]
+    fn each_generation_of_an_owners_key_is_another_key() {
+        // hmac.new(b64decode(master), b"mediagen-webhook-key#1:tester", sha256), as above.
+        let master = MasterKey::parse(&secret(SPEC_SECRET)).unwrap();
+        let tester = Owner::parse("tester").unwrap();
+        assert_eq!(
+            master.for_owner(&tester, 1).secret().expose(),
+            "whsec_3c2+V1ibWJfN8kH5B+qM08aDKUgFvFSmxk3RJAXnmyo="
+        );
+        let secrets: std::collections::HashSet<String> = (0..4)
+            .map(|generation| master.for_owner(&tester, generation).secret().expose().to_owned())
+            .collect();
+        assert_eq!(secrets.len(), 4);
+    }
+
+    #[test]
+    fn several_keys_sign_one_header_of_space_separated_signatures() {
+        let old = SigningKey::parse(&secret(SPEC_SECRET)).unwrap();
+        let new = MasterKey::parse(&secret(SPEC_SECRET))
+            .unwrap()
+            .for_owner(&Owner::parse("tester").unwrap(), 1);
+        let body = SPEC_BODY.as_bytes();
+        let header = signature_header(&[new.clone(), old.clone()], SPEC_ID, SPEC_TIMESTAMP, body);
+        let signatures: Vec<&str> = header.split(' ').collect();
+        assert_eq!(
+            signatures,
+            [new.sign(SPEC_ID, SPEC_TIMESTAMP, body).as_str(), SPEC_SIGNATURE]
+        );
+        // One key, one signature: the header as before rotation existed.
+        assert_eq!(signature_header(&[old], SPEC_ID, SPEC_TIMESTAMP, body), SPEC_SIGNATURE);
+    }
+
+    #[test]
+    fn the_previous_generation_signs_until_its_grace_ends() {
+        let now = Utc::now();
+        let until = now + chrono::Duration::hours(24);
+        let state = SigningState {
+            generation: 3,
+            previous: Some(Previous { generation: 2, until }),
+        };
+        assert_eq!(state.signing(now), [3, 2]);
+        assert_eq!(state.signing(until - chrono::Duration::milliseconds(1)), [3, 2]);
+        assert_eq!(state.signing(until), [3]);
+        assert_eq!(state.grace(until), None);
+        assert_eq!(SigningState::default().signing(now), [0]);
     }
 
     #[test]
@@ -221,7 +337,7 @@ mod tests {
     #[test]
     fn keys_do_not_print() {
         let master = MasterKey::parse(&secret(SPEC_SECRET)).unwrap();
-        let key = master.for_owner(&Owner::parse("tester").unwrap());
+        let key = master.for_owner(&Owner::parse("tester").unwrap(), 0);
         for shown in [format!("{master:?}"), format!("{key:?}"), format!("{:?}", key.secret())] {
             assert!(!shown.contains("MfKQ") && !shown.contains("6Vds"), "{shown}");
         }

@@ -18,7 +18,8 @@ use crate::domain::job::{Interface, Job, MediaItem};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
 use crate::ports::{
-    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, STORE_CALL_TIMEOUT, WebhookQueue, WebhookSender,
+    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, STORE_CALL_TIMEOUT, SigningStore, WebhookQueue,
+    WebhookSender,
 };
 use crate::services::generate::Generator;
 use crate::services::message::{Delivery, Outcome};
@@ -72,7 +73,7 @@ pub async fn deliver<S, Q, P>(
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse
 where
-    S: JobStore,
+    S: JobStore + SigningStore,
     Q: WebhookQueue,
     P: WebhookSender,
 {

@@ -1,11 +1,15 @@
-//! Making, listing and revoking API keys: what `mediagen-dev keys` does against any stack.
+//! Making, listing and revoking API keys, and rotating owners' webhook secrets: what
+//! `mediagen-dev keys` does against any stack.
+
+use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::domain::keys::{ApiKey, KeyRecord, Owner};
 use crate::domain::limits::KeyLimits;
 use crate::domain::quota::{Month, QuotaChanges, Usage};
-use crate::ports::{Added, KeyStore, QuotaStore, StoreError, Transition};
+use crate::domain::webhook::{SigningState, grace_until};
+use crate::ports::{Added, KeyStore, QuotaStore, SigningStore, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyAdminError {
@@ -31,11 +35,19 @@ pub struct LimitChanges {
     pub concurrent_waits: Option<u32>,
 }
 
+/// A revoked key, and the owner's webhook signing state if the key was the owner's last live
+/// one, whose revocation revoked the owner's webhook secret too.
+#[derive(Debug)]
+pub struct Revoked {
+    pub record: KeyRecord,
+    pub secret_revoked: Option<SigningState>,
+}
+
 pub struct KeyAdmin<K> {
     keys: K,
 }
 
-impl<K: KeyStore> KeyAdmin<K> {
+impl<K: KeyStore + SigningStore> KeyAdmin<K> {
     pub fn new(keys: K) -> Self {
         Self { keys }
     }
@@ -71,7 +83,7 @@ impl<K: KeyStore> KeyAdmin<K> {
     /// Sets the limits of the one live key that starts with `prefix`: each one given, the others
     /// as the key has them.
     pub async fn set_limits(&self, prefix: &str, changes: LimitChanges) -> Result<KeyRecord, KeyAdminError> {
-        let record = self.live_key(prefix).await?;
+        let record = Self::live_key(&self.keys.all().await?, prefix)?;
         let current = record.limits.unwrap_or_default();
         let limits = KeyLimits {
             creates_per_minute: changes.creates_per_minute.unwrap_or(current.creates_per_minute),
@@ -87,31 +99,49 @@ impl<K: KeyStore> KeyAdmin<K> {
         }
     }
 
-    /// Revokes the one key that starts with `prefix`.
-    pub async fn revoke(&self, prefix: &str) -> Result<KeyRecord, KeyAdminError> {
-        let record = self.live_key(prefix).await?;
+    /// Revokes the one key that starts with `prefix`. If it is the owner's last live key, the
+    /// owner's webhook secret is revoked first (the next generation, with no grace): a failure
+    /// between the two leaves a live key with a fresh secret, never a revoked key with a secret
+    /// that still verifies, and the same revoke run again finishes it (docs/design.md, "Webhooks").
+    pub async fn revoke(&self, prefix: &str) -> Result<Revoked, KeyAdminError> {
+        let all = self.keys.all().await?;
+        let record = Self::live_key(&all, prefix)?;
+        let last = !all
+            .iter()
+            .any(|other| other.owner == record.owner && other.revoked_at.is_none() && other.hash != record.hash);
+        let secret_revoked = if last {
+            Some(self.keys.next_generation(&record.owner, None).await?)
+        } else {
+            None
+        };
         let now = Utc::now();
         match self.keys.revoke(&record.hash, now).await? {
-            Transition::Applied => Ok(KeyRecord {
-                revoked_at: Some(now),
-                ..record
+            Transition::Applied => Ok(Revoked {
+                record: KeyRecord {
+                    revoked_at: Some(now),
+                    ..record
+                },
+                secret_revoked,
             }),
             Transition::Stale => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
         }
     }
 
+    /// Moves the owner's webhook secret to the next generation; the current one keeps verifying
+    /// for `grace` (no time: it stops at once). Needs no master key: only generations are stored.
+    pub async fn rotate_webhook_secret(&self, owner: &Owner, grace: Duration) -> Result<SigningState, KeyAdminError> {
+        Ok(self.keys.next_generation(owner, grace_until(Utc::now(), grace)).await?)
+    }
+
     /// The one live key that starts with `prefix`.
-    async fn live_key(&self, prefix: &str) -> Result<KeyRecord, KeyAdminError> {
-        let mut matching: Vec<KeyRecord> = self
-            .keys
-            .all()
-            .await?
-            .into_iter()
+    fn live_key(all: &[KeyRecord], prefix: &str) -> Result<KeyRecord, KeyAdminError> {
+        let mut matching: Vec<&KeyRecord> = all
+            .iter()
             .filter(|record| record.revoked_at.is_none() && !prefix.is_empty() && record.prefix.starts_with(prefix))
             .collect();
         match matching.len() {
             0 => Err(KeyAdminError::NoSuchPrefix(prefix.to_owned())),
-            1 => Ok(matching.remove(0)),
+            1 => Ok(matching.remove(0).clone()),
             count => Err(KeyAdminError::Ambiguous {
                 prefix: prefix.to_owned(),
                 count,

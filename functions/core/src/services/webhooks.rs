@@ -1,11 +1,13 @@
 //! Webhooks (docs/design.md, "Webhooks"): when a job with a `webhook_url` becomes final, its
 //! delivery is queued ([`Notifier`]); `deliver` takes it from the queue, signs the job with its
 //! owner's key and POSTs it ([`Deliverer`]), trying again with a growing delay until the queue
-//! gives up. Delivery never changes the job.
+//! gives up. Delivery never changes the job. An owner's key is shown, rotated and revoked by
+//! generation ([`WebhookSecrets`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 use super::message::{Delivery, Outcome};
@@ -14,8 +16,12 @@ use crate::domain::ids::JobId;
 use crate::domain::job::{Job, MediaItem};
 use crate::domain::keys::Owner;
 use crate::domain::secret::Secret;
-use crate::domain::webhook::{MasterKey, WebhookEvent, retry_delay};
-use crate::ports::{JobStore, QueueError, WebhookError, WebhookPost, WebhookQueue, WebhookSender};
+use crate::domain::webhook::{
+    MasterKey, SigningKey, SigningState, WebhookEvent, grace_until, retry_delay, signature_header,
+};
+use crate::ports::{
+    JobStore, QueueError, SigningStore, StoreError, WebhookError, WebhookPost, WebhookQueue, WebhookSender,
+};
 
 /// Queues the delivery of a final job's webhook. Submit, cancel and generate each hold one; the
 /// queue sits behind a trait object so that none of them grows a type parameter for it.
@@ -95,9 +101,73 @@ impl SigningKeys {
         Self { master }
     }
 
-    /// The secret an owner's receivers verify deliveries with: `whsec_<base64>`.
-    pub fn signing_secret(&self, owner: &Owner) -> Secret {
-        self.master.for_owner(owner).secret()
+    /// The secret of one generation of an owner's key, as receivers are given it: `whsec_<base64>`.
+    pub fn signing_secret(&self, owner: &Owner, generation: u64) -> Secret {
+        self.key(owner, generation).secret()
+    }
+
+    fn key(&self, owner: &Owner, generation: u64) -> SigningKey {
+        self.master.for_owner(owner, generation)
+    }
+}
+
+/// A rotation's outcome: the secret that signs from now on, and until when the one it replaces
+/// still signs too (none: it stopped at once).
+#[derive(Debug)]
+pub struct Rotated {
+    pub secret: Secret,
+    pub previous_until: Option<DateTime<Utc>>,
+}
+
+/// The owners' webhook secrets as they stand: the generation each owner is at, read from the
+/// store on every use (docs/design.md, "Webhooks").
+pub struct WebhookSecrets<S> {
+    store: S,
+    keys: SigningKeys,
+}
+
+impl<S> WebhookSecrets<S> {
+    pub fn new(store: S, keys: SigningKeys) -> Self {
+        Self { store, keys }
+    }
+}
+
+impl<S: SigningStore> WebhookSecrets<S> {
+    /// The secret the owner's receivers verify with from now on.
+    pub async fn current(&self, owner: &Owner) -> Result<Secret, StoreError> {
+        let state = self.store.signing_state(owner).await?;
+        Ok(self.keys.signing_secret(owner, state.generation))
+    }
+
+    /// Moves the owner to a new secret; the old one keeps verifying for `grace` (no time: it
+    /// stops at once).
+    pub async fn rotate(&self, owner: &Owner, grace: Duration) -> Result<Rotated, StoreError> {
+        let state = self
+            .store
+            .next_generation(owner, grace_until(Utc::now(), grace))
+            .await?;
+        Ok(Rotated {
+            secret: self.keys.signing_secret(owner, state.generation),
+            previous_until: state.previous.map(|previous| previous.until),
+        })
+    }
+
+    /// The `webhook-signature` of a message to the owner: one signature with the current key,
+    /// and one with the previous key while its grace lasts.
+    pub async fn signature(
+        &self,
+        owner: &Owner,
+        message_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<String, StoreError> {
+        let state: SigningState = self.store.signing_state(owner).await?;
+        let keys: Vec<SigningKey> = state
+            .signing(Utc::now())
+            .into_iter()
+            .map(|generation| self.keys.key(owner, generation))
+            .collect();
+        Ok(signature_header(&keys, message_id, timestamp, body))
     }
 }
 
@@ -106,19 +176,21 @@ pub struct Deliverer<S, Q, P> {
     store: S,
     queue: Q,
     sender: P,
-    keys: SigningKeys,
+    secrets: WebhookSecrets<S>,
 }
 
-impl<S: JobStore, Q: WebhookQueue, P: WebhookSender> Deliverer<S, Q, P> {
+impl<S: Clone, Q, P> Deliverer<S, Q, P> {
     pub fn new(store: S, queue: Q, sender: P, keys: SigningKeys) -> Self {
         Self {
+            secrets: WebhookSecrets::new(store.clone(), keys),
             store,
             queue,
             sender,
-            keys,
         }
     }
+}
 
+impl<S: JobStore + SigningStore, Q: WebhookQueue, P: WebhookSender> Deliverer<S, Q, P> {
     /// Delivers one job's webhook; `render` makes the body (the job as the API shows it).
     pub async fn deliver<R>(&self, delivery: &Delivery<'_>, render: R) -> Outcome
     where
@@ -151,11 +223,12 @@ impl<S: JobStore, Q: WebhookQueue, P: WebhookSender> Deliverer<S, Q, P> {
         let message_id = event.message_id(job.id);
         // A fresh timestamp on every attempt: receivers refuse old ones.
         let timestamp = Utc::now().timestamp();
-        let signature = self
-            .keys
-            .master
-            .for_owner(&job.owner)
-            .sign(&message_id, timestamp, &body);
+        // One read of the owner's signing state per delivery rather than a cache, so that a
+        // rotation or revocation applies to the next delivery (docs/design.md, "Webhooks").
+        let signature = match self.secrets.signature(&job.owner, &message_id, timestamp, &body).await {
+            Ok(signature) => signature,
+            Err(err) => return self.retry(delivery, &err.to_string()).await,
+        };
         let headers = [
             ("webhook-id", message_id),
             ("webhook-timestamp", timestamp.to_string()),

@@ -34,7 +34,7 @@ use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
 use mediagen::services::sweep::Sweeper;
-use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys};
+use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys, WebhookSecrets};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
 /// The owner every stack has a key for, and that key; requests carry it unless a test says
@@ -219,7 +219,7 @@ impl Stack {
             auth: Authenticator::new(self.store()),
             reads: ReadService::new(self.store()),
             links: file_links(),
-            webhook_keys: Some(signing_keys()),
+            webhook_secrets: Some(WebhookSecrets::new(self.store(), signing_keys())),
             openapi: mediagen::entrypoints::http::status::LazyBody::new(Box::new(|| {
                 mediagen::entrypoints::http::openapi::local_document().to_string()
             })),

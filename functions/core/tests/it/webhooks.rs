@@ -8,7 +8,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{OWNER, Stack, WEBHOOK_SECRET, json_of, post_generate, request, signing_keys, sqs_event};
+use crate::helpers::{
+    KEY, OTHER_KEY, OTHER_OWNER, OWNER, Stack, WEBHOOK_SECRET, json_of, post_generate, request, request_as,
+    signing_keys, sqs_event,
+};
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use lambda_http::RequestExt;
@@ -18,10 +21,11 @@ use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::{Job, JobStatus};
-use mediagen::domain::keys::Owner;
+use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::retry::Budget;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{GeneratedImage, ImageModel, JobMessage, JobStore, ModelError, RunLog, WebhookQueue};
+use mediagen::services::keys::KeyAdmin;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -168,7 +172,7 @@ async fn a_succeeded_job_is_posted_once_signed_with_its_owners_key() {
         .map(|name| (name, header(name)))
         .collect();
     let verdict = python_verifies(OWNER, &headers, &post.body);
-    let owner_secret = signing_keys().signing_secret(&Owner::parse(OWNER).unwrap());
+    let owner_secret = signing_keys().signing_secret(&Owner::parse(OWNER).unwrap(), 0);
     assert_eq!(verdict, format!("ok {}", owner_secret.expose()));
     // Another owner's key does not verify it: one owner cannot forge another's deliveries.
     assert!(python_verifies("someone-else", &headers, &post.body).starts_with("bad "));
@@ -358,4 +362,284 @@ async fn a_job_canceled_while_queued_is_announced_once_though_its_message_comes_
     run_jobs(&stack, LocalModel).await;
     let queued: Vec<JobId> = stack.receive_webhooks(30).await.iter().map(job_id_of).collect();
     assert_eq!(queued, [job_id]);
+}
+
+/// What a receiver holding `secret` makes of a delivery, checked with Python's `hmac`: "ok" if
+/// any of the header's signatures verifies, else "bad".
+fn python_verifies_with(secret: &str, headers: &[(String, String)], body: &[u8]) -> String {
+    const VERIFY: &str = r#"
+import base64, hashlib, hmac, os, sys
+key = base64.b64decode(os.environ["SECRET"].removeprefix("whsec_"))
+body = sys.stdin.buffer.read()
+signed = (os.environ["ID"] + "." + os.environ["TIMESTAMP"] + ".").encode() + body
+expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+given = [s.split(",", 1)[1] for s in os.environ["SIGNATURE"].split(" ") if s.startswith("v1,")]
+print("ok" if any(hmac.compare_digest(expected, s) for s in given) else "bad")
+"#;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    let mut python = Command::new("python3")
+        .arg("-c")
+        .arg(VERIFY)
+        .env("SECRET", secret)
+        .env("ID", header("webhook-id"))
+        .env("TIMESTAMP", header("webhook-timestamp"))
+        .env("SIGNATURE", header("webhook-signature"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    python.stdin.take().unwrap().write_all(body).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(output.status.success(), "python3 failed");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The secret `GET /v1/webhooks/default/secret` shows the holder of `key`.
+async fn shown_secret(stack: &Stack, key: &str) -> String {
+    let response = http::status::handle(
+        &stack.status_api(),
+        request_as(key, Method::GET, "/v1/webhooks/default/secret", None, ""),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{}", json_of(&response));
+    json_of(&response)["key"].as_str().unwrap().to_owned()
+}
+
+/// `POST /media/webhooks/secret/rotate` with `query`, as the holder of `KEY`.
+async fn rotate(stack: &Stack, query: &[(&str, &str)]) -> Value {
+    let params: std::collections::HashMap<String, String> =
+        query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let post = request(Method::POST, "/media/webhooks/secret/rotate", None, "").with_query_string_parameters(params);
+    let response = http::status::handle(&stack.status_api(), post).await;
+    assert_eq!(response.status(), 200, "{}", json_of(&response));
+    json_of(&response)
+}
+
+/// A final job of `owner`'s with a webhook to `server`, delivered by `deliver`: its headers and
+/// body as the receiver got them.
+async fn deliver_one(stack: &Stack, owner: &str, server: &MockServer) -> (Vec<(String, String)>, Vec<u8>) {
+    let request = GenerateRequest::parse(
+        &json!({"prompt": "a heron", "webhook_url": format!("{}/hook", server.uri())}),
+        &stack.policy(),
+    )
+    .unwrap();
+    let queued = Job::new(
+        Owner::parse(owner).unwrap(),
+        request,
+        Utc::now(),
+        Duration::from_secs(86_400),
+    );
+    stack.store().create(&queued, None).await.unwrap();
+    stack.store().cancel(queued.id, Utc::now()).await.unwrap();
+    stack.webhooks().enqueue(queued.id).await.unwrap();
+    let answer = sqs::deliver(
+        &stack.deliverer(true),
+        &crate::helpers::file_links(),
+        sqs_event(stack.receive_webhooks(30).await),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let post = server.received_requests().await.unwrap().pop().expect("a delivery");
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(server)
+        .await;
+    let headers = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .into_iter()
+        .map(|name| {
+            let value = post.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    (headers, post.body)
+}
+
+fn signatures(headers: &[(String, String)]) -> Vec<String> {
+    let (_, value) = headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
+    value.split(' ').map(str::to_owned).collect()
+}
+
+/// Each signature of the header alone, as a receiver holding one secret would be sent it.
+fn each_signature(headers: &[(String, String)]) -> Vec<Vec<(String, String)>> {
+    signatures(headers)
+        .into_iter()
+        .map(|signature| {
+            headers
+                .iter()
+                .map(|(n, v)| match n.as_str() {
+                    "webhook-signature" => (n.clone(), signature.clone()),
+                    _ => (n.clone(), v.clone()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn during_a_rotations_grace_deliveries_verify_with_either_secret_and_after_it_with_the_new_only() {
+    let stack = Stack::new().await;
+    let server = receiver(204).await;
+    let old = shown_secret(&stack, KEY).await;
+
+    let rotated = rotate(&stack, &[]).await;
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("whsec_") && new != old);
+    let until = chrono::DateTime::parse_from_rfc3339(rotated["previous_key_valid_until"].as_str().unwrap()).unwrap();
+    let grace = until.with_timezone(&Utc) - Utc::now();
+    assert!((23..=24).contains(&grace.num_hours()), "{grace}");
+    assert_eq!(
+        shown_secret(&stack, KEY).await,
+        new,
+        "the route shows the current secret"
+    );
+    // Another owner's secret does not move.
+    assert_eq!(
+        shown_secret(&stack, OTHER_KEY).await,
+        signing_keys()
+            .signing_secret(&Owner::parse(OTHER_OWNER).unwrap(), 0)
+            .expose()
+    );
+
+    // Two signatures, the new secret's first; a receiver holding either verifies the delivery,
+    // and each signature verifies with one secret only.
+    let (headers, body) = deliver_one(&stack, OWNER, &server).await;
+    assert_eq!(signatures(&headers).len(), 2, "{headers:?}");
+    assert_eq!(python_verifies_with(&old, &headers, &body), "ok");
+    assert_eq!(python_verifies_with(&new, &headers, &body), "ok");
+    let [first, second] = <[_; 2]>::try_from(each_signature(&headers)).unwrap();
+    assert_eq!(
+        [&new, &old].map(|secret| python_verifies_with(secret, &first, &body)),
+        ["ok", "bad"]
+    );
+    assert_eq!(
+        [&new, &old].map(|secret| python_verifies_with(secret, &second, &body)),
+        ["bad", "ok"]
+    );
+    // Another owner's secret verifies neither.
+    let theirs = shown_secret(&stack, OTHER_KEY).await;
+    assert_eq!(python_verifies_with(&theirs, &headers, &body), "bad");
+
+    // Rotated again with a grace of one second: once it is over, only the newest secret signs;
+    // the one before it (and the first, whose grace the rotation ended) verify nothing.
+    let newest = rotate(&stack, &[("grace_seconds", "1")]).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (headers, body) = deliver_one(&stack, OWNER, &server).await;
+    assert_eq!(signatures(&headers).len(), 2, "{headers:?}");
+    assert_eq!(python_verifies_with(&old, &headers, &body), "bad");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (headers, body) = deliver_one(&stack, OWNER, &server).await;
+    assert_eq!(signatures(&headers).len(), 1, "{headers:?}");
+    assert_eq!(python_verifies_with(&newest, &headers, &body), "ok");
+    assert_eq!(python_verifies_with(&new, &headers, &body), "bad");
+    assert_eq!(python_verifies_with(&old, &headers, &body), "bad");
+}
+
+#[tokio::test]
+async fn a_rotation_asks_for_a_grace_the_api_allows() {
+    let stack = Stack::new().await;
+    let old = shown_secret(&stack, KEY).await;
+    for query in [
+        ("grace_seconds", "604801"),
+        ("grace_seconds", "-1"),
+        ("grace_seconds", "a day"),
+        ("grace", "60"),
+    ] {
+        let params = std::collections::HashMap::from([(query.0.to_owned(), query.1.to_owned())]);
+        let post =
+            request(Method::POST, "/media/webhooks/secret/rotate", None, "").with_query_string_parameters(params);
+        let response = http::status::handle(&stack.status_api(), post).await;
+        let problem = crate::helpers::assert_problem(&response, 400);
+        assert_eq!(problem["errors"][0]["field"], query.0, "{problem}");
+    }
+    assert_eq!(
+        shown_secret(&stack, KEY).await,
+        old,
+        "a refused rotation changes nothing"
+    );
+    // No grace: the old secret stops at once.
+    let rotated = rotate(&stack, &[("grace_seconds", "0")]).await;
+    assert_eq!(rotated["previous_key_valid_until"], Value::Null);
+    let server = receiver(204).await;
+    let (headers, body) = deliver_one(&stack, OWNER, &server).await;
+    assert_eq!(signatures(&headers).len(), 1);
+    assert_eq!(python_verifies_with(&old, &headers, &body), "bad");
+    assert_eq!(
+        python_verifies_with(rotated["key"].as_str().unwrap(), &headers, &body),
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn revoking_an_owners_last_key_revokes_their_webhook_secret() {
+    let stack = Stack::new().await;
+    let server = receiver(204).await;
+    let admin = KeyAdmin::new(stack.store());
+    let old = shown_secret(&stack, KEY).await;
+    // In a rotation's grace, so that two secrets verify when the last key goes.
+    rotate(&stack, &[]).await;
+    let rotated = shown_secret(&stack, KEY).await;
+
+    // One of two keys: the owner keeps the secret.
+    let (second, _) = admin.create(Owner::parse(OWNER).unwrap(), None).await.unwrap();
+    let revoked = admin.revoke(&second.prefix()).await.unwrap();
+    assert!(revoked.secret_revoked.is_none());
+    assert_eq!(shown_secret(&stack, KEY).await, rotated);
+
+    // The last one: neither secret verifies anything sent after.
+    let revoked = admin.revoke(&KEY[..12]).await.unwrap();
+    assert!(revoked.secret_revoked.is_some());
+    let (headers, body) = deliver_one(&stack, OWNER, &server).await;
+    assert_eq!(signatures(&headers).len(), 1, "{headers:?}");
+    assert_eq!(python_verifies_with(&old, &headers, &body), "bad");
+    assert_eq!(python_verifies_with(&rotated, &headers, &body), "bad");
+
+    // A key made later for the owner is shown the secret that signs now.
+    let (later, _) = admin.create(Owner::parse(OWNER).unwrap(), None).await.unwrap();
+    let fresh = shown_secret(&stack, later.expose()).await;
+    assert!(fresh != old && fresh != rotated);
+    assert_eq!(python_verifies_with(&fresh, &headers, &body), "ok");
+    // The other owner's secret never moved.
+    assert_eq!(
+        shown_secret(&stack, OTHER_KEY).await,
+        signing_keys()
+            .signing_secret(&Owner::parse(OTHER_OWNER).unwrap(), 0)
+            .expose()
+    );
+}
+
+/// The secret is revoked before the key: a revoke stopped between the two leaves the key live
+/// with a fresh secret, and run again it revokes the key.
+#[tokio::test]
+async fn a_revoke_stopped_after_the_secret_is_finished_by_running_it_again() {
+    let stack = Stack::new().await;
+    let admin = KeyAdmin::new(stack.store());
+    let old = shown_secret(&stack, KEY).await;
+    // The first step of a revoke of the owner's last key, alone, as a crash would leave it.
+    mediagen::ports::SigningStore::next_generation(&stack.store(), &Owner::parse(OWNER).unwrap(), None)
+        .await
+        .unwrap();
+    let between = shown_secret(&stack, KEY).await;
+    assert_ne!(between, old, "the old secret is revoked already");
+    let revoked = admin.revoke(&KEY[..12]).await.unwrap();
+    assert!(revoked.record.revoked_at.is_some() && revoked.secret_revoked.is_some());
+    let (later, _) = admin.create(Owner::parse(OWNER).unwrap(), None).await.unwrap();
+    let fresh = shown_secret(&stack, later.expose()).await;
+    assert!(fresh != old && fresh != between);
+    // Registered again, the revoked key stays revoked.
+    assert!(
+        admin
+            .create(Owner::parse(OWNER).unwrap(), Some(ApiKey::parse(KEY).unwrap()))
+            .await
+            .is_err()
+    );
 }

@@ -47,8 +47,9 @@ async fn a_finished_job_posts_a_signed_webhook() {
     // What the owner's receiver does with the secret they were given.
     let master = std::env::var("WEBHOOK_SECRET").expect("WEBHOOK_SECRET: the local stack's, from scripts/local.env");
     let owner = std::env::var("MEDIAGEN_OWNER").unwrap_or_else(|_| "local".into());
+    // The test run's owner is fresh (scripts/test.sh): never rotated, at generation 0.
     let given = SigningKeys::new(MasterKey::parse(&Secret::new(master)).unwrap())
-        .signing_secret(&Owner::parse(&owner).unwrap());
+        .signing_secret(&Owner::parse(&owner).unwrap(), 0);
     let header = |name: &str| post.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let expected = SigningKey::parse(&given).unwrap().sign(
         header("webhook-id"),

@@ -1,5 +1,5 @@
-//! How jobs, media, API keys and idempotency keys map onto DynamoDB items, and the keys they are
-//! stored under. Jobs and API keys also carry the attributes of the `by_owner` index (`gsi1pk`,
+//! How jobs, media, API keys, idempotency keys and webhook signing states map onto DynamoDB
+//! items, and the keys they are stored under. Jobs and API keys also carry the attributes of the `by_owner` index (`gsi1pk`,
 //! `gsi1sk`): an owner's jobs newest first, and every key in one partition.
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::quota::{Month, Quota, Usage};
 use crate::domain::timestamp;
+use crate::domain::webhook::{Previous, SigningState};
 use crate::ports::StoreError;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -38,6 +39,12 @@ pub(super) fn key_pk(hash: &KeyHash) -> AttributeValue {
 /// The key of an idempotency record: keys are scoped per owner.
 pub(super) fn idempotency_pk(owner: &Owner, key: &IdempotencyKey) -> AttributeValue {
     AttributeValue::S(format!("IDEMPOTENCY#{owner}#{}", key.as_str()))
+}
+
+/// The key of an owner's webhook signing state: an item of its own, so that nothing else about
+/// the owner is written with it.
+pub(super) fn signing_pk(owner: &Owner) -> AttributeValue {
+    AttributeValue::S(format!("WEBHOOK_SECRET#{owner}"))
 }
 
 /// The index partition of an owner's jobs.
@@ -297,6 +304,20 @@ pub(super) fn idempotency_from_item(item: &Item) -> Result<(JobId, String), Stor
     let r = Reader::new(item);
     let job_id = JobId::parse(r.s("job_id")?).map_err(|_| r.corrupt("job_id", "is not a job id"))?;
     Ok((job_id, r.s("request_hash")?.to_owned()))
+}
+
+/// An owner's signing state: `generation`, and `previous_generation` with `grace_until` while a
+/// rotated-out generation still signs.
+pub(super) fn signing_state_from_item(item: &Item) -> Result<SigningState, StoreError> {
+    let r = Reader::new(item);
+    let previous = match (r.opt_n("previous_generation")?, r.opt_time("grace_until")?) {
+        (Some(generation), Some(until)) => Some(Previous { generation, until }),
+        _ => None,
+    };
+    Ok(SigningState {
+        generation: r.n("generation")?,
+        previous,
+    })
 }
 
 /// Reads typed attributes of one item, naming the item and attribute in any error.

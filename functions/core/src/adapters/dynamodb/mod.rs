@@ -1,7 +1,7 @@
-//! Jobs, media, API keys and idempotency keys in one DynamoDB table keyed by `pk`, with one index
-//! (`by_owner`) for listings (docs/design.md, "Stored data"). Every state change is a conditional
-//! write on the current state, so late or duplicate messages cannot move a job back. How each
-//! thing maps onto attributes is in [`item`].
+//! Jobs, media, API keys, idempotency keys and owners' webhook signing states in one DynamoDB
+//! table keyed by `pk`, with one index (`by_owner`) for listings (docs/design.md, "Stored data").
+//! Every job's state change is a conditional write on the current state, so late or duplicate
+//! messages cannot move a job back. How each thing maps onto attributes is in [`item`].
 
 mod item;
 mod quota;
@@ -27,14 +27,16 @@ use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
 use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
 use crate::domain::retry::Backoff;
+use crate::domain::webhook::SigningState;
 use crate::ports::{
-    Added, Cancel, Claim, Commit, Counted, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, StoreError,
-    Stranded, Transition,
+    Added, Cancel, Claim, Commit, Counted, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, SigningStore,
+    StoreError, Stranded, Transition,
 };
 use item::{
     INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, WEBHOOK_PENDING, idempotency_from_item,
     idempotency_item, idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk,
-    key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, time, waits_pk,
+    key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, signing_pk,
+    signing_state_from_item, time, waits_pk,
 };
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
@@ -1073,6 +1075,58 @@ impl KeyStore for DynamoJobStore {
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(Counted::Over),
             Err(err) => Err(unavailable(&err)),
         }
+    }
+}
+
+impl SigningStore for DynamoJobStore {
+    async fn signing_state(&self, owner: &Owner) -> Result<SigningState, StoreError> {
+        // Strongly consistent: a delivery right after a rotation's answer signs with its secret.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", signing_pk(owner))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        output
+            .item
+            .as_ref()
+            .map_or(Ok(SigningState::default()), signing_state_from_item)
+    }
+
+    async fn next_generation(
+        &self,
+        owner: &Owner,
+        grace_until: Option<DateTime<Utc>>,
+    ) -> Result<SigningState, StoreError> {
+        // One unconditional update: every operand reads the item as it was, so concurrent
+        // rotations each move one generation on and none is lost.
+        let next = "#owner = :owner, generation = if_not_exists(generation, :zero) + :one";
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", signing_pk(owner))
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew);
+        let request = match grace_until {
+            Some(until) => request
+                .update_expression(format!(
+                    "SET {next}, previous_generation = if_not_exists(generation, :zero), grace_until = :until"
+                ))
+                .expression_attribute_values(":until", time(until)),
+            None => request.update_expression(format!("SET {next} REMOVE previous_generation, grace_until")),
+        };
+        let output = request.send().await.map_err(|e| unavailable(&e))?;
+        let item = output
+            .attributes
+            .ok_or_else(|| StoreError::Unavailable("an update returned no attributes".into()))?;
+        signing_state_from_item(&item)
     }
 }
 

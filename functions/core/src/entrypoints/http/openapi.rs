@@ -27,6 +27,7 @@ use super::{content, replicate, status, submit};
         status::openapi,
         status::webhook_secret,
         status::usage,
+        status::rotate_webhook_secret,
         content::content,
         replicate::create,
         replicate::get,

@@ -47,7 +47,8 @@ pub enum SubmitEndpoint {
     CancelPrediction,
 }
 
-/// What `status` serves with a key: the reads.
+/// What `status` serves with a key: the reads, and the rotation of the webhook secret it shows
+/// (it alone holds the master key among the HTTP functions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusEndpoint {
     JobStatus,
@@ -56,6 +57,7 @@ pub enum StatusEndpoint {
     GetPrediction,
     WebhookSecret,
     Usage,
+    RotateWebhookSecret,
 }
 
 /// What `status` serves to anyone, without a key: the playground asks for the key itself.
@@ -170,6 +172,10 @@ pub const ROUTES: &[Route] = &[
     path(
         "/v1/webhooks/default/secret",
         &[(Method::GET, Endpoint::Status(St::WebhookSecret))],
+    ),
+    path(
+        "/media/webhooks/secret/rotate",
+        &[(Method::POST, Endpoint::Status(St::RotateWebhookSecret))],
     ),
     path("/health", &[(Method::GET, Endpoint::Public(PublicEndpoint::Health))]),
     path(

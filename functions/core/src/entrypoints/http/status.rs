@@ -1,10 +1,11 @@
 //! The reads (the `status` function): `GET /media/status/{job_id}` (light, for polling),
 //! `GET /media/jobs/{job_id}` (whole, with `Prefer: wait`), `GET /media/jobs` (the caller's
 //! jobs), and their Replicate-compatible forms `GET /v1/predictions/{id}` and
-//! `GET /v1/predictions`. This function also answers every path no other function serves, with
-//! a 404 problem.
+//! `GET /v1/predictions`; the caller's webhook secret, and its rotation. This function also
+//! answers every path no other function serves, with a 404 problem.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -16,24 +17,26 @@ use super::problem::Problem;
 use super::replicate;
 use super::routes::{self, Endpoint, PublicEndpoint, StatusEndpoint};
 use super::{ApiError, applied_wait, base_path, json_response, preferred_wait, respond, with_caller};
+use crate::domain::generation::FieldError;
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::listing::ListQuery;
 use crate::domain::quota::{QuotaDefaults, Usage, dollars};
 use crate::domain::timestamp;
+use crate::domain::webhook::{DEFAULT_GRACE, MAX_GRACE};
 use crate::entrypoints::views::{FileLinks, JobPageView, JobStatusView, JobView, job_body, page_body, status_body};
-use crate::ports::{JobStore, KeyStore, QuotaStore};
+use crate::ports::{JobStore, KeyStore, QuotaStore, SigningStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::{ReadService, Waited};
-use crate::services::webhooks::SigningKeys;
+use crate::services::webhooks::WebhookSecrets;
 
 /// What the `status` function serves.
 pub struct StatusApi<S> {
     pub auth: Authenticator<S>,
     pub reads: ReadService<S>,
     pub links: FileLinks,
-    /// The owners' webhook signing keys, when this deployment signs webhooks.
-    pub webhook_keys: Option<SigningKeys>,
+    /// The owners' webhook secrets, when this deployment signs webhooks.
+    pub webhook_secrets: Option<WebhookSecrets<S>>,
     /// `GET /openapi.json`, for this deployment's models.
     pub openapi: LazyBody,
     /// The quota of owners who have none set.
@@ -111,15 +114,28 @@ impl UsageView {
     }
 }
 
+/// The answer of `POST /media/webhooks/secret/rotate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecretView {
+    /// The secret that signs from now on, `whsec_<base64>`.
+    pub key: String,
+    /// Until when deliveries also carry a signature with the secret it replaced (RFC 3339);
+    /// `null`: that secret stopped verifying at once.
+    pub previous_key_valid_until: Option<String>,
+}
+
 /// The web playground (docs/design.md, "Clients"): one static page, no build step.
 const PLAYGROUND: &str = include_str!("../../../../../web/playground.html");
 
-pub async fn handle<S: JobStore + KeyStore + QuotaStore>(api: &StatusApi<S>, request: Request) -> Response<Body> {
+pub async fn handle<S: JobStore + KeyStore + QuotaStore + SigningStore>(
+    api: &StatusApi<S>,
+    request: Request,
+) -> Response<Body> {
     let span = tracing::info_span!("status", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async { respond(answer(api, &request).await) }.instrument(span).await
 }
 
-async fn answer<S: JobStore + KeyStore + QuotaStore>(
+async fn answer<S: JobStore + KeyStore + QuotaStore + SigningStore>(
     api: &StatusApi<S>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -137,7 +153,8 @@ async fn answer<S: JobStore + KeyStore + QuotaStore>(
         StatusEndpoint::GetPrediction => {
             replicate::get(&api.reads, caller, matched.param("prediction_id"), request, &api.links).await
         }
-        StatusEndpoint::WebhookSecret => webhook_secret(api, caller, matched.route.path),
+        StatusEndpoint::WebhookSecret => webhook_secret(api, caller, matched.route.path).await,
+        StatusEndpoint::RotateWebhookSecret => rotate_webhook_secret(api, caller, request, matched.route.path).await,
         StatusEndpoint::JobStatus => status(api, caller, job_id(matched.param("job_id"))?).await,
         StatusEndpoint::Job => job(api, caller, job_id(matched.param("job_id"))?, request).await,
         StatusEndpoint::ListJobs => list(api, caller, request).await,
@@ -193,16 +210,74 @@ pub(super) fn openapi<S>(api: &StatusApi<S>) -> Response<Body> {
         (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This deployment signs no webhooks", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) fn webhook_secret<S>(api: &StatusApi<S>, caller: &Caller, path: &str) -> Result<Response<Body>, ApiError> {
-    match &api.webhook_keys {
-        Some(keys) => Ok(json_response(
-            StatusCode::OK,
-            &WebhookSecretView {
-                key: keys.signing_secret(&caller.owner).expose().to_owned(),
+pub(super) async fn webhook_secret<S: SigningStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let secrets = api
+        .webhook_secrets
+        .as_ref()
+        .ok_or_else(|| ApiError::NoRoute(path.to_owned()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &WebhookSecretView {
+            key: secrets.current(&caller.owner).await?.expose().to_owned(),
+        },
+    ))
+}
+
+/// Gives the caller's owner a new webhook signing secret. Until `grace_seconds` have passed,
+/// deliveries carry a signature with each secret, so a receiver holding either verifies them;
+/// then only the new one signs. A rotation during another's grace ends that one's old secret.
+#[utoipa::path(post, path = "/media/webhooks/secret/rotate", tag = "webhooks",
+    params(("grace_seconds" = Option<u32>, Query, minimum = 0, maximum = 604800,
+        description = "How long the secret replaced still verifies, in seconds (default 86400, a day; 0: it stops at once)")),
+    responses(
+        (status = 200, description = "The new secret, and until when the old one still verifies", body = RotatedSecretView),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This deployment signs no webhooks", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn rotate_webhook_secret<S: SigningStore>(
+    api: &StatusApi<S>,
+    caller: &Caller,
+    request: &Request,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let secrets = api
+        .webhook_secrets
+        .as_ref()
+        .ok_or_else(|| ApiError::NoRoute(path.to_owned()))?;
+    let grace = grace(request.query_string_parameters().iter()).map_err(ApiError::InvalidQuery)?;
+    let rotated = secrets.rotate(&caller.owner, grace).await?;
+    tracing::info!(grace_s = grace.as_secs(), "webhook secret rotated");
+    Ok(json_response(
+        StatusCode::OK,
+        &RotatedSecretView {
+            key: rotated.secret.expose().to_owned(),
+            previous_key_valid_until: rotated.previous_until.map(timestamp::render),
+        },
+    ))
+}
+
+/// The grace a rotation asks for: `grace_seconds`, at most [`MAX_GRACE`].
+fn grace<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Duration, Vec<FieldError>> {
+    let mut grace = DEFAULT_GRACE;
+    let mut errors = Vec::new();
+    for (name, value) in params {
+        match name {
+            "grace_seconds" => match value.parse::<u64>() {
+                Ok(seconds) if seconds <= MAX_GRACE.as_secs() => grace = Duration::from_secs(seconds),
+                _ => errors.push(FieldError::new(
+                    "grace_seconds",
+                    format!("must be a whole number from 0 to {}", MAX_GRACE.as_secs()),
+                )),
             },
-        )),
-        None => Err(ApiError::NoRoute(path.to_owned())),
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
     }
+    if errors.is_empty() { Ok(grace) } else { Err(errors) }
 }
 
 /// The caller's quota and their use of it this month: jobs queued or running, and the month's
