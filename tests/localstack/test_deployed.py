@@ -91,6 +91,19 @@ class GatewayRouting(unittest.TestCase):
         status, _, body = call("GET", "/media/status/not-an-id")
         self.assertEqual(status, 400, body[:300])
 
+    def test_a_throttled_request_is_set_to_answer_a_429_problem_with_retry_after(self):
+        """LocalStack does not throttle a stage: what the deployed API answers one is read back
+        from the API as deployed."""
+        api_id = stack_resources()["MediaApi"]
+        response = boto3.client("apigateway").get_gateway_response(restApiId=api_id, responseType="THROTTLED")
+        self.assertEqual(response["statusCode"], "429")
+        self.assertEqual(response["responseParameters"]["gatewayresponse.header.Retry-After"], "'1'")
+        self.assertEqual(
+            response["responseParameters"]["gatewayresponse.header.Content-Type"], "'application/problem+json'"
+        )
+        problem = json.loads(response["responseTemplates"]["application/json"])
+        self.assertEqual((problem["type"], problem["status"]), ("urn:mediagen:problem:throttled", 429))
+
     def test_usage_answers_the_callers_quota_through_the_catch_all_route(self):
         status, _, body = call("GET", "/media/usage")
         self.assertEqual(status, 200, body[:300])

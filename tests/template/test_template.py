@@ -207,6 +207,21 @@ def gateway_response_problems(cfn):
     problem = json.loads(response["responseTemplates"]["application/json"])
     if problem.get("type") != "urn:mediagen:problem:no-route" or problem.get("status") != 404:
         problems.append(f"an unmatched request's problem is {problem}, not the no-route problem")
+    # API Gateway's own errors in our shape, with Retry-After where another try may succeed.
+    responses = body.get("x-amazon-apigateway-gateway-responses", {})
+    for kind, retry_after in [("THROTTLED", "'1'"), ("INTEGRATION_TIMEOUT", "'5'"), ("DEFAULT_5XX", "'5'"), ("DEFAULT_4XX", None)]:
+        response = responses.get(kind, {})
+        parameters = response.get("responseParameters", {})
+        if parameters.get("gatewayresponse.header.Content-Type") != "'application/problem+json'":
+            problems.append(f"API Gateway's {kind} answer is not application/problem+json")
+        if parameters.get("gatewayresponse.header.Retry-After") != retry_after:
+            problems.append(f"API Gateway's {kind} answer has Retry-After {parameters.get('gatewayresponse.header.Retry-After')}, not {retry_after}")
+        template = response.get("responseTemplates", {}).get("application/json", "")
+        if "urn:mediagen:problem:" not in template:
+            problems.append(f"API Gateway's {kind} answer is not one of our problems: {template!r}")
+    throttled = responses.get("THROTTLED", {})
+    if throttled.get("statusCode") != "429" or '"status":429' not in throttled.get("responseTemplates", {}).get("application/json", ""):
+        problems.append("a throttled request is not a 429 problem")
     return problems
 
 
@@ -578,6 +593,13 @@ class BrokenWiringIsCaught(unittest.TestCase):
             gateway_response_problems,
             lambda cfn: resource(cfn, "MediaApi")["Body"].pop("x-amazon-apigateway-gateway-responses"),
             "403",
+        )
+
+    def test_a_throttle_in_api_gateways_own_shape(self):
+        self.assertCaught(
+            gateway_response_problems,
+            lambda cfn: resource(cfn, "MediaApi")["Body"]["x-amazon-apigateway-gateway-responses"].pop("THROTTLED"),
+            "THROTTLED answer is not application/problem+json",
         )
 
     def test_batch_failures_not_reported(self):

@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -92,6 +92,95 @@ fn route(path: &str) -> Route {
 /// The functions behind the routes.
 pub struct Gateway {
     functions: HashMap<String, FunctionPool>,
+    throttle: Option<Throttle>,
+}
+
+/// API Gateway's stage throttle: a bucket of `burst` requests, refilled at `rate` a second; a
+/// request that finds it empty is answered `THROTTLED` and reaches no function.
+struct Throttle {
+    rate: f64,
+    burst: f64,
+    /// The requests the bucket holds, and when it was last refilled.
+    bucket: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl Throttle {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            bucket: std::sync::Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    fn admit(&self) -> bool {
+        let Ok(mut bucket) = self.bucket.lock() else {
+            return true;
+        };
+        let (tokens, refilled) = *bucket;
+        let now = Instant::now();
+        let tokens = (tokens + now.duration_since(refilled).as_secs_f64() * self.rate).min(self.burst);
+        let admitted = tokens >= 1.0;
+        *bucket = (if admitted { tokens - 1.0 } else { tokens }, now);
+        admitted
+    }
+}
+
+/// API Gateway's own answers, as template.yaml's `GatewayResponses` shape them: problem+json,
+/// `Retry-After` where another try may succeed. `$context.error.messageString` is API Gateway's
+/// message, quoted; a unit test holds template.yaml to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GatewayAnswer {
+    Throttled,
+    IntegrationTimeout,
+    Default5xx,
+}
+
+impl GatewayAnswer {
+    fn template(self) -> &'static str {
+        match self {
+            GatewayAnswer::Throttled => {
+                r#"{"type":"urn:mediagen:problem:throttled","title":"Too many requests","status":429,"detail":"requests to the API are over its rate limit; try again after Retry-After"}"#
+            }
+            GatewayAnswer::IntegrationTimeout => {
+                r#"{"type":"urn:mediagen:problem:gateway-timeout","title":"Gateway timeout","status":504,"detail":"the function did not answer in time; try again after Retry-After"}"#
+            }
+            GatewayAnswer::Default5xx => {
+                r#"{"type":"urn:mediagen:problem:gateway-error","title":"Gateway error","detail":$context.error.messageString}"#
+            }
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            GatewayAnswer::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            GatewayAnswer::IntegrationTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayAnswer::Default5xx => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn retry_after(self) -> &'static str {
+        match self {
+            GatewayAnswer::Throttled => "1",
+            GatewayAnswer::IntegrationTimeout | GatewayAnswer::Default5xx => "5",
+        }
+    }
+
+    /// The answer, with API Gateway's `message` where the template takes it.
+    fn answer(self, message: &str) -> Response<Full<Bytes>> {
+        let body = self
+            .template()
+            .replace("$context.error.messageString", &Value::from(message).to_string());
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static(self.retry_after()));
+        response
+    }
 }
 
 impl Gateway {
@@ -114,7 +203,17 @@ impl Gateway {
                 return Err(format!("{} routes to {function}, which is not a function", route.path).into());
             }
         }
-        Ok(Self { functions })
+        Ok(Self {
+            functions,
+            throttle: None,
+        })
+    }
+
+    /// Throttles the API's requests as a REST API's stage does: `rate` a second, `burst` at once.
+    /// Lambda's Invoke API is not throttled.
+    pub fn throttled(mut self, rate: f64, burst: f64) -> Self {
+        self.throttle = Some(Throttle::new(rate, burst));
+        self
     }
 
     /// Runs `function` with `payload`; `None` if there is no such function. As on Lambda, the
@@ -160,6 +259,9 @@ impl Gateway {
                 .invoke_api(invoke.params.get("function").unwrap_or_default(), body)
                 .await;
         }
+        if self.throttle.as_ref().is_some_and(|throttle| !throttle.admit()) {
+            return GatewayAnswer::Throttled.answer("Too Many Requests");
+        }
         let route = route(path);
         let event = proxy_event(&parts, &body, &route.resource, &route.parameters);
         let function = route.function.name();
@@ -170,13 +272,13 @@ impl Gateway {
             },
             Some(Err(InvokeError::TimedOut(after))) => {
                 eprintln!("gateway: {} {path}: timed out after {after:?}", parts.method);
-                return message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out");
+                return GatewayAnswer::IntegrationTimeout.answer("Endpoint request timed out");
             }
             Some(Err(err)) => err.to_string(),
             None => format!("no function {function}"),
         };
         eprintln!("gateway: {} {path}: {failure}", parts.method);
-        message(StatusCode::BAD_GATEWAY, "Internal server error")
+        GatewayAnswer::Default5xx.answer("Internal server error")
     }
 }
 
@@ -311,7 +413,7 @@ fn proxy_answer(answer: &[u8]) -> Result<Response<Full<Bytes>>, Error> {
     Ok(response)
 }
 
-/// API Gateway's own answers: a JSON object with a message.
+/// Lambda's Invoke API's own answers: a JSON object with a message.
 fn message(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(json!({ "message": text }).to_string())));
     *response.status_mut() = status;
@@ -411,6 +513,31 @@ mod tests {
             expected.insert(fallback.to_owned(), routes::FALLBACK.name().to_owned());
         }
         assert_eq!(watch, expected);
+    }
+
+    #[test]
+    fn the_gateways_own_answers_are_template_yamls() {
+        let template = include_str!("../../../template.yaml");
+        for answer in [
+            GatewayAnswer::Throttled,
+            GatewayAnswer::IntegrationTimeout,
+            GatewayAnswer::Default5xx,
+        ] {
+            let body = format!("application/json: '{}'", answer.template());
+            assert!(template.contains(&body), "template.yaml has no {answer:?} of {body}");
+            let retry_after = format!("Retry-After: \"'{}'\"", answer.retry_after());
+            assert!(template.contains(&retry_after), "{retry_after}");
+        }
+        let answered = GatewayAnswer::Default5xx.answer("Internal server error");
+        assert_eq!(answered.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn the_throttle_admits_its_burst_then_its_rate() {
+        let throttle = Throttle::new(10.0, 3.0);
+        assert_eq!((0..5).filter(|_| throttle.admit()).count(), 3);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!((0..5).filter(|_| throttle.admit()).count(), 2);
     }
 
     #[test]

@@ -110,6 +110,13 @@ enum Command {
         /// How many instances of each function may run at once, each serving one request at a time.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
         instances: u16,
+        /// Throttles the API as a stage does (template.yaml's MethodSettings: 20 a second, 50 at
+        /// once): requests a second. Off unless given.
+        #[arg(long, requires = "throttle_burst")]
+        throttle_rate: Option<f64>,
+        /// Requests at once, with --throttle-rate.
+        #[arg(long, requires = "throttle_rate")]
+        throttle_burst: Option<f64>,
     },
     /// Prints the OpenAPI description of the local stack's API (docs/openapi.json).
     Openapi,
@@ -303,7 +310,9 @@ async fn main() -> ExitCode {
             listen,
             functions,
             instances,
-        } => gateway(listen, &functions, instances.into()).await,
+            throttle_rate,
+            throttle_burst,
+        } => gateway(listen, &functions, instances.into(), throttle_rate.zip(throttle_burst)).await,
         Command::Openapi => serde_json::to_string_pretty(&mediagen::entrypoints::http::openapi::local_document())
             .map(|text| println!("{text}"))
             .map_err(Into::into),
@@ -479,8 +488,17 @@ async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
     Ok(())
 }
 
-async fn gateway(listen: std::net::SocketAddr, functions: &std::path::Path, instances: usize) -> Result<(), Error> {
-    let gateway = Arc::new(mediagen_devtools::gateway::Gateway::new(functions, instances)?);
+async fn gateway(
+    listen: std::net::SocketAddr,
+    functions: &std::path::Path,
+    instances: usize,
+    throttle: Option<(f64, f64)>,
+) -> Result<(), Error> {
+    let mut gateway = mediagen_devtools::gateway::Gateway::new(functions, instances)?;
+    if let Some((rate, burst)) = throttle {
+        gateway = gateway.throttled(rate, burst);
+    }
+    let gateway = Arc::new(gateway);
     let (listener, bound) = mediagen_devtools::gateway::bind(listen).await?;
     eprintln!(
         "gateway: http://{bound}, the functions of {} (up to {instances} of each)",

@@ -160,10 +160,15 @@ async fn a_pool_starts_another_instance_only_while_the_others_are_busy() {
 
 /// A gateway on a free port whose six functions are each `bare`; its address.
 async fn gateway_of_bare_functions(folder: &std::path::Path) -> String {
+    serve_gateway(folder, |gateway| gateway).await
+}
+
+/// A gateway on a free port whose six functions are each `bare`, as `configure` leaves it.
+async fn serve_gateway(folder: &std::path::Path, configure: impl FnOnce(Gateway) -> Gateway) -> String {
     for name in ["submit", "status", "content", "generate", "deliver", "sweeper"] {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bare"), folder.join(name)).unwrap();
     }
-    let gateway = std::sync::Arc::new(Gateway::new(folder, 1).unwrap());
+    let gateway = std::sync::Arc::new(configure(Gateway::new(folder, 1).unwrap()));
     let (listener, bound) = bind(([127, 0, 0, 1], 0).into()).await.unwrap();
     tokio::spawn(serve(listener, gateway));
     format!("http://{bound}")
@@ -201,5 +206,33 @@ async fn the_gateway_answers_502_for_an_answer_it_cannot_read() {
     let gateway = gateway_of_bare_functions(folder.path()).await;
     let answer = reqwest::get(format!("{gateway}/media/jobs")).await.unwrap();
     assert_eq!(answer.status(), 502);
-    assert_eq!(answer.text().await.unwrap(), r#"{"message":"Internal server error"}"#);
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+    assert_eq!(answer.headers()["retry-after"], "5");
+    assert_eq!(
+        answer.text().await.unwrap(),
+        r#"{"type":"urn:mediagen:problem:gateway-error","title":"Gateway error","detail":"Internal server error"}"#
+    );
+}
+
+/// With a low throttle, as a stage's: the requests past it are answered by the gateway itself,
+/// problem+json with Retry-After, as template.yaml's THROTTLED response answers them.
+#[tokio::test]
+async fn a_throttled_request_is_a_429_problem_with_retry_after() {
+    let folder = tempfile::tempdir().unwrap();
+    let gateway = serve_gateway(folder.path(), |gateway| gateway.throttled(1.0, 3.0)).await;
+    let http = reqwest::Client::new();
+    let mut throttled = 0;
+    for _ in 0..8 {
+        let answer = http.get(format!("{gateway}/health")).send().await.unwrap();
+        if answer.status() == 429 {
+            throttled += 1;
+            assert_eq!(answer.headers()["content-type"], "application/problem+json");
+            assert_eq!(answer.headers()["retry-after"], "1");
+            let problem: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(problem["type"], "urn:mediagen:problem:throttled");
+            assert_eq!(problem["status"], 429);
+        }
+    }
+    // The burst of 3 passed (to `bare`, whose answer is the gateway's 502); the rest did not.
+    assert!(throttled >= 4, "{throttled} of 8 throttled");
 }
