@@ -11,11 +11,9 @@ use super::sweep::discard_images;
 use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, MediaItem, expiry};
-use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
+use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
 use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
-/// The longest SQS holds a message back (its visibility timeout's limit).
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 /// How soon a message returned unclaimed for lack of time comes back: at once, to another
 /// invocation with a fresh budget.
 const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
@@ -193,11 +191,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                     // The lease will run out and the next delivery will take the job over.
                     Err(err) => tracing::warn!(error = %err, "could not release the job"),
                 }
-                // A delay the model asked for (a long rate limit) is kept, so that the receives
-                // are not spent before it passes; SQS holds a message back 12 hours at most.
-                let delay = redelivery_delay(delivery.receive_count)
-                    .max(retry_after.unwrap_or_default())
-                    .min(MAX_VISIBILITY);
+                let delay = transient_redelivery(delivery.receive_count, retry_after);
                 self.delay_redelivery(delivery, delay).await;
                 Outcome::Retry
             }
