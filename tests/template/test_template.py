@@ -57,6 +57,7 @@ WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
 DEAD_LETTERS = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 FILE_LINK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${FileUrlSecretParameter}"}
+MODEL_TOKEN = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"}
 WEBHOOK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
 # Writes a function may make only to items whose key starts so (dynamodb:LeadingKeys): status and
 # content count a key's requests (docs/design.md, "Rate limits"); submit frees the idempotency
@@ -91,9 +92,7 @@ PERMISSIONS = {
         "sqs:SendMessage": WEBHOOKS,
         "s3:PutObject": MEDIA_OBJECTS,
         "s3:DeleteObject": MEDIA_OBJECTS,
-        "ssm:GetParameter": {
-            "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"
-        },
+        "ssm:GetParameter": MODEL_TOKEN,
     },
     # Reads jobs and sends webhooks; never writes a job.
     "DeliverFunction": {
@@ -115,6 +114,8 @@ PERMISSIONS = {
         "sqs:GetQueueAttributes": DEAD_LETTERS,
         "sqs:SendMessage": WEBHOOKS,
         "s3:DeleteObject": MEDIA_OBJECTS,
+        # To stop the model runs of the jobs it fails (docs/design.md, "Failure rules").
+        "ssm:GetParameter": MODEL_TOKEN,
     },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
@@ -416,8 +417,11 @@ def function_problems(cfn):
         if "REPLICATE_API_TOKEN" in variables:
             problems.append(f"{name} has REPLICATE_API_TOKEN: the token belongs in SSM, not in an environment")
         has_token = "REPLICATE_API_TOKEN_PARAMETER" in variables
-        if has_token != (name == "GenerateFunction"):
-            problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate calls the model")
+        # generate runs the model; sweeper stops the runs of the jobs it fails.
+        if has_token != (name in ("GenerateFunction", "SweeperFunction")):
+            problems.append(
+                f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate and sweeper call the model"
+            )
         for secret in ("WEBHOOK_SECRET", "FILE_URL_SECRET"):
             if secret in variables:
                 problems.append(f"{name} has {secret}: secrets belong in SSM, not in an environment")
