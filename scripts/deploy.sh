@@ -113,6 +113,12 @@ if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
   keep_secret replicate-api-token "$REPLICATE_API_TOKEN"
   overrides+=("ReplicateApiTokenParameter=/$STACK/replicate-api-token")
 fi
+if [ "${MEDIAGEN_RESERVED_CONCURRENCY:-on}" = off ]; then
+  # An account whose quota cannot spare any, such as a new one's 10 (docs/deploy.md, "Concurrency").
+  for function in Submit Status Content Generate Deliver Sweeper; do
+    overrides+=("${function}ReservedConcurrency=-1")
+  done
+fi
 if [ "$target" = localstack ]; then
   # Presigned URLs must name an address the client (this machine) reaches LocalStack's S3 at.
   overrides+=("PresignEndpointUrl=$LOCALSTACK_URL")

@@ -57,6 +57,7 @@ WEBHOOKS = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
 DEAD_LETTERS = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
 MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 FILE_LINK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${FileUrlSecretParameter}"}
+MODEL_TOKEN = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"}
 WEBHOOK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
 # Writes a function may make only to items whose key starts so (dynamodb:LeadingKeys): status and
 # content count a key's requests (docs/design.md, "Rate limits"), status also rotates the caller's
@@ -92,9 +93,7 @@ PERMISSIONS = {
         "sqs:SendMessage": WEBHOOKS,
         "s3:PutObject": MEDIA_OBJECTS,
         "s3:DeleteObject": MEDIA_OBJECTS,
-        "ssm:GetParameter": {
-            "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"
-        },
+        "ssm:GetParameter": MODEL_TOKEN,
     },
     # Reads jobs and sends webhooks; never writes a job.
     "DeliverFunction": {
@@ -116,6 +115,8 @@ PERMISSIONS = {
         "sqs:GetQueueAttributes": DEAD_LETTERS,
         "sqs:SendMessage": WEBHOOKS,
         "s3:DeleteObject": MEDIA_OBJECTS,
+        # To stop the model runs of the jobs it fails (docs/design.md, "Failure rules").
+        "ssm:GetParameter": MODEL_TOKEN,
     },
     "StatusFunction": {
         "dynamodb:GetItem": TABLE,
@@ -432,8 +433,11 @@ def function_problems(cfn):
         if "REPLICATE_API_TOKEN" in variables:
             problems.append(f"{name} has REPLICATE_API_TOKEN: the token belongs in SSM, not in an environment")
         has_token = "REPLICATE_API_TOKEN_PARAMETER" in variables
-        if has_token != (name == "GenerateFunction"):
-            problems.append(f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate calls the model")
+        # generate runs the model; sweeper stops the runs of the jobs it fails.
+        if has_token != (name in ("GenerateFunction", "SweeperFunction")):
+            problems.append(
+                f"{name} {'has' if has_token else 'lacks'} REPLICATE_API_TOKEN_PARAMETER; only generate and sweeper call the model"
+            )
         for secret in ("WEBHOOK_SECRET", "FILE_URL_SECRET"):
             if secret in variables:
                 problems.append(f"{name} has {secret}: secrets belong in SSM, not in an environment")
@@ -528,6 +532,54 @@ def output_problems(cfn):
     return [f"no output {name}" for name in sorted(missing)]
 
 
+# Reservations (docs/deploy.md, "Concurrency"): each function's own parameter, -1 for none. An
+# SQS-triggered function needs at least its event source's MaximumConcurrency, or the poller is
+# throttled and its messages spend receives; the sweeper one more, for its schedule. AWS keeps
+# 100 of a 1,000-concurrency account unreserved.
+ACCOUNT_CONCURRENCY = 1000
+UNRESERVED_FLOOR = 100
+
+
+def concurrency_problems(cfn):
+    problems = []
+    parameters = cfn["Parameters"]
+    conditions = cfn.get("Conditions", {})
+    defaults = {}
+    for name in FUNCTIONS:
+        parameter = name.removesuffix("Function") + "ReservedConcurrency"
+        props = cfn["Resources"].get(name, {}).get("Properties", {})
+        reserved = props.get("ReservedConcurrentExecutions")
+        condition = reserved.get("Fn::If", [None])[0] if isinstance(reserved, dict) else None
+        if reserved != {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}:
+            problems.append(f"{name}'s reserved concurrency is {reserved}, not the {parameter} parameter under a condition")
+            continue
+        if conditions.get(condition) != {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "-1"]}]}:
+            problems.append(f"{name}'s reservation condition {condition} is not '{parameter} is not -1'")
+        spec = parameters.get(parameter, {})
+        pattern = re.compile(spec.get("AllowedPattern", ".*"))
+        if not pattern.fullmatch("-1") or pattern.fullmatch("0") or not pattern.fullmatch("100"):
+            problems.append(f"{parameter} must take -1 and 100, and refuse 0 (which disables the function)")
+        default = str(spec.get("Default", ""))
+        if not default.isdigit() or int(default) < 1:
+            problems.append(f"{parameter}'s default {default!r} reserves nothing")
+            continue
+        defaults[name] = int(default)
+    least = {
+        "GenerateFunction": int(parameters.get("GenerateMaxConcurrency", {}).get("Default", 0)),
+    }
+    for mapping in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values():
+        function = ref_name(mapping["Properties"]["FunctionName"])
+        limit = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+        if function != "GenerateFunction" and isinstance(limit, int):
+            least[function] = limit + (1 if function == "SweeperFunction" else 0)
+    for function, needed in least.items():
+        if function in defaults and defaults[function] < needed:
+            problems.append(f"{function} reserves {defaults[function]}, under the {needed} its event source may run at once")
+    if sum(defaults.values()) > ACCOUNT_CONCURRENCY - UNRESERVED_FLOOR:
+        problems.append(f"the reservations' defaults add up to {sum(defaults.values())}: over what a 1,000 account can reserve")
+    return problems
+
+
 CHECKS = [
     route_problems,
     gateway_response_problems,
@@ -539,6 +591,7 @@ CHECKS = [
     schedule_problems,
     account_id_problems,
     output_problems,
+    concurrency_problems,
 ]
 
 # ---------------------------------------------------------------------------------- tests
@@ -785,6 +838,41 @@ class BrokenWiringIsCaught(unittest.TestCase):
                 del cfn["Resources"][name]
 
         self.assertCaught(alarm_problems, change, "alarm")
+
+    def test_a_function_left_unreserved(self):
+        self.assertCaught(
+            concurrency_problems,
+            lambda cfn: resource(cfn, "StatusFunction").pop("ReservedConcurrentExecutions"),
+            "StatusFunction's reserved concurrency is None",
+        )
+
+    def test_a_reservation_that_may_be_zero(self):
+        self.assertCaught(
+            concurrency_problems,
+            lambda cfn: cfn["Parameters"]["SubmitReservedConcurrency"].update(AllowedPattern="^-?[0-9]+$"),
+            "refuse 0",
+        )
+
+    def test_generate_reserving_less_than_its_event_source_runs(self):
+        self.assertCaught(
+            concurrency_problems,
+            lambda cfn: cfn["Parameters"]["GenerateReservedConcurrency"].update(Default="2"),
+            "GenerateFunction reserves 2",
+        )
+
+    def test_a_sweeper_with_no_room_for_its_schedule(self):
+        self.assertCaught(
+            concurrency_problems,
+            lambda cfn: cfn["Parameters"]["SweeperReservedConcurrency"].update(Default="2"),
+            "SweeperFunction reserves 2",
+        )
+
+    def test_reservations_a_normal_account_cannot_hold(self):
+        self.assertCaught(
+            concurrency_problems,
+            lambda cfn: cfn["Parameters"]["StatusReservedConcurrency"].update(Default="900"),
+            "add up to",
+        )
 
     def test_a_hard_coded_account(self):
         self.assertCaught(

@@ -510,4 +510,11 @@ pub trait ImageModel: Send + Sync {
         output: &Self::Output,
         budget: &Budget,
     ) -> impl Future<Output = Result<GeneratedImage, ModelError>> + Send;
+
+    /// Stops a run noted in a [`RunLog`] that no attempt will collect, its job having ended
+    /// without success, so that it is not paid for to the end (docs/design.md, "Image models").
+    /// A run already over is left as it is. A model with no paid runs has nothing to stop.
+    fn cancel_run(&self, _id: &str) -> impl Future<Output = Result<(), ModelError>> + Send {
+        async { Ok(()) }
+    }
 }

@@ -94,7 +94,11 @@ impl FakeReplicate {
             return problem(404, "Not found.");
         };
         if cancel {
-            prediction.canceled = true;
+            // Replicate stops a prediction still starting or processing; one already over stays
+            // as it ended (generate cancels every prediction of a job that did not succeed).
+            if prediction.polls < POLLS_TO_FINISH {
+                prediction.canceled = true;
+            }
         } else {
             prediction.polls += 1;
         }

@@ -19,6 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
         media,
+        // To stop the runs of the jobs it fails (docs/design.md, "Failure rules").
+        bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
         bootstrap::webhook_notifier(&config, &sdk),
     );
     let service = &service;

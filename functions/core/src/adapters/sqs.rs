@@ -7,6 +7,7 @@ use aws_sdk_sqs::Client;
 
 use super::describe_error as describe;
 use crate::domain::ids::JobId;
+use crate::domain::retry::LONGEST_HOLD;
 use crate::ports::{JobMessage, JobQueue, QueueError, WebhookQueue};
 
 #[derive(Debug, Clone)]
@@ -37,8 +38,8 @@ impl SqsJobQueue {
     }
 
     async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
-        // SQS caps a message's visibility at 12 hours.
-        let seconds = delay.as_secs().min(43_200) as i32;
+        // SQS refuses a visibility beyond 12 hours from the receive.
+        let seconds = delay.min(LONGEST_HOLD).as_secs() as i32;
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)

@@ -132,6 +132,20 @@ pub fn redelivery_delay_from(first: Duration, receive_count: u32) -> Duration {
     ceiling.saturating_sub(Duration::from_millis(jitter))
 }
 
+/// The longest a received message can be held back. SQS's limit is 12 hours counted from the
+/// receive, not from the ChangeMessageVisibility call, which refuses a longer one; a Lambda
+/// invocation runs 15 minutes at most, so the receive is never further back than that.
+pub const LONGEST_HOLD: Duration = Duration::from_secs(43_200 - 900);
+
+/// How long a message whose attempt failed transiently waits: [`redelivery_delay`], or longer if
+/// the other side asked for a longer wait (a long rate limit), so that the receives are not spent
+/// before it passes; but never beyond [`LONGEST_HOLD`].
+pub fn transient_redelivery(receive_count: u32, retry_after: Option<Duration>) -> Duration {
+    redelivery_delay(receive_count)
+        .max(retry_after.unwrap_or_default())
+        .min(LONGEST_HOLD)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +188,20 @@ mod tests {
         assert!(redelivery_delay(1) >= Duration::from_secs(8));
         assert!(redelivery_delay(3) >= Duration::from_secs(32));
         assert!(redelivery_delay(30) <= Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_long_retry_after_stays_inside_what_sqs_accepts() {
+        // ChangeMessageVisibility counts its 12 hours from the receive, and the message was
+        // received before the attempt ran: asking for all 12 hours is refused.
+        let day = Some(Duration::from_secs(86_400));
+        assert!(transient_redelivery(1, day) <= Duration::from_secs(43_200) - Duration::from_secs(900));
+        let hour = Some(Duration::from_secs(3_600));
+        assert_eq!(
+            transient_redelivery(1, hour),
+            Duration::from_secs(3_600),
+            "a shorter wait is kept"
+        );
     }
 
     #[test]

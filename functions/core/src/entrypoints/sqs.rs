@@ -123,11 +123,12 @@ impl WebhookBody {
 }
 
 /// `sweeper`: each record is a job message the jobs queue gave up on (docs/design.md, "Failure rules").
-pub async fn dead_letters<S, Q, M>(sweeper: &Sweeper<S, Q, M>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+pub async fn dead_letters<S, Q, M, I>(sweeper: &Sweeper<S, Q, M, I>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
 where
     S: JobStore,
     Q: JobQueue,
     M: MediaStore,
+    I: ImageModel,
 {
     let span = tracing::info_span!("dead_letters", request_id = %event.context.request_id, records = event.payload.records.len());
     batch(

@@ -7,16 +7,17 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::ports::{JobQueue, JobStore, MediaStore};
+use crate::ports::{ImageModel, JobQueue, JobStore, MediaStore};
 use crate::services::sweep::{Sweeper, UNSENT_AFTER};
 
 /// Tells the two events apart by their shape: SQS batches have `Records`, EventBridge's
 /// scheduled events a `detail-type`.
-pub async fn handle<S, Q, M>(sweeper: &Sweeper<S, Q, M>, event: LambdaEvent<Value>) -> Value
+pub async fn handle<S, Q, M, I>(sweeper: &Sweeper<S, Q, M, I>, event: LambdaEvent<Value>) -> Value
 where
     S: JobStore,
     Q: JobQueue,
     M: MediaStore,
+    I: ImageModel,
 {
     let (payload, context) = event.into_parts();
     if payload.get("Records").is_some() {

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
-use super::sweep::discard_images;
+use super::sweep::{cancel_runs, discard_images};
 use super::webhooks::Notifier;
 use crate::domain::ids::MediaId;
-use crate::domain::job::{Job, JobError, MediaItem, expiry};
-use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, expiry};
+use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
 use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
-/// The longest SQS holds a message back (its visibility timeout's limit).
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 /// How soon a message returned unclaimed for lack of time comes back: at once, to another
 /// invocation with a fresh budget.
 const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
@@ -100,13 +98,18 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         let lease_until = now + budget.remaining() + self.settings.lease_margin;
         let claimed = match self.store.claim(delivery.job_id, now, lease_until).await {
             Ok(Claim::Claimed(job)) => job,
-            Ok(Claim::Final(job)) if job.webhook_pending => {
-                // The attempt that ended it died before queueing its webhook, or returned the
-                // message when its final write's answer was lost (docs/design.md, "Webhooks").
-                tracing::info!(status = %job.status, "job already final, its webhook never queued; queueing it");
-                return self.announce(&job, delivery, Outcome::Acknowledge).await;
-            }
             Ok(Claim::Final(job)) => {
+                if job.status != JobStatus::Succeeded {
+                    // Canceled while it waited in the queue, with a run an earlier attempt left
+                    // going; or ended by an attempt that died before stopping its runs.
+                    cancel_runs(&self.model, &job.predictions).await;
+                }
+                if job.webhook_pending {
+                    // The attempt that ended it died before queueing its webhook, or returned the
+                    // message when its final write's answer was lost (docs/design.md, "Webhooks").
+                    tracing::info!(status = %job.status, "job already final, its webhook never queued; queueing it");
+                    return self.announce(&job, delivery, Outcome::Acknowledge).await;
+                }
                 tracing::info!(status = %job.status, "job already final; message dropped");
                 return Outcome::Acknowledge;
             }
@@ -131,12 +134,19 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             "job claimed"
         );
         if claimed.cancel_requested {
-            return self.finish_canceled(&claimed, &[], delivery).await;
+            return self
+                .finish_canceled(&claimed, &[], &claimed.predictions, delivery)
+                .await;
         }
 
         // The keys this attempt stored images under, to remove if the job does not succeed.
         let mut stored = Vec::new();
-        match self.attempt(&claimed, budget, &mut stored).await {
+        let runs = JobRuns {
+            store: &self.store,
+            job: &claimed,
+            noted: std::sync::Mutex::new(claimed.predictions.clone()),
+        };
+        match self.attempt(&claimed, budget, &runs, &mut stored).await {
             Ok(()) => {
                 let timings = claimed.timings_until(Some(Utc::now()));
                 tracing::info!(
@@ -163,10 +173,14 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 tracing::warn!("another worker took the job over; this attempt's result is discarded");
                 Outcome::Acknowledge
             }
-            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, delivery).await,
+            Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, &runs.noted(), delivery).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
-                self.finish_failed(&claimed, &error, &stored, delivery, Outcome::Acknowledge)
+                let ended = Ended {
+                    stored: &stored,
+                    runs: &runs.noted(),
+                };
+                self.finish_failed(&claimed, &error, ended, delivery, Outcome::Acknowledge)
                     .await
             }
             Err(AttemptError::Transient { message, public, .. })
@@ -176,7 +190,11 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 // Reported as a failure all the same, so that the queue moves the message to the
                 // dead-letter queue for an operator to see.
                 let error = JobError::retries_exhausted(public);
-                self.finish_failed(&claimed, &error, &stored, delivery, Outcome::Retry)
+                let ended = Ended {
+                    stored: &stored,
+                    runs: &runs.noted(),
+                };
+                self.finish_failed(&claimed, &error, ended, delivery, Outcome::Retry)
                     .await
             }
             Err(AttemptError::Transient {
@@ -193,26 +211,23 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                     // The lease will run out and the next delivery will take the job over.
                     Err(err) => tracing::warn!(error = %err, "could not release the job"),
                 }
-                // A delay the model asked for (a long rate limit) is kept, so that the receives
-                // are not spent before it passes; SQS holds a message back 12 hours at most.
-                let delay = redelivery_delay(delivery.receive_count)
-                    .max(retry_after.unwrap_or_default())
-                    .min(MAX_VISIBILITY);
+                let delay = transient_redelivery(delivery.receive_count, retry_after);
                 self.delay_redelivery(delivery, delay).await;
                 Outcome::Retry
             }
         }
     }
 
-    async fn attempt(&self, job: &Job, budget: &Budget, stored: &mut Vec<String>) -> Result<(), AttemptError> {
+    async fn attempt(
+        &self,
+        job: &Job,
+        budget: &Budget,
+        runs: &JobRuns<'_, S>,
+        stored: &mut Vec<String>,
+    ) -> Result<(), AttemptError> {
         let retries = &self.settings.retries;
-        let runs = JobRuns {
-            store: &self.store,
-            job,
-            noted: std::sync::Mutex::new(job.predictions.clone()),
-        };
         let outputs = retries
-            .retry(budget, || self.model.generate(&job.request, budget, &runs))
+            .retry(budget, || self.model.generate(&job.request, budget, runs))
             .await
             .map_err(model_failure)?;
 
@@ -259,8 +274,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         }
     }
 
-    /// Ends a job whose cancel was requested, and removes what its attempts stored.
-    async fn finish_canceled(&self, claimed: &Job, stored: &[String], delivery: &Delivery<'_>) -> Outcome {
+    /// Ends a job whose cancel was requested, removes what its attempts stored, and stops the
+    /// model's runs noted for it (`runs`).
+    async fn finish_canceled(
+        &self,
+        claimed: &Job,
+        stored: &[String],
+        runs: &[String],
+        delivery: &Delivery<'_>,
+    ) -> Outcome {
         match self.store.finish_canceled(claimed, Utc::now()).await {
             Ok(Transition::Applied) => {
                 tracing::info!("job canceled as requested; its images were not committed");
@@ -275,6 +297,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             }
         }
         discard_images(&self.media, &leftovers(claimed, stored)).await;
+        cancel_runs(&self.model, runs).await;
         self.announce(claimed, delivery, Outcome::Acknowledge).await
     }
 
@@ -282,14 +305,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         &self,
         claimed: &Job,
         error: &JobError,
-        stored: &[String],
+        ended: Ended<'_>,
         delivery: &Delivery<'_>,
         outcome: Outcome,
     ) -> Outcome {
         match self.store.fail(claimed, error, Utc::now()).await {
             Ok(Transition::Applied) => {
                 metrics::emit(&claimed.request.model, &[(Metric::JobsFailed, 1.0)]);
-                discard_images(&self.media, &leftovers(claimed, stored)).await;
+                discard_images(&self.media, &leftovers(claimed, ended.stored)).await;
+                cancel_runs(&self.model, ended.runs).await;
                 self.announce(claimed, delivery, outcome).await
             }
             Ok(Transition::Stale) => {
@@ -325,6 +349,14 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             tracing::warn!(error = %err, "could not set the message's redelivery delay");
         }
     }
+}
+
+/// What an attempt that did not succeed leaves to clean up once its job is failed.
+struct Ended<'a> {
+    /// The keys it stored images under.
+    stored: &'a [String],
+    /// The model's runs noted for the job, by it or by earlier attempts.
+    runs: &'a [String],
 }
 
 /// The images a job that ends without success may have left: what this attempt stored, and if

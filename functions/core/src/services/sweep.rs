@@ -14,7 +14,7 @@ use super::metrics::{self, Metric};
 use super::webhooks::Notifier;
 use crate::domain::job::JobError;
 use crate::domain::retry::lease_wait;
-use crate::ports::{JobQueue, JobStore, MediaStore, Stranded};
+use crate::ports::{ImageModel, JobQueue, JobStore, MediaStore, Stranded};
 
 /// How long after its creation a job whose message was never sent is given up: far beyond
 /// `submit`'s 25 s timeout, so that the submit that made it has surely ended, and beyond the
@@ -38,20 +38,23 @@ pub struct SweepReport {
     pub errors: usize,
 }
 
-pub struct Sweeper<S, Q, M> {
+pub struct Sweeper<S, Q, M, I> {
     store: S,
     /// The dead-letter queue, to hand back a message whose job a worker still holds.
     dead_letters: Q,
     media: M,
+    /// The model, to stop the runs a failed job's attempts left running.
+    model: I,
     webhooks: Notifier,
 }
 
-impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
-    pub fn new(store: S, dead_letters: Q, media: M, webhooks: Notifier) -> Self {
+impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Sweeper<S, Q, M, I> {
+    pub fn new(store: S, dead_letters: Q, media: M, model: I, webhooks: Notifier) -> Self {
         Self {
             store,
             dead_letters,
             media,
+            model,
             webhooks,
         }
     }
@@ -68,8 +71,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore> Sweeper<S, Q, M> {
             Ok(Stranded::Failed(job)) => {
                 tracing::error!(attempts = job.attempts, "job stranded by its queue; marked failed");
                 metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
-                // Any attempt may have stored images before it died.
+                // Any attempt may have stored images before it died, or left a run going.
                 discard_images(&self.media, &job.possible_media_keys()).await;
+                cancel_runs(&self.model, &job.predictions).await;
                 self.webhooks.job_final(&job).await;
                 Outcome::Acknowledge
             }
@@ -178,6 +182,18 @@ pub(super) async fn discard_images<M: MediaStore>(media: &M, keys: &[String]) {
     for (key, result) in keys.iter().zip(results) {
         if let Err(err) = result {
             tracing::warn!(error = %err, %key, "could not remove an image of a job that did not succeed");
+        }
+    }
+}
+
+/// Stops the model's runs noted for a job that ended without success, which would otherwise run,
+/// and be paid for, to the end (docs/design.md, "Failure rules"). Best effort: called after the
+/// job's final write, a failure is logged and changes nothing about the job.
+pub(super) async fn cancel_runs<I: ImageModel>(model: &I, ids: &[String]) {
+    let results = futures::future::join_all(ids.iter().map(|id| model.cancel_run(id))).await;
+    for (id, result) in ids.iter().zip(results) {
+        if let Err(err) = result {
+            tracing::warn!(error = %err, run = %id, "could not stop a model run of a job that did not succeed");
         }
     }
 }

@@ -9,6 +9,7 @@ use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use mediagen::adapters::aws;
+use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::webhook::HttpWebhookSender;
 use mediagen::adapters::{
     dynamodb::DynamoJobStore,
@@ -178,12 +179,18 @@ impl Stack {
         )
     }
 
-    /// The sweeper with this stack's adapters.
-    pub fn sweeper(&self) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore> {
+    /// The sweeper with this stack's adapters, and the local model (which has no runs to stop).
+    pub fn sweeper(&self) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, LocalModel> {
+        self.sweeper_with(LocalModel)
+    }
+
+    /// The sweeper with this stack's adapters and `model`.
+    pub fn sweeper_with<I: ImageModel>(&self, model: I) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         Sweeper::new(
             self.store(),
             SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
             self.media(),
+            model,
             self.notifier(),
         )
     }

@@ -72,4 +72,10 @@ impl ImageModel for Model {
             }),
         }
     }
+    async fn cancel_run(&self, id: &str) -> Result<(), ModelError> {
+        match self {
+            Model::Local(model) => model.cancel_run(id).await,
+            Model::Replicate(model) => model.cancel_run(id).await,
+        }
+    }
 }

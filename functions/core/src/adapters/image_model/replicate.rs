@@ -34,6 +34,8 @@ const RESERVE: Duration = Duration::from_secs(3);
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
 const MAX_WAIT_SECONDS: u64 = 60;
+/// How long a cancel may take: it is best effort, and runs after the job's final write.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much longer the client waits for a create than it asks Replicate to hold its answer.
 const CREATE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -365,16 +367,23 @@ impl ReplicateModel {
     }
 
     async fn cancel(&self, prediction: &Prediction) {
-        let Ok(url) = self.prediction_url(prediction.urls.cancel.as_deref(), &prediction.id, "/cancel") else {
-            return;
-        };
-        match self
-            .call(Method::POST, url, None, HeaderMap::new(), Duration::from_secs(5))
+        if let Err(err) = self
+            .post_cancel(prediction.urls.cancel.as_deref(), &prediction.id)
             .await
         {
-            Ok(_) => tracing::info!(prediction = %prediction.id, "prediction canceled"),
-            Err(err) => tracing::warn!(prediction = %prediction.id, error = %err, "could not cancel the prediction"),
+            tracing::warn!(prediction = %prediction.id, error = %err, "could not cancel the prediction");
         }
+    }
+
+    /// `POST urls.cancel`: Replicate stops a prediction still starting or processing, and answers
+    /// one already over as it is.
+    async fn post_cancel(&self, named: Option<&str>, id: &str) -> Result<(), ModelError> {
+        let url = self.prediction_url(named, id, "/cancel")?;
+        let answer = self
+            .call(Method::POST, url, None, HeaderMap::new(), CANCEL_TIMEOUT)
+            .await?;
+        tracing::info!(prediction = %id, status = ?answer.status, "prediction cancel sent");
+        Ok(())
     }
 }
 
@@ -511,6 +520,10 @@ impl ImageModel for ReplicateModel {
             },
         })?;
         inspect(fetched)
+    }
+
+    async fn cancel_run(&self, id: &str) -> Result<(), ModelError> {
+        self.post_cancel(None, id).await
     }
 }
 
