@@ -60,12 +60,29 @@ pub struct WebhookSecretView {
     pub key: String,
 }
 
-/// One limit of a quota: what is used, the limit (`null`: none), and what remains of it.
+/// Jobs queued or running now, the owner's limit of them, and what remains.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QuotaLine<T> {
-    pub used: T,
-    pub limit: Option<T>,
-    pub remaining: Option<T>,
+pub struct ActiveJobsLine {
+    pub used: u32,
+    pub limit: u32,
+    pub remaining: u32,
+}
+
+/// The month's images, the budget (`null`: none), and what remains of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImagesLine {
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+/// The month's spend in US dollars as decimal strings, the budget (`null`: none), and what
+/// remains of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpendLine {
+    pub used: String,
+    pub limit: Option<String>,
+    pub remaining: Option<String>,
 }
 
 /// The answer of `GET /media/usage`: the caller's owner's quota and their use of it this month.
@@ -77,11 +94,11 @@ pub struct UsageView {
     /// When the month's budget is whole again.
     pub resets_at: String,
     /// Jobs queued or running now.
-    pub active_jobs: QuotaLine<u32>,
+    pub active_jobs: ActiveJobsLine,
     /// Images of the jobs submitted this month, but those that failed or were canceled.
-    pub images: QuotaLine<u64>,
+    pub images: ImagesLine,
     /// Their price at the model's list price, in US dollars as a decimal string.
-    pub spend_usd: QuotaLine<String>,
+    pub spend_usd: SpendLine,
 }
 
 impl UsageView {
@@ -92,12 +109,12 @@ impl UsageView {
             owner: owner.to_owned(),
             month: usage.month.label(),
             resets_at: timestamp::render(usage.month.end()),
-            active_jobs: QuotaLine {
+            active_jobs: ActiveJobsLine {
                 used: usage.active,
-                limit: Some(max_active),
-                remaining: Some(max_active.saturating_sub(usage.active)),
+                limit: max_active,
+                remaining: max_active.saturating_sub(usage.active),
             },
-            images: QuotaLine {
+            images: ImagesLine {
                 used: usage.images,
                 limit: usage.quota.monthly_images,
                 remaining: usage
@@ -105,7 +122,7 @@ impl UsageView {
                     .monthly_images
                     .map(|limit| limit.saturating_sub(usage.images)),
             },
-            spend_usd: QuotaLine {
+            spend_usd: SpendLine {
                 used: dollars(usage.microdollars),
                 limit: spend.map(dollars),
                 remaining: spend.map(|limit| dollars(limit.saturating_sub(usage.microdollars))),
