@@ -444,10 +444,12 @@ def emulator_clients():
 
 
 def bound(table, queue_url, bucket, image_bytes, clients, total):
-    """The emulators' bound: the AWS calls of a submit (PutItem of a job, SendMessage, the
+    """The emulators' bound: the AWS calls of a submit (the UpdateItem counting its key's request,
+    the UpdateItem taking its slot in the owner's quota, PutItem of a job, SendMessage, the
     UpdateItem that clears its unsent mark) and of a job (the claim's UpdateItem, the image's
-    PutObject, the completion's TransactWriteItems, a tenth of a DeleteMessageBatch), issued
-    directly by `clients` threads as fast as the emulators answer."""
+    PutObject, the completion's TransactWriteItems, the UpdateItem giving its slot back, a tenth
+    of a DeleteMessageBatch), issued directly by `clients` threads as fast as the emulators
+    answer. All of them under one key and one owner, as the stack's clients are."""
     aws = emulator_clients()
     image = os.urandom(image_bytes)
 
@@ -459,12 +461,27 @@ def bound(table, queue_url, bucket, image_bytes, clients, total):
             **key, "status": {"S": "queued"}, "request": {"S": "x" * 400},
             "gsi1pk": {"S": "OWNER#bench-bound"}, "gsi1sk": {"S": job_id}, "gsi2pk": {"S": "UNSENT"}, "gsi2sk": {"S": job_id},
         }
+        window = int(time.time()) // 60 * 60
+        aws()["dynamodb"].update_item(
+            TableName=table, Key={"pk": {"S": f"RATE#bound#create#{window}"}},
+            UpdateExpression="ADD requests :one", ConditionExpression="attribute_not_exists(requests) OR requests < :limit",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": "100000000"}},
+        )
+        aws()["dynamodb"].update_item(
+            TableName=table, Key=quota_key(i), UpdateExpression="ADD active :job, images_2026_12 :one",
+            ConditionExpression="attribute_not_exists(active) OR size(active) < :limit",
+            ExpressionAttributeValues={":job": {"SS": [job_id]}, ":one": {"N": "1"}, ":limit": {"N": "5000"}},
+        )
         aws()["dynamodb"].put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         aws()["sqs"].send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job_id}))
         aws()["dynamodb"].update_item(TableName=table, Key=key, UpdateExpression="REMOVE gsi2pk, gsi2sk")
-        return key
+        return key, job_id
 
-    submit, keys = concurrently(clients, total, submit_calls, aws)
+    def quota_key(_):
+        return {"pk": {"S": "QUOTA#bench-bound"}}
+
+    submit, submitted = concurrently(clients, total, submit_calls, aws)
+    keys = [key for key, _ in submitted]
 
     def job_calls(i):
         key = keys[i]
@@ -479,6 +496,11 @@ def bound(table, queue_url, bucket, image_bytes, clients, total):
             {"Update": {"TableName": table, "Key": key, "UpdateExpression": "SET #s = :d",
                         "ExpressionAttributeNames": {"#s": "status"}, "ExpressionAttributeValues": {":d": {"S": "succeeded"}}}},
         ])
+        aws()["dynamodb"].update_item(
+            TableName=table, Key=quota_key(i), UpdateExpression="DELETE active :job",
+            ConditionExpression="contains(active, :id)",
+            ExpressionAttributeValues={":job": {"SS": [submitted[i][1]]}, ":id": {"S": submitted[i][1]}},
+        )
         if i % 10 == 0:
             received = aws()["sqs"].receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if received:
