@@ -206,6 +206,21 @@ impl DynamoJobStore {
         transition(request.send().await)
     }
 
+    /// The item of this key, read strongly consistent: a job, key or record is read right after
+    /// the write that made or changed it (docs/design.md, "Stored data").
+    async fn read(&self, pk: AttributeValue) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(output.item)
+    }
+
     /// The items of these keys (at most 100), read strongly consistent: all of them, or an
     /// error, never part of them.
     async fn read_all(&self, keys: Vec<AttributeValue>) -> Result<Vec<Item>, StoreError> {
@@ -426,16 +441,8 @@ impl JobStore for DynamoJobStore {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Result<Option<(JobId, String)>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", idempotency_pk(owner, key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let Some(item) = output.item else { return Ok(None) };
+        let item = self.read(idempotency_pk(owner, key)).await?;
+        let Some(item) = item else { return Ok(None) };
         // TTL deletes lazily: an expired record holds no more.
         let expired = item
             .get("ttl")
@@ -545,30 +552,14 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", job_pk(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        output.item.as_ref().map(job_from_item).transpose()
+        let item = self.read(job_pk(id)).await?;
+        item.as_ref().map(job_from_item).transpose()
     }
 
     async fn media(&self, id: MediaId) -> Result<Option<MediaItem>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", media_pk(id))
-            // Asked right after the job's commit, which wrote it (docs/design.md, "Stored data").
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        output.item.as_ref().map(media_from_item).transpose()
+        // Asked right after the job's commit, which wrote it (docs/design.md, "Stored data").
+        let item = self.read(media_pk(id)).await?;
+        item.as_ref().map(media_from_item).transpose()
     }
 
     async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
@@ -879,16 +870,8 @@ impl JobStore for DynamoJobStore {
 
 impl KeyStore for DynamoJobStore {
     async fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", key_pk(hash))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        output.item.as_ref().map(key_from_item).transpose()
+        let item = self.read(key_pk(hash)).await?;
+        item.as_ref().map(key_from_item).transpose()
     }
 
     async fn add(&self, record: &KeyRecord) -> Result<Added, StoreError> {
@@ -1081,18 +1064,8 @@ impl KeyStore for DynamoJobStore {
 impl SigningStore for DynamoJobStore {
     async fn signing_state(&self, owner: &Owner) -> Result<SigningState, StoreError> {
         // Strongly consistent: a delivery right after a rotation's answer signs with its secret.
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", signing_pk(owner))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        output
-            .item
-            .as_ref()
+        let item = self.read(signing_pk(owner)).await?;
+        item.as_ref()
             .map_or(Ok(SigningState::default()), signing_state_from_item)
     }
 

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::Utc;
 
 use super::item::{
-    ACTIVE, Item, MAX_ACTIVE, MONTHLY_IMAGES, MONTHLY_MICRODOLLARS, images_attribute, job_from_item, job_pk, n,
-    quota_pk, s, spend_attribute, usage_from_item,
+    ACTIVE, MAX_ACTIVE, MONTHLY_IMAGES, MONTHLY_MICRODOLLARS, images_attribute, job_from_item, job_pk, n, quota_pk, s,
+    spend_attribute, usage_from_item,
 };
 use super::{DynamoJobStore, is_condition_failure, unavailable};
 use crate::domain::ids::JobId;
@@ -28,21 +28,6 @@ const UNWRITTEN_SLOT_SECONDS: i64 = 300;
 const ADMISSION_TRIES: u32 = 3;
 
 impl DynamoJobStore {
-    /// The owner's quota record, as `admit` left it when it refused: the usage, and the jobs
-    /// holding slots.
-    async fn quota_record(&self, owner: &Owner) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", quota_pk(owner))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(output.item)
-    }
-
     /// Gives back the slots of `held` whose jobs have ended (or were never written): how many.
     async fn reclaim(&self, owner: &Owner, held: Vec<JobId>) -> Result<usize, StoreError> {
         if held.is_empty() {
@@ -148,7 +133,7 @@ impl QuotaStore for DynamoJobStore {
                 Some(refusal) => return Ok(Admission::Refused(refusal)),
             }
         }
-        let (usage, _) = usage_from_item(self.quota_record(&job.owner).await?.as_ref(), month)?;
+        let (usage, _) = usage_from_item(self.read(quota_pk(&job.owner)).await?.as_ref(), month)?;
         Ok(match usage.refusal(defaults) {
             Some(refusal) => Admission::Refused(refusal),
             None => return Err(StoreError::Unavailable("the owner's quota kept changing".into())),
@@ -182,7 +167,7 @@ impl QuotaStore for DynamoJobStore {
     }
 
     async fn usage(&self, owner: &Owner, month: Month) -> Result<Usage, StoreError> {
-        let record = self.quota_record(owner).await?;
+        let record = self.read(quota_pk(owner)).await?;
         Ok(usage_from_item(record.as_ref(), month)?.0)
     }
 
