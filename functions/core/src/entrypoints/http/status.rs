@@ -232,16 +232,20 @@ pub(super) async fn webhook_secret<S: SigningStore>(
     caller: &Caller,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let secrets = api
-        .webhook_secrets
-        .as_ref()
-        .ok_or_else(|| ApiError::NoRoute(path.to_owned()))?;
+    let secrets = signing(api, path)?;
     Ok(json_response(
         StatusCode::OK,
         &WebhookSecretView {
             key: secrets.current(&caller.owner).await?.expose().to_owned(),
         },
     ))
+}
+
+/// The owners' webhook secrets; a deployment that signs no webhooks serves neither route.
+fn signing<'a, S>(api: &'a StatusApi<S>, path: &str) -> Result<&'a WebhookSecrets<S>, ApiError> {
+    api.webhook_secrets
+        .as_ref()
+        .ok_or_else(|| ApiError::NoRoute(path.to_owned()))
 }
 
 /// Gives the caller's owner a new webhook signing secret. Until `grace_seconds` have passed,
@@ -262,10 +266,7 @@ pub(super) async fn rotate_webhook_secret<S: SigningStore>(
     request: &Request,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let secrets = api
-        .webhook_secrets
-        .as_ref()
-        .ok_or_else(|| ApiError::NoRoute(path.to_owned()))?;
+    let secrets = signing(api, path)?;
     let grace = grace(request.query_string_parameters().iter()).map_err(ApiError::InvalidQuery)?;
     let rotated = secrets.rotate(&caller.owner, grace).await?;
     tracing::info!(grace_s = grace.as_secs(), "webhook secret rotated");
