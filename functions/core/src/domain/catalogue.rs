@@ -48,6 +48,125 @@ impl ModelProvider {
     }
 }
 
+/// Who runs a catalogue model (docs/design.md, "Image models").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The deterministic offline model.
+    Local,
+    /// The Replicate predictions API.
+    Replicate,
+    /// OpenAI's Images API.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Stability's models on Amazon Bedrock, through `InvokeModel`.
+    Bedrock,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Local => "local",
+            Provider::Replicate => "replicate",
+            Provider::OpenAi => "openai",
+            Provider::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// A picture's size in pixels, written `WIDTHxHEIGHT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let (width, height) = raw
+            .split_once('x')
+            .ok_or_else(|| format!("{raw:?} is not a size: write WIDTHxHEIGHT, as 1024x1024"))?;
+        let side = |text: &str| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{raw:?} is not a size: its sides must be positive whole numbers"))
+        };
+        Ok(Size {
+            width: side(width)?,
+            height: side(height)?,
+        })
+    }
+}
+
+/// How far a request's aspect ratio may be from the allowed size it is given (a ratio of
+/// ratios): 3:2 gets 1536x1024, but 16:9 gets nothing from a model whose widest is 3:2.
+const MAX_RATIO_STRETCH: f64 = 1.25;
+
+/// The allowed size a request of `width`×`height` is made at: the one nearest in aspect ratio
+/// (then in area). `Ok(None)` when the model takes any size; the error names the allowed sizes.
+pub fn fit_size(allowed: &[Size], width: u32, height: u32) -> Result<Option<Size>, String> {
+    if allowed.is_empty() {
+        return Ok(None);
+    }
+    let ratio = |w: u32, h: u32| (f64::from(w) / f64::from(h)).ln();
+    let wanted = ratio(width, height);
+    let area = (f64::from(width) * f64::from(height)).ln();
+    let distance = |size: &Size| {
+        let shape = (ratio(size.width, size.height) - wanted).abs();
+        let scale = ((f64::from(size.width) * f64::from(size.height)).ln() - area).abs();
+        (shape, scale)
+    };
+    let nearest = allowed
+        .iter()
+        .min_by(|a, b| {
+            let (a, b) = (distance(a), distance(b));
+            a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+        })
+        .copied();
+    match nearest {
+        Some(size) if distance(&size).0 <= MAX_RATIO_STRETCH.ln() + 1e-9 => Ok(Some(size)),
+        _ => {
+            let names: Vec<String> = allowed.iter().map(Size::to_string).collect();
+            Err(format!(
+                "no size this model makes has the shape of {width}x{height}; it makes {}",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// One model of the catalogue (docs/models.md): the name clients use and what runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    /// The name a request gives as `model`.
+    pub name: String,
+    pub provider: Provider,
+    /// The model's id at its provider: `owner/name[:version]` on Replicate, `gpt-image-1` on
+    /// OpenAI, `stability.stable-image-core-v1:1` on Bedrock.
+    pub provider_model: String,
+    /// The sizes the model makes; empty when it makes any size our rules allow.
+    pub sizes: Vec<Size>,
+    /// The formats the model can answer; a request for another is refused at submit.
+    pub formats: Vec<crate::domain::format::OutputFormat>,
+    /// Images one call to the provider makes at most; more take further calls.
+    pub max_outputs: u32,
+    /// What one image costs at the provider, in micro-dollars.
+    pub price_per_image: u64,
+    /// Where that price was read, for whoever checks it.
+    pub price_source: String,
+    /// The models tried in turn when this one is unavailable (docs/design.md, "Fallback").
+    pub fallback: Vec<String>,
+}
+
 /// How a model takes the picture's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SizeInput {
