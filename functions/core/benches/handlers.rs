@@ -166,8 +166,11 @@ fn links() -> FileLinks {
 
 fn policy() -> RequestPolicy {
     RequestPolicy {
-        allowed_models: vec!["local".into()],
-        default_model: "local".into(),
+        catalogue: mediagen::domain::catalogue::Catalogue::parse(
+            mediagen::domain::catalogue::BUILT_IN,
+            &[mediagen::domain::catalogue::Provider::Local],
+        )
+        .unwrap(),
         allow_local_urls: false,
     }
 }
@@ -274,6 +277,7 @@ fn benches(c: &mut Criterion) {
         links: links(),
         webhook_secrets: None,
         openapi: http::status::LazyBody::new(Box::new(String::new)),
+        models: mediagen::entrypoints::views::model_list(&Default::default()),
         quota_defaults: QuotaDefaults::default(),
     };
     let status_path = format!("/media/status/{}", fx.job_id);

@@ -11,7 +11,7 @@ use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, MediaItem};
+use crate::domain::job::{Job, JobError, MediaItem, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
@@ -219,6 +219,7 @@ pub trait JobStore: Send + Sync {
         &self,
         claimed: &Job,
         media: &[MediaItem],
+        record: &RunRecord,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     /// `processing → queued` after a transient failure, if the claim still holds.

@@ -19,7 +19,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         media,
         bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
         bootstrap::webhook_notifier(&config, &sdk),
-        GenerateSettings::new(config.max_receive_count, config.retention),
+        GenerateSettings {
+            catalogue: config.catalogue.clone(),
+            memory_mb: config.memory_mb,
+            ..GenerateSettings::new(config.max_receive_count, config.retention)
+        },
     );
     let generator = &generator;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {

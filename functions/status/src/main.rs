@@ -24,9 +24,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         // Without WEBHOOK_SECRET_PARAMETER this deployment signs no webhooks, and has no secret to show.
         webhook_secrets: bootstrap::or_exit(webhook_keys).map(|keys| WebhookSecrets::new(store, keys)),
         openapi: {
-            let models = config.allowed_models.clone();
+            let models: Vec<String> = config.catalogue.names().into_iter().map(str::to_owned).collect();
             LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))
         },
+        models: mediagen::entrypoints::views::model_list(&config.catalogue),
         quota_defaults: config.quota_defaults,
     };
     let api = &api;

@@ -1,5 +1,12 @@
-//! The models a deployment can offer (docs/design.md, "Image models"): the one local model, and
-//! every Replicate model the adapter knows how to call, with how each takes its input.
+//! The models a deployment can offer (docs/design.md, "Image models"): its catalogue
+//! (models.toml), each model's provider, sizes, formats, price and fallbacks, and how each
+//! Replicate model the adapter knows takes its input.
+
+use crate::domain::format::OutputFormat;
+use crate::domain::generation::MAX_OUTPUTS;
+
+/// The catalogue a deployment runs when `MODEL_CATALOGUE` names none (models.toml).
+pub const BUILT_IN: &str = include_str!("../../../../models.toml");
 
 /// The deterministic offline model.
 pub const LOCAL_MODEL: &str = "local";
@@ -10,43 +17,6 @@ pub const LOCAL_SLOW_MODEL: &str = "local-slow";
 pub const OUR_MODEL_OWNER: &str = "mediagen";
 /// The Replicate model a `replicate` deployment offers when none is configured.
 pub const DEFAULT_REPLICATE_MODEL: &str = "black-forest-labs/flux-schnell";
-
-/// Which image model backs `generate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelProvider {
-    Local,
-    Replicate,
-}
-
-impl ModelProvider {
-    pub fn default_model(self) -> &'static str {
-        match self {
-            ModelProvider::Local => LOCAL_MODEL,
-            ModelProvider::Replicate => DEFAULT_REPLICATE_MODEL,
-        }
-    }
-
-    /// The models a deployment of this provider offers when it names none: for the local
-    /// provider both local models, so that waits and cancels can be tried on any local stack;
-    /// for Replicate none but the default model, which is always offered.
-    pub fn offered_by_default(self) -> &'static [&'static str] {
-        match self {
-            ModelProvider::Local => &[LOCAL_MODEL, LOCAL_SLOW_MODEL],
-            ModelProvider::Replicate => &[],
-        }
-    }
-
-    /// Whether this provider can run the named model; the error says what it can run.
-    pub fn check_model(self, model: &str) -> Result<(), String> {
-        match self {
-            ModelProvider::Local if model == LOCAL_MODEL || model == LOCAL_SLOW_MODEL => Ok(()),
-            ModelProvider::Local => Err(format!(
-                "the local provider has the models `{LOCAL_MODEL}` and `{LOCAL_SLOW_MODEL}`"
-            )),
-            ModelProvider::Replicate => check_replicate_model(model),
-        }
-    }
-}
 
 /// Who runs a catalogue model (docs/design.md, "Image models").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -156,7 +126,7 @@ pub struct ModelEntry {
     /// The sizes the model makes; empty when it makes any size our rules allow.
     pub sizes: Vec<Size>,
     /// The formats the model can answer; a request for another is refused at submit.
-    pub formats: Vec<crate::domain::format::OutputFormat>,
+    pub formats: Vec<OutputFormat>,
     /// Images one call to the provider makes at most; more take further calls.
     pub max_outputs: u32,
     /// What one image costs at the provider, in micro-dollars.
@@ -165,6 +135,210 @@ pub struct ModelEntry {
     pub price_source: String,
     /// The models tried in turn when this one is unavailable (docs/design.md, "Fallback").
     pub fallback: Vec<String>,
+}
+
+/// The models a deployment offers, in the order its catalogue lists them, and the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalogue {
+    entries: Vec<ModelEntry>,
+    default: String,
+}
+
+/// The catalogue file as written (models.toml).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueFile {
+    default: Option<String>,
+    #[serde(default)]
+    models: Vec<EntryFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    name: String,
+    provider: Provider,
+    model: Option<String>,
+    #[serde(default)]
+    sizes: Vec<String>,
+    #[serde(default)]
+    formats: Vec<String>,
+    max_outputs: Option<u32>,
+    price_usd: f64,
+    price_source: String,
+    #[serde(default)]
+    fallback: Vec<String>,
+}
+
+/// The most a model may cost per image: a price above it is a typo in the file.
+const MAX_PRICE_USD: f64 = 100.0;
+
+impl Catalogue {
+    /// Reads a catalogue file and keeps the models of the enabled providers; every mistake is
+    /// named with its model.
+    pub fn parse(text: &str, enabled: &[Provider]) -> Result<Self, String> {
+        let file: CatalogueFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let mut entries = Vec::with_capacity(file.models.len());
+        for raw in file.models {
+            let entry = raw.check()?;
+            if entries.iter().any(|e: &ModelEntry| e.name == entry.name) {
+                return Err(format!("model {} is listed twice", entry.name));
+            }
+            entries.push(entry);
+        }
+        let known: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+        for entry in &entries {
+            if let Some(missing) = entry.fallback.iter().find(|f| !known.contains(f)) {
+                return Err(format!(
+                    "model {}: its fallback {missing} is not in the catalogue",
+                    entry.name
+                ));
+            }
+        }
+        entries.retain(|e| enabled.contains(&e.provider));
+        // A fallback to a model of a provider this deployment does not run is left out.
+        let offered: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+        for entry in &mut entries {
+            entry.fallback.retain(|f| offered.contains(f) && *f != entry.name);
+        }
+        let first = entries.first().map(|e| e.name.clone()).ok_or_else(|| {
+            let names: Vec<&str> = enabled.iter().map(|p| p.name()).collect();
+            format!(
+                "no model of the enabled providers ({}) is in the catalogue",
+                names.join(", ")
+            )
+        })?;
+        let default = file.default.filter(|d| offered.contains(d)).unwrap_or(first);
+        Ok(Self { entries, default })
+    }
+
+    /// The catalogue with `default` as its default, if it offers that model.
+    pub fn with_default(mut self, default: &str) -> Result<Self, String> {
+        if self.entry(default).is_none() {
+            return Err(format!(
+                "{default} is not offered (offered: {})",
+                self.names().join(", ")
+            ));
+        }
+        self.default = default.to_owned();
+        Ok(self)
+    }
+
+    /// Only the named models, in the catalogue's order (an operator's allow-list).
+    pub fn only(mut self, names: &[String]) -> Result<Self, String> {
+        if let Some(missing) = names.iter().find(|n| self.entry(n).is_none()) {
+            return Err(format!(
+                "{missing} is not offered (offered: {})",
+                self.names().join(", ")
+            ));
+        }
+        self.entries
+            .retain(|e| names.contains(&e.name) || e.name == self.default);
+        let offered: Vec<String> = self.names().into_iter().map(str::to_owned).collect();
+        for entry in &mut self.entries {
+            entry.fallback.retain(|f| offered.contains(f));
+        }
+        Ok(self)
+    }
+
+    pub fn default_model(&self) -> &str {
+        &self.default
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&ModelEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    pub fn entries(&self) -> &[ModelEntry] {
+        &self.entries
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// Whether any offered model runs on `provider`.
+    pub fn uses(&self, provider: Provider) -> bool {
+        self.entries.iter().any(|e| e.provider == provider)
+    }
+
+    /// The names of the models tried for `name`, in turn: itself, then its fallbacks. A model
+    /// the catalogue does not list (a job submitted before it changed) is tried alone.
+    pub fn fallback_chain(&self, name: &str) -> Vec<String> {
+        match self.entry(name) {
+            Some(entry) => std::iter::once(name.to_owned())
+                .chain(entry.fallback.iter().cloned())
+                .collect(),
+            None => vec![name.to_owned()],
+        }
+    }
+
+    /// The model and its fallbacks, in the order they are tried.
+    pub fn chain(&self, name: &str) -> Vec<&ModelEntry> {
+        let Some(first) = self.entry(name) else {
+            return Vec::new();
+        };
+        std::iter::once(first)
+            .chain(first.fallback.iter().filter_map(|f| self.entry(f)))
+            .collect()
+    }
+}
+
+impl EntryFile {
+    fn check(self) -> Result<ModelEntry, String> {
+        let name = self.name.trim().to_owned();
+        let fail = |reason: String| format!("model {name}: {reason}");
+        if name.is_empty() {
+            return Err("a model has an empty name".to_owned());
+        }
+        let provider_model = self.model.unwrap_or_else(|| name.clone());
+        match self.provider {
+            Provider::Local if provider_model != LOCAL_MODEL && provider_model != LOCAL_SLOW_MODEL => {
+                return Err(fail(format!(
+                    "the local provider has the models `{LOCAL_MODEL}` and `{LOCAL_SLOW_MODEL}`"
+                )));
+            }
+            Provider::Replicate => check_replicate_model(&provider_model).map_err(&fail)?,
+            _ => {}
+        }
+        let sizes = self
+            .sizes
+            .iter()
+            .map(|s| s.parse::<Size>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&fail)?;
+        let formats = if self.formats.is_empty() {
+            OutputFormat::ALL.to_vec()
+        } else {
+            self.formats
+                .iter()
+                .map(|f| {
+                    OutputFormat::parse(f).ok_or_else(|| fail(format!("format {f:?} is not one of png, webp, jpg")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let max_outputs = self.max_outputs.unwrap_or(MAX_OUTPUTS);
+        if !(1..=MAX_OUTPUTS).contains(&max_outputs) {
+            return Err(fail(format!("max_outputs must be between 1 and {MAX_OUTPUTS}")));
+        }
+        if !(0.0..=MAX_PRICE_USD).contains(&self.price_usd) {
+            return Err(fail(format!("price_usd must be between 0 and {MAX_PRICE_USD}")));
+        }
+        if self.price_source.trim().is_empty() {
+            return Err(fail("price_source is empty: say where the price was read".to_owned()));
+        }
+        Ok(ModelEntry {
+            name,
+            provider: self.provider,
+            provider_model,
+            sizes,
+            formats,
+            max_outputs,
+            price_per_image: (self.price_usd * 1_000_000.0).round() as u64,
+            price_source: self.price_source,
+            fallback: self.fallback,
+        })
+    }
 }
 
 /// How a model takes the picture's size.
@@ -203,9 +377,6 @@ pub struct Supported {
     pub max_outputs: u32,
     pub takes_output_format: bool,
     pub takes_negative_prompt: bool,
-    /// Replicate's list price per image, in micro-dollars (docs/operations.md, "The Replicate
-    /// model"): what an image counts against an owner's monthly budget.
-    pub price_per_image: u64,
 }
 
 /// Every supported model, in one place. Official models run by name; others need a pinned
@@ -217,7 +388,6 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: true,
         takes_negative_prompt: false,
-        price_per_image: 3_000,
     },
     Supported {
         name: "black-forest-labs/flux-dev",
@@ -225,7 +395,6 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: true,
         takes_negative_prompt: false,
-        price_per_image: 25_000,
     },
     Supported {
         name: "black-forest-labs/flux-1.1-pro",
@@ -233,7 +402,6 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 1,
         takes_output_format: true,
         takes_negative_prompt: false,
-        price_per_image: 40_000,
     },
     Supported {
         name: "stability-ai/sdxl",
@@ -241,19 +409,8 @@ pub const REPLICATE_MODELS: [Supported; 4] = [
         max_outputs: 4,
         takes_output_format: false,
         takes_negative_prompt: true,
-        price_per_image: 6_000,
     },
 ];
-
-/// What one image of the model costs, in micro-dollars: nothing for our own models; for SDXL,
-/// billed by GPU time, the estimate of a run.
-pub fn price_per_image(model: &str) -> u64 {
-    let name = model.split_once(':').map_or(model, |(name, _)| name);
-    REPLICATE_MODELS
-        .iter()
-        .find(|s| s.name == name)
-        .map_or(0, |s| s.price_per_image)
-}
 
 /// A model as configured: `owner/name`, or `owner/name:version` for a pinned version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,18 +474,97 @@ mod tests {
         }
     }
 
-    #[test]
-    fn prices_follow_the_model_and_not_its_version() {
-        assert_eq!(price_per_image(DEFAULT_REPLICATE_MODEL), 3_000);
-        assert_eq!(price_per_image("stability-ai/sdxl:7762fd07"), 6_000);
-        assert_eq!(price_per_image(LOCAL_MODEL), 0);
+    fn catalogue(enabled: &[Provider]) -> Catalogue {
+        Catalogue::parse(BUILT_IN, enabled).unwrap()
     }
 
     #[test]
-    fn each_provider_runs_only_its_own_models() {
-        assert!(ModelProvider::Local.check_model(LOCAL_MODEL).is_ok());
-        assert!(ModelProvider::Local.check_model(DEFAULT_REPLICATE_MODEL).is_err());
-        assert!(ModelProvider::Replicate.check_model(DEFAULT_REPLICATE_MODEL).is_ok());
-        assert!(ModelProvider::Replicate.check_model(LOCAL_MODEL).is_err());
+    fn the_built_in_catalogue_offers_the_models_of_the_enabled_providers() {
+        let local = catalogue(&[Provider::Local]);
+        assert_eq!(local.names(), [LOCAL_MODEL, LOCAL_SLOW_MODEL]);
+        assert_eq!(local.default_model(), LOCAL_MODEL);
+        let replicate = catalogue(&[Provider::Replicate]);
+        assert_eq!(replicate.default_model(), DEFAULT_REPLICATE_MODEL);
+        let all = catalogue(&[
+            Provider::Local,
+            Provider::Replicate,
+            Provider::OpenAi,
+            Provider::Bedrock,
+        ]);
+        assert!(all.uses(Provider::Bedrock) && all.uses(Provider::OpenAi));
+        let gpt = all.entry("gpt-image-1").unwrap();
+        assert_eq!(gpt.price_per_image, 42_000);
+        assert_eq!(gpt.sizes.len(), 3);
+        let chain: Vec<&str> = all.chain("gpt-image-1").iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(chain, ["gpt-image-1", "stable-image-core"]);
+        assert_eq!(
+            all.entry("stable-image-core").unwrap().provider_model,
+            "stability.stable-image-core-v1:1"
+        );
+    }
+
+    #[test]
+    fn fallbacks_to_providers_not_enabled_are_left_out() {
+        let openai = catalogue(&[Provider::OpenAi]);
+        assert!(openai.entry("gpt-image-1").unwrap().fallback.is_empty());
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named_with_their_model() {
+        let entry = |extra: &str| {
+            format!(
+                "[[models]]\nname = \"m\"\nprovider = \"replicate\"\nmodel = \"black-forest-labs/flux-schnell\"\nprice_usd = 0.01\nprice_source = \"x\"\n{extra}"
+            )
+        };
+        for (extra, wanted) in [
+            ("sizes = [\"big\"]", "not a size"),
+            ("formats = [\"gif\"]", "gif"),
+            ("max_outputs = 9", "max_outputs"),
+            ("fallback = [\"nowhere\"]", "nowhere"),
+            ("colour = \"red\"", "colour"),
+        ] {
+            let err = Catalogue::parse(&entry(extra), &[Provider::Replicate]).unwrap_err();
+            assert!(err.contains(wanted), "{extra}: {err}");
+        }
+        let twice = format!("{}\n{}", entry(""), entry(""));
+        assert!(
+            Catalogue::parse(&twice, &[Provider::Replicate])
+                .unwrap_err()
+                .contains("twice")
+        );
+        let err = Catalogue::parse(&entry(""), &[Provider::Local]).unwrap_err();
+        assert!(err.contains("no model of the enabled providers (local)"), "{err}");
+        let unknown = entry("").replace("black-forest-labs/flux-schnell", "acme/painter");
+        assert!(
+            Catalogue::parse(&unknown, &[Provider::Replicate])
+                .unwrap_err()
+                .contains("model m")
+        );
+    }
+
+    #[test]
+    fn an_allow_list_keeps_the_default_and_refuses_what_is_not_offered() {
+        let all = catalogue(&[Provider::Local, Provider::Replicate]);
+        let only = all.clone().only(&["black-forest-labs/flux-dev".into()]).unwrap();
+        assert_eq!(only.names(), [LOCAL_MODEL, "black-forest-labs/flux-dev"]);
+        assert!(only.entry("black-forest-labs/flux-dev").unwrap().fallback.is_empty());
+        assert!(all.clone().only(&["gpt-image-1".into()]).is_err());
+        assert_eq!(all.with_default("local-slow").unwrap().default_model(), "local-slow");
+    }
+
+    #[test]
+    fn sizes_fit_by_shape_or_are_refused_with_the_allowed_ones() {
+        let sizes: Vec<Size> = ["1024x1024", "1536x1024", "1024x1536"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let fit = |w, h| fit_size(&sizes, w, h).map(|s| s.map(|s| s.to_string()));
+        assert_eq!(fit(1024, 1024), Ok(Some("1024x1024".into())));
+        assert_eq!(fit(512, 512), Ok(Some("1024x1024".into())));
+        assert_eq!(fit(1440, 960), Ok(Some("1536x1024".into())));
+        assert_eq!(fit(960, 1440), Ok(Some("1024x1536".into())));
+        let err = fit(1440, 256).unwrap_err();
+        assert!(err.contains("1024x1024, 1536x1024, 1024x1536"), "{err}");
+        assert_eq!(fit_size(&[], 1440, 256), Ok(None));
     }
 }

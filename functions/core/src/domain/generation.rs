@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use std::net::IpAddr;
 use url::{Host, Url};
 
+use super::catalogue::{Catalogue, fit_size};
 use super::format::OutputFormat;
 use super::network::is_public;
 
@@ -61,8 +62,8 @@ pub struct GenerateRequest {
 /// What the deployment allows, which the rules depend on.
 #[derive(Debug, Clone)]
 pub struct RequestPolicy {
-    pub allowed_models: Vec<String>,
-    pub default_model: String,
+    /// The models offered, with the sizes and formats each makes.
+    pub catalogue: Catalogue,
     pub allow_local_urls: bool,
 }
 
@@ -95,6 +96,18 @@ impl GenerateRequest {
             .map_or_else(|| fastrand::u32(..), |s| s as u32);
         let output_format = field.output_format();
         let webhook_url = field.webhook_url(policy.allow_local_urls);
+        if let Some(entry) = policy.catalogue.entry(&model) {
+            if let Err(reason) = fit_size(&entry.sizes, width, height) {
+                field.reject("width", reason);
+            }
+            if !entry.formats.contains(&output_format) {
+                let makes: Vec<&str> = entry.formats.iter().map(|f| f.extension()).collect();
+                field.reject(
+                    "output_format",
+                    format!("the model {model} makes only {}", makes.join(", ")),
+                );
+            }
+        }
 
         if !errors.is_empty() {
             return Err(errors);
@@ -192,13 +205,14 @@ impl Fields<'_> {
     }
 
     fn model(&mut self, policy: &RequestPolicy) -> String {
+        let default = policy.catalogue.default_model();
         match self.get("model") {
-            None => policy.default_model.clone(),
-            Some(Value::String(model)) if policy.allowed_models.contains(model) => model.clone(),
+            None => default.to_owned(),
+            Some(Value::String(model)) if policy.catalogue.entry(model).is_some() => model.clone(),
             Some(_) => {
-                let allowed = policy.allowed_models.join(", ");
+                let allowed = policy.catalogue.names().join(", ");
                 self.reject("model", format!("must be one of: {allowed}"));
-                policy.default_model.clone()
+                default.to_owned()
             }
         }
     }
@@ -271,12 +285,16 @@ fn check_webhook_url(raw: &str, allow_local: bool) -> Result<Url, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::catalogue::Provider;
     use serde_json::json;
 
     pub(crate) fn policy() -> RequestPolicy {
+        let catalogue = format!(
+            "{}\n[[models]]\nname = \"other\"\nprovider = \"local\"\nmodel = \"local\"\nprice_usd = 0.04\nprice_source = \"test\"\n",
+            crate::domain::catalogue::BUILT_IN
+        );
         RequestPolicy {
-            allowed_models: vec!["local".into(), "other".into()],
-            default_model: "local".into(),
+            catalogue: Catalogue::parse(&catalogue, &[Provider::Local, Provider::OpenAi]).unwrap(),
             allow_local_urls: false,
         }
     }
@@ -324,6 +342,22 @@ pub(crate) mod tests {
         assert_eq!((request.width, request.height, request.num_outputs), (256, 1440, 4));
         assert_eq!(request.seed, u32::MAX);
         assert_eq!(request.output_format, OutputFormat::Webp);
+    }
+
+    #[test]
+    fn a_model_with_fixed_sizes_or_formats_refuses_others_naming_what_it_makes() {
+        let sizes = errors(json!({"prompt": "p", "model": "gpt-image-1", "width": 1440, "height": 256}));
+        assert_eq!(sizes.len(), 1);
+        assert_eq!(sizes[0].field, "width");
+        assert!(
+            sizes[0].message.contains("1024x1024, 1536x1024, 1024x1536"),
+            "{sizes:?}"
+        );
+        let formats = errors(json!({"prompt": "p", "model": "dall-e-3", "output_format": "webp"}));
+        assert_eq!(formats[0].field, "output_format");
+        assert!(formats[0].message.contains("makes only png"), "{formats:?}");
+        let fits = json!({"prompt": "p", "model": "gpt-image-1", "width": 1440, "height": 960});
+        assert!(GenerateRequest::parse(&fits, &policy()).is_ok());
     }
 
     #[test]

@@ -159,8 +159,33 @@ pub struct Job {
     /// queued: whoever finds a final job with it set queues the webhook (docs/design.md,
     /// "Webhooks").
     pub webhook_pending: bool,
+    /// What one image of the requested model costs at its provider, in micro-dollars, from the
+    /// catalogue when the job was submitted: what the job counts against its owner's budget.
+    pub price_per_image: u64,
+    /// Each model tried for the succeeded job, in order: the last one made its images
+    /// (docs/design.md, "Fallback").
+    pub model_attempts: Vec<ModelAttempt>,
+    /// What the succeeded job cost, model and AWS, in micro-dollars (docs/cost.md).
+    pub cost_microdollars: Option<u64>,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
+}
+
+/// One model's try at a job's images.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ModelAttempt {
+    pub model: String,
+    /// `succeeded`, or the job error code of its failure (`model_unavailable` when its provider
+    /// was down or busy past the retries).
+    pub outcome: String,
+    pub duration_ms: u64,
+}
+
+/// What a succeeded attempt records on its job beside the media.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    pub model_attempts: Vec<ModelAttempt>,
+    pub cost_microdollars: u64,
 }
 
 impl Job {
@@ -184,6 +209,9 @@ impl Job {
             unsent: true,
             predictions: Vec::new(),
             webhook_pending: false,
+            price_per_image: 0,
+            model_attempts: Vec::new(),
+            cost_microdollars: None,
             ttl: expiry(now, retention),
         }
     }

@@ -6,6 +6,7 @@
 //! imports another module of this crate outside `domain`.
 
 pub mod catalogue;
+pub mod cost;
 pub mod file_urls;
 pub mod format;
 pub mod generation;

@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
-use super::catalogue;
 use super::job::{Job, JobStatus};
 use super::timestamp;
 
@@ -55,7 +54,7 @@ impl Charge {
         let images = u64::from(job.request.num_outputs);
         Self {
             images,
-            microdollars: images * catalogue::price_per_image(&job.request.model),
+            microdollars: images * job.price_per_image,
         }
     }
 

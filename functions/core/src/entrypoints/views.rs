@@ -9,10 +9,11 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::catalogue::Catalogue;
 use crate::domain::catalogue::public_name;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::ids::MediaId;
-use crate::domain::job::{Job, JobStatus, MediaItem};
+use crate::domain::job::{Job, JobStatus, MediaItem, ModelAttempt};
 use crate::domain::listing::Cursor;
 use crate::domain::prediction::PredictionStatus;
 use crate::domain::timestamp::render as timestamp;
@@ -75,6 +76,12 @@ pub struct TimingsView {
     pub generation_ms: Option<i64>,
 }
 
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobMetricsView {
+    /// The model's price for the images plus the AWS share, in dollars (docs/cost.md).
+    pub cost_usd: Option<f64>,
+}
+
 /// Where a job can be followed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LinksView {
@@ -97,6 +104,10 @@ pub struct JobView {
     /// A cancel was asked while the job ran: its attempt ends it `canceled`.
     pub cancel_requested: bool,
     pub timings: TimingsView,
+    /// What the job cost, once it succeeded.
+    pub metrics: JobMetricsView,
+    /// Each model tried, in order, once the job succeeded: the last one made its images.
+    pub model_attempts: Vec<ModelAttempt>,
     pub media: Vec<MediaView>,
     /// Given with the answers of a submit.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +194,10 @@ pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> JobView {
             queued_ms: timings.queued_ms,
             generation_ms: timings.generation_ms,
         },
+        metrics: JobMetricsView {
+            cost_usd: cost_usd(job),
+        },
+        model_attempts: job.model_attempts.clone(),
         media: media
             .iter()
             .map(|m| MediaView {
@@ -267,6 +282,14 @@ pub struct PredictionMetrics {
     /// Seconds from the first claim to completion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predict_time: Option<f64>,
+    /// What the prediction cost, model and AWS, in dollars, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// A job's cost in dollars, from its micro-dollars.
+fn cost_usd(job: &Job) -> Option<f64> {
+    job.cost_microdollars.map(|micro| micro as f64 / 1e6)
 }
 
 /// A job as a Replicate prediction.
@@ -339,6 +362,7 @@ pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> Predi
         },
         metrics: PredictionMetrics {
             predict_time: job.timings().generation_ms.map(|ms| ms as f64 / 1000.0),
+            cost_usd: cost_usd(job),
         },
         webhook: request.webhook_url.as_ref().map(|url| url.as_str().to_owned()),
     }
@@ -351,5 +375,60 @@ fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String 
             signer.sign(id, expires)
         ),
         None => format!("{root}/v1/files/{id}"),
+    }
+}
+
+/// `GET /v1/models`: the catalogue, in the list shape of OpenAI's `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelListView {
+    /// `list`.
+    pub object: String,
+    pub data: Vec<ModelView>,
+}
+
+/// One model of the catalogue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelView {
+    /// The name a request gives as `model`.
+    pub id: String,
+    /// `model`.
+    pub object: String,
+    /// OpenAI's field, here always 0: the catalogue has no dates.
+    pub created: i64,
+    /// The provider that runs it: `local`, `replicate`, `openai`, `bedrock`.
+    pub owned_by: String,
+    /// The model's id at its provider.
+    pub provider_model: String,
+    /// Whether a request that names no model gets this one.
+    pub default: bool,
+    /// The sizes it makes, `WIDTHxHEIGHT`; empty for any size within the API's rules.
+    pub sizes: Vec<String>,
+    pub formats: Vec<String>,
+    pub price_per_image_usd: f64,
+    pub price_source: String,
+    /// The models tried in turn when its provider is unavailable.
+    pub fallback: Vec<String>,
+}
+
+pub fn model_list(catalogue: &Catalogue) -> ModelListView {
+    ModelListView {
+        object: "list".to_owned(),
+        data: catalogue
+            .entries()
+            .iter()
+            .map(|entry| ModelView {
+                id: entry.name.clone(),
+                object: "model".to_owned(),
+                created: 0,
+                owned_by: entry.provider.name().to_owned(),
+                provider_model: entry.provider_model.clone(),
+                default: entry.name == catalogue.default_model(),
+                sizes: entry.sizes.iter().map(ToString::to_string).collect(),
+                formats: entry.formats.iter().map(|f| f.extension().to_owned()).collect(),
+                price_per_image_usd: entry.price_per_image as f64 / 1e6,
+                price_source: entry.price_source.clone(),
+                fallback: entry.fallback.clone(),
+            })
+            .collect(),
     }
 }

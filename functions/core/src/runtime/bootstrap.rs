@@ -4,10 +4,10 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
-use crate::adapters::image_model::{Model, local::LocalModel, replicate};
+use crate::adapters::image_model::{Models, local::LocalModel, replicate};
 use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
 use crate::adapters::{aws, ssm};
-use crate::domain::catalogue::ModelProvider;
+use crate::domain::catalogue::Provider;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::secret::Secret;
 use crate::domain::webhook::MasterKey;
@@ -71,32 +71,52 @@ pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, C
 /// The configured image model; the Replicate model needs its token: `REPLICATE_API_TOKEN` (a local
 /// run), else the SSM parameter `REPLICATE_API_TOKEN_PARAMETER` names (a deployed stack), read
 /// once at cold start.
-pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Model, ConfigError> {
-    Ok(match config.model_provider {
-        ModelProvider::Local => Model::Local(LocalModel),
-        ModelProvider::Replicate => {
-            let token = match (&config.replicate_api_token, &config.replicate_api_token_parameter) {
-                (Some(token), _) => token.clone(),
-                (None, Some(parameter)) => {
-                    ssm::parameter(sdk, parameter)
-                        .await
-                        .map_err(|reason| ConfigError::Invalid {
-                            name: "REPLICATE_API_TOKEN_PARAMETER",
-                            value: parameter.clone(),
-                            reason,
-                        })?
-                }
-                (None, None) => return Err(ConfigError::Missing("REPLICATE_API_TOKEN")),
-            };
-            let settings = replicate::ReplicateSettings {
-                api_base_url: config.replicate_api_base_url.clone(),
-                token,
-                allow_local_urls: config.allow_local_urls,
-                max_output_bytes: config.max_output_bytes,
-            };
-            Model::Replicate(replicate::ReplicateModel::new(settings).map_err(ConfigError::Startup)?)
-        }
+pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Models, ConfigError> {
+    let catalogue = &config.catalogue;
+    let replicate = if catalogue.uses(Provider::Replicate) {
+        let token = provider_token(
+            sdk,
+            ("REPLICATE_API_TOKEN", config.replicate_api_token.as_ref()),
+            (
+                "REPLICATE_API_TOKEN_PARAMETER",
+                config.replicate_api_token_parameter.as_ref(),
+            ),
+        )
+        .await?;
+        let settings = replicate::ReplicateSettings {
+            api_base_url: config.replicate_api_base_url.clone(),
+            token,
+            allow_local_urls: config.allow_local_urls,
+            max_output_bytes: config.max_output_bytes,
+        };
+        Some(replicate::ReplicateModel::new(settings).map_err(ConfigError::Startup)?)
+    } else {
+        None
+    };
+    Ok(Models {
+        catalogue: catalogue.clone(),
+        local: LocalModel,
+        replicate,
     })
+}
+
+/// A provider's token: from its variable if set, else from the SSM parameter named.
+async fn provider_token(
+    sdk: &SdkConfig,
+    (variable, value): (&'static str, Option<&Secret>),
+    (parameter_setting, parameter): (&'static str, Option<&String>),
+) -> Result<Secret, ConfigError> {
+    match (value, parameter) {
+        (Some(token), _) => Ok(token.clone()),
+        (None, Some(parameter)) => ssm::parameter(sdk, parameter)
+            .await
+            .map_err(|reason| ConfigError::Invalid {
+                name: parameter_setting,
+                value: parameter.clone(),
+                reason,
+            }),
+        (None, None) => Err(ConfigError::Missing(variable)),
+    }
 }
 
 /// What queues the webhooks of final jobs: off when `WEBHOOKS_QUEUE_URL` is unset.

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::adapters::image_model::replicate::DEFAULT_API_BASE_URL;
-use crate::domain::catalogue::ModelProvider;
+use crate::adapters::image_model::replicate;
+use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
 use crate::domain::secret::Secret;
@@ -30,12 +30,16 @@ pub struct Config {
     pub jobs_table: String,
     pub jobs_queue_url: String,
     pub media_bucket: String,
-    pub model_provider: ModelProvider,
-    pub default_model: String,
-    pub allowed_models: Vec<String>,
+    /// The models offered, from the catalogue file (`MODEL_CATALOGUE`, else models.toml): those
+    /// of the providers `MODEL_PROVIDER` enables, narrowed by `ALLOWED_MODELS`, with
+    /// `DEFAULT_MODEL` as the default if set.
+    pub catalogue: Catalogue,
     pub presign_ttl: Duration,
     pub retention: Duration,
     pub max_receive_count: u32,
+    /// The function's memory, which Lambda sets (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`): the Lambda
+    /// share of a job's cost.
+    pub memory_mb: u32,
     /// The quota of an owner who has none set (docs/design.md, "Quotas").
     pub quota_defaults: QuotaDefaults,
     pub replicate_api_token: Option<Secret>,
@@ -47,6 +51,11 @@ pub struct Config {
     pub file_url_secret_parameter: Option<String>,
     /// The Replicate API's address; tests point it at a local mock.
     pub replicate_api_base_url: url::Url,
+    pub openai_api_key: Option<Secret>,
+    /// The SSM parameter holding the OpenAI key when deployed; `OPENAI_API_KEY` wins.
+    pub openai_api_key_parameter: Option<String>,
+    /// The OpenAI API's address; tests point it at a local mock.
+    pub openai_api_base_url: url::Url,
     pub allow_local_urls: bool,
     pub max_output_bytes: u64,
     /// Endpoint used only to sign presigned URLs, when clients reach storage by another address
@@ -74,38 +83,13 @@ impl Config {
         let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
 
-        let model_provider = match get("MODEL_PROVIDER").as_deref() {
-            None | Some("local") => ModelProvider::Local,
-            Some("replicate") => ModelProvider::Replicate,
-            Some(other) => return Err(invalid("MODEL_PROVIDER", other, "expected `local` or `replicate`")),
+        let catalogue = catalogue(&get)?;
+        let base_url = |name: &'static str, default: &str| {
+            let raw = get(name).unwrap_or_else(|| default.to_owned());
+            url::Url::parse(&raw).map_err(|e| invalid(name, &raw, &e.to_string()))
         };
-        let default_model = get("DEFAULT_MODEL").unwrap_or_else(|| model_provider.default_model().to_owned());
-        let mut allowed_models: Vec<String> = match get("ALLOWED_MODELS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            None => model_provider
-                .offered_by_default()
-                .iter()
-                .map(|m| (*m).to_owned())
-                .collect(),
-        };
-        if !allowed_models.contains(&default_model) {
-            allowed_models.insert(0, default_model.clone());
-        }
-        for model in &allowed_models {
-            if let Err(reason) = model_provider.check_model(model) {
-                return Err(invalid("ALLOWED_MODELS", &allowed_models.join(","), &reason));
-            }
-        }
-        let replicate_api_base_url = match get("REPLICATE_API_BASE_URL") {
-            None => url::Url::parse(DEFAULT_API_BASE_URL)
-                .map_err(|e| invalid("REPLICATE_API_BASE_URL", "", &e.to_string()))?,
-            Some(raw) => url::Url::parse(&raw).map_err(|e| invalid("REPLICATE_API_BASE_URL", &raw, &e.to_string()))?,
-        };
+        let replicate_api_base_url = base_url("REPLICATE_API_BASE_URL", replicate::DEFAULT_API_BASE_URL)?;
+        let openai_api_base_url = base_url("OPENAI_API_BASE_URL", "https://api.openai.com/v1")?;
 
         let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
         if !(60..=604_800).contains(&presign_ttl_seconds) {
@@ -142,12 +126,11 @@ impl Config {
             jobs_table: required("JOBS_TABLE")?,
             jobs_queue_url: required("JOBS_QUEUE_URL")?,
             media_bucket: required("MEDIA_BUCKET")?,
-            model_provider,
-            default_model,
-            allowed_models,
+            catalogue,
             presign_ttl: Duration::from_secs(presign_ttl_seconds),
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
+            memory_mb: parse_or(&get, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?,
             quota_defaults: QuotaDefaults {
                 max_active: max_active_jobs,
             },
@@ -155,6 +138,9 @@ impl Config {
             replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
             file_url_secret_parameter: get("FILE_URL_SECRET_PARAMETER"),
             replicate_api_base_url,
+            openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
+            openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
+            openai_api_base_url,
             allow_local_urls,
             max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
             presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
@@ -169,11 +155,60 @@ impl Config {
     /// The request rules this deployment imposes.
     pub fn request_policy(&self) -> RequestPolicy {
         RequestPolicy {
-            allowed_models: self.allowed_models.clone(),
-            default_model: self.default_model.clone(),
+            catalogue: self.catalogue.clone(),
             allow_local_urls: self.allow_local_urls,
         }
     }
+}
+
+/// The catalogue as configured: its file, the providers enabled, the allow-list, the default.
+fn catalogue(get: &impl Fn(&'static str) -> Option<String>) -> Result<Catalogue, ConfigError> {
+    let enabled = get("MODEL_PROVIDER").unwrap_or_else(|| "local".to_owned());
+    let providers = enabled
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p {
+            "local" => Ok(Provider::Local),
+            "replicate" => Ok(Provider::Replicate),
+            "openai" => Ok(Provider::OpenAi),
+            "bedrock" => Ok(Provider::Bedrock),
+            other => Err(invalid(
+                "MODEL_PROVIDER",
+                &enabled,
+                &format!(
+                    "{other:?} is not a provider: expected a comma-separated list of local, replicate, openai, bedrock"
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (text, setting) = match get("MODEL_CATALOGUE") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| invalid("MODEL_CATALOGUE", &path, &e.to_string()))?;
+            (text, Some(path))
+        }
+        None => (BUILT_IN.to_owned(), None),
+    };
+    let named = setting.as_deref().unwrap_or("the built-in models.toml");
+    let mut catalogue =
+        Catalogue::parse(&text, &providers).map_err(|reason| invalid("MODEL_CATALOGUE", named, &reason))?;
+    if let Some(default) = get("DEFAULT_MODEL") {
+        catalogue = catalogue
+            .with_default(&default)
+            .map_err(|reason| invalid("DEFAULT_MODEL", &default, &reason))?;
+    }
+    if let Some(list) = get("ALLOWED_MODELS") {
+        let names: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        catalogue = catalogue
+            .only(&names)
+            .map_err(|reason| invalid("ALLOWED_MODELS", &list, &reason))?;
+    }
+    Ok(catalogue)
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -216,9 +251,8 @@ mod tests {
     #[test]
     fn defaults_fill_everything_optional() {
         let config = Config::from_map(&base()).unwrap();
-        assert_eq!(config.model_provider, ModelProvider::Local);
-        assert_eq!(config.default_model, "local");
-        assert_eq!(config.allowed_models, vec!["local".to_owned(), "local-slow".to_owned()]);
+        assert_eq!(config.catalogue.default_model(), "local");
+        assert_eq!(config.catalogue.names(), ["local", "local-slow"]);
         assert_eq!(config.presign_ttl, Duration::from_secs(900));
         assert_eq!(config.max_receive_count, 5);
         assert!(!config.allow_local_urls);
@@ -261,23 +295,16 @@ mod tests {
     fn allowed_models_always_include_the_default() {
         let mut vars = base();
         vars.insert("MODEL_PROVIDER".into(), "replicate".into());
-        vars.insert(
-            "ALLOWED_MODELS".into(),
-            "black-forest-labs/flux-dev, stability-ai/sdxl:7762fd07".into(),
-        );
+        vars.insert("ALLOWED_MODELS".into(), "black-forest-labs/flux-dev".into());
         let config = Config::from_map(&vars).unwrap();
         assert_eq!(
-            config.allowed_models,
-            vec![
-                "black-forest-labs/flux-schnell",
-                "black-forest-labs/flux-dev",
-                "stability-ai/sdxl:7762fd07"
-            ]
+            config.catalogue.names(),
+            ["black-forest-labs/flux-schnell", "black-forest-labs/flux-dev"]
         );
     }
 
     #[test]
-    fn models_the_provider_cannot_run_are_refused_at_start() {
+    fn models_the_providers_cannot_run_are_refused_at_start() {
         let mut vars = base();
         vars.insert("ALLOWED_MODELS".into(), "black-forest-labs/flux-dev".into());
         let err = Config::from_map(&vars).unwrap_err().to_string();
@@ -286,6 +313,26 @@ mod tests {
         vars.insert("ALLOWED_MODELS".into(), "openai/dall-e-3".into());
         let err = Config::from_map(&vars).unwrap_err().to_string();
         assert!(err.contains("ALLOWED_MODELS") && err.contains("dall-e-3"), "{err}");
+    }
+
+    #[test]
+    fn providers_are_a_list_and_a_catalogue_file_replaces_the_built_in_one() {
+        let mut vars = base();
+        vars.insert("MODEL_PROVIDER".into(), "local, openai,bedrock".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert!(config.catalogue.entry("gpt-image-1").is_some());
+        assert!(config.catalogue.entry("stable-image-core").is_some());
+        assert!(config.catalogue.entry("black-forest-labs/flux-schnell").is_none());
+
+        let file = std::env::temp_dir().join(format!("mediagen-catalogue-{}.toml", std::process::id()));
+        std::fs::write(&file, "[[models]]\nname = \"only\"\nprovider = \"local\"\nmodel = \"local\"\nprice_usd = 0.5\nprice_source = \"test\"\n").unwrap();
+        vars.insert("MODEL_CATALOGUE".into(), file.display().to_string());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(config.catalogue.names(), ["only"]);
+        assert_eq!(config.catalogue.entry("only").unwrap().price_per_image, 500_000);
+        std::fs::remove_file(&file).unwrap();
+        let err = Config::from_map(&vars).unwrap_err().to_string();
+        assert!(err.contains("MODEL_CATALOGUE"), "{err}");
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! least once ("Webhooks"). The caller turns the [`Outcome`] into an SQS acknowledgement or a retry.
 
 use chrono::Utc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
 use super::sweep::{cancel_runs, discard_images};
 use super::webhooks::Notifier;
+use crate::domain::catalogue::Catalogue;
+use crate::domain::cost::{AwsRates, JobUsage, job_cost};
+use crate::domain::generation::GenerateRequest;
 use crate::domain::ids::MediaId;
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem, expiry};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunRecord, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
 use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
@@ -40,10 +43,17 @@ enum AttemptError {
 pub struct GenerateSettings {
     pub max_receive_count: u32,
     pub retention: Duration,
+    /// Which models fall back to which, and what each costs (docs/design.md, "Fallback").
+    pub catalogue: Catalogue,
+    /// The memory of the function, in MB: the Lambda share of a job's cost.
+    pub memory_mb: u32,
     /// How long a claim outlives the invocation's budget, so that no other worker takes over a
     /// job whose attempt is still writing its result.
     pub lease_margin: Duration,
     pub retries: Backoff,
+    /// The retries of a model that has a fallback after it: fewer, so that the fallback still
+    /// has time in the same invocation.
+    pub fallback_retries: Backoff,
 }
 
 impl GenerateSettings {
@@ -51,8 +61,11 @@ impl GenerateSettings {
         Self {
             max_receive_count,
             retention,
+            catalogue: Catalogue::default(),
+            memory_mb: 1024,
             lease_margin: Duration::from_secs(30),
             retries: Backoff::new(Duration::from_millis(200), Duration::from_secs(10), 5),
+            fallback_retries: Backoff::new(Duration::from_millis(200), Duration::from_secs(2), 2),
         }
     }
 }
@@ -147,14 +160,17 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             noted: std::sync::Mutex::new(claimed.predictions.clone()),
         };
         match self.attempt(&claimed, budget, &runs, &mut stored).await {
-            Ok(()) => {
+            Ok(record) => {
                 let timings = claimed.timings_until(Some(Utc::now()));
                 tracing::info!(
                     queued_ms = timings.queued_ms,
                     generation_ms = timings.generation_ms,
                     "job succeeded"
                 );
-                let mut values = vec![(Metric::JobsSucceeded, 1.0)];
+                let mut values = vec![
+                    (Metric::JobsSucceeded, 1.0),
+                    (Metric::CostUsd, record.cost_microdollars as f64 / 1e6),
+                ];
                 values.extend(timings.queued_ms.map(|ms| (Metric::QueueLatency, ms as f64)));
                 values.extend(timings.generation_ms.map(|ms| (Metric::GenerationLatency, ms as f64)));
                 metrics::emit(&claimed.request.model, &values);
@@ -224,18 +240,17 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         budget: &Budget,
         runs: &JobRuns<'_, S>,
         stored: &mut Vec<String>,
-    ) -> Result<(), AttemptError> {
+    ) -> Result<RunRecord, AttemptError> {
+        let began = Instant::now();
         let retries = &self.settings.retries;
-        let outputs = retries
-            .retry(budget, || self.model.generate(&job.request, budget, runs))
-            .await
-            .map_err(model_failure)?;
+        let mut model_attempts = Vec::new();
+        let (request, outputs) = self.run_models(job, budget, runs, &mut model_attempts).await?;
 
         let ttl = expiry(Utc::now(), self.settings.retention);
         let mut media = Vec::with_capacity(outputs.len());
         for (index, output) in (0u32..).zip(&outputs) {
             let image = retries
-                .retry(budget, || self.model.fetch(&job.request, output, budget))
+                .retry(budget, || self.model.fetch(&request, output, budget))
                 .await
                 .map_err(model_failure)?;
             let key = job.media_key(index, image.format);
@@ -263,15 +278,87 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             });
         }
 
+        let usage = JobUsage {
+            price_per_image: self
+                .settings
+                .catalogue
+                .entry(&request.model)
+                .map_or(job.price_per_image, |entry| entry.price_per_image),
+            images: media.len() as u64,
+            bytes: media.iter().map(|m| m.bytes).sum(),
+            lambda_ms: began.elapsed().as_millis() as u64,
+            memory_mb: self.settings.memory_mb,
+            retention_days: self.settings.retention.as_secs() / 86_400,
+        };
+        let record = RunRecord {
+            model_attempts,
+            cost_microdollars: job_cost(usage, AwsRates::LIST),
+        };
         match retries
-            .retry(budget, || self.store.complete(job, &media, Utc::now()))
+            .retry(budget, || self.store.complete(job, &media, &record, Utc::now()))
             .await
             .map_err(transient)?
         {
-            Commit::Applied => Ok(()),
+            Commit::Applied => Ok(record),
             Commit::CancelRequested => Err(AttemptError::Canceled),
             Commit::Stale => Err(AttemptError::LostClaim),
         }
+    }
+
+    /// Runs the job's model, and while its provider is unavailable (5xx, 429 past the retries,
+    /// a timeout) each fallback in turn; a model's verdict on the input is never passed on to
+    /// another (docs/design.md, "Fallback"). Answers the request as the model that made the
+    /// outputs took it, and notes every model tried in `tried`.
+    async fn run_models(
+        &self,
+        job: &Job,
+        budget: &Budget,
+        runs: &JobRuns<'_, S>,
+        tried: &mut Vec<ModelAttempt>,
+    ) -> Result<(GenerateRequest, Vec<I::Output>), AttemptError> {
+        let chain = self.settings.catalogue.fallback_chain(&job.request.model);
+        let last = chain.len().saturating_sub(1);
+        for (position, model) in chain.into_iter().enumerate() {
+            let request = GenerateRequest {
+                model,
+                ..job.request.clone()
+            };
+            let retries = if position == last {
+                &self.settings.retries
+            } else {
+                &self.settings.fallback_retries
+            };
+            let began = Instant::now();
+            let result = retries
+                .retry(budget, || self.model.generate(&request, budget, runs))
+                .await;
+            let duration_ms = began.elapsed().as_millis() as u64;
+            let outcome = match &result {
+                Ok(_) => "succeeded".to_owned(),
+                Err(ModelError::Transient { .. }) => MODEL_UNAVAILABLE_CODE.to_owned(),
+                Err(ModelError::Permanent { code, .. }) => code.clone(),
+                Err(ModelError::Configuration { .. }) => "model_configuration".to_owned(),
+            };
+            tried.push(ModelAttempt {
+                model: request.model.clone(),
+                outcome,
+                duration_ms,
+            });
+            match result {
+                Ok(outputs) => return Ok((request, outputs)),
+                Err(err @ ModelError::Transient { .. }) if position < last => {
+                    tracing::warn!(model = %request.model, error = %err, "model unavailable; its fallback is tried");
+                    // The next model does not collect this one's runs: stop them.
+                    cancel_runs(&self.model, &runs.noted()).await;
+                    runs.note(Vec::new()).await;
+                }
+                Err(err) => return Err(model_failure(err)),
+            }
+        }
+        Err(AttemptError::Permanent(JobError::new(
+            "unknown_model",
+            "the job names no model",
+        )))
     }
 
     /// Ends a job whose cancel was requested, removes what its attempts stored, and stops the
@@ -372,6 +459,8 @@ fn leftovers(claimed: &Job, stored: &[String]) -> Vec<String> {
 /// What a job shows for a failure of our own stores, and for one of the model.
 const STORAGE_UNAVAILABLE: &str = "storage was briefly unavailable";
 const MODEL_UNAVAILABLE: &str = "the image model was unavailable or busy";
+/// A model attempt's outcome when its provider was down or busy past the retries.
+const MODEL_UNAVAILABLE_CODE: &str = "model_unavailable";
 
 /// A failure of our own stores: worth another delivery, at the usual pace.
 fn transient(err: impl std::fmt::Display) -> AttemptError {

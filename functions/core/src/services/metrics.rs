@@ -20,6 +20,8 @@ pub enum Metric {
     WebhooksDelivered,
     /// Webhook attempts that failed and will be tried again.
     WebhookAttemptsFailed,
+    /// A succeeded job's cost, model and AWS, in dollars (docs/cost.md).
+    CostUsd,
 }
 
 impl Metric {
@@ -32,6 +34,7 @@ impl Metric {
             Metric::GenerationLatency => "GenerationLatency",
             Metric::WebhooksDelivered => "WebhooksDelivered",
             Metric::WebhookAttemptsFailed => "WebhookAttemptsFailed",
+            Metric::CostUsd => "CostUsd",
         }
     }
 
@@ -43,6 +46,7 @@ impl Metric {
             | Metric::WebhooksDelivered
             | Metric::WebhookAttemptsFailed => "Count",
             Metric::QueueLatency | Metric::GenerationLatency => "Milliseconds",
+            Metric::CostUsd => "None",
         }
     }
 }

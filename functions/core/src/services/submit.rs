@@ -73,7 +73,7 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
 
     /// Whether this deployment offers the model.
     pub fn offers(&self, model: &str) -> bool {
-        self.policy.allowed_models.iter().any(|allowed| allowed == model)
+        self.policy.catalogue.entry(model).is_some()
     }
 
     /// `interface` is the API the job was asked through, and `api_root` where the client reached
@@ -87,7 +87,13 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
         api_root: String,
     ) -> Result<Submitted, SubmitError> {
         let request = GenerateRequest::parse(body, &self.policy).map_err(SubmitError::Invalid)?;
+        let price_per_image = self
+            .policy
+            .catalogue
+            .entry(&request.model)
+            .map_or(0, |entry| entry.price_per_image);
         let mut job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
+        job.price_per_image = price_per_image;
         job.interface = interface;
         job.api_root = Some(api_root);
         let fingerprint = idempotency_key.map(|_| request_fingerprint(body));

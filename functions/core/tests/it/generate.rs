@@ -10,7 +10,7 @@ use mediagen::adapters::sqs::SqsJobQueue;
 use mediagen::domain::format::OutputFormat;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
-use mediagen::domain::job::{Job, JobError, JobStatus, MediaItem};
+use mediagen::domain::job::{Job, JobError, JobStatus, MediaItem, RunRecord};
 use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::{Backoff, Budget, LONGEST_HOLD};
 use mediagen::entrypoints::sqs;
@@ -389,7 +389,13 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     };
     let store = stack.store();
     let error = JobError::new("x", "y");
-    assert_eq!(store.complete(&stale, &[], Utc::now()).await.unwrap(), Commit::Stale);
+    assert_eq!(
+        store
+            .complete(&stale, &[], &RunRecord::default(), Utc::now())
+            .await
+            .unwrap(),
+        Commit::Stale
+    );
     assert_eq!(store.fail(&stale, &error, Utc::now()).await.unwrap(), Transition::Stale);
     assert_eq!(
         store.release(&stale, &error, Utc::now()).await.unwrap(),
@@ -397,7 +403,10 @@ async fn a_stale_workers_commit_is_rejected_by_the_attempts_fence() {
     );
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Processing);
     assert_eq!(
-        store.complete(&current, &[], Utc::now()).await.unwrap(),
+        store
+            .complete(&current, &[], &RunRecord::default(), Utc::now())
+            .await
+            .unwrap(),
         Commit::Applied
     );
     assert_eq!(job(&stack, queued.id).await.status, JobStatus::Succeeded);
@@ -437,9 +446,10 @@ impl JobStore for LostCommitAnswer {
         &self,
         claimed: &Job,
         media: &[MediaItem],
+        record: &RunRecord,
         now: chrono::DateTime<Utc>,
     ) -> Result<Commit, StoreError> {
-        let applied = self.store.complete(claimed, media, now).await?;
+        let applied = self.store.complete(claimed, media, record, now).await?;
         if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("connection reset before the answer".into()));
         }
@@ -666,7 +676,10 @@ async fn a_redelivery_queues_the_webhook_the_worker_that_ended_the_job_never_que
             panic!("the first claim must succeed");
         };
         match ending {
-            "complete" => assert_eq!(store.complete(&claimed, &[], now).await.unwrap(), Commit::Applied),
+            "complete" => assert_eq!(
+                store.complete(&claimed, &[], &RunRecord::default(), now).await.unwrap(),
+                Commit::Applied
+            ),
             _ => assert_eq!(
                 store
                     .fail(&claimed, &JobError::new("model_rejected", "no"), now)

@@ -1,6 +1,7 @@
 //! The harness every module shares: real adapters against moto server, one fresh set of resources
 //! per test so tests run in parallel without seeing each other's data.
 
+use mediagen::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -137,8 +138,7 @@ impl Stack {
 
     pub fn policy(&self) -> RequestPolicy {
         RequestPolicy {
-            allowed_models: vec!["local".into()],
-            default_model: "local".into(),
+            catalogue: local_catalogue(),
             allow_local_urls: true,
         }
     }
@@ -230,6 +230,7 @@ impl Stack {
             openapi: mediagen::entrypoints::http::status::LazyBody::new(Box::new(|| {
                 mediagen::entrypoints::http::openapi::local_document().to_string()
             })),
+            models: mediagen::entrypoints::views::model_list(&local_catalogue()),
             quota_defaults: QuotaDefaults::default(),
         }
     }
@@ -424,4 +425,9 @@ pub fn assert_problem(response: &Response<Body>, status: u16) -> serde_json::Val
 
 pub fn header_of<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The built-in catalogue's local models, as a local stack offers them.
+pub fn local_catalogue() -> Catalogue {
+    Catalogue::parse(BUILT_IN, &[Provider::Local]).unwrap()
 }

@@ -189,8 +189,11 @@ fn model(server: &MockServer) -> ReplicateModel {
 /// A flux-schnell job written and queued as `submit` leaves it.
 async fn queued(stack: &Stack) -> Job {
     let policy = RequestPolicy {
-        allowed_models: vec!["black-forest-labs/flux-schnell".into()],
-        default_model: "black-forest-labs/flux-schnell".into(),
+        catalogue: mediagen::domain::catalogue::Catalogue::parse(
+            mediagen::domain::catalogue::BUILT_IN,
+            &[mediagen::domain::catalogue::Provider::Replicate],
+        )
+        .unwrap(),
         allow_local_urls: true,
     };
     let body = json!({"prompt": "a lighthouse", "width": 512, "height": 512, "output_format": "png"});

@@ -30,8 +30,11 @@ fn model(server: &MockServer) -> ReplicateModel {
 
 fn request(num_outputs: u32) -> GenerateRequest {
     let policy = RequestPolicy {
-        allowed_models: vec!["black-forest-labs/flux-schnell".into()],
-        default_model: "black-forest-labs/flux-schnell".into(),
+        catalogue: mediagen::domain::catalogue::Catalogue::parse(
+            mediagen::domain::catalogue::BUILT_IN,
+            &[mediagen::domain::catalogue::Provider::Replicate],
+        )
+        .unwrap(),
         allow_local_urls: true,
     };
     GenerateRequest::parse(

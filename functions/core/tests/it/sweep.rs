@@ -144,7 +144,11 @@ async fn a_dead_letter_of_a_final_job_whose_webhook_was_never_queued_queues_it()
     let stack = Stack::new().await;
     let queued = queued(&stack).await;
     let running = claimed(&stack, &queued, chrono::Duration::minutes(1)).await;
-    let committed = stack.store().complete(&running, &[], Utc::now()).await.unwrap();
+    let committed = stack
+        .store()
+        .complete(&running, &[], &mediagen::domain::job::RunRecord::default(), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(committed, mediagen::ports::Commit::Applied);
     let letters = stack.exhaust_to_dead_letters().await;
 

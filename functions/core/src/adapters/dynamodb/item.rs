@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Interface, Job, JobError, MediaItem};
+use crate::domain::job::{Interface, Job, JobError, MediaItem, ModelAttempt};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::quota::{Month, Quota, Usage};
@@ -138,6 +138,12 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             WEBHOOK_PENDING,
             job.webhook_pending.then_some(AttributeValue::Bool(true)),
         ),
+        ("price", (job.price_per_image > 0).then(|| n(job.price_per_image))),
+        (
+            "model_attempts",
+            (!job.model_attempts.is_empty()).then(|| model_attempts(&job.model_attempts)),
+        ),
+        ("cost", job.cost_microdollars.map(n)),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -145,6 +151,11 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         }
     }
     item
+}
+
+/// The models tried for a job, as stored: one JSON string, read only with the job.
+pub(super) fn model_attempts(attempts: &[ModelAttempt]) -> AttributeValue {
+    s(serde_json::to_string(attempts).unwrap_or_default())
 }
 
 /// A job's noted model runs, as stored.
@@ -459,6 +470,14 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
                 })
                 .collect::<Result<_, _>>()?,
         },
+        price_per_image: r.opt_n("price")?.unwrap_or(0),
+        model_attempts: match r.opt_s("model_attempts")? {
+            None => Vec::new(),
+            Some(raw) => {
+                serde_json::from_str(raw).map_err(|_| r.corrupt("model_attempts", "is not a list of attempts"))?
+            }
+        },
+        cost_microdollars: r.opt_n("cost")?,
         ttl: r.n("ttl")?,
     })
 }
@@ -501,6 +520,13 @@ mod tests {
         job.interface = Interface::Replicate;
         job.predictions = vec!["p1".into(), "p2".into()];
         job.webhook_pending = true;
+        job.price_per_image = 42_000;
+        job.model_attempts = vec![ModelAttempt {
+            model: "gpt-image-1".into(),
+            outcome: "model_unavailable".into(),
+            duration_ms: 1200,
+        }];
+        job.cost_microdollars = Some(84_150);
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);
         job.unsent = false;
         assert_eq!(job_from_item(&job_to_item(&job)).unwrap(), job);

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use super::describe_error as describe;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
 use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
@@ -741,7 +741,13 @@ impl JobStore for DynamoJobStore {
         })
     }
 
-    async fn complete(&self, claimed: &Job, media: &[MediaItem], now: DateTime<Utc>) -> Result<Commit, StoreError> {
+    async fn complete(
+        &self,
+        claimed: &Job,
+        media: &[MediaItem],
+        record: &RunRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Commit, StoreError> {
         let mut items = Vec::with_capacity(media.len() + 1);
         for item in media {
             let put = Put::builder()
@@ -759,13 +765,16 @@ impl JobStore for DynamoJobStore {
             (":attempt", n(claimed.attempts)),
             (":media", media_ids),
             (":now", time(now)),
+            (":attempts", item::model_attempts(&record.model_attempts)),
+            (":cost", n(record.cost_microdollars)),
         ];
         let mark = webhook_mark(claimed, &mut values);
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", job_pk(claimed.id))
             .update_expression(format!(
-                "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now{mark} \
+                "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now, \
+                 model_attempts = :attempts, cost = :cost{mark} \
                  REMOVE lease_until, error_code, error_message"
             ))
             .condition_expression(

@@ -1,5 +1,7 @@
-//! The image models behind [`ImageModel`], chosen by `MODEL_PROVIDER` when the runtime wires
-//! the function.
+//! The image models behind [`ImageModel`]: one adapter per provider, and [`Models`], which runs
+//! each request on the provider the catalogue names for its model (docs/design.md, "Image
+//! models"). Adding a provider is its adapter file, its arm in [`Models`], and its catalogue
+//! entries.
 
 pub mod inspect;
 pub mod local;
@@ -7,32 +9,58 @@ pub mod replicate;
 
 use url::Url;
 
+use crate::domain::catalogue::{Catalogue, ModelEntry, Provider};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
 use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
 
-/// The model a deployment is configured with.
-#[derive(Debug, Clone)]
-pub enum Model {
-    Local(local::LocalModel),
-    Replicate(replicate::ReplicateModel),
+/// Every provider a deployment runs, each built once at cold start; `None` for a provider no
+/// offered model uses.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    pub catalogue: Catalogue,
+    pub local: local::LocalModel,
+    pub replicate: Option<replicate::ReplicateModel>,
 }
 
-/// An output of whichever model ran.
+/// An output of whichever model ran: an image still to render or download, or one made already.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Local(u32),
     Replicate(Url),
+    Image(Box<GeneratedImage>),
 }
 
-impl ImageModel for Model {
+impl Models {
+    fn entry(&self, model: &str) -> Result<&ModelEntry, ModelError> {
+        self.catalogue.entry(model).ok_or_else(|| ModelError::Permanent {
+            code: "unknown_model".into(),
+            message: format!("the model {model} is no longer offered"),
+        })
+    }
+
+    /// The request as its provider knows the model.
+    fn at_provider(entry: &ModelEntry, request: &GenerateRequest) -> GenerateRequest {
+        GenerateRequest {
+            model: entry.provider_model.clone(),
+            ..request.clone()
+        }
+    }
+}
+
+fn not_configured(provider: Provider) -> ModelError {
+    ModelError::Configuration {
+        message: format!("the {} provider is not configured in this function", provider.name()),
+    }
+}
+
+impl ImageModel for Models {
     type Output = Output;
 
     fn min_budget(&self) -> std::time::Duration {
-        match self {
-            Model::Local(model) => model.min_budget(),
-            Model::Replicate(model) => model.min_budget(),
-        }
+        self.replicate
+            .as_ref()
+            .map_or_else(|| self.local.min_budget(), ImageModel::min_budget)
     }
 
     async fn generate<L: RunLog>(
@@ -41,19 +69,26 @@ impl ImageModel for Model {
         budget: &Budget,
         log: &L,
     ) -> Result<Vec<Output>, ModelError> {
-        Ok(match self {
-            Model::Local(model) => model
+        let entry = self.entry(&request.model)?;
+        let request = &Self::at_provider(entry, request);
+        Ok(match entry.provider {
+            Provider::Local => self
+                .local
                 .generate(request, budget, log)
                 .await?
                 .into_iter()
                 .map(Output::Local)
                 .collect(),
-            Model::Replicate(model) => model
+            Provider::Replicate => self
+                .replicate
+                .as_ref()
+                .ok_or(not_configured(Provider::Replicate))?
                 .generate(request, budget, log)
                 .await?
                 .into_iter()
                 .map(Output::Replicate)
                 .collect(),
+            provider => return Err(not_configured(provider)),
         })
     }
 
@@ -63,19 +98,21 @@ impl ImageModel for Model {
         output: &Output,
         budget: &Budget,
     ) -> Result<GeneratedImage, ModelError> {
-        match (self, output) {
-            (Model::Local(model), Output::Local(index)) => model.fetch(request, index, budget).await,
-            (Model::Replicate(model), Output::Replicate(url)) => model.fetch(request, url, budget).await,
-            _ => Err(ModelError::Permanent {
-                code: "internal".into(),
-                message: "an output reached a model that did not make it".into(),
-            }),
+        let entry = self.entry(&request.model)?;
+        let request = &Self::at_provider(entry, request);
+        match (output, &self.replicate) {
+            (Output::Local(index), _) => self.local.fetch(request, index, budget).await,
+            (Output::Replicate(url), Some(replicate)) => replicate.fetch(request, url, budget).await,
+            (Output::Replicate(_), None) => Err(not_configured(Provider::Replicate)),
+            (Output::Image(image), _) => Ok((**image).clone()),
         }
     }
+
+    /// Only Replicate's runs are paid while they run on: the other providers answer in the call.
     async fn cancel_run(&self, id: &str) -> Result<(), ModelError> {
-        match self {
-            Model::Local(model) => model.cancel_run(id).await,
-            Model::Replicate(model) => model.cancel_run(id).await,
+        match &self.replicate {
+            Some(replicate) => replicate.cancel_run(id).await,
+            None => Ok(()),
         }
     }
 }

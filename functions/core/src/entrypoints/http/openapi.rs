@@ -25,6 +25,7 @@ use super::{content, replicate, status, submit};
         status::health,
         status::playground,
         status::openapi,
+        status::models,
         status::webhook_secret,
         status::usage,
         status::rotate_webhook_secret,

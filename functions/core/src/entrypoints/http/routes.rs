@@ -66,6 +66,7 @@ pub enum PublicEndpoint {
     Health,
     Playground,
     OpenApi,
+    Models,
 }
 
 /// What `content` serves: the images.
@@ -186,6 +187,7 @@ pub const ROUTES: &[Route] = &[
         "/openapi.json",
         &[(Method::GET, Endpoint::Public(PublicEndpoint::OpenApi))],
     ),
+    path("/v1/models", &[(Method::GET, Endpoint::Public(PublicEndpoint::Models))]),
 ];
 
 const fn path(path: &'static str, methods: &'static [(Method, Endpoint)]) -> Route {

@@ -24,7 +24,9 @@ use crate::domain::listing::ListQuery;
 use crate::domain::quota::{QuotaDefaults, Usage, dollars};
 use crate::domain::timestamp;
 use crate::domain::webhook::{DEFAULT_GRACE, MAX_GRACE};
-use crate::entrypoints::views::{FileLinks, JobPageView, JobStatusView, JobView, job_body, page_body, status_body};
+use crate::entrypoints::views::{
+    FileLinks, JobPageView, JobStatusView, JobView, ModelListView, job_body, page_body, status_body,
+};
 use crate::ports::{JobStore, KeyStore, QuotaStore, SigningStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::read::{ReadService, Waited};
@@ -39,6 +41,8 @@ pub struct StatusApi<S> {
     pub webhook_secrets: Option<WebhookSecrets<S>>,
     /// `GET /openapi.json`, for this deployment's models.
     pub openapi: LazyBody,
+    /// `GET /v1/models`: the catalogue.
+    pub models: ModelListView,
     /// The quota of owners who have none set.
     pub quota_defaults: QuotaDefaults,
 }
@@ -161,6 +165,7 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + SigningStore>(
         Endpoint::Public(PublicEndpoint::Playground) => return Ok(playground()),
         Endpoint::Public(PublicEndpoint::Health) => return Ok(health()),
         Endpoint::Public(PublicEndpoint::OpenApi) => return Ok(openapi(api)),
+        Endpoint::Public(PublicEndpoint::Models) => return Ok(models(api)),
         Endpoint::Status(reads) => reads,
         Endpoint::Submit(_) | Endpoint::Content(_) => {
             return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
@@ -206,6 +211,13 @@ pub(super) fn health() -> Response<Body> {
             status: "ok".to_owned(),
         },
     )
+}
+
+/// The models this deployment offers, in OpenAI's list shape, with what each costs and makes.
+#[utoipa::path(get, path = "/v1/models", tag = "clients", security(()),
+    responses((status = 200, description = "The catalogue", body = ModelListView)))]
+pub(super) fn models<S>(api: &StatusApi<S>) -> Response<Body> {
+    json_response(StatusCode::OK, &api.models)
 }
 
 /// This description.
