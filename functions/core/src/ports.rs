@@ -236,6 +236,14 @@ pub trait JobStore: Send + Sync {
         claimed: &Job,
         ids: &[String],
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
+    /// Keeps a claimed job `processing` while its model runs on without us, its lease ending at
+    /// `lease_until` so that the message sent for that time takes it over; if the claim holds.
+    fn park(
+        &self,
+        claimed: &Job,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// `processing → failed`, if the claim still holds.
     fn fail(
         &self,
@@ -345,6 +353,8 @@ impl Transient for QueueError {
 
 pub trait JobQueue: Send + Sync {
     fn enqueue(&self, id: JobId) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Sends the job's message to arrive after `delay` (SQS holds one at most 15 minutes).
+    fn enqueue_after(&self, id: JobId, delay: Duration) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// Makes a received message visible again after `delay`.
     fn retry_later(&self, receipt_handle: &str, delay: Duration)
     -> impl Future<Output = Result<(), QueueError>> + Send;
@@ -446,6 +456,10 @@ pub enum ModelError {
     /// Our side is misconfigured (a bad token, say): no job can succeed until an operator acts.
     #[error("model misconfigured: {message}")]
     Configuration { message: String },
+    /// The run goes on at the provider: the job is looked at again after `check_after`, and no
+    /// invocation waits for it meanwhile (docs/design.md, "Slow models").
+    #[error("model still running: {message}")]
+    Pending { message: String, check_after: Duration },
 }
 
 impl Transient for ModelError {

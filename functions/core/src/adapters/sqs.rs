@@ -10,6 +10,9 @@ use crate::domain::ids::JobId;
 use crate::domain::retry::LONGEST_HOLD;
 use crate::ports::{JobMessage, JobQueue, QueueError, WebhookQueue};
 
+/// The longest `DelaySeconds` SQS takes.
+const LONGEST_DELAY: Duration = Duration::from_secs(900);
+
 #[derive(Debug, Clone)]
 pub struct SqsJobQueue {
     client: Client,
@@ -25,12 +28,18 @@ impl SqsJobQueue {
     }
 
     async fn send(&self, id: JobId) -> Result<(), QueueError> {
+        self.send_after(id, Duration::ZERO).await
+    }
+
+    async fn send_after(&self, id: JobId, delay: Duration) -> Result<(), QueueError> {
         let message = JobMessage { job_id: id.to_string() };
         let body = serde_json::to_string(&message).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        let seconds = delay.min(LONGEST_DELAY).as_secs() as i32;
         self.client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .set_delay_seconds((seconds > 0).then_some(seconds))
             .send()
             .await
             .map_err(|e| QueueError::Unavailable(describe(&e)))?;
@@ -55,6 +64,10 @@ impl SqsJobQueue {
 impl JobQueue for SqsJobQueue {
     async fn enqueue(&self, id: JobId) -> Result<(), QueueError> {
         self.send(id).await
+    }
+
+    async fn enqueue_after(&self, id: JobId, delay: Duration) -> Result<(), QueueError> {
+        self.send_after(id, delay).await
     }
 
     async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {

@@ -17,6 +17,9 @@ use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunR
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
 use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
 
+/// The shortest and longest wait before a running model is looked at again.
+const CHECK_AFTER: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(900));
+
 /// How soon a message returned unclaimed for lack of time comes back: at once, to another
 /// invocation with a fresh budget.
 const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
@@ -38,6 +41,8 @@ enum AttemptError {
     LostClaim,
     /// The job's cancel was requested while it ran.
     Canceled,
+    /// The model runs on at its provider: look again after `check_after`.
+    Pending { message: String, check_after: Duration },
 }
 
 pub struct GenerateSettings {
@@ -47,6 +52,9 @@ pub struct GenerateSettings {
     pub catalogue: Catalogue,
     /// The memory of the function, in MB: the Lambda share of a job's cost.
     pub memory_mb: u32,
+    /// The longest a job's model may run, from its first claim: past it the job fails
+    /// `model_timeout` and its runs are stopped (docs/design.md, "Slow models").
+    pub max_model_time: Duration,
     /// How long a claim outlives the invocation's budget, so that no other worker takes over a
     /// job whose attempt is still writing its result.
     pub lease_margin: Duration,
@@ -63,6 +71,7 @@ impl GenerateSettings {
             retention,
             catalogue: Catalogue::default(),
             memory_mb: 1024,
+            max_model_time: Duration::from_secs(30 * 60),
             lease_margin: Duration::from_secs(30),
             retries: Backoff::new(Duration::from_millis(200), Duration::from_secs(10), 5),
             fallback_retries: Backoff::new(Duration::from_millis(200), Duration::from_secs(2), 2),
@@ -190,6 +199,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 Outcome::Acknowledge
             }
             Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, &runs.noted(), delivery).await,
+            Err(AttemptError::Pending { message, check_after }) => {
+                self.look_again(&claimed, &runs, &message, check_after, delivery).await
+            }
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
                 let ended = Ended {
@@ -333,11 +345,15 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 .retry(budget, || self.model.generate(&request, budget, runs))
                 .await;
             let duration_ms = began.elapsed().as_millis() as u64;
+            if let Err(ModelError::Pending { message, check_after }) = result {
+                return Err(AttemptError::Pending { message, check_after });
+            }
             let outcome = match &result {
                 Ok(_) => "succeeded".to_owned(),
                 Err(ModelError::Transient { .. }) => MODEL_UNAVAILABLE_CODE.to_owned(),
                 Err(ModelError::Permanent { code, .. }) => code.clone(),
                 Err(ModelError::Configuration { .. }) => "model_configuration".to_owned(),
+                Err(ModelError::Pending { .. }) => "pending".to_owned(),
             };
             tried.push(ModelAttempt {
                 model: request.model.clone(),
@@ -359,6 +375,66 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             "unknown_model",
             "the job names no model",
         )))
+    }
+
+    /// Leaves a job whose model runs on at its provider, to be looked at again after
+    /// `check_after` by a message of its own: the job stays `processing`, no invocation waits,
+    /// and no receive is spent (docs/design.md, "Slow models"). A model past its
+    /// `max_model_time` fails the job instead.
+    async fn look_again(
+        &self,
+        claimed: &Job,
+        runs: &JobRuns<'_, S>,
+        message: &str,
+        check_after: Duration,
+        delivery: &Delivery<'_>,
+    ) -> Outcome {
+        let now = Utc::now();
+        let running = claimed
+            .started_at
+            .and_then(|started| (now - started).to_std().ok())
+            .unwrap_or_default();
+        let limit = self.settings.max_model_time;
+        if running >= limit {
+            tracing::warn!(running_s = running.as_secs(), "the model ran past its time; job failed");
+            let error = JobError::new(
+                "model_timeout",
+                format!("the model did not finish within {} s", limit.as_secs()),
+            );
+            let ended = Ended {
+                stored: &[],
+                runs: &runs.noted(),
+            };
+            return self
+                .finish_failed(claimed, &error, ended, delivery, Outcome::Acknowledge)
+                .await;
+        }
+        let check_after = check_after.clamp(CHECK_AFTER.0, CHECK_AFTER.1);
+        let lease_until = now + check_after;
+        match self.store.park(claimed, lease_until, now).await {
+            Ok(Transition::Applied) => {}
+            Ok(Transition::Stale) => {
+                tracing::warn!("another worker took the job over while its model ran");
+                return Outcome::Acknowledge;
+            }
+            Err(err) => {
+                // The lease still runs out, later: the message comes back then.
+                tracing::warn!(error = %err, "could not shorten the job's lease; message returned");
+                self.delay_redelivery(delivery, check_after).await;
+                return Outcome::Retry;
+            }
+        }
+        match self.queue.enqueue_after(claimed.id, check_after).await {
+            Ok(()) => {
+                tracing::info!(%message, check_after_s = check_after.as_secs(), "model still running; looked at again later");
+                Outcome::Acknowledge
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not send the job's next look; message returned");
+                self.delay_redelivery(delivery, check_after).await;
+                Outcome::Retry
+            }
+        }
     }
 
     /// Ends a job whose cancel was requested, removes what its attempts stored, and stops the
@@ -498,6 +574,7 @@ impl<S: JobStore> RunLog for JobRuns<'_, S> {
 
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
+        ModelError::Pending { message, check_after } => AttemptError::Pending { message, check_after },
         ModelError::Transient { message, retry_after } => AttemptError::Transient {
             message,
             public: MODEL_UNAVAILABLE,

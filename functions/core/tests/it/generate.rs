@@ -553,6 +553,14 @@ impl JobStore for LostCommitAnswer {
     ) -> Result<Transition, StoreError> {
         self.store.release(claimed, error, now).await
     }
+    async fn park(
+        &self,
+        claimed: &Job,
+        lease_until: chrono::DateTime<Utc>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.store.park(claimed, lease_until, now).await
+    }
     async fn fail(
         &self,
         claimed: &Job,
@@ -810,6 +818,10 @@ struct RecordingQueue {
 impl JobQueue for RecordingQueue {
     async fn enqueue(&self, id: JobId) -> Result<(), mediagen::ports::QueueError> {
         self.queue.enqueue(id).await
+    }
+
+    async fn enqueue_after(&self, id: JobId, delay: Duration) -> Result<(), mediagen::ports::QueueError> {
+        self.queue.enqueue_after(id, delay).await
     }
 
     async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), mediagen::ports::QueueError> {

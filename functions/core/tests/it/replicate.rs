@@ -338,8 +338,8 @@ fn posts(requests: &[wiremock::Request]) -> usize {
         .count()
 }
 
-/// A prediction still running when the budget ends is left running, noted; the next attempt
-/// collects it instead of paying for another.
+/// A prediction still running after an attempt's polling is left running, noted, and the model
+/// answers `Pending`; the next attempt collects it instead of paying for another.
 #[tokio::test]
 async fn replicate_prediction_running_past_the_budget_is_collected_by_the_next_attempt() {
     let server = MockServer::start().await;
@@ -382,7 +382,7 @@ async fn replicate_prediction_running_past_the_budget_is_collected_by_the_next_a
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ModelError::Transient { ref message, .. } if message.contains("next attempt")),
+        matches!(err, ModelError::Pending { ref message, check_after } if message.contains("p7") && check_after > Duration::ZERO),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(10), "stopped inside the budget");
@@ -528,7 +528,7 @@ async fn replicate_create_answered_at_the_end_of_the_wait_is_not_lost() {
         .generate(&request(1), &Budget::new(Duration::from_secs(11)), &log)
         .await
         .unwrap_err();
-    assert!(matches!(err, ModelError::Transient { .. }), "{err:?}");
+    assert!(matches!(err, ModelError::Pending { .. }), "{err:?}");
     assert_eq!(log.noted(), ["p-slow"], "the prediction's id was kept: {err:?}");
 }
 

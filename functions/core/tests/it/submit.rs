@@ -236,6 +236,10 @@ impl JobQueue for LostAnswer {
         Err(QueueError::Unavailable("connection reset before the answer".into()))
     }
 
+    async fn enqueue_after(&self, id: JobId, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.queue.enqueue_after(id, delay).await
+    }
+
     async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
         self.queue.retry_later(receipt_handle, delay).await
     }
@@ -274,6 +278,10 @@ impl JobQueue for DownOnce {
             return Err(QueueError::Unavailable("the queue was down".into()));
         }
         self.queue.enqueue(id).await
+    }
+
+    async fn enqueue_after(&self, id: JobId, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.queue.enqueue_after(id, delay).await
     }
 
     async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {

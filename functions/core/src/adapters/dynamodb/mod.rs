@@ -834,6 +834,20 @@ impl JobStore for DynamoJobStore {
         Err(unavailable(&err))
     }
 
+    async fn park(
+        &self,
+        claimed: &Job,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.update_claimed(
+            claimed,
+            "SET lease_until = :until, updated_at = :now",
+            vec![(":until", n(lease_until.timestamp_millis())), (":now", time(now))],
+        )
+        .await
+    }
+
     async fn release(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
         self.update_claimed(
             claimed,

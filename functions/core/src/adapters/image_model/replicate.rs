@@ -1,12 +1,14 @@
 //! The Replicate predictions API as an [`ImageModel`] (docs/design.md, "Image models").
 //!
-//! A prediction is created with `Prefer: wait` fitted to the invocation's remaining time, and the
-//! client waits a few seconds longer than that, so that an answer at the end of the wait is not
-//! lost (with it the prediction's id, and a retry would pay for a second one). Its id is noted on
-//! the job at once ([`RunLog`]). If it is not final by then it is polled at `urls.get` with backoff.
-//! If the time budget runs low first it is left running, and the attempt counts as transient: the
-//! next attempt finds the noted prediction and collects it, as it does every noted prediction
-//! still usable, instead of starting again. The token goes only to the configured API's origin:
+//! A prediction is created with `Prefer: wait` of a few seconds, and the client waits a few
+//! seconds longer than that, so that an answer at the end of the wait is not lost (with it the
+//! prediction's id, and a retry would pay for a second one). Its id is noted on the job at once
+//! ([`RunLog`]). If it is not final by then it is polled at `urls.get` for a few seconds more; a
+//! prediction still running after that is left to run, and the attempt answers
+//! [`ModelError::Pending`]: the job is looked at again later by a delayed message, and no
+//! invocation waits for a slow model (docs/design.md, "Slow models"). The next attempt finds the
+//! noted prediction and collects it, as it does every noted prediction still usable, instead of
+//! starting again. The token goes only to the configured API's origin:
 //! a `urls.get` or `urls.cancel` elsewhere is not followed. Outputs are URLs, fetched one at a
 //! time through the checked [`Fetcher`], because Replicate deletes them after an hour: the copy in
 //! our bucket is the point.
@@ -33,7 +35,12 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.replicate.com/v1";
 const RESERVE: Duration = Duration::from_secs(3);
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
-const MAX_WAIT_SECONDS: u64 = 60;
+/// The longest a create holds its answer for the prediction to end: a fast model answers in it.
+const MAX_WAIT_SECONDS: u64 = 5;
+/// How long an attempt polls a prediction after its create before leaving it to run.
+const POLL_WINDOW: Duration = Duration::from_secs(4);
+/// When a prediction left running is looked at again.
+const CHECK_AFTER: Duration = Duration::from_secs(5);
 /// How long a cancel may take: it is best effort, and runs after the job's final write.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much longer the client waits for a create than it asks Replicate to hold its answer.
@@ -334,19 +341,16 @@ impl ReplicateModel {
         }
     }
 
-    /// Polls until the prediction is final. If the budget runs out first, the prediction is left
-    /// running: it is noted on the job, and the next attempt collects it.
+    /// Polls until the prediction is final. If it is not within [`POLL_WINDOW`] (or the budget),
+    /// the prediction is left running: it is noted on the job, and a later attempt collects it.
     async fn settle(&self, mut prediction: Prediction, budget: &Budget) -> Result<Prediction, ModelError> {
         let mut delay = FIRST_POLL;
+        let polling = std::time::Instant::now();
         while !prediction.is_final() {
-            if budget.remaining() < delay + RESERVE {
-                return Err(ModelError::Transient {
-                    message: format!(
-                        "prediction {} was still {} when the time budget ran out; the next attempt collects it",
-                        prediction.id,
-                        json!(prediction.status)
-                    ),
-                    retry_after: None,
+            if budget.remaining() < delay + RESERVE || polling.elapsed() + delay > POLL_WINDOW {
+                return Err(ModelError::Pending {
+                    message: format!("prediction {} is still {}", prediction.id, json!(prediction.status)),
+                    check_after: CHECK_AFTER,
                 });
             }
             tokio::time::sleep(delay).await;
