@@ -2,7 +2,9 @@
 //! function with `MODEL_PROVIDER=replicate`. It behaves like the real API where `generate`
 //! depends on it: a bearer token, predictions that start, run and finish over a few polls,
 //! output URLs to real images (drawn by the local renderer), cancel. A prompt containing
-//! `[fail]` makes its prediction fail with a content-filter message.
+//! `[fail]` makes its prediction fail with a content-filter message; `[down]` makes its create
+//! answer 503; `[slow:N]` makes it run N seconds (a cold model). `GET /canceled` answers the
+//! prompts of the predictions canceled while they ran.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -15,6 +17,9 @@ use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const FAILURE_MARKER: &str = "[fail]";
+pub const DOWN_MARKER: &str = "[down]";
+/// `[slow:N]`: the prediction runs N seconds.
+pub const SLOW_MARKER: &str = "[slow:";
 pub const FAILURE_MESSAGE: &str = "NSFW content detected. Try running it again, or try a different prompt.";
 /// Polls a prediction answers `processing` before it finishes.
 const POLLS_TO_FINISH: u32 = 2;
@@ -24,6 +29,24 @@ struct Prediction {
     input: Value,
     polls: u32,
     canceled: bool,
+    created: std::time::Instant,
+    /// How long a `[slow:N]` prediction runs.
+    runs_for: Option<std::time::Duration>,
+}
+
+impl Prediction {
+    fn finished(&self) -> bool {
+        match self.runs_for {
+            Some(runs_for) => self.created.elapsed() >= runs_for,
+            None => self.polls >= POLLS_TO_FINISH,
+        }
+    }
+}
+
+/// The N of a `[slow:N]` prompt.
+fn slow_seconds(prompt: &str) -> Option<u64> {
+    let rest = &prompt[prompt.find(SLOW_MARKER)? + SLOW_MARKER.len()..];
+    rest[..rest.find(']')?].parse().ok()
 }
 
 struct FakeReplicate {
@@ -43,9 +66,9 @@ impl FakeReplicate {
             .is_some_and(|p| p.contains(FAILURE_MARKER));
         let (status, output, error) = if prediction.canceled {
             ("canceled", Value::Null, Value::Null)
-        } else if prediction.polls == 0 {
+        } else if prediction.polls == 0 && !prediction.finished() {
             ("starting", Value::Null, Value::Null)
-        } else if prediction.polls < POLLS_TO_FINISH {
+        } else if !prediction.finished() {
             ("processing", Value::Null, Value::Null)
         } else if fails {
             ("failed", Value::Null, json!(FAILURE_MESSAGE))
@@ -74,14 +97,19 @@ impl FakeReplicate {
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             return problem(400, "the body is not JSON");
         };
-        if !body["input"]["prompt"].is_string() {
+        let Some(prompt) = body["input"]["prompt"].as_str() else {
             return problem(422, "- input.prompt: prompt is required");
+        };
+        if prompt.contains(DOWN_MARKER) {
+            return problem(503, "Service Unavailable");
         }
         let id = format!("mock{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
         let prediction = Prediction {
             input: body["input"].clone(),
             polls: 0,
             canceled: false,
+            created: std::time::Instant::now(),
+            runs_for: slow_seconds(prompt).map(std::time::Duration::from_secs),
         };
         let answer = self.body(&id, &prediction);
         self.lock().insert(id, prediction);
@@ -96,7 +124,7 @@ impl FakeReplicate {
         if cancel {
             // Replicate stops a prediction still starting or processing; one already over stays
             // as it ended (generate cancels every prediction of a job that did not succeed).
-            if prediction.polls < POLLS_TO_FINISH {
+            if !prediction.finished() {
                 prediction.canceled = true;
             }
         } else {
@@ -130,6 +158,17 @@ impl FakeReplicate {
         }
     }
 
+    /// The prompts of the predictions canceled while they ran.
+    fn canceled(&self) -> ResponseTemplate {
+        let prompts: Vec<Value> = self
+            .lock()
+            .values()
+            .filter(|p| p.canceled)
+            .map(|p| p.input["prompt"].clone())
+            .collect();
+        ResponseTemplate::new(200).set_body_json(prompts)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Prediction>> {
         self.predictions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -157,6 +196,8 @@ enum ReplicatePath {
     Predictions,
     Prediction,
     Cancel,
+    /// The mock's own record of the cancels, for tests.
+    Canceled,
 }
 
 static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new(|| {
@@ -171,6 +212,7 @@ static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new
             ("/v1/predictions", ReplicatePath::Predictions),
             ("/v1/predictions/{id}", ReplicatePath::Prediction),
             ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
+            ("/canceled", ReplicatePath::Canceled),
         ],
     )
 });
@@ -181,8 +223,10 @@ impl Respond for FakeReplicate {
             return problem(404, "Not found.");
         };
         let param = |name: &str| matched.params.get(name).unwrap_or_default();
-        if *matched.value == ReplicatePath::File {
-            return self.file(param("id"), param("name"));
+        match matched.value {
+            ReplicatePath::File => return self.file(param("id"), param("name")),
+            ReplicatePath::Canceled => return self.canceled(),
+            _ => {}
         }
         let expected = format!("Bearer {}", self.token);
         let authorized = request
@@ -228,5 +272,12 @@ mod tests {
         let (w, h) = size_of("16:9");
         assert!(w > h && w % 16 == 0 && h % 16 == 0);
         assert_eq!(size_of("nonsense"), (512, 512));
+    }
+
+    #[test]
+    fn a_slow_prompt_names_its_seconds() {
+        assert_eq!(slow_seconds("a cold model [slow:120]"), Some(120));
+        assert_eq!(slow_seconds("a quick one"), None);
+        assert_eq!(slow_seconds("[slow:x]"), None);
     }
 }

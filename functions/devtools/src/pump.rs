@@ -75,6 +75,8 @@ pub struct BatchReport {
     pub received: usize,
     pub deleted: usize,
     pub returned: usize,
+    /// How long the invocation took, as Lambda's `REPORT` line gives its duration.
+    pub duration: Duration,
 }
 
 impl Pump {
@@ -98,7 +100,9 @@ impl Pump {
 
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.record(m)).collect();
+        let invoked = std::time::Instant::now();
         let answer = self.target.invoke(Bytes::from(serde_json::to_vec(&event)?)).await;
+        let duration = invoked.elapsed();
         let failed: HashSet<String> = match answer.map(|body| serde_json::from_slice::<SqsBatchResponse>(&body)) {
             Ok(Ok(answer)) => answer
                 .batch_item_failures
@@ -142,6 +146,7 @@ impl Pump {
             received: messages.len(),
             deleted,
             returned: messages.len() - deleted,
+            duration,
         }))
     }
 
@@ -217,8 +222,11 @@ impl Pump {
             }
             match self.run_once().await {
                 Ok(Some(report)) => eprintln!(
-                    "pump: batch of {} → {} done, {} back to the queue",
-                    report.received, report.deleted, report.returned
+                    "pump: batch of {} → {} done, {} back to the queue; invocation {} ms",
+                    report.received,
+                    report.deleted,
+                    report.returned,
+                    report.duration.as_millis()
                 ),
                 Ok(None) => {}
                 Err(err) => {
