@@ -3,6 +3,7 @@
 
 pub mod inspect;
 pub mod local;
+pub mod openai;
 pub mod replicate;
 
 use url::Url;
