@@ -7,6 +7,7 @@ mod callers;
 mod events;
 mod generate;
 mod helpers;
+mod openai;
 mod paid_runs;
 mod predictions;
 mod quota;
