@@ -99,6 +99,14 @@ enum Command {
         #[arg(long, env = "REPLICATE_API_TOKEN")]
         token: String,
     },
+    /// Serves a stand-in for OpenAI's Images API on 127.0.0.1, for end-to-end runs.
+    MockOpenai {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The API key it accepts.
+        #[arg(long, env = "OPENAI_API_KEY")]
+        token: String,
+    },
     /// Serves the local stand-in for API Gateway's REST API, running the HTTP functions behind
     /// it as Lambda does.
     Gateway {
@@ -305,6 +313,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
+        Command::MockOpenai { port, token } => mock_openai(port, token).await,
         Command::Keys { table, action } => keys(&table, action).await,
         Command::Gateway {
             listen,
@@ -484,6 +493,14 @@ async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = mediagen_devtools::mock_replicate::serve(listener, token).await;
     eprintln!("mock Replicate API at {}/v1", server.uri());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn mock_openai(port: u16, token: String) -> Result<(), Error> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let server = mediagen_devtools::mock_openai::serve(listener, token).await;
+    eprintln!("mock OpenAI API at {}/v1", server.uri());
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

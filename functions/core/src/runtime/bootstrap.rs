@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
-use crate::adapters::image_model::{Models, local::LocalModel, replicate};
+use crate::adapters::image_model::{Models, local::LocalModel, openai, replicate};
 use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
 use crate::adapters::{aws, ssm};
 use crate::domain::catalogue::Provider;
@@ -93,10 +93,27 @@ pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Models, Con
     } else {
         None
     };
+    let openai = if catalogue.uses(Provider::OpenAi) {
+        let token = provider_token(
+            sdk,
+            ("OPENAI_API_KEY", config.openai_api_key.as_ref()),
+            ("OPENAI_API_KEY_PARAMETER", config.openai_api_key_parameter.as_ref()),
+        )
+        .await?;
+        let settings = openai::OpenAiSettings {
+            api_base_url: config.openai_api_base_url.clone(),
+            token,
+            allow_local_urls: config.allow_local_urls,
+        };
+        Some(openai::OpenAiModel::new(settings).map_err(ConfigError::Startup)?)
+    } else {
+        None
+    };
     Ok(Models {
         catalogue: catalogue.clone(),
         local: LocalModel,
         replicate,
+        openai,
     })
 }
 

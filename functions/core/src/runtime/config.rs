@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::adapters::image_model::replicate;
+use crate::adapters::image_model::{openai, replicate};
 use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
@@ -89,7 +89,7 @@ impl Config {
             url::Url::parse(&raw).map_err(|e| invalid(name, &raw, &e.to_string()))
         };
         let replicate_api_base_url = base_url("REPLICATE_API_BASE_URL", replicate::DEFAULT_API_BASE_URL)?;
-        let openai_api_base_url = base_url("OPENAI_API_BASE_URL", "https://api.openai.com/v1")?;
+        let openai_api_base_url = base_url("OPENAI_API_BASE_URL", openai::DEFAULT_API_BASE_URL)?;
 
         let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
         if !(60..=604_800).contains(&presign_ttl_seconds) {

@@ -8,6 +8,7 @@ mod events;
 mod generate;
 mod helpers;
 mod models;
+mod openai;
 mod paid_runs;
 mod predictions;
 mod quota;

@@ -57,6 +57,7 @@ fn models(server: &MockServer) -> Models {
         catalogue: catalogue(),
         local: LocalModel,
         replicate: Some(replicate),
+        openai: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod inspect;
 pub mod local;
+pub mod openai;
 pub mod replicate;
 
 use url::Url;
@@ -21,6 +22,7 @@ pub struct Models {
     pub catalogue: Catalogue,
     pub local: local::LocalModel,
     pub replicate: Option<replicate::ReplicateModel>,
+    pub openai: Option<openai::OpenAiModel>,
 }
 
 /// An output of whichever model ran: an image still to render or download, or one made already.
@@ -57,10 +59,17 @@ fn not_configured(provider: Provider) -> ModelError {
 impl ImageModel for Models {
     type Output = Output;
 
+    /// The most any configured provider needs: a job is not claimed without time for its model.
     fn min_budget(&self) -> std::time::Duration {
-        self.replicate
-            .as_ref()
-            .map_or_else(|| self.local.min_budget(), ImageModel::min_budget)
+        [
+            Some(self.local.min_budget()),
+            self.replicate.as_ref().map(ImageModel::min_budget),
+            self.openai.as_ref().map(openai::OpenAiModel::min_budget),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default()
     }
 
     async fn generate<L: RunLog>(
@@ -70,6 +79,11 @@ impl ImageModel for Models {
         log: &L,
     ) -> Result<Vec<Output>, ModelError> {
         let entry = self.entry(&request.model)?;
+        let made = |images: Vec<GeneratedImage>| images.into_iter().map(|i| Output::Image(Box::new(i))).collect();
+        if entry.provider == Provider::OpenAi {
+            let openai = self.openai.as_ref().ok_or(not_configured(Provider::OpenAi))?;
+            return Ok(made(openai.generate(entry, request, budget).await?));
+        }
         let request = &Self::at_provider(entry, request);
         Ok(match entry.provider {
             Provider::Local => self
