@@ -7,7 +7,7 @@
 # localstack/docker-compose.yml), else on the host: this script starts it (scripts/localstack.sh;
 # stop it with scripts/localstack.sh stop) and its functions run as host processes.
 # Settings: MEDIAGEN_STACK (stack name, default mediagen), MEDIAGEN_ARCH (arm64 or x86_64),
-# MODEL_PROVIDER, REPLICATE_API_TOKEN, MEDIAGEN_LOCALSTACK (docker or host), LOCALSTACK_URL (a
+# MODEL_PROVIDER, REPLICATE_API_TOKEN, OPENAI_API_KEY, MEDIAGEN_LOCALSTACK (docker or host), LOCALSTACK_URL (a
 # LocalStack running elsewhere), MEDIAGEN_BUILD_MODE (release or debug; LocalStack's default is
 # debug, AWS's release), MEDIAGEN_API_KEY (sent by the smoke test as a bearer token),
 # MEDIAGEN_WEBHOOK_SECRET (the stack's webhook master key; made once and kept when unset).
@@ -51,9 +51,12 @@ prepare_target "$target" start
 # The resource names and queue settings the local stack uses: the template's defaults too.
 # shellcheck source=local.env
 set -a; source "$ROOT/scripts/local.env"; set +a
-if [ "${MODEL_PROVIDER:-local}" = replicate ] && [ -z "${REPLICATE_API_TOKEN:-}" ]; then
-  die "MODEL_PROVIDER=replicate needs REPLICATE_API_TOKEN"
-fi
+case ",${MODEL_PROVIDER:-local}," in
+  *,replicate,*) [ -n "${REPLICATE_API_TOKEN:-}" ] || die "MODEL_PROVIDER with replicate needs REPLICATE_API_TOKEN" ;;
+esac
+case ",${MODEL_PROVIDER:-local}," in
+  *,openai,*) [ -n "${OPENAI_API_KEY:-}" ] || die "MODEL_PROVIDER with openai needs OPENAI_API_KEY" ;;
+esac
 
 bucket=$MEDIAGEN_BUCKET
 if [ "$target" = aws ]; then
@@ -112,6 +115,10 @@ overrides+=("WebhookSecretParameter=/$STACK/webhook-secret" "FileUrlSecretParame
 if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
   keep_secret replicate-api-token "$REPLICATE_API_TOKEN"
   overrides+=("ReplicateApiTokenParameter=/$STACK/replicate-api-token")
+fi
+if [ -n "${OPENAI_API_KEY:-}" ]; then
+  keep_secret openai-api-key "$OPENAI_API_KEY"
+  overrides+=("OpenAiApiKeyParameter=/$STACK/openai-api-key")
 fi
 if [ "${MEDIAGEN_RESERVED_CONCURRENCY:-on}" = off ]; then
   # An account whose quota cannot spare any, such as a new one's 10 (docs/deploy.md, "Concurrency").

@@ -273,11 +273,13 @@ stop_stack() {
   STACK_PIDS=()
 }
 
-# start_mock_replicate TOKEN: the stand-in Replicate API on a free port; sets REPLICATE_MOCK_URL.
-start_mock_replicate() {
-  local port
+# start_mock PROVIDER [ARGS...]: `mediagen-dev mock-PROVIDER` (replicate, openai, bedrock), the
+# stand-in for that provider's API, on a free port; sets MOCK_URL.
+start_mock() {
+  local provider=$1 port
+  shift
   port=$(free_port)
-  start_bg "$STATE/mock-replicate.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" mock-replicate --port "$port" --token "$1"
-  REPLICATE_MOCK_URL="http://127.0.0.1:$port"
-  wait_for_http "$REPLICATE_MOCK_URL/" 10 "the mock Replicate API"
+  start_bg "$STATE/mock-$provider.log" "$CARGO_TARGET_DIR/debug/mediagen-dev" "mock-$provider" --port "$port" "$@"
+  MOCK_URL="http://127.0.0.1:$port"
+  wait_for_http "$MOCK_URL/" 10 "the mock $provider API"
 }

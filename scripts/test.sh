@@ -88,14 +88,6 @@ for secret in "$MEDIAGEN_API_KEY" "${MEDIAGEN_API_KEY:4}" mgk_refusedrefusedrefu
   done
 done
 
-say "end-to-end with MODEL_PROVIDER=replicate against the mock Replicate API"
-start_mock_replicate test-token
-export MODEL_PROVIDER=replicate REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$REPLICATE_MOCK_URL/v1"
-start_stack "$(free_port)"
-MEDIAGEN_API_URL="$API_URL" cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model::
-stop_stack
-unset MODEL_PROVIDER REPLICATE_API_TOKEN REPLICATE_API_BASE_URL
-
 say "the functions under cargo lambda watch (scripts/dev.sh --watch): every events/ file, a job, a rebuild"
 start_stack "$(free_port)" watch
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_FUNCTIONS_LOG="$STATE/functions.log" \
@@ -110,11 +102,14 @@ scripts/chaos.sh
 say "store faults, beside the deploy: 200 jobs while DynamoDB's emulator, then SQS's, is paused for 10 s (scripts/faults.sh; log: ${STATE#$ROOT/}/faults.log)"
 start_bg "$STATE/faults.log" scripts/faults.sh
 FAULTS_PID=${BG_PIDS[-1]}
+say "every provider end to end, beside the deploy: a job on each stand-in, a fallback, a 120 s model, a cancel, a content filter (scripts/providers.sh; log: ${STATE#$ROOT/}/providers.log)"
+start_bg "$STATE/providers.log" scripts/providers.sh
+PROVIDERS_PID=${BG_PIDS[-1]}
 
 say "template.yaml deployed onto LocalStack without Docker, smoke-tested, checked, destroyed"
 stop_stack
 # A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
-env -u MODEL_PROVIDER -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
+env -u MODEL_PROVIDER -u MODEL_CATALOGUE -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
   -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
 
 say "the store faults run"
@@ -123,5 +118,12 @@ if ! wait "$FAULTS_PID"; then
   die "the store faults run failed (${STATE#$ROOT/}/faults.log)"
 fi
 grep -E '^faults:|run passed' "$STATE/faults.log" >&2
+
+say "the providers run"
+if ! wait "$PROVIDERS_PID"; then
+  cat "$STATE/providers.log" >&2
+  die "the providers run failed (${STATE#$ROOT/}/providers.log)"
+fi
+grep -E '^test |run passed' "$STATE/providers.log" >&2
 
 say "all checks passed in $((SECONDS - started))s"

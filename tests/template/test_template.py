@@ -6,6 +6,7 @@ Each check is a function answering the problems it finds; the tests assert that 
 has none, and that a deliberately broken copy of it has some."""
 
 import json
+import tomllib
 import re
 import unittest
 
@@ -59,6 +60,19 @@ MEDIA_OBJECTS = {"Fn::Sub": "${MediaBucket.Arn}/media/*"}
 FILE_LINK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${FileUrlSecretParameter}"}
 MODEL_TOKEN = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ReplicateApiTokenParameter}"}
 WEBHOOK_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
+OPENAI_KEY = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${OpenAiApiKeyParameter}"}
+
+
+def bedrock_models():
+    """The foundation-model ARN of each Bedrock model in the catalogue (models.toml): generate
+    may invoke those and no other."""
+    catalogue = tomllib.loads((support.ROOT / "models.toml").read_text())
+    return [
+        {"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{m.get('model', m['name'])}"}
+        for m in catalogue["models"]
+        if m["provider"] == "bedrock"
+    ]
+
 # Writes a function may make only to items whose key starts so (dynamodb:LeadingKeys): status and
 # content count a key's requests (docs/design.md, "Rate limits"), status also rotates the caller's
 # webhook secret (docs/design.md, "Webhooks"); submit frees the idempotency record of a job never
@@ -90,10 +104,12 @@ PERMISSIONS = {
         "sqs:DeleteMessage": QUEUE,
         "sqs:ChangeMessageVisibility": QUEUE,
         "sqs:GetQueueAttributes": QUEUE,
-        "sqs:SendMessage": WEBHOOKS,
+        # The jobs queue too: a job whose model runs on is looked at again by a delayed message.
+        "sqs:SendMessage": [WEBHOOKS, QUEUE],
         "s3:PutObject": MEDIA_OBJECTS,
         "s3:DeleteObject": MEDIA_OBJECTS,
-        "ssm:GetParameter": MODEL_TOKEN,
+        "ssm:GetParameter": [MODEL_TOKEN, OPENAI_KEY],
+        "bedrock:InvokeModel": bedrock_models(),
     },
     # Reads jobs and sends webhooks; never writes a job.
     "DeliverFunction": {
@@ -281,9 +297,11 @@ def queue_problems(cfn):
 
 
 def statements(cfn, role):
+    """Every statement a role may have: those under a condition as if it held."""
     for policy in cfn["Resources"][role]["Properties"].get("Policies", []):
         statement = policy["PolicyDocument"]["Statement"]
-        yield from statement if isinstance(statement, list) else [statement]
+        for each in statement if isinstance(statement, list) else [statement]:
+            yield each["Fn::If"][1] if "Fn::If" in each else each
 
 
 def as_list(value):
@@ -625,6 +643,12 @@ class BrokenWiringIsCaught(unittest.TestCase):
     def assertCaught(self, check, change, words):
         problems = check(broken(change))
         self.assertTrue(any(words in p for p in problems), f"{check.__name__} missed it: {problems}")
+
+    def test_a_catalogue_model_generate_may_not_invoke(self):
+        def change(cfn):
+            statement(cfn, "GenerateRole", "InvokeCatalogueModels")["Resource"].pop()
+
+        self.assertCaught(policy_problems, change, "bedrock:InvokeModel")
 
     def test_a_route_to_the_wrong_function(self):
         def change(cfn):

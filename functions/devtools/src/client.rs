@@ -68,6 +68,25 @@ impl ApiClient {
         Ok(body)
     }
 
+    /// Asks for the job's cancel; answers the job as the cancel left it.
+    pub async fn cancel(&self, job_id: &str) -> Result<Value, Error> {
+        let response = self
+            .api(reqwest::Method::POST, &format!("/media/jobs/{job_id}/cancel"))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            return Err(format!("cancel answered {status}: {body}").into());
+        }
+        Ok(body)
+    }
+
+    /// The models the deployment offers (`GET /v1/models`).
+    pub async fn models(&self) -> Result<Value, Error> {
+        self.get_json("/v1/models").await
+    }
+
     pub async fn status(&self, job_id: &str) -> Result<Value, Error> {
         self.get_json(&format!("/media/status/{job_id}")).await
     }

@@ -5,6 +5,7 @@
 
 mod hosted;
 mod local_model;
+mod providers;
 mod replicate_model;
 mod webhooks;
 

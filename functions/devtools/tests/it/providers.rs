@@ -1,0 +1,208 @@
+//! Every provider through the real functions, against their stand-ins (`scripts/providers.sh`):
+//! a job per provider ends with that provider's images and its cost, a provider down falls back
+//! to the next model, a 120 s model holds no invocation, a cancel reaches the provider, and a
+//! content filter fails the job once (docs/models.md).
+
+use std::time::Duration;
+
+use crate::client;
+use serde_json::{Value, json};
+
+/// The stand-in's address, set by `scripts/providers.sh`.
+fn mock(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name}: set by scripts/providers.sh"))
+}
+
+/// Submits `body` and waits for the job to end; answers the whole job.
+async fn run(body: Value, timeout: Duration) -> Value {
+    let client = client();
+    let accepted = client.submit(&body).await.unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap();
+    client.wait(job_id, timeout, |_| {}).await.unwrap();
+    client.job(job_id).await.unwrap()
+}
+
+/// The job's images, downloaded and decoded: their sizes.
+async fn sizes(job: &Value) -> Vec<(u32, u32)> {
+    let mut sizes = Vec::new();
+    for item in job["media"].as_array().unwrap() {
+        let downloaded = client().download(item).await.unwrap();
+        let decoded = image::load_from_memory(&downloaded.bytes).unwrap();
+        sizes.push((decoded.width(), decoded.height()));
+    }
+    sizes
+}
+
+/// A succeeded job's cost: the model's price for its images, and a share of AWS under a cent.
+fn assert_cost(job: &Value, price_per_image: f64) {
+    let images = job["media"].as_array().unwrap().len() as f64;
+    let cost = job["metrics"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        cost >= price_per_image * images && cost < price_per_image * images + 0.01,
+        "cost {cost} for {images} images at {price_per_image}: {job}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn the_catalogue_lists_every_model_with_its_provider_and_price() {
+    let models = client().models().await.unwrap();
+    assert_eq!(models["object"], "list");
+    let listed: Vec<(&str, &str)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("local", "local"),
+            ("black-forest-labs/flux-schnell", "replicate"),
+            ("black-forest-labs/flux-dev", "replicate"),
+            ("gpt-image-1", "openai"),
+            ("stable-image-core", "bedrock"),
+        ]
+    );
+    assert_eq!(models["data"][3]["price_per_image_usd"], 0.042);
+    assert_eq!(models["data"][2]["fallback"], json!(["local"]));
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn each_provider_makes_the_jobs_images_at_its_price() {
+    let local = run(
+        json!({"prompt": "a lighthouse, locally", "model": "local", "width": 256, "height": 256}),
+        Duration::from_secs(60),
+    );
+    let replicate = run(
+        json!({"prompt": "a lighthouse, on replicate", "model": "black-forest-labs/flux-schnell", "num_outputs": 2}),
+        Duration::from_secs(120),
+    );
+    let openai = run(
+        json!({"prompt": "a lighthouse, by openai", "model": "gpt-image-1", "width": 1440, "height": 960, "num_outputs": 2, "output_format": "jpg"}),
+        Duration::from_secs(120),
+    );
+    let bedrock = run(
+        json!({"prompt": "a lighthouse, on bedrock", "model": "stable-image-core", "width": 1024, "height": 1024}),
+        Duration::from_secs(120),
+    );
+    let (local, replicate, openai, bedrock) = tokio::join!(local, replicate, openai, bedrock);
+    for job in [&local, &replicate, &openai, &bedrock] {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["model_attempts"].as_array().unwrap().len(), 1, "{job}");
+    }
+    assert_cost(&local, 0.0);
+    assert_cost(&replicate, 0.003);
+    assert_cost(&openai, 0.042);
+    assert_cost(&bedrock, 0.04);
+    // Each provider's own pictures: the sizes its stand-in makes, as the real API does.
+    assert_eq!(sizes(&local).await, [(256, 256)]);
+    assert_eq!(sizes(&replicate).await.len(), 2);
+    assert_eq!(
+        sizes(&openai).await,
+        [(1536, 1024), (1536, 1024)],
+        "1440x960 made at the nearest size gpt-image-1 makes"
+    );
+    assert_eq!(openai["media"][0]["content_type"], "image/jpeg");
+    assert_eq!(sizes(&bedrock).await.len(), 1);
+    for job in [&replicate, &openai, &bedrock] {
+        assert_eq!(job["model_attempts"][0]["outcome"], "succeeded");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn a_provider_answering_5xx_falls_back_to_the_next_model() {
+    let job = run(
+        json!({"prompt": "a kite [down]", "model": "black-forest-labs/flux-dev", "width": 256, "height": 256}),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let tried: Vec<(&str, &str)> = job["model_attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["model"].as_str().unwrap(), a["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("black-forest-labs/flux-dev", "model_unavailable"),
+            ("local", "succeeded")
+        ]
+    );
+    assert_cost(&job, 0.0);
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn a_model_running_120_s_ends_succeeded_and_no_invocation_lasts_over_10_s() {
+    let job = run(
+        json!({"prompt": "a cold model [slow:120]", "model": "black-forest-labs/flux-schnell"}),
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let log = std::fs::read_to_string(mock("MEDIAGEN_PUMP_LOG")).unwrap();
+    let durations: Vec<u64> = log
+        .lines()
+        .filter_map(|line| line.split("invocation ").nth(1)?.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    assert!(
+        durations.len() > 10,
+        "the job was looked at again and again: {durations:?}"
+    );
+    let longest = durations.iter().max().copied().unwrap_or_default();
+    assert!(longest <= 10_000, "an invocation of generate lasted {longest} ms");
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn canceling_a_processing_job_cancels_its_prediction_at_the_provider() {
+    let client = client();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prompt = format!("a long one to cancel {stamp} [slow:600]");
+    let accepted = client
+        .submit(&json!({"prompt": prompt, "model": "black-forest-labs/flux-schnell"}))
+        .await
+        .unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap();
+    let canceled_at_mock = || async {
+        let url = format!("{}/canceled", mock("REPLICATE_MOCK_URL"));
+        let prompts: Vec<String> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        prompts.contains(&prompt)
+    };
+    // Processing means claimed; wait a little more for its prediction to be created.
+    for _ in 0..300 {
+        if client.status(job_id).await.unwrap()["status"] == "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    client.cancel(job_id).await.unwrap();
+    let status = client.wait(job_id, Duration::from_secs(60), |_| {}).await.unwrap();
+    assert_eq!(status["status"], "canceled", "{status}");
+    assert!(
+        canceled_at_mock().await,
+        "the mock saw no cancel of the job's prediction"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn a_content_filtered_bedrock_answer_fails_the_job_once() {
+    let job = run(
+        json!({"prompt": "something forbidden [filtered]", "model": "stable-image-core"}),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "content_filtered", "{job}");
+    assert_eq!(job["attempts"], 1, "a content filter is not retried");
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every provider end to end (docs/models.md): a local stack of its own whose catalogue
+# (tests/providers/models.toml) holds the local model and a model of each paid provider, each
+# served by its stand-in (mediagen-dev mock-replicate, mock-openai, mock-bedrock), through the
+# real functions: a job per provider, a fallback, a 120 s model, a cancel, a content filter
+# (functions/devtools/tests/it/providers.rs, replicate_model.rs). scripts/test.sh runs it beside
+# the LocalStack deploy: it is mostly waiting for the slow model.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_tools
+started=$SECONDS
+say "providers: the stand-ins of Replicate, OpenAI and Bedrock"
+start_mock replicate --token test-token
+export REPLICATE_MOCK_URL=$MOCK_URL REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$MOCK_URL/v1"
+start_mock openai --token test-openai-key
+export OPENAI_MOCK_URL=$MOCK_URL OPENAI_API_KEY=test-openai-key OPENAI_API_BASE_URL="$MOCK_URL/v1"
+start_mock bedrock
+# Bedrock is the one AWS service the emulators do not serve: its SDK client goes to the stand-in.
+export BEDROCK_MOCK_URL=$MOCK_URL AWS_ENDPOINT_URL_BEDROCK_RUNTIME=$MOCK_URL
+export MODEL_PROVIDER=local,replicate,openai,bedrock MODEL_CATALOGUE="$ROOT/tests/providers/models.toml"
+say "providers: a stack of its own"
+start_own_stack
+MEDIAGEN_API_URL="$API_URL" MEDIAGEN_PUMP_LOG="$STATE/pump.log" \
+  cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model:: providers::
+stop_stack
+say "providers run passed in $((SECONDS - started))s"
