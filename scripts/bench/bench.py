@@ -16,6 +16,7 @@ import platform
 import re
 import signal
 import statistics
+import tomllib
 import subprocess
 import threading
 import time
@@ -865,6 +866,48 @@ def cost_per_1000_jobs(summary, prices, facts, assumptions=COST_ASSUMPTIONS):
     }
 
 
+def catalogue_costs(cost, catalogue_path=None):
+    """One row per model of the catalogue (models.toml): what 1,000 one-image jobs of it cost, its
+    provider's price and the AWS share. A paid model's AWS share is the flux-schnell column's
+    without its Replicate line (a megapixel image, a 2 s wait); the local model's, the local column."""
+    catalogue = tomllib.loads(Path(catalogue_path or ROOT / "models.toml").read_text())
+    replicate_price = next(r for r in cost["rows"] if r["key"] == "replicate_flux_schnell_image")
+    aws = {
+        "local": cost["totals"]["local"],
+        "paid": cost["totals"]["replicate"] - replicate_price["usd_per_1000"]["replicate"],
+    }
+    rows = []
+    for model in catalogue["models"]:
+        share = aws["local"] if model["provider"] == "local" else aws["paid"]
+        price = model["price_usd"] * 1000
+        rows.append({
+            "model": model["name"],
+            "provider": model["provider"],
+            "model_usd_per_1000": price,
+            "aws_usd_per_1000": share,
+            "usd_per_1000": price + share,
+            "price_source": model["price_source"],
+        })
+    return rows
+
+
+def render_catalogue_costs(rows):
+    lines = [
+        "",
+        "Per model of the catalogue (`models.toml`), 1,000 jobs of one image: the model's price and",
+        "the AWS share above (a paid model's as flux-schnell's, without Replicate's line).",
+        "",
+        "| model | provider | model's price | AWS | $ per 1,000 | price read in |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| `{row['model']}` | {row['provider']} | {usd(row['model_usd_per_1000'])} | {usd(row['aws_usd_per_1000'])}"
+            f" | **{usd(row['usd_per_1000'])}** | {row['price_source']} |"
+        )
+    return lines
+
+
 def with_cost(summary):
     """Adds the cost of 1,000 jobs to a summary, from template.yaml and scripts/bench/prices.json."""
     summary["cost"] = cost_per_1000_jobs(summary, load_prices(), template_facts())
@@ -922,6 +965,7 @@ def render_cost(cost):
         cells = [f"{row['per_job'][m]:.3g} | {usd(row['usd_per_1000'][m])}" for m in models]
         lines.append(f"| {row['component']} | {row['unit']} | " + " | ".join(cells) + " |")
     lines.append("| **total** | | " + " | ".join(f"| **{usd(cost['totals'][m])}**" for m in models) + " |")
+    lines += render_catalogue_costs(catalogue_costs(cost))
 
     free, allowances = cost["local_within_lambda_free_tier"], cost["prices"]["allowances"]
     writes = {m: "; ".join(f"{label}: {units}" for label, units in found.items()) for m, found in cost["write_units"].items()}

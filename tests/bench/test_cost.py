@@ -5,6 +5,7 @@ import copy
 import datetime
 import sys
 import tempfile
+import tomllib
 import unittest
 from pathlib import Path
 
@@ -116,6 +117,17 @@ class Arithmetic(unittest.TestCase):
         text = "\n".join(bench.render_cost(self.cost))
         self.assertIn("## Cost per 1,000 jobs", text)
         self.assertIn(f"**{bench.usd(self.cost['totals']['replicate'])}**", text)
+
+
+    def test_every_catalogue_model_has_a_row_at_its_price(self):
+        rows = bench.catalogue_costs(self.cost)
+        catalogue = tomllib.loads((bench.ROOT / "models.toml").read_text())
+        self.assertEqual([r["model"] for r in rows], [m["name"] for m in catalogue["models"]])
+        for row, model in zip(rows, catalogue["models"]):
+            self.assertAlmostEqual(row["model_usd_per_1000"], model["price_usd"] * 1000)
+            self.assertAlmostEqual(row["usd_per_1000"], row["model_usd_per_1000"] + row["aws_usd_per_1000"])
+        text = "\n".join(bench.render_cost(self.cost))
+        self.assertIn("| `gpt-image-1` | openai |", text)
 
 
 class Template(unittest.TestCase):
