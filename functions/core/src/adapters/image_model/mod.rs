@@ -1,6 +1,8 @@
 //! The image models behind [`ImageModel`], chosen by `MODEL_PROVIDER` when the runtime wires
 //! the function.
 
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod inspect;
 pub mod local;
 pub mod replicate;
