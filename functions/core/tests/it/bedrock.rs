@@ -246,7 +246,12 @@ async fn bedrock_server_errors_are_transient() {
 
 #[tokio::test]
 async fn bedrock_access_denied_and_unknown_models_are_configuration() {
-    for (status, kind) in [(403, "AccessDeniedException"), (404, "ResourceNotFoundException")] {
+    for (status, kind) in [
+        (403, "AccessDeniedException"),
+        (404, "ResourceNotFoundException"),
+        (403, "UnrecognizedClientException"),
+        (403, "InvalidSignatureException"),
+    ] {
         let server = MockServer::start().await;
         let err = failure(&server, aws_error(status, kind, "You don't have access to the model")).await;
         assert!(matches!(err, ModelError::Configuration { .. }), "{kind}: {err:?}");

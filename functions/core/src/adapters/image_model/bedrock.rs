@@ -14,6 +14,7 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -179,13 +180,14 @@ fn parse_answer(body: &[u8]) -> Result<Vec<u8>, ModelError> {
 /// Maps a failed `InvokeModel` call: throttling, capacity, server errors and calls that did not
 /// complete are transient; invalid input is the model's verdict; refused access or an unknown
 /// model is our configuration.
-fn call_error<R: std::fmt::Debug + 'static>(err: SdkError<InvokeModelError, R>) -> ModelError {
+fn call_error(err: SdkError<InvokeModelError, HttpResponse>) -> ModelError {
     let transient = |message: String| ModelError::Transient {
         message,
         retry_after: None,
     };
     match err {
         SdkError::ServiceError(context) => {
+            let refused = matches!(context.raw().status().as_u16(), 401 | 403);
             let err = context.into_err();
             let detail = format!(
                 "{}: {}",
@@ -209,18 +211,12 @@ fn call_error<R: std::fmt::Debug + 'static>(err: SdkError<InvokeModelError, R>) 
                 | InvokeModelError::ModelTimeoutException(_)
                 | InvokeModelError::ModelErrorException(_)
                 | InvokeModelError::InternalServerException(_) => transient(format!("Bedrock answered {detail}")),
-                // An error the SDK does not model: signature and token errors are ours to fix.
-                _ => match err.code() {
-                    Some(
-                        "UnrecognizedClientException"
-                        | "InvalidSignatureException"
-                        | "ExpiredTokenException"
-                        | "IncompleteSignatureException",
-                    ) => ModelError::Configuration {
-                        message: format!("Bedrock refused our credentials ({detail})"),
-                    },
-                    _ => transient(format!("Bedrock answered {detail}")),
+                // An error the SDK does not model: refused credentials (a bad signature, an
+                // expired token) are ours to fix; anything else may pass.
+                _ if refused => ModelError::Configuration {
+                    message: format!("Bedrock refused our credentials ({detail})"),
                 },
+                _ => transient(format!("Bedrock answered {detail}")),
             }
         }
         SdkError::TimeoutError(_) => transient("Bedrock did not answer in time".into()),
