@@ -43,7 +43,8 @@ cargo test -p mediagen-devtools --locked --test it -- hosted::
 say "integration tests against DynamoDB Local and moto server"
 start_emulator 0
 aws_env
-MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --test it
+# With the Bedrock adapter, which only generate links (the core's `bedrock` feature).
+MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" cargo test -p mediagen-core --locked --features bedrock --test it
 
 say "end-to-end through the local API Gateway"
 # A key of the test run's own, never the developer's.

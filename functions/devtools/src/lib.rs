@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod mock_bedrock;
 pub mod mock_openai;
 pub mod mock_replicate;
 pub mod pump;

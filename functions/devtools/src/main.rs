@@ -107,6 +107,12 @@ enum Command {
         #[arg(long, env = "OPENAI_API_KEY")]
         token: String,
     },
+    /// Serves a stand-in for the Amazon Bedrock runtime (Stability's models) on 127.0.0.1, for
+    /// end-to-end runs with `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` pointed at it.
+    MockBedrock {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Serves the local stand-in for API Gateway's REST API, running the HTTP functions behind
     /// it as Lambda does.
     Gateway {
@@ -314,6 +320,7 @@ async fn main() -> ExitCode {
         }
         Command::MockReplicate { port, token } => mock_replicate(port, token).await,
         Command::MockOpenai { port, token } => mock_openai(port, token).await,
+        Command::MockBedrock { port } => mock_bedrock(port).await,
         Command::Keys { table, action } => keys(&table, action).await,
         Command::Gateway {
             listen,
@@ -501,6 +508,14 @@ async fn mock_openai(port: u16, token: String) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = mediagen_devtools::mock_openai::serve(listener, token).await;
     eprintln!("mock OpenAI API at {}/v1", server.uri());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn mock_bedrock(port: u16) -> Result<(), Error> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let server = mediagen_devtools::mock_bedrock::serve(listener).await;
+    eprintln!("mock Bedrock runtime at {}", server.uri());
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -55,6 +55,34 @@ fn s3_timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// How long one Bedrock image call may take in all: a picture takes seconds to make, more for the
+/// larger models. Each call is held to less when its budget has less left
+/// (`image_model::bedrock`). The SDK does not retry: the generate service's own retries, which
+/// know the budget, do.
+#[cfg(feature = "bedrock")]
+pub const IMAGE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Bedrock runtime's client: [`IMAGE_CALL_TIMEOUT`] for each call, no retries of its own.
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` and `AWS_ENDPOINT_URL` apply as for every client.
+#[cfg(feature = "bedrock")]
+pub fn bedrock_runtime(sdk: &SdkConfig) -> aws_sdk_bedrockruntime::Client {
+    let config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+        .timeout_config(image_timeouts(IMAGE_CALL_TIMEOUT))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+/// The timeouts of one image call that may take up to `total`.
+#[cfg(feature = "bedrock")]
+pub fn image_timeouts(total: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2).min(total))
+        .operation_attempt_timeout(total)
+        .operation_timeout(total)
+        .build()
+}
+
 /// The HTTPS client every SDK client of the process shares. It is built, and the system's trusted
 /// roots loaded (about 3 ms on a Debian-sized certificate store), when the first request needs
 /// it rather than at cold start: the SDK's own client would load them while the clients are

@@ -114,6 +114,11 @@ pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Models, Con
         local: LocalModel,
         replicate,
         openai,
+        // Bedrock is called with the function's own role: no token to read.
+        #[cfg(feature = "bedrock")]
+        bedrock: catalogue
+            .uses(Provider::Bedrock)
+            .then(|| crate::adapters::image_model::bedrock::BedrockModel::new(sdk)),
     })
 }
 

@@ -3,6 +3,8 @@
 //! Replicate contract tests talk to a local mock of its API, the webhook tests to a receiver on
 //! loopback.
 
+#[cfg(feature = "bedrock")]
+mod bedrock;
 mod callers;
 mod events;
 mod generate;

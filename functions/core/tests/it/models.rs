@@ -58,6 +58,8 @@ fn models(server: &MockServer) -> Models {
         local: LocalModel,
         replicate: Some(replicate),
         openai: None,
+        #[cfg(feature = "bedrock")]
+        bedrock: None,
     }
 }
 

@@ -1,8 +1,11 @@
 //! The image models behind [`ImageModel`]: one adapter per provider, and [`Models`], which runs
 //! each request on the provider the catalogue names for its model (docs/design.md, "Image
-//! models"). Adding a provider is its adapter file, its arm in [`Models`], and its catalogue
-//! entries.
+//! models"). Adding a provider is its adapter file, its arm in [`Models`], its wiring at cold
+//! start (runtime/bootstrap.rs), its name and settings (domain/catalogue.rs, runtime/config.rs)
+//! and its catalogue entries (docs/models.md, "Adding a model").
 
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod inspect;
 pub mod local;
 pub mod openai;
@@ -23,6 +26,9 @@ pub struct Models {
     pub local: local::LocalModel,
     pub replicate: Option<replicate::ReplicateModel>,
     pub openai: Option<openai::OpenAiModel>,
+    /// Linked into `generate` alone, the one function that runs models (the `bedrock` feature).
+    #[cfg(feature = "bedrock")]
+    pub bedrock: Option<bedrock::BedrockModel>,
 }
 
 /// An output of whichever model ran: an image still to render or download, or one made already.
@@ -65,6 +71,8 @@ impl ImageModel for Models {
             Some(self.local.min_budget()),
             self.replicate.as_ref().map(ImageModel::min_budget),
             self.openai.as_ref().map(openai::OpenAiModel::min_budget),
+            #[cfg(feature = "bedrock")]
+            self.bedrock.as_ref().map(bedrock::BedrockModel::min_budget),
         ]
         .into_iter()
         .flatten()
@@ -83,6 +91,11 @@ impl ImageModel for Models {
         if entry.provider == Provider::OpenAi {
             let openai = self.openai.as_ref().ok_or(not_configured(Provider::OpenAi))?;
             return Ok(made(openai.generate(entry, request, budget).await?));
+        }
+        #[cfg(feature = "bedrock")]
+        if entry.provider == Provider::Bedrock {
+            let bedrock = self.bedrock.as_ref().ok_or(not_configured(Provider::Bedrock))?;
+            return Ok(made(bedrock.generate(entry, request, budget).await?));
         }
         let request = &Self::at_provider(entry, request);
         Ok(match entry.provider {
