@@ -6,7 +6,9 @@ the CLI use, with the same status codes, problem+json bodies and headers as the 
 Bearer keys (401 with WWW-Authenticate), 422 invalid-request naming each field, 202 on submit,
 ``Prefer: wait=N`` held answers with ``Preference-Applied: wait``, ``Retry-After: 1`` while not
 final, presigned-style content links to a storage route that refuses an Authorization header,
-the paged listing, and cancel (200, 202, 409). Jobs run on a clock: queued for ``queued_s``,
+the paged listing, cancel (200, 202, 409), and the public ``GET /v1/models`` with two models
+(``MODELS``; a request naming another is refused, as the API does; sizes are not fitted). Each
+submitted body is kept in ``Store.submitted``. Jobs run on a clock: queued for ``queued_s``,
 then processing for ``processing_s``; a prompt containing ``[fail]`` fails with model_failed.
 Images are real PNGs of the asked size (whatever the format asked: the stub only encodes PNG).
 
@@ -39,6 +41,16 @@ PLAYGROUND = ROOT / "web" / "playground.html"
 FINAL = {"succeeded", "failed", "canceled"}
 FAILURE_MARKER = "[fail]"
 MAX_WAIT = 20
+# GET /v1/models's data (functions/core/src/entrypoints/views.rs, ModelView).
+MODELS = [
+    {"id": "local", "object": "model", "created": 0, "owned_by": "local", "provider_model": "local",
+     "default": True, "sizes": [], "formats": ["png", "webp", "jpg"], "price_per_image_usd": 0.0,
+     "price_source": "our deterministic offline renderer: no model price", "fallback": []},
+    {"id": "gpt-image-1", "object": "model", "created": 0, "owned_by": "openai", "provider_model": "gpt-image-1",
+     "default": False, "sizes": ["1024x1024", "1536x1024", "1024x1536"], "formats": ["png", "webp", "jpg"],
+     "price_per_image_usd": 0.042, "price_source": "https://platform.openai.com/docs/pricing", "fallback": []},
+]
+DEFAULT_MODEL = next(m["id"] for m in MODELS if m["default"])
 
 
 def now_iso(at: float | None = None) -> str:
@@ -190,6 +202,7 @@ class Store:
         self.jobs: dict[str, Job] = {}
         self.media: dict[str, tuple[Job, int]] = {}
         self.requests: list[dict] = []  # what was asked, for tests
+        self.submitted: list[object] = []  # each POST /media/generate body, parsed, for tests
 
     def create(self, request: dict) -> Job:
         with self.lock:
@@ -233,9 +246,9 @@ def validate(body: object) -> tuple[dict | None, list[dict]]:
     output_format = body.get("output_format") or "png"
     if output_format not in ("png", "webp", "jpg"):
         errors.append({"field": "output_format", "message": "must be one of png, webp, jpg"})
-    model = body.get("model") or "local"
-    if model != "local":
-        errors.append({"field": "model", "message": "must be one of: local"})
+    model = body.get("model") or DEFAULT_MODEL
+    if model not in [m["id"] for m in MODELS]:
+        errors.append({"field": "model", "message": "must be one of: " + ", ".join(m["id"] for m in MODELS)})
     if errors:
         return None, errors
     return {
@@ -310,6 +323,8 @@ def make_handler(store: Store, prefix: str):
                 return self.send(200, PLAYGROUND.read_bytes(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
             if path == "/health":
                 return self.json(200, {"status": "ok"})
+            if path == "/v1/models":
+                return self.json(200, {"object": "list", "data": MODELS})
             if path == "/media/generate":
                 if self.command != "POST":
                     return self.problem(405, "method-not-allowed", "Method not allowed", "use POST", headers={"Allow": "POST"})
@@ -342,6 +357,7 @@ def make_handler(store: Store, prefix: str):
                 body = json.loads(self.body() or b"null")
             except ValueError:
                 return self.problem(400, "malformed-json", "Malformed JSON", "the body is not JSON")
+            store.submitted.append(body)
             request, errors = validate(body)
             if errors:
                 fields = ", ".join(e["field"] for e in errors)

@@ -10,12 +10,14 @@ no browser is downloaded. The screenshot goes to target/playground.png (MEDIAGEN
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import unittest
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -55,12 +57,12 @@ FIRST_IMAGE_LOADED = """() => {
 class Playground(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stub = None
+        cls.stub = cls.store = None
         url = os.environ.get("MEDIAGEN_API_URL", "").rstrip("/")
         if url:
             cls.api, cls.key = url, os.environ.get("MEDIAGEN_API_KEY", "")
         else:
-            cls.stub, _ = stub_api.make_server(prefix="/prod", key="stub-key")
+            cls.stub, cls.store = stub_api.make_server(prefix="/prod", key="stub-key")
             threading.Thread(target=cls.stub.serve_forever, daemon=True).start()
             cls.api, cls.key = f"http://127.0.0.1:{cls.stub.server_address[1]}/prod", "stub-key"
         cls.playwright = sync_playwright().start()
@@ -146,6 +148,63 @@ class Playground(unittest.TestCase):
         again.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
         self.assertEqual(again.get_attribute("#status", "data-job-id"), job_id)
         self.assertEqual(again.evaluate("document.querySelector('#images img').naturalHeight"), 384)
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(f"{self.api}{path}", headers={"Authorization": f"Bearer {self.key}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+
+    def options(self, page) -> list[list[str]]:
+        return page.eval_on_selector_all("#model option", "options => options.map(o => [o.value, o.textContent])")
+
+    def test_the_model_select_lists_the_models_and_the_job_carries_the_choice(self):
+        listed = self.get("/v1/models")["data"]
+        page = self.open_page()
+        page.wait_for_function("n => document.querySelectorAll('#model option').length === n", arg=len(listed))
+        options = self.options(page)
+        self.assertEqual([value for value, _ in options], [m["id"] for m in listed])
+        for (_, text), model in zip(options, listed):
+            self.assertIn(model["owned_by"], text)
+            self.assertIn("/image", text)
+        self.assertEqual(page.input_value("#model"), next(m["id"] for m in listed if m["default"]))
+        self.assertEqual(page.inner_text('label[for="model"]'), "Model")
+        if self.stub:
+            self.assertEqual([text for _, text in options],
+                             ["local · local · $0.000/image (default)", "gpt-image-1 · openai · $0.042/image"])
+            chosen = "gpt-image-1"
+        else:
+            # A real stack's other models may cost money: another one only if it is free.
+            free = [m["id"] for m in listed if not m["default"] and not m.get("price_per_image_usd")]
+            chosen = free[0] if free else page.input_value("#model")
+        page.select_option("#model", chosen)
+        sizes = next(m for m in listed if m["id"] == chosen).get("sizes") or []
+        if sizes:
+            self.assertIn(", ".join(sizes), page.inner_text("#model-hint"))
+
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/media/generate")) as submitted:
+            self.fill_and_submit(page, self.key, "a harbour at dawn", 1024, 1024)
+        self.assertEqual(submitted.value.post_data_json["model"], chosen)
+        page.wait_for_selector("#status[data-job-id]", timeout=10000)
+        job_id = page.get_attribute("#status", "data-job-id")
+        self.assertEqual(self.get(f"/media/jobs/{job_id}")["model"], chosen, "the job carries the chosen model")
+        self.assertIn(chosen, page.inner_text("#job-meta"))
+        if self.store:
+            self.assertEqual(self.store.submitted[-1]["model"], chosen)
+        page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
+
+    def test_without_the_models_the_form_uses_the_api_default(self):
+        # As from an API older than the page: no GET /v1/models.
+        self.context.route("**/v1/models", lambda route: route.fulfill(
+            status=404, content_type="application/problem+json",
+            body=json.dumps({"type": "urn:mediagen:problem:no-route", "title": "No route", "status": 404})))
+        page = self.open_page()
+        page.wait_for_selector("#model-hint:not([hidden])", timeout=10000)
+        self.assertIn("could not be loaded", page.inner_text("#model-hint"))
+        self.assertEqual(self.options(page), [["", "the API's default"]])
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/media/generate")) as submitted:
+            self.fill_and_submit(page, self.key, "a red fox", 256, 256)
+        self.assertNotIn("model", submitted.value.post_data_json)
+        page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
 
     def test_a_failed_job_shows_its_code_and_message(self):
         prompt = os.environ.get("MEDIAGEN_FAILURE_PROMPT") or ("[fail] a storm at sea" if self.stub else None)

@@ -106,6 +106,29 @@ pub struct JobList {
     pub next_cursor: Option<String>,
 }
 
+/// `GET /v1/models`: OpenAI's list shape, with what each model costs and makes
+/// (functions/core/src/entrypoints/views.rs, `ModelListView`).
+#[derive(Debug, Deserialize)]
+pub struct ModelList {
+    #[serde(default)]
+    pub data: Vec<Model>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Model {
+    pub id: String,
+    /// The provider that runs it.
+    #[serde(default)]
+    pub owned_by: String,
+    #[serde(default)]
+    pub default: bool,
+    /// `WIDTHxHEIGHT`; empty for any size within the API's rules.
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    #[serde(default)]
+    pub price_per_image_usd: Option<f64>,
+}
+
 /// Where an image can be downloaded from, for a while.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ContentLink {
@@ -344,6 +367,17 @@ impl Api {
             &what,
             &Subject::Job(job_id.into()),
             &[StatusCode::OK, StatusCode::ACCEPTED],
+        )
+        .await
+    }
+
+    /// `GET /v1/models`: public, but the key is sent if there is one.
+    pub async fn models(&self) -> Result<Answer<ModelList>, Error> {
+        self.call(
+            self.request(Method::GET, "/v1/models"),
+            "GET /v1/models",
+            &Subject::Nothing,
+            &[StatusCode::OK],
         )
         .await
     }

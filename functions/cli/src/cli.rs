@@ -22,6 +22,7 @@ const AFTER_HELP: &str = "\
 Examples:
   mediagen generate \"a lighthouse at dusk\" --width 768 --height 512 --out out/
   mediagen generate \"a red fox\" --no-wait        # prints the job id
+  mediagen models                                # the models, their prices and sizes
   mediagen status 01a20ce3-6f99-74ab-8cae-1183e9fa1396
   mediagen jobs --status failed --limit 5
   mediagen open 01a20ce3-6f99-74ab-8cae-1183e9fa1396 --print-urls";
@@ -64,7 +65,9 @@ pub enum Command {
     /// Generate images from a prompt: submit, wait with a progress line, download, print the paths
     #[command(after_help = format!("Examples:\n  mediagen generate \"a lighthouse at dusk\" --out out/\n  \
         mediagen generate \"a red fox in the snow\" -W 512 -H 512 -n 2 --seed 42 --format webp\n  \
-        mediagen generate \"a cat\" --no-wait\n\n{}", crate::error::EXIT_CODES_HELP))]
+        mediagen generate \"a cat\" --no-wait\n  \
+        mediagen generate \"a harbour at dawn\" --model gpt-image-1 -W 1024 -H 1024   # `mediagen models` lists them\n\n{}",
+        crate::error::EXIT_CODES_HELP))]
     Generate(Generate),
     /// Show a job: its state, attempts, request and error
     #[command(after_help = crate::error::EXIT_CODES_HELP)]
@@ -91,6 +94,10 @@ pub enum Command {
         /// The job's id
         job_id: String,
     },
+    /// List the models the API offers: provider, price per image, sizes; the default is marked
+    #[command(after_help = format!("Examples:\n  mediagen models\n  mediagen models --json\n\n{}",
+        crate::error::EXIT_CODES_HELP))]
+    Models,
     /// Download a job's images (waiting until it is done), or print their download URLs
     #[command(after_help = crate::error::EXIT_CODES_HELP)]
     Open {
@@ -115,7 +122,7 @@ pub struct Generate {
     /// What to keep out of the picture
     #[arg(long)]
     pub negative_prompt: Option<String>,
-    /// The model [default: the API's]
+    /// The model, an id from `mediagen models` [default: the API's]
     #[arg(long)]
     pub model: Option<String>,
     /// Width in pixels: 256–1440, a multiple of 32 [default: the API's, 1024]

@@ -295,6 +295,69 @@ pub async fn cancel(api: &Api, job_id: &str, json: bool) -> Result<String, Error
     Ok(format!("job {job_id} {}\n", answer.value.status))
 }
 
+/// One line per model, aligned: id (the default marked), provider, price per image, sizes.
+pub async fn models(api: &Api, json: bool) -> Result<String, Error> {
+    let list = api.models().await?;
+    if json {
+        return Ok(json_line(&list.raw));
+    }
+    let models = list.value.data;
+    if models.is_empty() {
+        eprintln!("no models");
+        return Ok(String::new());
+    }
+    let names: Vec<String> = models
+        .iter()
+        .map(|m| {
+            if m.default {
+                format!("{} (default)", m.id)
+            } else {
+                m.id.clone()
+            }
+        })
+        .collect();
+    let prices: Vec<String> = models.iter().map(|m| dollars(m.price_per_image_usd)).collect();
+    let name_width = names.iter().map(|n| n.chars().count()).chain([5]).max().unwrap_or(5);
+    let provider_width = models
+        .iter()
+        .map(|m| m.owned_by.chars().count())
+        .chain([8])
+        .max()
+        .unwrap_or(8);
+    let price_width = prices.iter().map(|p| p.chars().count()).chain([11]).max().unwrap_or(11);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<name_width$}  {:<provider_width$}  {:>price_width$}  SIZES",
+        "MODEL", "PROVIDER", "PRICE/IMAGE"
+    );
+    for ((model, name), price) in models.iter().zip(&names).zip(&prices) {
+        let sizes = if model.sizes.is_empty() {
+            "any size".to_owned()
+        } else {
+            model.sizes.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "{name:<name_width$}  {:<provider_width$}  {price:>price_width$}  {sizes}",
+            model.owned_by
+        );
+    }
+    Ok(out)
+}
+
+/// `$0.003`, `$0.040`; more decimals only when the price has them.
+fn dollars(price: Option<f64>) -> String {
+    let Some(price) = price.filter(|p| p.is_finite()) else {
+        return "?".to_owned();
+    };
+    let mut text = format!("{price:.6}");
+    while text.ends_with('0') && text.len() - text.find('.').map_or(0, |dot| dot + 1) > 3 {
+        text.pop();
+    }
+    format!("${text}")
+}
+
 fn json_line(value: &Value) -> String {
     format!("{value}\n")
 }
@@ -322,6 +385,15 @@ mod tests {
         assert_eq!(extension(Some("image/jpeg; q=1"), None), "jpg");
         assert_eq!(extension(None, Some("jpg")), "jpg");
         assert_eq!(extension(Some("application/octet-stream"), None), "png");
+    }
+
+    #[test]
+    fn prices_keep_three_decimals_and_any_more_they_have() {
+        assert_eq!(dollars(Some(0.0)), "$0.000");
+        assert_eq!(dollars(Some(0.04)), "$0.040");
+        assert_eq!(dollars(Some(0.0035)), "$0.0035");
+        assert_eq!(dollars(Some(1.5)), "$1.500");
+        assert_eq!(dollars(None), "?");
     }
 
     #[test]

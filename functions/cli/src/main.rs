@@ -95,6 +95,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<String, Error> {
         Command::Status { job_id } => commands::status(&api, &job_id, json).await,
         Command::Jobs { status, limit, cursor } => commands::jobs(&api, status, limit, cursor.as_deref(), json).await,
         Command::Cancel { job_id } => commands::cancel(&api, &job_id, json).await,
+        Command::Models => commands::models(&api, json).await,
         Command::Open {
             job_id,
             out,

@@ -339,6 +339,96 @@ async fn a_validation_problem_exits_4_naming_each_field() {
 }
 
 #[tokio::test]
+async fn an_unknown_model_exits_4_naming_the_models() {
+    let api = Api::start().await;
+    Mock::given(method("POST"))
+        .and(path("/prod/media/generate"))
+        .and(body_json(json!({"prompt": "p", "model": "dall-e"})))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_raw(
+                json!({"type": "urn:mediagen:problem:invalid-request", "title": "Invalid request", "status": 422,
+                       "detail": "check these fields: model",
+                       "errors": [{"field": "model", "message": "must be one of: local, gpt-image-1"}]})
+                .to_string(),
+                "application/problem+json",
+            ),
+        )
+        .mount(&api.server)
+        .await;
+    let run = api.run(&["generate", "p", "--model", "dall-e"]).await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        "error: invalid request: model: must be one of: local, gpt-image-1"
+    );
+}
+
+fn model(id: &str, owned_by: &str, default: bool, sizes: &[&str], price: f64) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owned_by, "provider_model": id,
+           "default": default, "sizes": sizes, "formats": ["png", "webp", "jpg"],
+           "price_per_image_usd": price, "price_source": "models.toml", "fallback": []})
+}
+
+#[tokio::test]
+async fn models_lists_one_aligned_line_each_with_the_default_marked() {
+    let api = Api::start().await;
+    let list = json!({"object": "list", "data": [
+        model("local", "local", true, &[], 0.0),
+        model("black-forest-labs/flux-schnell", "replicate", false, &[], 0.003),
+        model("gpt-image-1", "openai", false, &["1024x1024", "1536x1024", "1024x1536"], 0.042),
+    ]});
+    Mock::given(method("GET"))
+        .and(path("/prod/v1/models"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list.clone()))
+        .mount(&api.server)
+        .await;
+
+    let run = api.run(&["models"]).await;
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:#?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "MODEL                           PROVIDER   PRICE/IMAGE  SIZES",
+            "local (default)                 local           $0.000  any size",
+            "black-forest-labs/flux-schnell  replicate       $0.003  any size",
+            "gpt-image-1                     openai          $0.042  1024x1024, 1536x1024, 1024x1536",
+        ],
+        "{}",
+        run.stdout
+    );
+    let requests = api.requests().await;
+    assert_eq!(
+        requests[0].headers["authorization"],
+        format!("Bearer {KEY}"),
+        "a key is sent when there is one"
+    );
+
+    let run = api.run(&["models", "--json"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(serde_json::from_str::<Value>(&run.stdout).unwrap(), list);
+
+    // Public: no key is needed.
+    let url = api.url();
+    let run = mediagen(&["models"], &[("MEDIAGEN_API_URL", url.as_str())], None).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.lines().count(), 4, "{run:#?}");
+}
+
+#[tokio::test]
+async fn models_from_an_api_without_the_route_exits_7() {
+    let api = Api::start().await;
+    Mock::given(method("GET"))
+        .and(path("/prod/v1/models"))
+        .respond_with(problem(404, "no-route", "no route for GET /v1/models"))
+        .mount(&api.server)
+        .await;
+    let run = api.run(&["models"]).await;
+    assert_eq!(run.code, 7, "{run:#?}");
+    assert!(run.error_line().contains("has no route for GET /v1/models"), "{run:#?}");
+}
+
+#[tokio::test]
 async fn a_failed_job_exits_5_with_its_code_and_message() {
     let api = Api::start().await;
     api.accepts().await;
@@ -642,7 +732,7 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test]
 async fn every_command_has_help() {
-    for command in ["generate", "status", "jobs", "cancel", "open"] {
+    for command in ["generate", "status", "jobs", "cancel", "open", "models"] {
         let run = mediagen(&[command, "--help"], &[], None).await;
         assert_eq!(run.code, 0, "{run:#?}");
         assert!(run.stdout.contains("Usage: mediagen"), "{command}: {run:#?}");
@@ -662,4 +752,9 @@ async fn every_command_has_help() {
     ] {
         assert!(run.stdout.contains(option), "{option}: {}", run.stdout);
     }
+    assert!(
+        run.stdout.contains("--model gpt-image-1"),
+        "an example names a model: {}",
+        run.stdout
+    );
 }

@@ -97,6 +97,30 @@ async fn generate_writes_images_of_the_asked_size() {
 
 #[tokio::test]
 #[ignore = "needs a running stack: scripts/test-clients.sh"]
+async fn models_lists_local_as_the_default() {
+    let run = run(&["models"], &[]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.starts_with("MODEL "), "{run:#?}");
+    assert!(
+        run.stdout.lines().any(|line| line.starts_with("local (default) ")),
+        "{run:#?}"
+    );
+
+    let listed = self::run(&["models", "--json"], &[]).await;
+    assert_eq!(listed.code, 0, "{listed:#?}");
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let defaults: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["default"] == true)
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(defaults, ["local"], "{listed}");
+}
+
+#[tokio::test]
+#[ignore = "needs a running stack: scripts/test-clients.sh"]
 async fn a_refused_key_exits_3() {
     let run = run(&["jobs"], &[("MEDIAGEN_API_KEY", "mg_not_a_key".to_owned())]).await;
     assert_eq!(run.code, 3, "{run:#?}");
