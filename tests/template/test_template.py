@@ -105,7 +105,8 @@ PERMISSIONS = {
         "sqs:GetQueueAttributes": WEBHOOKS,
         "ssm:GetParameter": [FILE_LINK_KEY, WEBHOOK_KEY],
     },
-    # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
+    # Fails stranded jobs, removes what their attempts stored, queues their webhooks; sends again
+    # the messages of the jobs never sent.
     "SweeperFunction": {
         "dynamodb:UpdateItem": TABLE,
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/unsent"},
@@ -113,7 +114,7 @@ PERMISSIONS = {
         "sqs:DeleteMessage": DEAD_LETTERS,
         "sqs:ChangeMessageVisibility": DEAD_LETTERS,
         "sqs:GetQueueAttributes": DEAD_LETTERS,
-        "sqs:SendMessage": WEBHOOKS,
+        "sqs:SendMessage": [QUEUE, WEBHOOKS],
         "s3:DeleteObject": MEDIA_OBJECTS,
         # To stop the model runs of the jobs it fails (docs/design.md, "Failure rules").
         "ssm:GetParameter": MODEL_TOKEN,

@@ -35,7 +35,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
-use mediagen::services::sweep::Sweeper;
+use mediagen::services::sweep::{Sweeper, SweeperQueues};
 use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys, WebhookSecrets};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -186,12 +186,25 @@ impl Stack {
 
     /// The sweeper with this stack's adapters and `model`.
     pub fn sweeper_with<I: ImageModel>(&self, model: I) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        self.sweeper_sending_to(&self.provisioned.queue_url, model)
+    }
+
+    /// The sweeper with this stack's adapters and `model`, sending the jobs' messages to `jobs_queue_url`.
+    pub fn sweeper_sending_to<I: ImageModel>(
+        &self,
+        jobs_queue_url: &str,
+        model: I,
+    ) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         Sweeper::new(
             self.store(),
-            SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+            SweeperQueues {
+                dead_letters: SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+                jobs: SqsJobQueue::new(aws::sqs(&self.sdk), jobs_queue_url),
+            },
             self.media(),
             model,
             self.notifier(),
+            RETENTION,
         )
     }
 
