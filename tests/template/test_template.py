@@ -359,8 +359,13 @@ def data_problems(cfn):
     if by_owner.get("KeySchema") != [
         {"AttributeName": "gsi1pk", "KeyType": "HASH"},
         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-    ] or by_owner.get("Projection") != {"ProjectionType": "ALL"}:
-        problems.append("the table has no by_owner index on gsi1pk and gsi1sk projecting every attribute")
+    ]:
+        problems.append("the table has no by_owner index on gsi1pk and gsi1sk")
+    projection = by_owner.get("Projection", {})
+    if projection.get("ProjectionType") != "INCLUDE" or projection.get("NonKeyAttributes") != support.owner_index_attributes():
+        problems.append(
+            f"by_owner projects {projection}, not INCLUDE of OWNER_INDEX_ATTRIBUTES in adapters/dynamodb/item.rs"
+        )
     unsent = indexes.get("unsent", {})
     if unsent.get("KeySchema") != [
         {"AttributeName": "gsi2pk", "KeyType": "HASH"},
@@ -765,6 +770,20 @@ class BrokenWiringIsCaught(unittest.TestCase):
             ),
             "managed policies",
         )
+
+    def test_an_owner_index_projecting_every_attribute(self):
+        def change(cfn):
+            index = next(i for i in resource(cfn, "JobsTable")["GlobalSecondaryIndexes"] if i["IndexName"] == "by_owner")
+            index["Projection"] = {"ProjectionType": "ALL"}
+
+        self.assertCaught(data_problems, change, "by_owner projects")
+
+    def test_an_owner_index_without_a_listed_attribute(self):
+        def change(cfn):
+            index = next(i for i in resource(cfn, "JobsTable")["GlobalSecondaryIndexes"] if i["IndexName"] == "by_owner")
+            index["Projection"]["NonKeyAttributes"].remove("status")
+
+        self.assertCaught(data_problems, change, "by_owner projects")
 
     def test_no_ttl(self):
         self.assertCaught(data_problems, lambda cfn: resource(cfn, "JobsTable").pop("TimeToLiveSpecification"), "TTL")

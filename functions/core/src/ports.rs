@@ -129,7 +129,9 @@ pub struct UnsentJob {
     pub created_at: DateTime<Utc>,
 }
 
-/// One page of an owner's jobs, newest first.
+/// One page of an owner's jobs, newest first. Listed jobs carry what the `by_owner` index
+/// projects (docs/design.md, "Listing"): not their interface, API root, model runs, tried
+/// models, price, lease or marks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<Job>,

@@ -149,34 +149,41 @@ impl Stack {
     }
 
     pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
+        self.submit_api_on(self.store(), queue)
+    }
+
+    /// The same on `store` (a store on a client of its own).
+    pub fn submit_api_on<Q: JobQueue>(&self, store: DynamoJobStore, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
         SubmitApi {
-            auth: Authenticator::new(self.store()),
+            auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
-                self.store(),
+                store.clone(),
                 queue,
                 self.notifier(),
                 self.policy(),
                 RETENTION,
                 QuotaDefaults::default(),
             ),
-            cancel: CancelService::new(self.store(), self.notifier()),
-            reads: ReadService::new(self.store()),
+            cancel: CancelService::new(store.clone(), self.notifier()),
+            reads: ReadService::new(store),
             links: file_links(),
         }
     }
 
     /// The worker with this stack's adapters, retrying fast so that failure tests stay quick.
     pub fn generator<I: ImageModel>(&self, model: I) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        self.generator_on(self.store(), model)
+    }
+
+    /// The same on `store`.
+    pub fn generator_on<I: ImageModel>(
+        &self,
+        store: DynamoJobStore,
+        model: I,
+    ) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, RETENTION);
         settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
-        Generator::new(
-            self.store(),
-            self.queue(),
-            self.media(),
-            model,
-            self.notifier(),
-            settings,
-        )
+        Generator::new(store, self.queue(), self.media(), model, self.notifier(), settings)
     }
 
     /// The sweeper with this stack's adapters, and the local model (which has no runs to stop).

@@ -4,6 +4,7 @@
 //! loopback.
 
 mod callers;
+mod capacity;
 mod events;
 mod generate;
 mod helpers;

@@ -60,6 +60,40 @@ pub(super) fn job_sort_key(id: JobId) -> AttributeValue {
 /// The index partition every API key is in.
 pub(super) const KEYS_PARTITION: &str = "KEYS";
 pub(super) const INDEX: &str = "by_owner";
+/// The attributes `by_owner` projects besides the keys: what a listing shows of a job
+/// (`views.rs`, `summary_body` and `prediction_body`) and what `KeyStore::all` reads of a key
+/// (docs/design.md, "Stored data"). A write that changes none of them does not write the index.
+/// `provision.rs` and template.yaml project the same (tests/template checks the template).
+pub const OWNER_INDEX_ATTRIBUTES: [&str; 28] = [
+    "job_id",
+    "owner",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "error_code",
+    "error_message",
+    "prompt",
+    "negative_prompt",
+    "model",
+    "width",
+    "height",
+    "num_outputs",
+    "seed",
+    "output_format",
+    "webhook_url",
+    "media_ids",
+    "cost",
+    "ttl",
+    "key_hash",
+    "prefix",
+    "revoked_at",
+    "creates_per_minute",
+    "others_per_minute",
+    "concurrent_waits",
+];
 /// The sparse index of jobs whose message is not known to have been sent: `gsi2pk` is
 /// [`unsent_partition`], `gsi2sk` [`unsent_sort_key`]; both removed once the message is.
 pub(super) const UNSENT_INDEX: &str = "unsent";

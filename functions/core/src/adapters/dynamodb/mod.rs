@@ -39,6 +39,8 @@ use item::{
     signing_state_from_item, time, unsent_created_at, unsent_partitions, waits_pk,
 };
 
+pub use item::OWNER_INDEX_ATTRIBUTES;
+
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
 const TRANSACTION_TRIES: u32 = 4;
 
