@@ -17,6 +17,7 @@ TEMPLATE = ROOT / "template.yaml"
 LOCAL_ENV = ROOT / "scripts" / "local.env"
 CONFIG_RS = ROOT / "functions" / "core" / "src" / "runtime" / "config.rs"
 SQS_RS = ROOT / "functions" / "core" / "src" / "entrypoints" / "sqs.rs"
+ITEM_RS = ROOT / "functions" / "core" / "src" / "adapters" / "dynamodb" / "item.rs"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -122,3 +123,15 @@ def ref_name(value):
         if "Fn::GetAtt" in value:
             return value["Fn::GetAtt"][0]
     return None
+
+
+def item_rs():
+    return ITEM_RS.read_text()
+
+
+def owner_index_attributes():
+    """What by_owner projects: OWNER_INDEX_ATTRIBUTES in adapters/dynamodb/item.rs, in order."""
+    found = re.search(r"pub const OWNER_INDEX_ATTRIBUTES: \[&str; [0-9]+\] = \[(.*?)\];", item_rs(), re.S)
+    if not found:
+        raise AssertionError(f"no OWNER_INDEX_ATTRIBUTES in {ITEM_RS}")
+    return re.findall(r'"([a-z_0-9]+)"', found.group(1))

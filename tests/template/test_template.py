@@ -121,7 +121,8 @@ PERMISSIONS = {
         "sqs:GetQueueAttributes": WEBHOOKS,
         "ssm:GetParameter": [FILE_LINK_KEY, WEBHOOK_KEY],
     },
-    # Fails stranded jobs, removes what their attempts stored, queues their webhooks.
+    # Fails stranded jobs, removes what their attempts stored, queues their webhooks; sends again
+    # the messages of the jobs never sent.
     "SweeperFunction": {
         "dynamodb:UpdateItem": TABLE,
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/unsent"},
@@ -129,7 +130,7 @@ PERMISSIONS = {
         "sqs:DeleteMessage": DEAD_LETTERS,
         "sqs:ChangeMessageVisibility": DEAD_LETTERS,
         "sqs:GetQueueAttributes": DEAD_LETTERS,
-        "sqs:SendMessage": WEBHOOKS,
+        "sqs:SendMessage": [QUEUE, WEBHOOKS],
         "s3:DeleteObject": MEDIA_OBJECTS,
         # To stop the model runs of the jobs it fails (docs/design.md, "Failure rules").
         "ssm:GetParameter": MODEL_TOKEN,
@@ -376,8 +377,13 @@ def data_problems(cfn):
     if by_owner.get("KeySchema") != [
         {"AttributeName": "gsi1pk", "KeyType": "HASH"},
         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-    ] or by_owner.get("Projection") != {"ProjectionType": "ALL"}:
-        problems.append("the table has no by_owner index on gsi1pk and gsi1sk projecting every attribute")
+    ]:
+        problems.append("the table has no by_owner index on gsi1pk and gsi1sk")
+    projection = by_owner.get("Projection", {})
+    if projection.get("ProjectionType") != "INCLUDE" or projection.get("NonKeyAttributes") != support.owner_index_attributes():
+        problems.append(
+            f"by_owner projects {projection}, not INCLUDE of OWNER_INDEX_ATTRIBUTES in adapters/dynamodb/item.rs"
+        )
     unsent = indexes.get("unsent", {})
     if unsent.get("KeySchema") != [
         {"AttributeName": "gsi2pk", "KeyType": "HASH"},
@@ -788,6 +794,20 @@ class BrokenWiringIsCaught(unittest.TestCase):
             ),
             "managed policies",
         )
+
+    def test_an_owner_index_projecting_every_attribute(self):
+        def change(cfn):
+            index = next(i for i in resource(cfn, "JobsTable")["GlobalSecondaryIndexes"] if i["IndexName"] == "by_owner")
+            index["Projection"] = {"ProjectionType": "ALL"}
+
+        self.assertCaught(data_problems, change, "by_owner projects")
+
+    def test_an_owner_index_without_a_listed_attribute(self):
+        def change(cfn):
+            index = next(i for i in resource(cfn, "JobsTable")["GlobalSecondaryIndexes"] if i["IndexName"] == "by_owner")
+            index["Projection"]["NonKeyAttributes"].remove("status")
+
+        self.assertCaught(data_problems, change, "by_owner projects")
 
     def test_no_ttl(self):
         self.assertCaught(data_problems, lambda cfn: resource(cfn, "JobsTable").pop("TimeToLiveSpecification"), "TTL")

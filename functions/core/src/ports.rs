@@ -122,7 +122,16 @@ pub enum Cancel {
     Missing,
 }
 
-/// One page of an owner's jobs, newest first.
+/// A job whose message is not known to have been sent, as the sweeper finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsentJob {
+    pub id: JobId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of an owner's jobs, newest first. Listed jobs carry what the `by_owner` index
+/// projects (docs/design.md, "Listing"): not their interface, API root, model runs, tried
+/// models, price, lease or marks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
@@ -181,9 +190,14 @@ pub trait JobStore: Send + Sync {
     fn mark_webhook_queued(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Jobs whose message is not known to have been sent, made before `before`, oldest first, at
     /// most `limit` of them.
-    fn unsent(&self, before: DateTime<Utc>, limit: u32) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
-    /// `queued → failed` for a job whose message was never sent: the failed job, or `None` if the
-    /// job was sent, picked up or ended meanwhile.
+    fn unsent(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UnsentJob>, StoreError>> + Send;
+    /// `queued → failed` for a job whose message was never sent and cannot be (past its retention,
+    /// or the send failed): the failed job, or `None` if the job was sent, picked up or ended
+    /// meanwhile.
     fn fail_unsent(
         &self,
         id: JobId,

@@ -3,11 +3,11 @@
 //! those whose message was never sent.
 
 use mediagen::adapters::aws;
-use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore};
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
 use mediagen::entrypoints::sweeper;
 use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
-use mediagen::services::sweep::Sweeper;
+use mediagen::services::sweep::{Sweeper, SweeperQueues};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -17,11 +17,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     let service = Sweeper::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
-        bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
+        SweeperQueues {
+            dead_letters: bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
+            // To send again the messages of the jobs never sent (docs/design.md, "Failure rules").
+            jobs: SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+        },
         media,
         // To stop the runs of the jobs it fails (docs/design.md, "Failure rules").
         bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
         bootstrap::webhook_notifier(&config, &sdk),
+        config.retention,
     );
     let service = &service;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {

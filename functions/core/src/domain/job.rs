@@ -149,8 +149,8 @@ pub struct Job {
     /// that the links sent about it later (in a webhook) resolve: `None` for jobs made before.
     pub api_root: Option<String>,
     /// Set from the job's creation until its queue message is known to have been sent (or a
-    /// worker claims it): a job still unsent long after `submit` ended is failed by the sweeper
-    /// (docs/design.md, "Failure rules").
+    /// worker claims it): a job still unsent long after `submit` ended is sent again by the
+    /// sweeper (docs/design.md, "Failure rules").
     pub unsent: bool,
     /// The model's own ids of the paid work started for this job (Replicate's predictions), in
     /// order, noted as each starts: a later attempt resumes them instead of paying again.

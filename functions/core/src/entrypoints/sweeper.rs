@@ -1,5 +1,5 @@
 //! The sweeper's two triggers (docs/design.md, "Failure rules"): batches of the jobs
-//! dead-letter queue, and an EventBridge schedule that sweeps up the jobs never sent.
+//! dead-letter queue, and an EventBridge schedule that sends again the jobs never sent.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;

@@ -12,6 +12,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::adapters::aws;
 use crate::adapters::describe_error;
+use crate::adapters::dynamodb::OWNER_INDEX_ATTRIBUTES;
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not create {resource}: {reason}")]
@@ -99,12 +100,18 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
             .build()
             .map_err(|e| failed(table, &e))
     };
-    // The same index as template.yaml's: an owner's jobs by creation time, and the API keys.
+    // The same index as template.yaml's: an owner's jobs by creation time, and the API keys,
+    // with what a listing shows of them.
     let by_owner = GlobalSecondaryIndex::builder()
         .index_name("by_owner")
         .key_schema(key("gsi1pk", KeyType::Hash)?)
         .key_schema(key("gsi1sk", KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(OWNER_INDEX_ATTRIBUTES.map(str::to_owned).to_vec()))
+                .build(),
+        )
         .build()
         .map_err(|e| failed(table, &e))?;
     // Jobs whose message is not known to have been sent, for the sweeper.

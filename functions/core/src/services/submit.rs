@@ -229,7 +229,7 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
                 tracing::warn!("the job's message had never been sent; sent now");
                 self.mark_sent(job.id).await;
             }
-            // Still unsent: another retry may send it, else the sweeper fails it.
+            // Still unsent: another retry or the sweeper sends it.
             Err(err) => tracing::error!(error = %err, "could not send the unsent job's message"),
         }
     }

@@ -2,8 +2,10 @@
 //! back. A job message that used up its receives lands in the jobs dead-letter queue; if its job
 //! is still `queued` or `processing` (a crash or timeout on the last receive, a failed write on
 //! it), the job is marked `failed` (`retries_exhausted`), what its attempts stored is removed,
-//! and its webhook is queued. On a schedule, it fails the jobs whose message was never sent
-//! (`enqueue_failed`): `submit` ended between writing the job and sending its message.
+//! and its webhook is queued. On a schedule, it sends again the message of each job whose message
+//! is not known to have been sent (`submit` ended between writing the job and sending its
+//! message, or could not record the send), and fails it (`enqueue_failed`) only when that send
+//! fails or the job is past its retention.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -12,19 +14,20 @@ use std::time::Duration;
 use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
 use super::webhooks::Notifier;
+use crate::domain::ids::JobId;
 use crate::domain::job::JobError;
 use crate::domain::retry::lease_wait;
-use crate::ports::{ImageModel, JobQueue, JobStore, MediaStore, Stranded};
+use crate::ports::{ImageModel, JobQueue, JobStore, MediaStore, Stranded, UnsentJob};
 
-/// How long after its creation a job whose message was never sent is given up: far beyond
-/// `submit`'s 25 s timeout, so that the submit that made it has surely ended, and beyond the
-/// rare job whose message went out but whose mark could not be cleared, until a worker picks it up.
+/// How long after its creation a job whose message is not known to have been sent is sent
+/// again: far beyond `submit`'s timeout, so that the submit that made it has surely ended. A
+/// message sent twice is harmless: `generate` claims the job by a conditional write.
 pub const UNSENT_AFTER: Duration = Duration::from_secs(300);
 /// How long a dead letter that names no job is kept out of the sweeper's way: SQS holds a message
 /// back 12 hours at most, counted from its receive, so an hour less leaves room for the time
 /// since.
 const UNREADABLE_HIDDEN: Duration = Duration::from_secs(11 * 3600);
-/// The most unsent jobs one sweep ends; the next sweep takes the rest.
+/// The most unsent jobs one sweep takes; the next sweep takes the rest.
 const SWEEP_LIMIT: u32 = 500;
 
 /// What a scheduled sweep did.
@@ -32,30 +35,63 @@ const SWEEP_LIMIT: u32 = 500;
 pub struct SweepReport {
     /// Unsent jobs found old enough.
     pub found: usize,
-    /// Of those, the jobs now `failed`; the others were sent, picked up or ended meanwhile.
+    /// Of those, the jobs whose message was sent again.
+    pub sent: usize,
+    /// Of those, the jobs now `failed` (past their retention, or their message could not be
+    /// sent); the others were picked up or ended meanwhile.
     pub failed: usize,
     /// Jobs that could not be looked at; the next sweep tries again.
     pub errors: usize,
+}
+
+/// What became of one unsent job.
+enum Swept {
+    Sent,
+    Failed,
+    /// Picked up or ended meanwhile.
+    Gone,
+    Error,
+}
+
+/// The sweeper's two queues.
+pub struct SweeperQueues<Q> {
+    /// The jobs dead-letter queue, which it takes.
+    pub dead_letters: Q,
+    /// The jobs queue, on which it sends the messages of unsent jobs again.
+    pub jobs: Q,
 }
 
 pub struct Sweeper<S, Q, M, I> {
     store: S,
     /// The dead-letter queue, to hand back a message whose job a worker still holds.
     dead_letters: Q,
+    /// The jobs queue, to send again the messages of unsent jobs.
+    jobs: Q,
     media: M,
     /// The model, to stop the runs a failed job's attempts left running.
     model: I,
     webhooks: Notifier,
+    /// How long a job is kept (`RETENTION_DAYS`): an unsent job older than that is failed, not sent.
+    retention: Duration,
 }
 
 impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Sweeper<S, Q, M, I> {
-    pub fn new(store: S, dead_letters: Q, media: M, model: I, webhooks: Notifier) -> Self {
+    pub fn new(
+        store: S,
+        queues: SweeperQueues<Q>,
+        media: M,
+        model: I,
+        webhooks: Notifier,
+        retention: Duration,
+    ) -> Self {
         Self {
             store,
-            dead_letters,
+            dead_letters: queues.dead_letters,
+            jobs: queues.jobs,
             media,
             model,
             webhooks,
+            retention,
         }
     }
 
@@ -117,10 +153,11 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Sweeper<S, Q, M, I>
         Outcome::Retry
     }
 
-    /// Fails the jobs made before `before` whose message was never sent.
+    /// Sends again the messages of the jobs made before `before` whose message is not known to
+    /// have been sent; fails those past their retention or whose message cannot be sent.
     pub async fn sweep(&self, before: DateTime<Utc>) -> SweepReport {
-        let ids = match self.store.unsent(before, SWEEP_LIMIT).await {
-            Ok(ids) => ids,
+        let jobs = match self.store.unsent(before, SWEEP_LIMIT).await {
+            Ok(jobs) => jobs,
             Err(err) => {
                 tracing::error!(error = %err, "could not list the unsent jobs");
                 return SweepReport {
@@ -129,38 +166,70 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Sweeper<S, Q, M, I>
                 };
             }
         };
-        let error = JobError::enqueue_failed();
-        let results: Vec<_> = futures::stream::iter(&ids)
-            .map(|id| self.store.fail_unsent(*id, &error, Utc::now()))
+        let results: Vec<Swept> = futures::stream::iter(&jobs)
+            .map(|job| self.send_again(*job))
             .buffer_unordered(8)
             .collect()
             .await;
         let mut report = SweepReport {
-            found: ids.len(),
+            found: jobs.len(),
             ..SweepReport::default()
         };
         for result in results {
             match result {
-                Ok(Some(job)) => {
-                    tracing::error!(job_id = %job.id, "job never sent to the queue; marked failed");
-                    metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
-                    self.webhooks.job_final(&job).await;
-                    report.failed += 1;
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not fail an unsent job");
-                    report.errors += 1;
-                }
+                Swept::Sent => report.sent += 1,
+                Swept::Failed => report.failed += 1,
+                Swept::Gone => {}
+                Swept::Error => report.errors += 1,
             }
         }
         tracing::info!(
             found = report.found,
+            sent = report.sent,
             failed = report.failed,
             errors = report.errors,
             "sweep done"
         );
         report
+    }
+
+    /// Sends an unsent job's message and clears its mark; fails the job if it is past its
+    /// retention or the send fails.
+    async fn send_again(&self, unsent: UnsentJob) -> Swept {
+        let age = (Utc::now() - unsent.created_at).to_std().unwrap_or_default();
+        if age > self.retention {
+            tracing::error!(job_id = %unsent.id, "unsent job past its retention; marked failed");
+            return self.give_up(unsent.id).await;
+        }
+        if let Err(err) = self.jobs.enqueue(unsent.id).await {
+            tracing::error!(job_id = %unsent.id, error = %err, "could not send the unsent job's message; marked failed");
+            return self.give_up(unsent.id).await;
+        }
+        tracing::warn!(job_id = %unsent.id, "the job's message was not known to have been sent; sent again");
+        if let Err(err) = self.store.mark_sent(unsent.id).await {
+            // Its message is out: the claim clears the mark, or the next sweep sends it again.
+            tracing::warn!(job_id = %unsent.id, error = %err, "could not record that the job's message was sent");
+        }
+        Swept::Sent
+    }
+
+    async fn give_up(&self, id: JobId) -> Swept {
+        match self
+            .store
+            .fail_unsent(id, &JobError::enqueue_failed(), Utc::now())
+            .await
+        {
+            Ok(Some(job)) => {
+                metrics::emit(&job.request.model, &[(Metric::JobsFailed, 1.0)]);
+                self.webhooks.job_final(&job).await;
+                Swept::Failed
+            }
+            Ok(None) => Swept::Gone,
+            Err(err) => {
+                tracing::warn!(job_id = %id, error = %err, "could not fail an unsent job");
+                Swept::Error
+            }
+        }
     }
 
     async fn later(&self, receipt_handle: Option<&str>, delay: Duration) {

@@ -510,7 +510,11 @@ impl JobStore for LostCommitAnswer {
     async fn mark_webhook_queued(&self, id: JobId) -> Result<(), StoreError> {
         self.store.mark_webhook_queued(id).await
     }
-    async fn unsent(&self, before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
+    async fn unsent(
+        &self,
+        before: chrono::DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<mediagen::ports::UnsentJob>, StoreError> {
         self.store.unsent(before, limit).await
     }
     async fn fail_unsent(

@@ -35,7 +35,7 @@ use mediagen::services::generate::{GenerateSettings, Generator};
 use mediagen::services::keys::KeyAdmin;
 use mediagen::services::read::ReadService;
 use mediagen::services::submit::SubmitService;
-use mediagen::services::sweep::Sweeper;
+use mediagen::services::sweep::{Sweeper, SweeperQueues};
 use mediagen::services::webhooks::{Deliverer, Notifier, SigningKeys, WebhookSecrets};
 
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -149,34 +149,41 @@ impl Stack {
     }
 
     pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
+        self.submit_api_on(self.store(), queue)
+    }
+
+    /// The same on `store` (a store on a client of its own).
+    pub fn submit_api_on<Q: JobQueue>(&self, store: DynamoJobStore, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
         SubmitApi {
-            auth: Authenticator::new(self.store()),
+            auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
-                self.store(),
+                store.clone(),
                 queue,
                 self.notifier(),
                 self.policy(),
                 RETENTION,
                 QuotaDefaults::default(),
             ),
-            cancel: CancelService::new(self.store(), self.notifier()),
-            reads: ReadService::new(self.store()),
+            cancel: CancelService::new(store.clone(), self.notifier()),
+            reads: ReadService::new(store),
             links: file_links(),
         }
     }
 
     /// The worker with this stack's adapters, retrying fast so that failure tests stay quick.
     pub fn generator<I: ImageModel>(&self, model: I) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        self.generator_on(self.store(), model)
+    }
+
+    /// The same on `store`.
+    pub fn generator_on<I: ImageModel>(
+        &self,
+        store: DynamoJobStore,
+        model: I,
+    ) -> Generator<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         let mut settings = GenerateSettings::new(MAX_RECEIVE_COUNT, RETENTION);
         settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 3);
-        Generator::new(
-            self.store(),
-            self.queue(),
-            self.media(),
-            model,
-            self.notifier(),
-            settings,
-        )
+        Generator::new(store, self.queue(), self.media(), model, self.notifier(), settings)
     }
 
     /// The sweeper with this stack's adapters, and the local model (which has no runs to stop).
@@ -186,12 +193,25 @@ impl Stack {
 
     /// The sweeper with this stack's adapters and `model`.
     pub fn sweeper_with<I: ImageModel>(&self, model: I) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
+        self.sweeper_sending_to(&self.provisioned.queue_url, model)
+    }
+
+    /// The sweeper with this stack's adapters and `model`, sending the jobs' messages to `jobs_queue_url`.
+    pub fn sweeper_sending_to<I: ImageModel>(
+        &self,
+        jobs_queue_url: &str,
+        model: I,
+    ) -> Sweeper<DynamoJobStore, SqsJobQueue, S3MediaStore, I> {
         Sweeper::new(
             self.store(),
-            SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+            SweeperQueues {
+                dead_letters: SqsJobQueue::new(aws::sqs(&self.sdk), &self.provisioned.dead_letter_queue_url),
+                jobs: SqsJobQueue::new(aws::sqs(&self.sdk), jobs_queue_url),
+            },
             self.media(),
             model,
             self.notifier(),
+            RETENTION,
         )
     }
 

@@ -6,6 +6,7 @@
 #[cfg(feature = "bedrock")]
 mod bedrock;
 mod callers;
+mod capacity;
 mod events;
 mod generate;
 mod helpers;

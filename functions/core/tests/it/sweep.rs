@@ -8,6 +8,7 @@ use crate::helpers::{OWNER, Stack, sqs_event};
 use aws_lambda_events::event::sqs::SqsMessage;
 use bytes::Bytes;
 use chrono::Utc;
+use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::generation::GenerateRequest;
 use mediagen::domain::ids::JobId;
 use mediagen::domain::job::{Job, JobError, JobStatus};
@@ -205,6 +206,7 @@ async fn an_unreadable_dead_letter_is_kept_for_an_operator() {
 
 /// A job written as `submit` writes it, `age` ago, whose message never went out: `submit` crashed
 /// or timed out between the two, or could not send and then could not mark it failed either.
+/// Its webhook is refused at once (nothing listens on port 9).
 async fn never_sent(stack: &Stack, age: chrono::Duration) -> Job {
     let body = json!({"prompt": "never sent", "width": 256, "height": 256, "webhook_url": "http://127.0.0.1:9/hook"});
     let request = GenerateRequest::parse(&body, &stack.policy()).unwrap();
@@ -223,7 +225,7 @@ fn cutoff() -> chrono::DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn the_sweep_fails_the_jobs_never_sent_and_only_those() {
+async fn the_sweep_sends_again_the_jobs_never_sent_and_only_those() {
     let stack = Stack::new().await;
     let lost = never_sent(&stack, chrono::Duration::minutes(10)).await;
     let young = never_sent(&stack, chrono::Duration::seconds(10)).await;
@@ -232,24 +234,131 @@ async fn the_sweep_fails_the_jobs_never_sent_and_only_those() {
     stack.store().mark_sent(sent.id).await.unwrap();
     let picked_up = never_sent(&stack, chrono::Duration::minutes(10)).await;
     claimed(&stack, &picked_up, chrono::Duration::minutes(1)).await;
+    // The message `submit` sent for `sent`, out of sight.
+    assert_eq!(stack.receive(60).await.len(), 1);
 
     let report = stack.sweeper().sweep(cutoff()).await;
-    assert_eq!((report.failed, report.errors), (1, 0), "{report:?}");
+    assert_eq!(
+        (report.found, report.sent, report.failed, report.errors),
+        (1, 1, 0, 0),
+        "{report:?}"
+    );
+    let resent = job(&stack, lost.id).await;
+    assert_eq!(resent.status, JobStatus::Queued);
+    assert!(!resent.unsent, "its mark is removed");
+    let messages = stack.receive(30).await;
+    assert_eq!(messages.len(), 1, "one message, for the lost job");
+    assert!(messages[0].body.as_deref().unwrap().contains(&lost.id.to_string()));
+    assert_eq!(webhooks_queued(&stack).await, 0, "nothing ended");
+    assert!(job(&stack, young.id).await.unsent, "submit may still send it");
+    assert_eq!(job(&stack, sent.id).await.status, JobStatus::Queued);
+    assert_eq!(job(&stack, picked_up.id).await.status, JobStatus::Processing);
+
+    // Idempotent: nothing left to send.
+    assert_eq!(stack.sweeper().sweep(cutoff()).await, Default::default());
+}
+
+#[tokio::test]
+async fn a_job_whose_message_send_failed_is_sent_again_by_the_sweeper_and_ends_succeeded() {
+    let stack = Stack::new().await;
+    let lost = never_sent(&stack, chrono::Duration::minutes(10)).await;
+
+    assert_eq!(stack.sweeper().sweep(cutoff()).await.sent, 1);
+    let messages = stack.receive(30).await;
+    assert_eq!(messages.len(), 1);
+    let response = sqs::handle(&stack.generator(LocalModel), sqs_event(messages)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let done = job(&stack, lost.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.media_ids.len(), 1);
+    assert_eq!(webhooks_queued(&stack).await, 1, "its webhook is queued");
+}
+
+#[tokio::test]
+async fn a_message_sent_twice_runs_the_job_once() {
+    let stack = Stack::new().await;
+    // Sent by submit, whose mark could not be removed, then again by the sweeper.
+    let lost = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    stack.queue().enqueue(lost.id).await.unwrap();
+    assert_eq!(stack.sweeper().sweep(cutoff()).await.sent, 1);
+    let mut messages = stack.receive(30).await;
+    messages.extend(stack.receive(30).await);
+    assert_eq!(messages.len(), 2);
+
+    // One after the other (in one batch, the second would find the first's lease and come back).
+    for message in messages {
+        let response = sqs::handle(&stack.generator(LocalModel), sqs_event(vec![message])).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    let done = job(&stack, lost.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
+    assert_eq!(webhooks_queued(&stack).await, 1, "one webhook");
+}
+
+#[tokio::test]
+async fn an_unsent_job_whose_message_cannot_be_sent_or_past_its_retention_is_failed() {
+    let stack = Stack::new().await;
+    let lost = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    let missing_queue = format!("{}-missing", stack.provisioned.queue_url);
+    let report = stack
+        .sweeper_sending_to(&missing_queue, LocalModel)
+        .sweep(cutoff())
+        .await;
+    assert_eq!((report.sent, report.failed, report.errors), (0, 1, 0), "{report:?}");
     let failed = job(&stack, lost.id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.unwrap().code, "enqueue_failed");
     assert!(!failed.unsent);
     assert_eq!(webhooks_queued(&stack).await, 1, "its webhook is queued");
-    assert_eq!(
-        job(&stack, young.id).await.status,
-        JobStatus::Queued,
-        "submit may still send it"
-    );
-    assert_eq!(job(&stack, sent.id).await.status, JobStatus::Queued);
-    assert_eq!(job(&stack, picked_up.id).await.status, JobStatus::Processing);
 
-    // Idempotent: nothing left to fail.
-    assert_eq!(stack.sweeper().sweep(cutoff()).await.failed, 0);
+    // Made two days ago, one more than the stack's retention; kept from DynamoDB's TTL.
+    let body = json!({"prompt": "expired"});
+    let mut expired = Job::new(
+        Owner::parse(OWNER).unwrap(),
+        GenerateRequest::parse(&body, &stack.policy()).unwrap(),
+        Utc::now() - chrono::Duration::days(2),
+        Duration::from_secs(86_400),
+    );
+    expired.ttl = Utc::now().timestamp() + 86_400;
+    stack.store().create(&expired, None).await.unwrap();
+    let report = stack.sweeper().sweep(cutoff()).await;
+    assert_eq!((report.sent, report.failed), (0, 1), "{report:?}");
+    assert_eq!(job(&stack, expired.id).await.status, JobStatus::Failed);
+    assert!(stack.receive(0).await.is_empty(), "no message for it");
+}
+
+/// Jobs written before the unsent index was sharded carry its one partition, `UNSENT`: the
+/// sweeper still finds them.
+#[tokio::test]
+async fn a_job_marked_in_the_unsharded_partition_is_found() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let stack = Stack::new().await;
+    let old = never_sent(&stack, chrono::Duration::minutes(10)).await;
+    mediagen::adapters::aws::dynamodb(&stack.sdk)
+        .update_item()
+        .table_name(&stack.resources.table)
+        .key("pk", AttributeValue::S(format!("JOB#{}", old.id)))
+        .update_expression("SET gsi2pk = :unsent")
+        .expression_attribute_values(":unsent", AttributeValue::S("UNSENT".into()))
+        .send()
+        .await
+        .unwrap();
+    let found = stack.store().unsent(cutoff(), 10).await.unwrap();
+    assert_eq!(found.iter().map(|job| job.id).collect::<Vec<_>>(), [old.id]);
+    assert_eq!(stack.sweeper().sweep(cutoff()).await.sent, 1);
+}
+
+#[tokio::test]
+async fn the_unsent_jobs_of_every_shard_come_oldest_first_up_to_the_limit() {
+    let stack = Stack::new().await;
+    let mut made = Vec::new();
+    for minutes in (10..40).rev() {
+        made.push(never_sent(&stack, chrono::Duration::minutes(minutes)).await.id);
+    }
+    let found = stack.store().unsent(cutoff(), 20).await.unwrap();
+    assert_eq!(found.iter().map(|job| job.id).collect::<Vec<_>>(), made[..20]);
+    assert!(found.windows(2).all(|pair| pair[0].created_at <= pair[1].created_at));
 }
 
 #[tokio::test]

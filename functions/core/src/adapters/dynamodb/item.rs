@@ -60,8 +60,42 @@ pub(super) fn job_sort_key(id: JobId) -> AttributeValue {
 /// The index partition every API key is in.
 pub(super) const KEYS_PARTITION: &str = "KEYS";
 pub(super) const INDEX: &str = "by_owner";
+/// The attributes `by_owner` projects besides the keys: what a listing shows of a job
+/// (`views.rs`, `summary_body` and `prediction_body`) and what `KeyStore::all` reads of a key
+/// (docs/design.md, "Stored data"). A write that changes none of them does not write the index.
+/// `provision.rs` and template.yaml project the same (tests/template checks the template).
+pub const OWNER_INDEX_ATTRIBUTES: [&str; 28] = [
+    "job_id",
+    "owner",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "error_code",
+    "error_message",
+    "prompt",
+    "negative_prompt",
+    "model",
+    "width",
+    "height",
+    "num_outputs",
+    "seed",
+    "output_format",
+    "webhook_url",
+    "media_ids",
+    "cost",
+    "ttl",
+    "key_hash",
+    "prefix",
+    "revoked_at",
+    "creates_per_minute",
+    "others_per_minute",
+    "concurrent_waits",
+];
 /// The sparse index of jobs whose message is not known to have been sent: `gsi2pk` is
-/// [`UNSENT_PARTITION`], `gsi2sk` [`unsent_sort_key`]; both removed once the message is.
+/// [`unsent_partition`], `gsi2sk` [`unsent_sort_key`]; both removed once the message is.
 pub(super) const UNSENT_INDEX: &str = "unsent";
 
 /// The unsent index's sort key: creation time first, so that the sweep asks for the jobs older
@@ -69,7 +103,33 @@ pub(super) const UNSENT_INDEX: &str = "unsent";
 pub(super) fn unsent_sort_key(created_at: DateTime<Utc>, id: JobId) -> AttributeValue {
     AttributeValue::S(format!("{}#{id}", timestamp::render(created_at)))
 }
-pub(super) const UNSENT_PARTITION: &str = "UNSENT";
+
+/// The creation time an unsent index entry's sort key begins with.
+pub(super) fn unsent_created_at(sort_key: &str) -> Option<DateTime<Utc>> {
+    timestamp::parse(sort_key.split_once('#')?.0)
+}
+
+/// How many partitions the unsent index's entries spread over: no key is shared by every job
+/// (docs/design.md, "Stored data").
+pub(super) const UNSENT_SHARDS: u32 = 16;
+
+/// The unsent partition of a job: `UNSENT#<n>`, `n` a stable hash of its id (FNV-1a) modulo
+/// [`UNSENT_SHARDS`].
+pub(super) fn unsent_partition(id: JobId) -> AttributeValue {
+    let hash = id.to_string().bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    s(format!("{UNSENT_PARTITION}#{}", hash % UNSENT_SHARDS))
+}
+
+/// Every partition of the unsent index: the shards, and the one partition of the jobs written
+/// before the shards were (`UNSENT`), until those are sent or expire.
+pub(super) fn unsent_partitions() -> impl Iterator<Item = String> {
+    (0..UNSENT_SHARDS)
+        .map(|shard| format!("{UNSENT_PARTITION}#{shard}"))
+        .chain(std::iter::once(UNSENT_PARTITION.to_owned()))
+}
+const UNSENT_PARTITION: &str = "UNSENT";
 /// The mark of a final job whose webhook is not known to be queued (`true`, or absent).
 pub(super) const WEBHOOK_PENDING: &str = "webhook_pending";
 
@@ -128,7 +188,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             (job.interface != Interface::Media).then(|| s(job.interface.as_str())),
         ),
         ("api_root", job.api_root.clone().map(s)),
-        ("gsi2pk", job.unsent.then(|| s(UNSENT_PARTITION))),
+        ("gsi2pk", job.unsent.then(|| unsent_partition(job.id))),
         (
             "predictions",
             (!job.predictions.is_empty()).then(|| predictions(&job.predictions)),
@@ -548,6 +608,86 @@ mod tests {
             ttl: 99,
         };
         assert_eq!(media_from_item(&media_to_item(&media)).unwrap(), media);
+    }
+
+    /// Each index of the jobs table in template.yaml and the attribute of its partition key.
+    fn index_partition_keys() -> Vec<(String, String)> {
+        let template = include_str!("../../../../../template.yaml");
+        let table = &template[template.find("\n  JobsTable:").expect("template.yaml has JobsTable")..];
+        let indexes = &table[table.find("GlobalSecondaryIndexes:").expect("JobsTable has indexes")..];
+        let indexes = &indexes[..indexes.find("TimeToLiveSpecification:").unwrap_or(indexes.len())];
+        let (mut found, mut index, mut attribute) = (Vec::new(), String::new(), String::new());
+        for line in indexes.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("- IndexName:") {
+                index = name.trim().to_owned();
+            } else if let Some(name) = line.trim_start_matches("- ").strip_prefix("AttributeName:") {
+                attribute = name.trim().to_owned();
+            } else if line == "KeyType: HASH" {
+                found.push((index.clone(), attribute.clone()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_index_partition_key_is_the_same_for_every_job() {
+        let keys = index_partition_keys();
+        let names: Vec<&str> = keys.iter().map(|(index, _)| index.as_str()).collect();
+        assert_eq!(names, ["by_owner", "unsent"], "{keys:?}");
+        let owners = ["a", "b", "c", "d"].map(|name| Owner::parse(name).unwrap());
+        let jobs: Vec<Job> = (0..256)
+            .map(|i| {
+                let owner = owners[i % owners.len()].clone();
+                Job::new(owner, sample_request(), Utc::now(), Duration::from_secs(60))
+            })
+            .collect();
+        for (index, attribute) in keys {
+            let values: std::collections::HashSet<String> = jobs
+                .iter()
+                .map(|job| {
+                    let item = job_to_item(job);
+                    let value = item
+                        .get(&attribute)
+                        .unwrap_or_else(|| panic!("a new job has no {attribute}"));
+                    value.as_s().unwrap().clone()
+                })
+                .collect();
+            assert!(
+                values.len() > 1,
+                "index {index}'s partition key {attribute} is {values:?} for every job"
+            );
+        }
+    }
+
+    #[test]
+    fn one_owners_unsent_jobs_spread_over_every_shard() {
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for _ in 0..1600 {
+            let job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(60));
+            let partition = job_to_item(&job)["gsi2pk"].as_s().unwrap().clone();
+            assert_eq!(partition, unsent_partition(job.id).as_s().unwrap().as_str(), "stable");
+            *counts.entry(partition).or_default() += 1;
+        }
+        assert_eq!(counts.len(), UNSENT_SHARDS as usize, "{counts:?}");
+        // 100 a shard on average: none takes a large share.
+        assert!(counts.values().all(|&n| (40..=180).contains(&n)), "{counts:?}");
+        let readable: Vec<String> = unsent_partitions().collect();
+        assert!(
+            counts.keys().all(|p| readable.contains(p)),
+            "the sweeper reads every shard"
+        );
+        assert!(
+            readable.contains(&UNSENT_PARTITION.to_owned()),
+            "and the jobs written before them"
+        );
+    }
+
+    #[test]
+    fn an_unsent_entry_tells_when_its_job_was_made() {
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+        let id = JobId::new();
+        let key = unsent_sort_key(now, id);
+        assert_eq!(unsent_created_at(key.as_s().unwrap()), Some(now));
     }
 
     #[test]

@@ -30,14 +30,16 @@ use crate::domain::retry::Backoff;
 use crate::domain::webhook::SigningState;
 use crate::ports::{
     Added, Cancel, Claim, Commit, Counted, Created, IdempotencyClaim, JobPage, JobStore, KeyStore, SigningStore,
-    StoreError, Stranded, Transition,
+    StoreError, Stranded, Transition, UnsentJob,
 };
 use item::{
-    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, UNSENT_PARTITION, WEBHOOK_PENDING, idempotency_from_item,
-    idempotency_item, idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk,
-    key_to_item, media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, signing_pk,
-    signing_state_from_item, time, waits_pk,
+    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, WEBHOOK_PENDING, idempotency_from_item, idempotency_item,
+    idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
+    media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, signing_pk,
+    signing_state_from_item, time, unsent_created_at, unsent_partitions, waits_pk,
 };
+
+pub use item::OWNER_INDEX_ATTRIBUTES;
 
 /// Tries of a transaction that DynamoDB cancels for a conflict with a concurrent one.
 const TRANSACTION_TRIES: u32 = 4;
@@ -247,6 +249,40 @@ impl DynamoJobStore {
         .await
     }
 
+    /// The unsent jobs of one partition of the unsent index made before `before`, oldest first,
+    /// at most `limit` of them.
+    async fn unsent_in(
+        &self,
+        partition: String,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UnsentJob>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(UNSENT_INDEX)
+                .key_condition_expression("gsi2pk = :unsent AND gsi2sk < :before")
+                .expression_attribute_values(":unsent", s(partition.as_str()))
+                .expression_attribute_values(":before", time(before))
+                .limit(i32::try_from((limit as usize - jobs.len()).max(1)).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            for entry in output.items() {
+                jobs.push(unsent_job(entry)?);
+            }
+            match output.last_evaluated_key {
+                Some(last) if jobs.len() < limit as usize => start = Some(last),
+                _ => return Ok(jobs),
+            }
+        }
+    }
+
     /// After a claim's final write: gives the slot back if the write applied.
     async fn gave_back(&self, claimed: &Job, ended: JobStatus, transition: Transition) {
         if transition == Transition::Applied {
@@ -274,6 +310,26 @@ where
             }
             _ => Err(unavailable(&err)),
         },
+    }
+}
+
+/// The job an unsent index entry stands for, and when it was made (its `gsi2sk`).
+fn unsent_job(entry: &Item) -> Result<UnsentJob, StoreError> {
+    let id = entry
+        .get("pk")
+        .and_then(|pk| pk.as_s().ok())
+        .and_then(|pk| pk.strip_prefix("JOB#"))
+        .and_then(|raw| JobId::parse(raw).ok());
+    let created_at = entry
+        .get("gsi2sk")
+        .and_then(|key| key.as_s().ok())
+        .and_then(|key| unsent_created_at(key));
+    match (id, created_at) {
+        (Some(id), Some(created_at)) => Ok(UnsentJob { id, created_at }),
+        _ => Err(StoreError::Corrupt {
+            pk: format!("{:?}", entry.get("pk")),
+            reason: "an unsent index entry that is not a job's".into(),
+        }),
     }
 }
 
@@ -607,40 +663,13 @@ impl JobStore for DynamoJobStore {
         }
     }
 
-    async fn unsent(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<JobId>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(UNSENT_INDEX)
-                .key_condition_expression("gsi2pk = :unsent AND gsi2sk < :before")
-                .expression_attribute_values(":unsent", s(UNSENT_PARTITION))
-                .expression_attribute_values(":before", time(before))
-                .limit((limit as usize - ids.len()).max(1) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable(&e))?;
-            for item in output.items() {
-                let id = item
-                    .get("pk")
-                    .and_then(|pk| pk.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("JOB#"))
-                    .and_then(|raw| JobId::parse(raw).ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        pk: format!("{:?}", item.get("pk")),
-                        reason: "an unsent index entry that is not a job".into(),
-                    })?;
-                ids.push(id);
-            }
-            match output.last_evaluated_key {
-                Some(last) if ids.len() < limit as usize => start = Some(last),
-                _ => return Ok(ids),
-            }
-        }
+    async fn unsent(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<UnsentJob>, StoreError> {
+        // Every shard at once, each read up to the limit; the oldest of them all are the answer.
+        let shards = unsent_partitions().map(|partition| self.unsent_in(partition, before, limit));
+        let mut jobs: Vec<UnsentJob> = futures::future::try_join_all(shards).await?.concat();
+        jobs.sort_by_key(|job| (job.created_at, job.id));
+        jobs.truncate(limit as usize);
+        Ok(jobs)
     }
 
     async fn fail_unsent(&self, id: JobId, error: &JobError, now: DateTime<Utc>) -> Result<Option<Job>, StoreError> {
