@@ -11,7 +11,7 @@ use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, MediaItem, RunRecord};
+use crate::domain::job::{Job, JobError, MediaItem, ModelAttempt, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
@@ -243,19 +243,22 @@ pub trait JobStore: Send + Sync {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
-    /// Notes the model's runs started for a claimed job (replacing those noted before), if the
+    /// Notes the runs `model` started for a claimed job (replacing those noted before), if the
     /// claim still holds.
     fn note_predictions(
         &self,
         claimed: &Job,
+        model: &str,
         ids: &[String],
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// Keeps a claimed job `processing` while its model runs on without us, its lease ending at
-    /// `lease_until` so that the message sent for that time takes it over; if the claim holds.
+    /// `lease_until` so that the message sent for that time takes it over, and the models tried
+    /// so far noted for the next look; if the claim holds.
     fn park(
         &self,
         claimed: &Job,
         lease_until: DateTime<Utc>,
+        attempts: &[ModelAttempt],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// `processing → failed`, if the claim still holds.

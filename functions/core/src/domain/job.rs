@@ -155,6 +155,8 @@ pub struct Job {
     /// The model's own ids of the paid work started for this job (Replicate's predictions), in
     /// order, noted as each starts: a later attempt resumes them instead of paying again.
     pub predictions: Vec<String>,
+    /// The model whose runs `predictions` are, if it is not the job's own: a fallback's.
+    pub runs_model: Option<String>,
     /// Set by `generate`'s final write of a job with a `webhook_url`, removed once the webhook is
     /// queued: whoever finds a final job with it set queues the webhook (docs/design.md,
     /// "Webhooks").
@@ -208,6 +210,7 @@ impl Job {
             api_root: None,
             unsent: true,
             predictions: Vec::new(),
+            runs_model: None,
             webhook_pending: false,
             price_per_image: 0,
             model_attempts: Vec::new(),

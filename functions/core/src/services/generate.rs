@@ -9,7 +9,7 @@ use super::message::{Delivery, Outcome};
 use super::metrics::{self, Metric};
 use super::sweep::{cancel_runs, discard_images};
 use super::webhooks::Notifier;
-use crate::domain::catalogue::Catalogue;
+use crate::domain::catalogue::{Catalogue, fit_size};
 use crate::domain::cost::{AwsRates, JobUsage, job_cost};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::ids::MediaId;
@@ -42,7 +42,12 @@ enum AttemptError {
     /// The job's cancel was requested while it ran.
     Canceled,
     /// The model runs on at its provider: look again after `check_after`.
-    Pending { message: String, check_after: Duration },
+    Pending {
+        message: String,
+        check_after: Duration,
+        /// The models tried so far, kept on the job for the next look.
+        attempts: Vec<ModelAttempt>,
+    },
 }
 
 pub struct GenerateSettings {
@@ -167,6 +172,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             store: &self.store,
             job: &claimed,
             noted: std::sync::Mutex::new(claimed.predictions.clone()),
+            model: std::sync::Mutex::new(claimed.request.model.clone()),
         };
         match self.attempt(&claimed, budget, &runs, &mut stored).await {
             Ok(record) => {
@@ -199,8 +205,13 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 Outcome::Acknowledge
             }
             Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, &runs.noted(), delivery).await,
-            Err(AttemptError::Pending { message, check_after }) => {
-                self.look_again(&claimed, &runs, &message, check_after, delivery).await
+            Err(AttemptError::Pending {
+                message,
+                check_after,
+                attempts,
+            }) => {
+                self.look_again(&claimed, &runs, (&message, check_after), &attempts, delivery)
+                    .await
             }
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
@@ -255,7 +266,8 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
     ) -> Result<RunRecord, AttemptError> {
         let began = Instant::now();
         let retries = &self.settings.retries;
-        let mut model_attempts = Vec::new();
+        // The models earlier looks at the job tried (docs/design.md, "Slow models").
+        let mut model_attempts = job.model_attempts.clone();
         let (request, outputs) = self.run_models(job, budget, runs, &mut model_attempts).await?;
 
         let ttl = expiry(Utc::now(), self.settings.retention);
@@ -328,9 +340,34 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         runs: &JobRuns<'_, S>,
         tried: &mut Vec<ModelAttempt>,
     ) -> Result<(GenerateRequest, Vec<I::Output>), AttemptError> {
-        let chain = self.settings.catalogue.fallback_chain(&job.request.model);
+        let catalogue = &self.settings.catalogue;
+        let request = &job.request;
+        // A fallback that cannot make this request (its size, its format) is passed over.
+        let mut chain: Vec<String> = catalogue
+            .fallback_chain(&request.model)
+            .into_iter()
+            .enumerate()
+            .filter(|(position, model)| {
+                *position == 0
+                    || catalogue.entry(model).is_some_and(|entry| {
+                        entry.formats.contains(&request.output_format)
+                            && fit_size(&entry.sizes, request.width, request.height).is_ok()
+                    })
+            })
+            .map(|(_, model)| model)
+            .collect();
+        // Runs noted for a fallback are taken up by that fallback, where the last look left them.
+        if let Some(at) = job
+            .runs_model
+            .as_ref()
+            .filter(|_| !job.predictions.is_empty())
+            .and_then(|model| chain.iter().position(|m| m == model))
+        {
+            chain.drain(..at);
+        }
         let last = chain.len().saturating_sub(1);
         for (position, model) in chain.into_iter().enumerate() {
+            runs.running(&model);
             let request = GenerateRequest {
                 model,
                 ..job.request.clone()
@@ -346,7 +383,11 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
                 .await;
             let duration_ms = began.elapsed().as_millis() as u64;
             if let Err(ModelError::Pending { message, check_after }) = result {
-                return Err(AttemptError::Pending { message, check_after });
+                return Err(AttemptError::Pending {
+                    message,
+                    check_after,
+                    attempts: std::mem::take(tried),
+                });
             }
             let outcome = match &result {
                 Ok(_) => "succeeded".to_owned(),
@@ -385,8 +426,8 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         &self,
         claimed: &Job,
         runs: &JobRuns<'_, S>,
-        message: &str,
-        check_after: Duration,
+        (message, check_after): (&str, Duration),
+        attempts: &[ModelAttempt],
         delivery: &Delivery<'_>,
     ) -> Outcome {
         let now = Utc::now();
@@ -411,7 +452,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
         }
         let check_after = check_after.clamp(CHECK_AFTER.0, CHECK_AFTER.1);
         let lease_until = now + check_after;
-        match self.store.park(claimed, lease_until, now).await {
+        match self.store.park(claimed, lease_until, attempts, now).await {
             Ok(Transition::Applied) => {}
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over while its model ran");
@@ -547,11 +588,21 @@ fn transient(err: impl std::fmt::Display) -> AttemptError {
     }
 }
 
-/// Notes a claimed job's model runs on the job, under its claim.
+/// Notes a claimed job's model runs on the job, under its claim, as the runs of the model
+/// running now.
 struct JobRuns<'a, S> {
     store: &'a S,
     job: &'a Job,
     noted: std::sync::Mutex<Vec<String>>,
+    model: std::sync::Mutex<String>,
+}
+
+impl<S> JobRuns<'_, S> {
+    fn running(&self, model: &str) {
+        if let Ok(mut running) = self.model.lock() {
+            model.clone_into(&mut running);
+        }
+    }
 }
 
 impl<S: JobStore> RunLog for JobRuns<'_, S> {
@@ -563,7 +614,8 @@ impl<S: JobStore> RunLog for JobRuns<'_, S> {
         if let Ok(mut noted) = self.noted.lock() {
             noted.clone_from(&ids);
         }
-        match self.store.note_predictions(self.job, &ids).await {
+        let model = self.model.lock().map(|m| m.clone()).unwrap_or_default();
+        match self.store.note_predictions(self.job, &model, &ids).await {
             Ok(Transition::Applied) => tracing::info!(runs = ?ids, "model runs noted on the job"),
             Ok(Transition::Stale) => tracing::warn!("another worker took the job over; its runs are not noted"),
             // The run goes on; only a later attempt would not find it, and pay again.
@@ -574,7 +626,11 @@ impl<S: JobStore> RunLog for JobRuns<'_, S> {
 
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
-        ModelError::Pending { message, check_after } => AttemptError::Pending { message, check_after },
+        ModelError::Pending { message, check_after } => AttemptError::Pending {
+            message,
+            check_after,
+            attempts: Vec::new(),
+        },
         ModelError::Transient { message, retry_after } => AttemptError::Transient {
             message,
             public: MODEL_UNAVAILABLE,

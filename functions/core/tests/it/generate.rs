@@ -501,8 +501,8 @@ impl JobStore for LostCommitAnswer {
     async fn job_media(&self, job: &Job) -> Result<Vec<MediaItem>, StoreError> {
         self.store.job_media(job).await
     }
-    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
-        self.store.note_predictions(claimed, ids).await
+    async fn note_predictions(&self, claimed: &Job, model: &str, ids: &[String]) -> Result<Transition, StoreError> {
+        self.store.note_predictions(claimed, model, ids).await
     }
     async fn mark_sent(&self, id: JobId) -> Result<(), StoreError> {
         self.store.mark_sent(id).await
@@ -561,9 +561,10 @@ impl JobStore for LostCommitAnswer {
         &self,
         claimed: &Job,
         lease_until: chrono::DateTime<Utc>,
+        attempts: &[mediagen::domain::job::ModelAttempt],
         now: chrono::DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
-        self.store.park(claimed, lease_until, now).await
+        self.store.park(claimed, lease_until, attempts, now).await
     }
     async fn fail(
         &self,

@@ -18,10 +18,10 @@ use mediagen::ports::{JobQueue, JobStore};
 use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;
 use url::Url;
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{OWNER, Stack, sqs_event};
+use crate::helpers::{OWNER, Stack, record, sqs_event, sqs_event_due_in};
 
 /// flux-dev on Replicate, falling back to the local model.
 const CATALOGUE: &str = r#"
@@ -63,6 +63,16 @@ fn models(server: &MockServer) -> Models {
     }
 }
 
+fn settings(catalogue: Catalogue) -> GenerateSettings {
+    let mut settings = GenerateSettings {
+        catalogue,
+        ..GenerateSettings::new(3, Duration::from_secs(86_400))
+    };
+    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2);
+    settings.fallback_retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2);
+    settings
+}
+
 async fn run(stack: &Stack, server: &MockServer) -> Job {
     let policy = RequestPolicy {
         catalogue: catalogue(),
@@ -80,19 +90,13 @@ async fn run(stack: &Stack, server: &MockServer) -> Job {
     stack.store().create(&job, None).await.unwrap();
     stack.queue().enqueue(job.id).await.unwrap();
     let messages = stack.receive(30).await;
-    let mut settings = GenerateSettings {
-        catalogue: catalogue(),
-        ..GenerateSettings::new(3, Duration::from_secs(86_400))
-    };
-    settings.retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2);
-    settings.fallback_retries = Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2);
     let generator = Generator::new(
         stack.store(),
         stack.queue(),
         stack.media(),
         models(server),
         stack.notifier(),
-        settings,
+        settings(catalogue()),
     );
     sqs::handle(&generator, sqs_event(messages)).await;
     stored(stack, job.id).await
@@ -151,4 +155,139 @@ async fn a_models_verdict_on_the_input_is_final_and_never_falls_back() {
         job.model_attempts
     );
     assert!(job.error.unwrap().message.contains("prompt refused"));
+}
+
+/// flux-dev falling back to flux-schnell, both on Replicate.
+const TWO_REPLICATE_MODELS: &str = r#"
+[[models]]
+name = "black-forest-labs/flux-dev"
+provider = "replicate"
+price_usd = 0.025
+price_source = "test"
+fallback = ["black-forest-labs/flux-schnell"]
+
+[[models]]
+name = "black-forest-labs/flux-schnell"
+provider = "replicate"
+price_usd = 0.003
+price_source = "test"
+"#;
+
+/// A fallback's prediction still running at the end of a look is taken up by that fallback at
+/// the next look: the job's own model is not asked again, nor another prediction paid for.
+#[tokio::test]
+async fn a_fallbacks_running_prediction_is_collected_by_the_fallback_at_the_next_look() {
+    let stack = Stack::new().await;
+    let server = MockServer::start().await;
+    let catalogue = Catalogue::parse(TWO_REPLICATE_MODELS, &[Provider::Replicate]).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-dev/predictions"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"detail": "down"})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let prediction = |status: &str, output: serde_json::Value| {
+        json!({"id": "p1", "status": status, "output": output, "error": null, "urls": {
+            "get": format!("{}/v1/predictions/p1", server.uri()),
+            "cancel": format!("{}/v1/predictions/p1/cancel", server.uri())}})
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction("starting", serde_json::Value::Null)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Running for the first look's polls, done by the second look.
+    let started = std::time::Instant::now();
+    let (running, done) = (
+        prediction("processing", serde_json::Value::Null),
+        prediction("succeeded", json!([format!("{}/files/0.png", server.uri())])),
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p1"))
+        .respond_with(move |_: &wiremock::Request| {
+            let body = if started.elapsed() < Duration::from_secs(7) {
+                &running
+            } else {
+                &done
+            };
+            ResponseTemplate::new(200).set_body_json(body.clone())
+        })
+        .mount(&server)
+        .await;
+    let mut picture = GenerateRequest::parse(
+        &json!({"prompt": "x", "width": 256, "height": 256}),
+        &RequestPolicy {
+            catalogue: crate::helpers::local_catalogue(),
+            allow_local_urls: true,
+        },
+    )
+    .unwrap();
+    picture.output_format = mediagen::domain::format::OutputFormat::Png;
+    let png = mediagen::adapters::image_model::local::render(&picture, 0)
+        .unwrap()
+        .bytes;
+    Mock::given(method("GET"))
+        .and(path("/files/0.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(png, "image/png"))
+        .mount(&server)
+        .await;
+
+    let policy = RequestPolicy {
+        catalogue: catalogue.clone(),
+        allow_local_urls: true,
+    };
+    let body = json!({"prompt": "a kite", "model": "black-forest-labs/flux-dev", "width": 256, "height": 256});
+    let request = GenerateRequest::parse(&body, &policy).unwrap();
+    let job = Job::new(
+        Owner::parse(OWNER).unwrap(),
+        request,
+        chrono::Utc::now(),
+        Duration::from_secs(86_400),
+    );
+    stack.store().create(&job, None).await.unwrap();
+    let mut models = models(&server);
+    models.catalogue = catalogue.clone();
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        stack.media(),
+        models,
+        stack.notifier(),
+        settings(catalogue),
+    );
+    let message = json!({"job_id": job.id.to_string()}).to_string();
+    let deliver = || {
+        sqs::handle(
+            &generator,
+            sqs_event_due_in(vec![record("m", &message, 1)], Duration::from_secs(22)),
+        )
+    };
+
+    assert!(deliver().await.batch_item_failures.is_empty());
+    let waiting = stored(&stack, job.id).await;
+    assert_eq!(waiting.status, JobStatus::Processing);
+    assert_eq!(waiting.runs_model.as_deref(), Some("black-forest-labs/flux-schnell"));
+    let lease = waiting.lease_until.unwrap();
+    tokio::time::sleep((lease - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200)).await;
+    while started.elapsed() < Duration::from_secs(7) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    assert!(deliver().await.batch_item_failures.is_empty());
+    let done = stored(&stack, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
+    // Both looks' models, each once: the second look did not ask flux-dev again.
+    let tried: Vec<(&str, &str)> = done
+        .model_attempts
+        .iter()
+        .map(|a| (a.model.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("black-forest-labs/flux-dev", "model_unavailable"),
+            ("black-forest-labs/flux-schnell", "succeeded")
+        ]
+    );
 }

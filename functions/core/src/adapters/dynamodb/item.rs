@@ -199,6 +199,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             job.webhook_pending.then_some(AttributeValue::Bool(true)),
         ),
         ("price", (job.price_per_image > 0).then(|| n(job.price_per_image))),
+        ("runs_model", job.runs_model.clone().map(s)),
         (
             "model_attempts",
             (!job.model_attempts.is_empty()).then(|| model_attempts(&job.model_attempts)),
@@ -531,6 +532,7 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
                 .collect::<Result<_, _>>()?,
         },
         price_per_image: r.opt_n("price")?.unwrap_or(0),
+        runs_model: r.opt_s("runs_model")?.map(str::to_owned),
         model_attempts: match r.opt_s("model_attempts")? {
             None => Vec::new(),
             Some(raw) => {

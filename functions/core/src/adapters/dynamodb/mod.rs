@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use super::describe_error as describe;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem, RunRecord};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
 use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
@@ -867,12 +867,17 @@ impl JobStore for DynamoJobStore {
         &self,
         claimed: &Job,
         lease_until: DateTime<Utc>,
+        attempts: &[ModelAttempt],
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
         self.update_claimed(
             claimed,
-            "SET lease_until = :until, updated_at = :now",
-            vec![(":until", n(lease_until.timestamp_millis())), (":now", time(now))],
+            "SET lease_until = :until, updated_at = :now, model_attempts = :attempts",
+            vec![
+                (":until", n(lease_until.timestamp_millis())),
+                (":now", time(now)),
+                (":attempts", item::model_attempts(attempts)),
+            ],
         )
         .await
     }
@@ -892,9 +897,13 @@ impl JobStore for DynamoJobStore {
         .await
     }
 
-    async fn note_predictions(&self, claimed: &Job, ids: &[String]) -> Result<Transition, StoreError> {
-        self.update_claimed(claimed, "SET predictions = :ids", vec![(":ids", predictions(ids))])
-            .await
+    async fn note_predictions(&self, claimed: &Job, model: &str, ids: &[String]) -> Result<Transition, StoreError> {
+        self.update_claimed(
+            claimed,
+            "SET predictions = :ids, runs_model = :model",
+            vec![(":ids", predictions(ids)), (":model", s(model))],
+        )
+        .await
     }
 
     async fn fail(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
