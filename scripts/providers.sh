@@ -11,7 +11,9 @@ cd "$ROOT"
 
 ensure_tools
 started=$SECONDS
+mkdir -p "$STATE"
 say "providers: the stand-ins of Replicate, OpenAI and Bedrock"
+cargo build --workspace --bins --locked
 start_mock replicate --token test-token
 export REPLICATE_MOCK_URL=$MOCK_URL REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$MOCK_URL/v1"
 start_mock openai --token test-openai-key
