@@ -34,6 +34,12 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 4] = [Provider::Local, Provider::Replicate, Provider::OpenAi, Provider::Bedrock];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Provider::Local => "local",
@@ -142,6 +148,32 @@ pub struct ModelEntry {
 pub struct Catalogue {
     entries: Vec<ModelEntry>,
     default: String,
+    limits: Vec<(Provider, ProviderLimit)>,
+}
+
+/// What a provider allows this deployment's account (docs/design.md, "Provider limits"): new runs
+/// (creates) a minute, kept to across every instance of `generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderLimit {
+    pub rate_per_minute: u32,
+}
+
+/// The windows a provider's rate is counted in: seconds that divide a minute.
+const LIMIT_WINDOWS: [u32; 12] = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60];
+
+impl ProviderLimit {
+    /// The shortest window, in seconds, in which the rate is a whole number of creates, and that
+    /// number: 120 a minute is 2 a second, 50 a minute 5 in 6 seconds. Creates are counted per
+    /// window, so that any minute sees at most the rate and one window's creates more.
+    pub fn window(self) -> (u32, u32) {
+        let rate = self.rate_per_minute.max(1);
+        let seconds = LIMIT_WINDOWS
+            .into_iter()
+            .find(|w| rate * w % 60 == 0)
+            .unwrap_or(60);
+        (seconds, rate * seconds / 60)
+    }
 }
 
 /// The catalogue file as written (models.toml).
@@ -149,6 +181,8 @@ pub struct Catalogue {
 #[serde(deny_unknown_fields)]
 struct CatalogueFile {
     default: Option<String>,
+    #[serde(default)]
+    providers: std::collections::BTreeMap<String, ProviderLimit>,
     #[serde(default)]
     models: Vec<EntryFile>,
 }
@@ -209,7 +243,20 @@ impl Catalogue {
             )
         })?;
         let default = file.default.filter(|d| offered.contains(d)).unwrap_or(first);
-        Ok(Self { entries, default })
+        let mut limits = Vec::new();
+        for (name, limit) in file.providers {
+            let provider = Provider::parse(&name)
+                .ok_or_else(|| format!("[providers.{name}]: not a provider (local, replicate, openai, bedrock)"))?;
+            if limit.rate_per_minute == 0 {
+                return Err(format!("[providers.{name}]: rate_per_minute must be at least 1"));
+            }
+            limits.push((provider, limit));
+        }
+        Ok(Self {
+            entries,
+            default,
+            limits,
+        })
     }
 
     /// The catalogue with `default` as its default, if it offers that model.
@@ -255,6 +302,11 @@ impl Catalogue {
 
     pub fn names(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// The rate `provider` allows, if the catalogue gives one.
+    pub fn limit(&self, provider: Provider) -> Option<ProviderLimit> {
+        self.limits.iter().find(|(p, _)| *p == provider).map(|(_, limit)| *limit)
     }
 
     /// Whether any offered model runs on `provider`.
@@ -550,6 +602,21 @@ mod tests {
         assert!(only.entry("black-forest-labs/flux-dev").unwrap().fallback.is_empty());
         assert!(all.clone().only(&["gpt-image-1".into()]).is_err());
         assert_eq!(all.with_default("local-slow").unwrap().default_model(), "local-slow");
+    }
+
+    #[test]
+    fn provider_rates_are_counted_in_the_shortest_whole_window() {
+        let window = |rate_per_minute| ProviderLimit { rate_per_minute }.window();
+        assert_eq!(window(120), (1, 2));
+        assert_eq!(window(600), (1, 10));
+        assert_eq!(window(50), (6, 5));
+        assert_eq!(window(7), (60, 7));
+        assert_eq!(window(90), (2, 3));
+        let all = catalogue(&[Provider::Replicate]);
+        assert_eq!(all.limit(Provider::Replicate), Some(ProviderLimit { rate_per_minute: 600 }));
+        assert_eq!(all.limit(Provider::Local), None);
+        let bad = format!("{BUILT_IN}\n[providers.dalle]\nrate_per_minute = 5\n");
+        assert!(Catalogue::parse(&bad, &[Provider::Local]).unwrap_err().contains("not a provider"));
     }
 
     #[test]
