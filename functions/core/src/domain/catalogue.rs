@@ -170,7 +170,7 @@ impl ProviderLimit {
         let rate = self.rate_per_minute.max(1);
         let seconds = LIMIT_WINDOWS
             .into_iter()
-            .find(|w| rate * w % 60 == 0)
+            .find(|w| (rate * w).is_multiple_of(60))
             .unwrap_or(60);
         (seconds, rate * seconds / 60)
     }
