@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 use url::Url;
 
+use crate::domain::catalogue::{Provider, ProviderLimit};
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
@@ -341,6 +342,45 @@ pub trait SigningStore: Send + Sync {
         owner: &Owner,
         grace_until: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<SigningState, StoreError>> + Send;
+}
+
+/// What asking for a provider's creates found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Taken: the creates may go now.
+    Open,
+    /// No room, or the provider asked for a pause: not before this long.
+    Wait(Duration),
+}
+
+/// Each provider's creates, counted across every instance of `generate` (docs/design.md,
+/// "Provider limits").
+pub trait ProviderGate: Send + Sync {
+    /// Takes `creates` of the provider's creates now, if its current window has room for them and
+    /// it is not paused.
+    fn take(
+        &self,
+        provider: Provider,
+        limit: ProviderLimit,
+        creates: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Gate, StoreError>> + Send;
+    /// Pauses the provider for every worker until `until`: it answered 429 with a delay.
+    fn pause(&self, provider: Provider, until: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// No provider limits: a deployment whose catalogue gives none, and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGate;
+
+impl ProviderGate for NoGate {
+    async fn take(&self, _: Provider, _: ProviderLimit, _: u32, _: DateTime<Utc>) -> Result<Gate, StoreError> {
+        Ok(Gate::Open)
+    }
+
+    async fn pause(&self, _: Provider, _: DateTime<Utc>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What counting a request against its key's limit found.

@@ -98,6 +98,12 @@ enum Command {
         /// The bearer token it accepts.
         #[arg(long, env = "REPLICATE_API_TOKEN")]
         token: String,
+        /// Creates a minute it allows, as Replicate's API does; past them it answers 429.
+        #[arg(long, requires = "burst")]
+        rate_per_minute: Option<u32>,
+        /// Creates it allows at once within that rate.
+        #[arg(long, requires = "rate_per_minute")]
+        burst: Option<u32>,
     },
     /// Serves a stand-in for OpenAI's Images API on 127.0.0.1, for end-to-end runs.
     MockOpenai {
@@ -318,7 +324,12 @@ async fn main() -> ExitCode {
                 Err(err) => Err(err),
             }
         }
-        Command::MockReplicate { port, token } => mock_replicate(port, token).await,
+        Command::MockReplicate {
+            port,
+            token,
+            rate_per_minute,
+            burst,
+        } => mock_replicate(port, token, rate_per_minute.zip(burst)).await,
         Command::MockOpenai { port, token } => mock_openai(port, token).await,
         Command::MockBedrock { port } => mock_bedrock(port).await,
         Command::Keys { table, action } => keys(&table, action).await,
@@ -496,9 +507,9 @@ async fn pump(
         .map(|_| ())
 }
 
-async fn mock_replicate(port: u16, token: String) -> Result<(), Error> {
+async fn mock_replicate(port: u16, token: String, limit: Option<(u32, u32)>) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
-    let server = mediagen_devtools::mock_replicate::serve(listener, token).await;
+    let server = mediagen_devtools::mock_replicate::serve(listener, token, limit).await;
     eprintln!("mock Replicate API at {}/v1", server.uri());
     tokio::signal::ctrl_c().await?;
     Ok(())

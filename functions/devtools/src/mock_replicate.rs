@@ -4,7 +4,9 @@
 //! output URLs to real images (drawn by the local renderer), cancel. A prompt containing
 //! `[fail]` makes its prediction fail with a content-filter message; `[down]` makes its create
 //! answer 503; `[slow:N]` makes it run N seconds (a cold model). `GET /canceled` answers the
-//! prompts of the predictions canceled while they ran.
+//! prompts of the predictions canceled while they ran. With a rate, it keeps one as Replicate's
+//! API does: a create past it answers 429 with `retry-after` and "resets in ~Ns"; `GET /stats`
+//! tells how many creates it saw, the most in any minute, and how many it refused.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -49,7 +51,54 @@ fn slow_seconds(prompt: &str) -> Option<u64> {
     rest[..rest.find(']')?].parse().ok()
 }
 
+/// Replicate's limit on creates: a token bucket of `burst` creates, refilled at the rate.
+struct Limit {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl Limit {
+    /// Takes a create's token, or answers how long until there is one.
+    fn take(&mut self) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.per_second).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+        }
+    }
+}
+
+/// Every create the mock saw, and the ones it refused.
+#[derive(Default)]
+struct Creates {
+    seen: Vec<std::time::Instant>,
+    refused: u32,
+}
+
+impl Creates {
+    /// The most creates seen in any 60 s.
+    fn most_in_a_minute(&self) -> usize {
+        let mut most = 0;
+        let mut first = 0;
+        for (last, at) in self.seen.iter().enumerate() {
+            while at.duration_since(self.seen[first]) >= std::time::Duration::from_secs(60) {
+                first += 1;
+            }
+            most = most.max(last - first + 1);
+        }
+        most
+    }
+}
+
 struct FakeReplicate {
+    limit: Option<Mutex<Limit>>,
+    creates: Mutex<Creates>,
     token: String,
     base: Arc<OnceLock<String>>,
     predictions: Mutex<HashMap<String, Prediction>>,
@@ -100,6 +149,18 @@ impl FakeReplicate {
         let Some(prompt) = body["input"]["prompt"].as_str() else {
             return problem(422, "- input.prompt: prompt is required");
         };
+        let mut creates = self.creates.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        creates.seen.push(std::time::Instant::now());
+        if let Some(limit) = &self.limit {
+            let taken = limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            if let Err(wait) = taken {
+                creates.refused += 1;
+                let seconds = wait.as_secs() + 1;
+                return problem(429, &format!("Request was throttled. Your rate limit resets in ~{seconds}s."))
+                    .insert_header("retry-after", seconds.to_string().as_str());
+            }
+        }
+        drop(creates);
         if prompt.contains(DOWN_MARKER) {
             return problem(503, "Service Unavailable");
         }
@@ -158,6 +219,21 @@ impl FakeReplicate {
         }
     }
 
+    /// What the mock saw of the creates.
+    fn stats(&self) -> ResponseTemplate {
+        let creates = self.creates.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let span = match (creates.seen.first(), creates.seen.last()) {
+            (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64(),
+            _ => 0.0,
+        };
+        ResponseTemplate::new(200).set_body_json(json!({
+            "creates": creates.seen.len(),
+            "refused": creates.refused,
+            "most_in_a_minute": creates.most_in_a_minute(),
+            "span_seconds": span,
+        }))
+    }
+
     /// The prompts of the predictions canceled while they ran.
     fn canceled(&self) -> ResponseTemplate {
         let prompts: Vec<Value> = self
@@ -198,6 +274,8 @@ enum ReplicatePath {
     Cancel,
     /// The mock's own record of the cancels, for tests.
     Canceled,
+    /// The mock's own count of the creates, for tests.
+    Stats,
 }
 
 static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new(|| {
@@ -213,6 +291,7 @@ static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new
             ("/v1/predictions/{id}", ReplicatePath::Prediction),
             ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
             ("/canceled", ReplicatePath::Canceled),
+            ("/stats", ReplicatePath::Stats),
         ],
     )
 });
@@ -226,6 +305,7 @@ impl Respond for FakeReplicate {
         match matched.value {
             ReplicatePath::File => return self.file(param("id"), param("name")),
             ReplicatePath::Canceled => return self.canceled(),
+            ReplicatePath::Stats => return self.stats(),
             _ => {}
         }
         let expected = format!("Bearer {}", self.token);
@@ -245,10 +325,20 @@ impl Respond for FakeReplicate {
     }
 }
 
-/// Serves the fake API on `listener` until the returned server is dropped.
-pub async fn serve(listener: TcpListener, token: String) -> MockServer {
+/// Serves the fake API on `listener` until the returned server is dropped; with `limit` (creates a
+/// minute, burst) it keeps that rate.
+pub async fn serve(listener: TcpListener, token: String, limit: Option<(u32, u32)>) -> MockServer {
     let base = Arc::new(OnceLock::new());
     let fake = FakeReplicate {
+        limit: limit.map(|(per_minute, burst)| {
+            Mutex::new(Limit {
+                per_second: f64::from(per_minute) / 60.0,
+                burst: f64::from(burst.max(1)),
+                tokens: f64::from(burst.max(1)),
+                refilled: std::time::Instant::now(),
+            })
+        }),
+        creates: Mutex::new(Creates::default()),
         token,
         base: base.clone(),
         predictions: Mutex::new(HashMap::new()),

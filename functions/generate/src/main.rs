@@ -13,8 +13,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let media = bootstrap::or_exit(
         S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
     );
+    let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
     let generator = Generator::new(
-        DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
+        store.clone(),
         SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
         media,
         bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
@@ -24,7 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             memory_mb: config.memory_mb,
             ..GenerateSettings::new(config.max_receive_count, config.retention)
         },
-    );
+    )
+    // The providers' limits are counted in the table (docs/design.md, "Provider limits").
+    .with_gate(store);
     let generator = &generator;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
         Ok::<_, std::convert::Infallible>(sqs::handle(generator, event).await)

@@ -18,7 +18,7 @@ use crate::domain::job::{Interface, Job, MediaItem};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
 use crate::ports::{
-    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, STORE_CALL_TIMEOUT, SigningStore, WebhookQueue,
+    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, ProviderGate, STORE_CALL_TIMEOUT, SigningStore, WebhookQueue,
     WebhookSender,
 };
 use crate::services::generate::Generator;
@@ -36,12 +36,13 @@ pub const DEADLINE_RESERVE: Duration = Duration::from_secs(STORE_CALL_TIMEOUT.as
 /// The budget when the runtime gives no real deadline (`cargo lambda watch`).
 const LOCAL_BUDGET: Duration = Duration::from_secs(120);
 
-pub async fn handle<S, Q, M, I>(generator: &Generator<S, Q, M, I>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+pub async fn handle<S, Q, M, I, G>(generator: &Generator<S, Q, M, I, G>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
 where
     S: JobStore,
     Q: JobQueue,
     M: MediaStore,
     I: ImageModel,
+    G: ProviderGate,
 {
     let invocation = budget(&event.context);
     let records = event.payload.records.len();

@@ -15,7 +15,9 @@ use crate::domain::generation::GenerateRequest;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunRecord, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
-use crate::ports::{Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, Transition};
+use crate::ports::{
+    Claim, Commit, Gate, ImageModel, JobQueue, JobStore, MediaStore, ModelError, NoGate, ProviderGate, RunLog, Transition,
+};
 
 /// The shortest and longest wait before a running model is looked at again.
 const CHECK_AFTER: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(900));
@@ -84,13 +86,15 @@ impl GenerateSettings {
     }
 }
 
-pub struct Generator<S, Q, M, I> {
+pub struct Generator<S, Q, M, I, G = NoGate> {
     store: S,
     queue: Q,
     media: M,
     model: I,
     webhooks: Notifier,
     settings: GenerateSettings,
+    /// Where each provider's creates are counted (docs/design.md, "Provider limits").
+    gate: G,
 }
 
 impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, I> {
@@ -102,9 +106,27 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             model,
             webhooks,
             settings,
+            gate: NoGate,
         }
     }
+}
 
+impl<S, Q, M, I, G> Generator<S, Q, M, I, G> {
+    /// The generator with its providers' creates counted by `gate`.
+    pub fn with_gate<H: ProviderGate>(self, gate: H) -> Generator<S, Q, M, I, H> {
+        Generator {
+            store: self.store,
+            queue: self.queue,
+            media: self.media,
+            model: self.model,
+            webhooks: self.webhooks,
+            settings: self.settings,
+            gate,
+        }
+    }
+}
+
+impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Generator<S, Q, M, I, G> {
     /// The least time one record needs: see [`ImageModel::min_budget`].
     pub fn min_budget(&self) -> Duration {
         self.model.min_budget()
@@ -377,10 +399,24 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             } else {
                 &self.settings.fallback_retries
             };
+            if let Some(wait) = self.room_at_provider(&request, runs).await? {
+                return Err(AttemptError::Pending {
+                    message: format!("no room at the provider of {} for {} s", request.model, wait.as_secs()),
+                    check_after: wait,
+                    attempts: std::mem::take(tried),
+                });
+            }
             let began = Instant::now();
             let result = retries
                 .retry(budget, || self.model.generate(&request, budget, runs))
                 .await;
+            if let Err(ModelError::Transient {
+                retry_after: Some(delay),
+                ..
+            }) = &result
+            {
+                self.pause_provider(&request.model, *delay).await;
+            }
             let duration_ms = began.elapsed().as_millis() as u64;
             if let Err(ModelError::Pending { message, check_after }) = result {
                 return Err(AttemptError::Pending {
@@ -416,6 +452,48 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel> Generator<S, Q, M, 
             "unknown_model",
             "the job names no model",
         )))
+    }
+
+    /// Takes the creates a run of `request` needs from its provider's limit: `None` when they
+    /// were taken (or none are needed: the model's runs noted on the job are taken up, not made
+    /// again), else how long to wait for room (docs/design.md, "Provider limits").
+    async fn room_at_provider(
+        &self,
+        request: &GenerateRequest,
+        runs: &JobRuns<'_, S>,
+    ) -> Result<Option<Duration>, AttemptError> {
+        let Some(entry) = self.settings.catalogue.entry(&request.model) else {
+            return Ok(None);
+        };
+        let Some(limit) = self.settings.catalogue.limit(entry.provider) else {
+            return Ok(None);
+        };
+        let resumes = runs.job.runs_model.as_deref().unwrap_or(&runs.job.request.model) == request.model
+            && !runs.noted().is_empty();
+        if resumes {
+            return Ok(None);
+        }
+        let creates = request.num_outputs.div_ceil(entry.max_outputs.max(1));
+        match self.gate.take(entry.provider, limit, creates, Utc::now()).await {
+            Ok(Gate::Open) => Ok(None),
+            Ok(Gate::Wait(wait)) => Ok(Some(wait)),
+            Err(err) => Err(transient(err)),
+        }
+    }
+
+    /// Pauses the provider of `model` for every worker: it asked for `delay`.
+    async fn pause_provider(&self, model: &str, delay: Duration) {
+        let Some(entry) = self.settings.catalogue.entry(model) else {
+            return;
+        };
+        if self.settings.catalogue.limit(entry.provider).is_none() {
+            return;
+        }
+        let until = Utc::now() + delay;
+        match self.gate.pause(entry.provider, until).await {
+            Ok(()) => tracing::warn!(provider = entry.provider.name(), %until, "provider asked for a pause; paused for every worker"),
+            Err(err) => tracing::warn!(error = %err, "could not pause the provider"),
+        }
     }
 
     /// Leaves a job whose model runs on at its provider, to be looked at again after

@@ -3,6 +3,7 @@
 //! Every job's state change is a conditional write on the current state, so late or duplicate
 //! messages cannot move a job back. How each thing maps onto attributes is in [`item`].
 
+mod gate;
 mod item;
 mod quota;
 
