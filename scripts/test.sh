@@ -18,6 +18,8 @@ export SAM_CLI_TELEMETRY=0
 "$VENV/bin/python" -m unittest discover -s tests/template -v
 # The bench's cost per 1,000 jobs: its arithmetic, template.yaml as it reads it, its price sources.
 "$VENV/bin/python" -m unittest discover -s tests/bench -v
+# docs/capacity.md is what scripts/capacity.py renders from template.yaml, prices.json and models.toml.
+"$VENV/bin/python" scripts/capacity.py --check
 # moto server as the scripts start it (scripts/moto_server.py): its patch applies and changes no answer.
 "$VENV/bin/python" -m unittest discover -s tests/emulator -v
 if [ "${MEDIAGEN_SAM_BUILD:-0}" = 1 ]; then
