@@ -2,8 +2,8 @@
 # Every provider end to end (docs/models.md): a local stack of its own whose catalogue
 # (tests/providers/models.toml) holds the local model and a model of each paid provider, each
 # served by its stand-in (mediagen-dev mock-replicate, mock-openai, mock-bedrock), through the
-# real functions: a job per provider, a fallback, a 120 s model, a cancel, a content filter
-# (functions/devtools/tests/it/providers.rs, replicate_model.rs). scripts/test.sh runs it beside
+# real functions: a job per provider, a fallback, a 120 s model, a cancel, a content filter, and
+# 600 jobs against Replicate's rate (functions/devtools/tests/it/providers.rs, replicate_model.rs). scripts/test.sh runs it beside
 # the LocalStack deploy: it is mostly waiting for the slow model.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -14,7 +14,8 @@ started=$SECONDS
 mkdir -p "$STATE"
 say "providers: the stand-ins of Replicate, OpenAI and Bedrock"
 cargo build --workspace --bins --locked
-start_mock replicate --token test-token
+# Replicate's limit on creates, as tests/providers/models.toml declares it, with a burst of 30.
+start_mock replicate --token test-token --rate-per-minute 300 --burst 30
 export REPLICATE_MOCK_URL=$MOCK_URL REPLICATE_API_TOKEN=test-token REPLICATE_API_BASE_URL="$MOCK_URL/v1"
 start_mock openai --token test-openai-key
 export OPENAI_MOCK_URL=$MOCK_URL OPENAI_API_KEY=test-openai-key OPENAI_API_BASE_URL="$MOCK_URL/v1"

@@ -12,7 +12,7 @@ use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, MediaItem, ModelAttempt, RunRecord};
+use crate::domain::job::{Job, JobError, MediaItem, Parked, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::listing::{Cursor, ListQuery};
@@ -252,14 +252,14 @@ pub trait JobStore: Send + Sync {
         model: &str,
         ids: &[String],
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
-    /// Keeps a claimed job `processing` while its model runs on without us, its lease ending at
-    /// `lease_until` so that the message sent for that time takes it over, and the models tried
-    /// so far noted for the next look; if the claim holds.
+    /// Keeps a claimed job `processing` while its model runs on without us or it waits for its
+    /// slot at the provider: its lease ends when the message sent for that time takes it over,
+    /// and the models tried so far and its slot are noted for the next look; if the claim holds.
+    /// A release gives the slot up.
     fn park(
         &self,
         claimed: &Job,
-        lease_until: DateTime<Utc>,
-        attempts: &[ModelAttempt],
+        parked: &Parked<'_>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Transition, StoreError>> + Send;
     /// `processing → failed`, if the claim still holds.
@@ -344,38 +344,36 @@ pub trait SigningStore: Send + Sync {
     ) -> impl Future<Output = Result<SigningState, StoreError>> + Send;
 }
 
-/// What asking for a provider's creates found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// Taken: the creates may go now.
-    Open,
-    /// No room, or the provider asked for a pause: not before this long.
-    Wait(Duration),
-}
-
-/// Each provider's creates, counted across every instance of `generate` (docs/design.md,
-/// "Provider limits").
+/// Each provider's creates, spaced at its rate across every instance (docs/design.md, "Provider
+/// limits"): a clock of the next free slot that each reservation moves on.
 pub trait ProviderGate: Send + Sync {
-    /// Takes `creates` of the provider's creates now, if its current window has room for them and
-    /// it is not paused.
-    fn take(
+    /// Reserves `creates` of the provider's creates: answers when they may go, `now` when the
+    /// provider is idle, later when reservations made before hold the slots until then.
+    fn reserve(
         &self,
         provider: Provider,
         limit: ProviderLimit,
         creates: u32,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Gate, StoreError>> + Send;
-    /// Pauses the provider for every worker until `until`: it answered 429 with a delay.
+    ) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
+    /// Pauses the provider for every worker until `until`: it answered 429 with a delay. No slot
+    /// is given before then.
     fn pause(&self, provider: Provider, until: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// No provider limits: a deployment whose catalogue gives none, and tests.
+/// No provider limits: tests, and deployments that count nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoGate;
 
 impl ProviderGate for NoGate {
-    async fn take(&self, _: Provider, _: ProviderLimit, _: u32, _: DateTime<Utc>) -> Result<Gate, StoreError> {
-        Ok(Gate::Open)
+    async fn reserve(
+        &self,
+        _: Provider,
+        _: ProviderLimit,
+        _: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        Ok(now)
     }
 
     async fn pause(&self, _: Provider, _: DateTime<Utc>) -> Result<(), StoreError> {

@@ -69,7 +69,9 @@ impl Limit {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -156,8 +158,11 @@ impl FakeReplicate {
             if let Err(wait) = taken {
                 creates.refused += 1;
                 let seconds = wait.as_secs() + 1;
-                return problem(429, &format!("Request was throttled. Your rate limit resets in ~{seconds}s."))
-                    .insert_header("retry-after", seconds.to_string().as_str());
+                return problem(
+                    429,
+                    &format!("Request was throttled. Your rate limit resets in ~{seconds}s."),
+                )
+                .insert_header("retry-after", seconds.to_string().as_str());
             }
         }
         drop(creates);

@@ -34,7 +34,12 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [Provider::Local, Provider::Replicate, Provider::OpenAi, Provider::Bedrock];
+    pub const ALL: [Provider; 4] = [
+        Provider::Local,
+        Provider::Replicate,
+        Provider::OpenAi,
+        Provider::Bedrock,
+    ];
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.name() == name)
@@ -306,7 +311,10 @@ impl Catalogue {
 
     /// The rate `provider` allows, if the catalogue gives one.
     pub fn limit(&self, provider: Provider) -> Option<ProviderLimit> {
-        self.limits.iter().find(|(p, _)| *p == provider).map(|(_, limit)| *limit)
+        self.limits
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, limit)| *limit)
     }
 
     /// Whether any offered model runs on `provider`.
@@ -613,10 +621,17 @@ mod tests {
         assert_eq!(window(7), (60, 7));
         assert_eq!(window(90), (2, 3));
         let all = catalogue(&[Provider::Replicate]);
-        assert_eq!(all.limit(Provider::Replicate), Some(ProviderLimit { rate_per_minute: 600 }));
+        assert_eq!(
+            all.limit(Provider::Replicate),
+            Some(ProviderLimit { rate_per_minute: 600 })
+        );
         assert_eq!(all.limit(Provider::Local), None);
         let bad = format!("{BUILT_IN}\n[providers.dalle]\nrate_per_minute = 5\n");
-        assert!(Catalogue::parse(&bad, &[Provider::Local]).unwrap_err().contains("not a provider"));
+        assert!(
+            Catalogue::parse(&bad, &[Provider::Local])
+                .unwrap_err()
+                .contains("not a provider")
+        );
     }
 
     #[test]

@@ -157,6 +157,8 @@ pub struct Job {
     pub predictions: Vec<String>,
     /// The model whose runs `predictions` are, if it is not the job's own: a fallback's.
     pub runs_model: Option<String>,
+    /// The slot the job holds at its model's provider while it waits for it.
+    pub provider_slot: Option<ProviderSlot>,
     /// Set by `generate`'s final write of a job with a `webhook_url`, removed once the webhook is
     /// queued: whoever finds a final job with it set queues the webhook (docs/design.md,
     /// "Webhooks").
@@ -171,6 +173,23 @@ pub struct Job {
     pub cost_microdollars: Option<u64>,
     /// Epoch seconds after which DynamoDB may delete the record.
     pub ttl: i64,
+}
+
+/// When a job's model may start at its provider, reserved from the provider's rate
+/// (docs/design.md, "Provider limits"): the job waits for it without holding a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSlot {
+    pub model: String,
+    pub at: DateTime<Utc>,
+}
+
+/// How a job waits for its model: until when its lease holds, the models tried so far, and the
+/// slot it holds at its provider, if it waits for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked<'a> {
+    pub lease_until: DateTime<Utc>,
+    pub attempts: &'a [ModelAttempt],
+    pub slot: Option<&'a ProviderSlot>,
 }
 
 /// One model's try at a job's images.
@@ -211,6 +230,7 @@ impl Job {
             unsent: true,
             predictions: Vec::new(),
             runs_model: None,
+            provider_slot: None,
             webhook_pending: false,
             price_per_image: 0,
             model_attempts: Vec::new(),

@@ -18,8 +18,8 @@ use crate::domain::job::{Interface, Job, MediaItem};
 use crate::domain::retry::Budget;
 use crate::domain::webhook::WebhookEvent;
 use crate::ports::{
-    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, ProviderGate, STORE_CALL_TIMEOUT, SigningStore, WebhookQueue,
-    WebhookSender,
+    ImageModel, JobMessage, JobQueue, JobStore, MediaStore, ProviderGate, STORE_CALL_TIMEOUT, SigningStore,
+    WebhookQueue, WebhookSender,
 };
 use crate::services::generate::Generator;
 use crate::services::message::{Delivery, Outcome};
@@ -36,7 +36,10 @@ pub const DEADLINE_RESERVE: Duration = Duration::from_secs(STORE_CALL_TIMEOUT.as
 /// The budget when the runtime gives no real deadline (`cargo lambda watch`).
 const LOCAL_BUDGET: Duration = Duration::from_secs(120);
 
-pub async fn handle<S, Q, M, I, G>(generator: &Generator<S, Q, M, I, G>, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse
+pub async fn handle<S, Q, M, I, G>(
+    generator: &Generator<S, Q, M, I, G>,
+    event: LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse
 where
     S: JobStore,
     Q: JobQueue,

@@ -13,18 +13,34 @@ use crate::domain::catalogue::{Catalogue, fit_size};
 use crate::domain::cost::{AwsRates, JobUsage, job_cost};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::ids::MediaId;
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunRecord, expiry};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, Parked, ProviderSlot, RunRecord, expiry};
 use crate::domain::retry::{Backoff, Budget, lease_wait, redelivery_delay, transient_redelivery};
 use crate::ports::{
-    Claim, Commit, Gate, ImageModel, JobQueue, JobStore, MediaStore, ModelError, NoGate, ProviderGate, RunLog, Transition,
+    Claim, Commit, ImageModel, JobQueue, JobStore, MediaStore, ModelError, NoGate, ProviderGate, RunLog, Transition,
 };
 
 /// The shortest and longest wait before a running model is looked at again.
 const CHECK_AFTER: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(900));
 
+/// How early a job may start before its slot at the provider: a delayed message comes in whole
+/// seconds. Any minute then sees at most the provider's rate and a second's creates more.
+const SLOT_EARLY: Duration = Duration::from_secs(1);
+
 /// How soon a message returned unclaimed for lack of time comes back: at once, to another
 /// invocation with a fresh budget.
 const UNCLAIMED_DELAY: Duration = Duration::from_secs(1);
+
+/// What a job waits for, without holding an invocation: its model's run at the provider, or its
+/// slot there (docs/design.md, "Slow models", "Provider limits").
+#[derive(Debug)]
+struct Waiting {
+    message: String,
+    check_after: Duration,
+    /// The models tried so far, kept on the job for the next look.
+    attempts: Vec<ModelAttempt>,
+    /// The slot at its provider the job waits for, if it waits for one.
+    slot: Option<ProviderSlot>,
+}
 
 /// Why an attempt did not finish the job.
 #[derive(Debug)]
@@ -44,12 +60,7 @@ enum AttemptError {
     /// The job's cancel was requested while it ran.
     Canceled,
     /// The model runs on at its provider: look again after `check_after`.
-    Pending {
-        message: String,
-        check_after: Duration,
-        /// The models tried so far, kept on the job for the next look.
-        attempts: Vec<ModelAttempt>,
-    },
+    Pending(Waiting),
 }
 
 pub struct GenerateSettings {
@@ -227,14 +238,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
                 Outcome::Acknowledge
             }
             Err(AttemptError::Canceled) => self.finish_canceled(&claimed, &stored, &runs.noted(), delivery).await,
-            Err(AttemptError::Pending {
-                message,
-                check_after,
-                attempts,
-            }) => {
-                self.look_again(&claimed, &runs, (&message, check_after), &attempts, delivery)
-                    .await
-            }
+            Err(AttemptError::Pending(waiting)) => self.look_again(&claimed, &runs, &waiting, delivery).await,
             Err(AttemptError::Permanent(error)) => {
                 tracing::warn!(code = %error.code, message = %error.message, "job failed for good");
                 let ended = Ended {
@@ -399,12 +403,14 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
             } else {
                 &self.settings.fallback_retries
             };
-            if let Some(wait) = self.room_at_provider(&request, runs).await? {
-                return Err(AttemptError::Pending {
-                    message: format!("no room at the provider of {} for {} s", request.model, wait.as_secs()),
+            if let Some(slot) = self.slot_at_provider(&request, runs).await? {
+                let wait = (slot.at - Utc::now()).to_std().unwrap_or_default();
+                return Err(AttemptError::Pending(Waiting {
+                    message: format!("its slot at the provider of {} is at {}", request.model, slot.at),
                     check_after: wait,
                     attempts: std::mem::take(tried),
-                });
+                    slot: Some(slot),
+                }));
             }
             let began = Instant::now();
             let result = retries
@@ -419,11 +425,12 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
             }
             let duration_ms = began.elapsed().as_millis() as u64;
             if let Err(ModelError::Pending { message, check_after }) = result {
-                return Err(AttemptError::Pending {
+                return Err(AttemptError::Pending(Waiting {
                     message,
                     check_after,
                     attempts: std::mem::take(tried),
-                });
+                    slot: None,
+                }));
             }
             let outcome = match &result {
                 Ok(_) => "succeeded".to_owned(),
@@ -454,31 +461,43 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
         )))
     }
 
-    /// Takes the creates a run of `request` needs from its provider's limit: `None` when they
-    /// were taken (or none are needed: the model's runs noted on the job are taken up, not made
-    /// again), else how long to wait for room (docs/design.md, "Provider limits").
-    async fn room_at_provider(
+    /// The slot a run of `request` waits for at its provider (docs/design.md, "Provider
+    /// limits"): `None` when it may start now: its provider has no limit, its runs noted on the
+    /// job are taken up (not made again), or its slot has come. A job keeps the slot it reserved
+    /// until it is released.
+    async fn slot_at_provider(
         &self,
         request: &GenerateRequest,
         runs: &JobRuns<'_, S>,
-    ) -> Result<Option<Duration>, AttemptError> {
-        let Some(entry) = self.settings.catalogue.entry(&request.model) else {
+    ) -> Result<Option<ProviderSlot>, AttemptError> {
+        let catalogue = &self.settings.catalogue;
+        let Some((entry, limit)) = catalogue
+            .entry(&request.model)
+            .and_then(|entry| Some((entry, catalogue.limit(entry.provider)?)))
+        else {
             return Ok(None);
         };
-        let Some(limit) = self.settings.catalogue.limit(entry.provider) else {
-            return Ok(None);
-        };
-        let resumes = runs.job.runs_model.as_deref().unwrap_or(&runs.job.request.model) == request.model
-            && !runs.noted().is_empty();
+        let job = runs.job;
+        let resumes =
+            job.runs_model.as_deref().unwrap_or(&job.request.model) == request.model && !runs.noted().is_empty();
         if resumes {
             return Ok(None);
         }
-        let creates = request.num_outputs.div_ceil(entry.max_outputs.max(1));
-        match self.gate.take(entry.provider, limit, creates, Utc::now()).await {
-            Ok(Gate::Open) => Ok(None),
-            Ok(Gate::Wait(wait)) => Ok(Some(wait)),
-            Err(err) => Err(transient(err)),
-        }
+        let now = Utc::now();
+        let at = match &job.provider_slot {
+            Some(slot) if slot.model == request.model => slot.at,
+            _ => {
+                let creates = request.num_outputs.div_ceil(entry.max_outputs.max(1));
+                self.gate
+                    .reserve(entry.provider, limit, creates, now)
+                    .await
+                    .map_err(transient)?
+            }
+        };
+        Ok((at > now + SLOT_EARLY).then(|| ProviderSlot {
+            model: request.model.clone(),
+            at,
+        }))
     }
 
     /// Pauses the provider of `model` for every worker: it asked for `delay`.
@@ -491,7 +510,9 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
         }
         let until = Utc::now() + delay;
         match self.gate.pause(entry.provider, until).await {
-            Ok(()) => tracing::warn!(provider = entry.provider.name(), %until, "provider asked for a pause; paused for every worker"),
+            Ok(()) => {
+                tracing::warn!(provider = entry.provider.name(), %until, "provider asked for a pause; paused for every worker")
+            }
             Err(err) => tracing::warn!(error = %err, "could not pause the provider"),
         }
     }
@@ -504,8 +525,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
         &self,
         claimed: &Job,
         runs: &JobRuns<'_, S>,
-        (message, check_after): (&str, Duration),
-        attempts: &[ModelAttempt],
+        waiting: &Waiting,
         delivery: &Delivery<'_>,
     ) -> Outcome {
         let now = Utc::now();
@@ -528,9 +548,13 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
                 .finish_failed(claimed, &error, ended, delivery, Outcome::Acknowledge)
                 .await;
         }
-        let check_after = check_after.clamp(CHECK_AFTER.0, CHECK_AFTER.1);
-        let lease_until = now + check_after;
-        match self.store.park(claimed, lease_until, attempts, now).await {
+        let check_after = waiting.check_after.clamp(CHECK_AFTER.0, CHECK_AFTER.1);
+        let parked = Parked {
+            lease_until: now + check_after,
+            attempts: &waiting.attempts,
+            slot: waiting.slot.as_ref(),
+        };
+        match self.store.park(claimed, &parked, now).await {
             Ok(Transition::Applied) => {}
             Ok(Transition::Stale) => {
                 tracing::warn!("another worker took the job over while its model ran");
@@ -545,7 +569,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
         }
         match self.queue.enqueue_after(claimed.id, check_after).await {
             Ok(()) => {
-                tracing::info!(%message, check_after_s = check_after.as_secs(), "model still running; looked at again later");
+                tracing::info!(message = %waiting.message, check_after_s = check_after.as_secs(), "job waits for its model; looked at again later");
                 Outcome::Acknowledge
             }
             Err(err) => {
@@ -704,11 +728,12 @@ impl<S: JobStore> RunLog for JobRuns<'_, S> {
 
 fn model_failure(err: ModelError) -> AttemptError {
     match err {
-        ModelError::Pending { message, check_after } => AttemptError::Pending {
+        ModelError::Pending { message, check_after } => AttemptError::Pending(Waiting {
             message,
             check_after,
             attempts: Vec::new(),
-        },
+            slot: None,
+        }),
         ModelError::Transient { message, retry_after } => AttemptError::Transient {
             message,
             public: MODEL_UNAVAILABLE,

@@ -560,11 +560,10 @@ impl JobStore for LostCommitAnswer {
     async fn park(
         &self,
         claimed: &Job,
-        lease_until: chrono::DateTime<Utc>,
-        attempts: &[mediagen::domain::job::ModelAttempt],
+        parked: &mediagen::domain::job::Parked<'_>,
         now: chrono::DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
-        self.store.park(claimed, lease_until, attempts, now).await
+        self.store.park(claimed, parked, now).await
     }
     async fn fail(
         &self,

@@ -291,3 +291,127 @@ async fn a_fallbacks_running_prediction_is_collected_by_the_fallback_at_the_next
         ]
     );
 }
+
+/// The local model, limited to 60 creates a minute: a slot a second.
+const LIMITED_LOCAL: &str = r#"
+[providers.local]
+rate_per_minute = 60
+
+[[models]]
+name = "local"
+provider = "local"
+price_usd = 0.0
+price_source = "test"
+"#;
+
+/// Reservations at once get slots spaced at the rate, the first now; a pause moves the next past it.
+#[tokio::test]
+async fn a_providers_slots_are_spaced_at_its_rate_across_workers_and_a_pause_holds_them() {
+    use mediagen::domain::catalogue::ProviderLimit;
+    use mediagen::ports::ProviderGate;
+    let stack = Stack::new().await;
+    let store = stack.store();
+    let limit = ProviderLimit { rate_per_minute: 120 };
+    let now = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap();
+    let reservations = (0..10).map(|_| store.reserve(Provider::Replicate, limit, 1, now));
+    let mut slots: Vec<i64> = futures::future::join_all(reservations)
+        .await
+        .into_iter()
+        .map(|slot| (slot.unwrap() - now).num_milliseconds())
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(
+        slots,
+        (0..10).map(|k| k * 500).collect::<Vec<_>>(),
+        "half a second apart, the first now"
+    );
+
+    let until = now + chrono::Duration::seconds(30);
+    store.pause(Provider::Replicate, until).await.unwrap();
+    let next = store.reserve(Provider::Replicate, limit, 2, now).await.unwrap();
+    assert_eq!(next, until);
+    let after = store.reserve(Provider::Replicate, limit, 1, now).await.unwrap();
+    assert_eq!((after - until).num_milliseconds(), 1000, "two creates take two slots");
+}
+
+/// Jobs past the provider's rate wait for their slots without holding a worker or spending a
+/// receive, and then run.
+#[tokio::test]
+async fn jobs_past_a_providers_rate_wait_for_their_slots_and_then_run() {
+    let stack = Stack::new().await;
+    let catalogue = Catalogue::parse(LIMITED_LOCAL, &[Provider::Local]).unwrap();
+    let policy = RequestPolicy {
+        catalogue: catalogue.clone(),
+        allow_local_urls: true,
+    };
+    let mut jobs = Vec::new();
+    for prompt in ["one", "two", "three"] {
+        let request = GenerateRequest::parse(&json!({"prompt": prompt, "width": 256, "height": 256}), &policy).unwrap();
+        let job = Job::new(
+            Owner::parse(OWNER).unwrap(),
+            request,
+            chrono::Utc::now(),
+            Duration::from_secs(86_400),
+        );
+        stack.store().create(&job, None).await.unwrap();
+        jobs.push(job);
+    }
+    let generator = Generator::new(
+        stack.store(),
+        stack.queue(),
+        stack.media(),
+        LocalModel,
+        stack.notifier(),
+        settings(catalogue),
+    )
+    .with_gate(stack.store());
+    let records: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            record(
+                &job.id.to_string(),
+                &json!({"job_id": job.id.to_string()}).to_string(),
+                1,
+            )
+        })
+        .collect();
+    let answer = sqs::handle(&generator, sqs_event(records)).await;
+    assert!(answer.batch_item_failures.is_empty(), "no receive is spent waiting");
+
+    let mut waiting = 0;
+    for job in &jobs {
+        let job = stored(&stack, job.id).await;
+        match job.status {
+            JobStatus::Succeeded => assert!(job.provider_slot.is_none()),
+            JobStatus::Processing => {
+                waiting += 1;
+                let slot = job.provider_slot.unwrap();
+                assert_eq!(slot.model, "local");
+                let lease = job.lease_until.unwrap();
+                assert!(
+                    (lease - slot.at).num_milliseconds().abs() < 1_500,
+                    "its lease ends near its slot"
+                );
+            }
+            other => panic!("job {} is {other}", job.id),
+        }
+    }
+    assert!(waiting >= 1, "three creates in a second, at one a second: some wait");
+    // Each waiting job's message comes back at its slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let messages = stack.receive(30).await;
+        if !messages.is_empty() {
+            sqs::handle(&generator, sqs_event(messages)).await;
+        }
+        let mut done = 0;
+        for job in &jobs {
+            done += usize::from(stored(&stack, job.id).await.status == JobStatus::Succeeded);
+        }
+        if done == jobs.len() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the waiting jobs never ran");
+}

@@ -1,11 +1,13 @@
 //! Every provider through the real functions, against their stand-ins (`scripts/providers.sh`):
 //! a job per provider ends with that provider's images and its cost, a provider down falls back
-//! to the next model, a 120 s model holds no invocation, a cancel reaches the provider, and a
-//! content filter fails the job once (docs/models.md).
+//! to the next model, a 120 s model holds no invocation, a cancel reaches the provider, a
+//! content filter fails the job once (docs/models.md), and 600 jobs keep to the provider's rate
+//! without one failing (docs/design.md, "Provider limits").
 
 use std::time::Duration;
 
 use crate::client;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// The stand-in's address, set by `scripts/providers.sh`.
@@ -205,4 +207,64 @@ async fn a_content_filtered_bedrock_answer_fails_the_job_once() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "content_filtered", "{job}");
     assert_eq!(job["attempts"], 1, "a content filter is not retried");
+}
+
+/// The rate the stand-in Replicate keeps, and its burst (scripts/providers.sh).
+const REPLICATE_RATE_PER_MINUTE: f64 = 300.0;
+const REPLICATE_BURST: u64 = 30;
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn six_hundred_jobs_against_the_providers_rate_all_succeed_at_its_pace() {
+    let client = client();
+    let jobs: Vec<String> = futures::stream::iter(0..600)
+        .map(|n| {
+            let client = &client;
+            async move {
+                let body = json!({"prompt": format!("burst {n}"), "model": "black-forest-labs/flux-schnell", "width": 256, "height": 256});
+                client.submit(&body).await.unwrap()["job_id"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let mut ended = std::collections::HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(420);
+    while ended.len() < jobs.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 600 jobs ended in time",
+            ended.len()
+        );
+        for id in jobs.iter().filter(|id| !ended.contains_key(*id)) {
+            let status = client.status(id).await.unwrap();
+            if let Some(final_status @ ("succeeded" | "failed" | "canceled")) = status["status"].as_str() {
+                ended.insert(id.clone(), (final_status.to_owned(), status["error"].clone()));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let failed: Vec<_> = ended.values().filter(|(status, _)| status != "succeeded").collect();
+    assert!(failed.is_empty(), "none fails nor is dead-lettered: {failed:?}");
+
+    let stats: Value = reqwest::get(format!("{}/stats", mock("REPLICATE_MOCK_URL")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let most = stats["most_in_a_minute"].as_u64().unwrap();
+    assert!(
+        most <= REPLICATE_RATE_PER_MINUTE as u64 + REPLICATE_BURST,
+        "the provider saw {most} creates in a minute: {stats}"
+    );
+    assert_eq!(stats["refused"], 0, "no create was refused: {stats}");
+    let creates = stats["creates"].as_f64().unwrap();
+    let span = stats["span_seconds"].as_f64().unwrap();
+    let drain_per_minute = (creates - 1.0) / span * 60.0;
+    assert!(
+        drain_per_minute >= 0.9 * REPLICATE_RATE_PER_MINUTE,
+        "drained at {drain_per_minute:.0} creates a minute: {stats}"
+    );
+    eprintln!("rate run: {stats}; drained at {drain_per_minute:.0} creates a minute");
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Interface, Job, JobError, MediaItem, ModelAttempt};
+use crate::domain::job::{Interface, Job, JobError, MediaItem, ModelAttempt, ProviderSlot};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, Window};
 use crate::domain::quota::{Month, Quota, Usage};
@@ -200,6 +200,11 @@ pub(super) fn job_to_item(job: &Job) -> Item {
         ),
         ("price", (job.price_per_image > 0).then(|| n(job.price_per_image))),
         ("runs_model", job.runs_model.clone().map(s)),
+        ("slot_model", job.provider_slot.as_ref().map(|slot| s(&slot.model))),
+        (
+            "slot_at",
+            job.provider_slot.as_ref().map(|slot| n(slot.at.timestamp_millis())),
+        ),
         (
             "model_attempts",
             (!job.model_attempts.is_empty()).then(|| model_attempts(&job.model_attempts)),
@@ -533,6 +538,13 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         },
         price_per_image: r.opt_n("price")?.unwrap_or(0),
         runs_model: r.opt_s("runs_model")?.map(str::to_owned),
+        provider_slot: match (r.opt_s("slot_model")?, r.opt_n::<i64>("slot_at")?) {
+            (Some(model), Some(at)) => DateTime::<Utc>::from_timestamp_millis(at).map(|at| ProviderSlot {
+                model: model.to_owned(),
+                at,
+            }),
+            _ => None,
+        },
         model_attempts: match r.opt_s("model_attempts")? {
             None => Vec::new(),
             Some(raw) => {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use super::describe_error as describe;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::{JobId, MediaId};
-use crate::domain::job::{Job, JobError, JobStatus, MediaItem, ModelAttempt, RunRecord};
+use crate::domain::job::{Job, JobError, JobStatus, MediaItem, Parked, RunRecord};
 use crate::domain::keys::{KeyHash, KeyRecord, Owner};
 use crate::domain::limits::{KeyLimits, RouteClass, WINDOW_SECONDS, Window};
 use crate::domain::listing::{Cursor, ListQuery, MAX_READ};
@@ -864,30 +864,30 @@ impl JobStore for DynamoJobStore {
         Err(unavailable(&err))
     }
 
-    async fn park(
-        &self,
-        claimed: &Job,
-        lease_until: DateTime<Utc>,
-        attempts: &[ModelAttempt],
-        now: DateTime<Utc>,
-    ) -> Result<Transition, StoreError> {
-        self.update_claimed(
-            claimed,
-            "SET lease_until = :until, updated_at = :now, model_attempts = :attempts",
-            vec![
-                (":until", n(lease_until.timestamp_millis())),
-                (":now", time(now)),
-                (":attempts", item::model_attempts(attempts)),
-            ],
-        )
-        .await
+    async fn park(&self, claimed: &Job, parked: &Parked<'_>, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+        let mut values = vec![
+            (":until", n(parked.lease_until.timestamp_millis())),
+            (":now", time(now)),
+            (":attempts", item::model_attempts(parked.attempts)),
+        ];
+        let set = "SET lease_until = :until, updated_at = :now, model_attempts = :attempts";
+        let expression = match parked.slot {
+            Some(slot) => {
+                values.push((":slot_model", s(&slot.model)));
+                values.push((":slot_at", n(slot.at.timestamp_millis())));
+                format!("{set}, slot_model = :slot_model, slot_at = :slot_at")
+            }
+            // The job's run started, or it waits for no slot: it holds none.
+            None => format!("{set} REMOVE slot_model, slot_at"),
+        };
+        self.update_claimed(claimed, &expression, values).await
     }
 
     async fn release(&self, claimed: &Job, error: &JobError, now: DateTime<Utc>) -> Result<Transition, StoreError> {
         self.update_claimed(
             claimed,
             "SET #status = :queued, error_code = :code, error_message = :message, updated_at = :now \
-             REMOVE lease_until",
+             REMOVE lease_until, slot_model, slot_at",
             vec![
                 (":queued", s(JobStatus::Queued.as_str())),
                 (":code", s(&error.code)),
