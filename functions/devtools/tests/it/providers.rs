@@ -236,7 +236,8 @@ async fn six_hundred_jobs_against_the_providers_rate_all_succeed_at_its_pace() {
             "{} of 600 jobs ended in time",
             ended.len()
         );
-        for id in jobs.iter().filter(|id| !ended.contains_key(*id)) {
+        let open: Vec<&String> = jobs.iter().filter(|id| !ended.contains_key(*id)).collect();
+        for id in open {
             let status = client.status(id).await.unwrap();
             if let Some(final_status @ ("succeeded" | "failed" | "canceled")) = status["status"].as_str() {
                 ended.insert(id.clone(), (final_status.to_owned(), status["error"].clone()));
