@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 use url::Url;
 
-use crate::domain::catalogue::{Provider, ProviderLimit};
+use crate::domain::catalogue::ProviderLimit;
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
 use crate::domain::idempotency::IdempotencyKey;
@@ -345,20 +345,23 @@ pub trait SigningStore: Send + Sync {
 }
 
 /// Each provider's creates, spaced at its rate across every instance (docs/design.md, "Provider
-/// limits"): a clock of the next free slot that each reservation moves on.
+/// limits"): a clock of the next free slot that each reservation moves on, one per `key` (a
+/// provider's name, or `model:<name>` for a model with a rate of its own).
 pub trait ProviderGate: Send + Sync {
     /// Reserves `creates` of the provider's creates: answers when they may go, `now` when the
     /// provider is idle, later when reservations made before hold the slots until then.
     fn reserve(
         &self,
-        provider: Provider,
+        key: &str,
         limit: ProviderLimit,
         creates: u32,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
     /// Pauses the provider for every worker until `until`: it answered 429 with a delay. No slot
     /// is given before then.
-    fn pause(&self, provider: Provider, until: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn pause(&self, key: &str, until: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The first free slot, if the clock has run: what a job reserving now would wait until.
+    fn next_slot(&self, key: &str) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 }
 
 /// No provider limits: tests, and deployments that count nothing.
@@ -368,7 +371,7 @@ pub struct NoGate;
 impl ProviderGate for NoGate {
     async fn reserve(
         &self,
-        _: Provider,
+        _: &str,
         _: ProviderLimit,
         _: u32,
         now: DateTime<Utc>,
@@ -376,8 +379,12 @@ impl ProviderGate for NoGate {
         Ok(now)
     }
 
-    async fn pause(&self, _: Provider, _: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn pause(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn next_slot(&self, _: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
     }
 }
 

@@ -20,7 +20,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             config.request_policy(),
             config.retention,
             config.quota_defaults,
-        ),
+        )
+        .with_longest_wait(config.longest_provider_wait),
         cancel: CancelService::new(store.clone(), webhooks),
         reads: ReadService::new(store),
         links: bootstrap::or_exit(bootstrap::file_links(&config, &sdk).await),

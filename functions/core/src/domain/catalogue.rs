@@ -3,7 +3,9 @@
 //! Replicate model the adapter knows takes its input.
 
 use crate::domain::format::OutputFormat;
-use crate::domain::generation::MAX_OUTPUTS;
+
+/// The most images one request asks for, and one provider call makes.
+pub const MAX_OUTPUTS: u32 = 4;
 
 /// The catalogue a deployment runs when `MODEL_CATALOGUE` names none (models.toml).
 pub const BUILT_IN: &str = include_str!("../../../../models.toml");
@@ -146,6 +148,8 @@ pub struct ModelEntry {
     pub price_source: String,
     /// The models tried in turn when this one is unavailable (docs/design.md, "Fallback").
     pub fallback: Vec<String>,
+    /// The creates a minute this model allows on its own, beside its provider's.
+    pub rate_per_minute: Option<u32>,
 }
 
 /// The models a deployment offers, in the order its catalogue lists them, and the default.
@@ -207,6 +211,7 @@ struct EntryFile {
     price_source: String,
     #[serde(default)]
     fallback: Vec<String>,
+    rate_per_minute: Option<u32>,
 }
 
 /// The most a model may cost per image: a price above it is a typo in the file.
@@ -317,6 +322,16 @@ impl Catalogue {
             .map(|(_, limit)| *limit)
     }
 
+    /// The rate a run of `model` keeps to, and the name its creates are counted under: the
+    /// model's own rate if it has one, else its provider's; `None` if neither is limited.
+    pub fn limit_of(&self, model: &str) -> Option<(String, ProviderLimit)> {
+        let entry = self.entry(model)?;
+        match entry.rate_per_minute {
+            Some(rate_per_minute) => Some((format!("model:{}", entry.name), ProviderLimit { rate_per_minute })),
+            None => Some((entry.provider.name().to_owned(), self.limit(entry.provider)?)),
+        }
+    }
+
     /// Whether any offered model runs on `provider`.
     pub fn uses(&self, provider: Provider) -> bool {
         self.entries.iter().any(|e| e.provider == provider)
@@ -384,6 +399,9 @@ impl EntryFile {
         if !(0.0..=MAX_PRICE_USD).contains(&self.price_usd) {
             return Err(fail(format!("price_usd must be between 0 and {MAX_PRICE_USD}")));
         }
+        if self.rate_per_minute == Some(0) {
+            return Err(fail("rate_per_minute must be at least 1".to_owned()));
+        }
         if self.price_source.trim().is_empty() {
             return Err(fail("price_source is empty: say where the price was read".to_owned()));
         }
@@ -397,6 +415,7 @@ impl EntryFile {
             price_per_image: (self.price_usd * 1_000_000.0).round() as u64,
             price_source: self.price_source,
             fallback: self.fallback,
+            rate_per_minute: self.rate_per_minute,
         })
     }
 }
@@ -626,6 +645,19 @@ mod tests {
             Some(ProviderLimit { rate_per_minute: 600 })
         );
         assert_eq!(all.limit(Provider::Local), None);
+        assert_eq!(
+            all.limit_of("black-forest-labs/flux-dev"),
+            Some(("replicate".to_owned(), ProviderLimit { rate_per_minute: 600 }))
+        );
+        let own = format!(
+            "{BUILT_IN}\n[[models]]\nname = \"slow-lane\"\nprovider = \"local\"\nmodel = \"local\"\nrate_per_minute = 6\nprice_usd = 0\nprice_source = \"t\"\n"
+        );
+        let own = Catalogue::parse(&own, &[Provider::Local]).unwrap();
+        assert_eq!(
+            own.limit_of("slow-lane"),
+            Some(("model:slow-lane".to_owned(), ProviderLimit { rate_per_minute: 6 }))
+        );
+        assert_eq!(own.limit_of("local"), None);
         let bad = format!("{BUILT_IN}\n[providers.dalle]\nrate_per_minute = 5\n");
         assert!(
             Catalogue::parse(&bad, &[Provider::Local])

@@ -15,7 +15,7 @@ pub const MIN_SIDE: u32 = 256;
 pub const MAX_SIDE: u32 = 1440;
 pub const SIDE_STEP: u32 = 32;
 pub const DEFAULT_SIDE: u32 = 1024;
-pub const MAX_OUTPUTS: u32 = 4;
+pub use super::catalogue::MAX_OUTPUTS;
 
 const FIELDS: [&str; 9] = [
     "prompt",

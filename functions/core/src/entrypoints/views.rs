@@ -104,6 +104,10 @@ pub struct JobView {
     /// A cancel was asked while the job ran: its attempt ends it `canceled`.
     pub cancel_requested: bool,
     pub timings: TimingsView,
+    /// When its model's provider has room for it, if the provider is limited and the job waits
+    /// for its turn (docs/design.md, "Provider limits").
+    #[schema(format = DateTime)]
+    pub estimated_start: Option<String>,
     /// What the job cost, once it succeeded.
     pub metrics: JobMetricsView,
     /// Each model tried, in order, once the job succeeded: the last one made its images.
@@ -194,6 +198,11 @@ pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> JobView {
             queued_ms: timings.queued_ms,
             generation_ms: timings.generation_ms,
         },
+        estimated_start: job
+            .provider_slot
+            .as_ref()
+            .filter(|_| !job.status.is_final())
+            .map(|slot| timestamp(slot.at)),
         metrics: JobMetricsView {
             cost_usd: cost_usd(job),
         },

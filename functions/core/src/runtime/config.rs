@@ -40,6 +40,9 @@ pub struct Config {
     /// The function's memory, which Lambda sets (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`): the Lambda
     /// share of a job's cost.
     pub memory_mb: u32,
+    /// The longest a job may wait for its slot at its model's provider: past it, submit refuses
+    /// (docs/design.md, "Provider limits").
+    pub longest_provider_wait: Duration,
     /// The quota of an owner who has none set (docs/design.md, "Quotas").
     pub quota_defaults: QuotaDefaults,
     pub replicate_api_token: Option<Secret>,
@@ -131,6 +134,8 @@ impl Config {
             retention: Duration::from_secs(retention_days * 86_400),
             max_receive_count,
             memory_mb: parse_or(&get, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?,
+            // Fifteen minutes, as SQS delays a message at most.
+            longest_provider_wait: Duration::from_secs(parse_or(&get, "MAX_PROVIDER_WAIT_SECONDS", 900)?),
             quota_defaults: QuotaDefaults {
                 max_active: max_active_jobs,
             },

@@ -471,9 +471,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
         runs: &JobRuns<'_, S>,
     ) -> Result<Option<ProviderSlot>, AttemptError> {
         let catalogue = &self.settings.catalogue;
-        let Some((entry, limit)) = catalogue
-            .entry(&request.model)
-            .and_then(|entry| Some((entry, catalogue.limit(entry.provider)?)))
+        let Some(((key, limit), entry)) = catalogue.limit_of(&request.model).zip(catalogue.entry(&request.model))
         else {
             return Ok(None);
         };
@@ -488,10 +486,7 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
             Some(slot) if slot.model == request.model => slot.at,
             _ => {
                 let creates = request.num_outputs.div_ceil(entry.max_outputs.max(1));
-                self.gate
-                    .reserve(entry.provider, limit, creates, now)
-                    .await
-                    .map_err(transient)?
+                self.gate.reserve(&key, limit, creates, now).await.map_err(transient)?
             }
         };
         Ok((at > now + SLOT_EARLY).then(|| ProviderSlot {
@@ -502,17 +497,12 @@ impl<S: JobStore, Q: JobQueue, M: MediaStore, I: ImageModel, G: ProviderGate> Ge
 
     /// Pauses the provider of `model` for every worker: it asked for `delay`.
     async fn pause_provider(&self, model: &str, delay: Duration) {
-        let Some(entry) = self.settings.catalogue.entry(model) else {
+        let Some((key, _)) = self.settings.catalogue.limit_of(model) else {
             return;
         };
-        if self.settings.catalogue.limit(entry.provider).is_none() {
-            return;
-        }
         let until = Utc::now() + delay;
-        match self.gate.pause(entry.provider, until).await {
-            Ok(()) => {
-                tracing::warn!(provider = entry.provider.name(), %until, "provider asked for a pause; paused for every worker")
-            }
+        match self.gate.pause(&key, until).await {
+            Ok(()) => tracing::warn!(%key, %until, "the provider asked for a pause; paused for every worker"),
             Err(err) => tracing::warn!(error = %err, "could not pause the provider"),
         }
     }

@@ -11,9 +11,9 @@ use super::webhooks::Notifier;
 use crate::domain::generation::{FieldError, GenerateRequest, RequestPolicy};
 use crate::domain::idempotency::{IDEMPOTENCY_WINDOW_SECONDS, IdempotencyKey, request_fingerprint};
 use crate::domain::ids::JobId;
-use crate::domain::job::{Interface, Job, JobError, JobStatus};
+use crate::domain::job::{Interface, Job, JobError, JobStatus, ProviderSlot};
 use crate::domain::quota::{Admission, Charge, QuotaDefaults, Refusal};
-use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, QuotaStore, StoreError, Transition};
+use crate::ports::{Created, IdempotencyClaim, JobQueue, JobStore, ProviderGate, QuotaStore, StoreError, Transition};
 
 /// The longest a submit runs: the `submit` function's timeout in template.yaml. A job still
 /// unsent when older than that was left by a submit that ended before sending it.
@@ -31,6 +31,14 @@ pub enum SubmitError {
     IdempotencyMismatch,
     #[error(transparent)]
     OverQuota(#[from] Refusal),
+    /// The model's provider is booked further ahead than a job may wait (docs/design.md,
+    /// "Provider limits"): `wait` past the longest.
+    #[error("the provider of {model} is booked {booked_s} s ahead, past the longest wait of {longest_s} s")]
+    ProviderBacklog {
+        model: String,
+        booked_s: u64,
+        longest_s: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -50,9 +58,14 @@ pub struct SubmitService<S, Q> {
     policy: RequestPolicy,
     retention: Duration,
     quota: QuotaDefaults,
+    /// The longest a job may wait for its slot at its provider: past it, submit refuses.
+    longest_wait: Duration,
 }
 
-impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
+/// How long a job may wait for its provider when no other is set: `MAX_PROVIDER_WAIT_SECONDS`.
+pub const LONGEST_PROVIDER_WAIT: Duration = Duration::from_secs(15 * 60);
+
+impl<S: JobStore + QuotaStore + ProviderGate, Q: JobQueue> SubmitService<S, Q> {
     pub fn new(
         store: S,
         queue: Q,
@@ -68,7 +81,47 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
             policy,
             retention,
             quota,
+            longest_wait: LONGEST_PROVIDER_WAIT,
         }
+    }
+
+    /// The service with jobs refused when their provider is booked more than `longest` ahead.
+    pub fn with_longest_wait(self, longest: Duration) -> Self {
+        Self {
+            longest_wait: longest,
+            ..self
+        }
+    }
+
+    /// Refuses a job whose model's provider is booked past the longest wait (docs/design.md,
+    /// "Provider limits"); else reserves its slot there, its estimated start.
+    async fn book(&self, job: &mut Job) -> Result<(), SubmitError> {
+        let Some((key, limit)) = self.policy.catalogue.limit_of(&job.request.model) else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        if let Some(next) = self.store.next_slot(&key).await? {
+            let booked = (next - now).to_std().unwrap_or_default();
+            if booked > self.longest_wait {
+                return Err(SubmitError::ProviderBacklog {
+                    model: job.request.model.clone(),
+                    booked_s: booked.as_secs(),
+                    longest_s: self.longest_wait.as_secs(),
+                });
+            }
+        }
+        let per_call = self
+            .policy
+            .catalogue
+            .entry(&job.request.model)
+            .map_or(1, |entry| entry.max_outputs.max(1));
+        let creates = job.request.num_outputs.div_ceil(per_call);
+        let at = self.store.reserve(&key, limit, creates, now).await?;
+        job.provider_slot = Some(ProviderSlot {
+            model: job.request.model.clone(),
+            at,
+        });
+        Ok(())
     }
 
     /// Whether this deployment offers the model.
@@ -94,6 +147,7 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
             .map_or(0, |entry| entry.price_per_image);
         let mut job = Job::new(caller.owner.clone(), request, Utc::now(), self.retention);
         job.price_per_image = price_per_image;
+        self.book(&mut job).await?;
         job.interface = interface;
         job.api_root = Some(api_root);
         let fingerprint = idempotency_key.map(|_| request_fingerprint(body));
@@ -132,7 +186,16 @@ impl<S: JobStore + QuotaStore, Q: JobQueue> SubmitService<S, Q> {
         }
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
-        if let Err(err) = self.queue.enqueue(job.id).await {
+        // A job booked at its provider comes to generate at its slot, not before.
+        let sent = match job
+            .provider_slot
+            .as_ref()
+            .and_then(|slot| (slot.at - Utc::now()).to_std().ok())
+        {
+            Some(wait) if wait > Duration::from_secs(1) => self.queue.enqueue_after(job.id, wait).await,
+            _ => self.queue.enqueue(job.id).await,
+        };
+        if let Err(err) = sent {
             tracing::error!(error = %err, "could not queue the job; marking it failed");
             // No job may stay `queued` without a message that will ever pick it up.
             match self

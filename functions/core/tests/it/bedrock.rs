@@ -49,6 +49,7 @@ fn entry(provider_model: &str) -> ModelEntry {
         price_per_image: 40_000,
         price_source: "tests".into(),
         fallback: Vec::new(),
+        rate_per_minute: None,
     }
 }
 

@@ -313,7 +313,7 @@ async fn a_providers_slots_are_spaced_at_its_rate_across_workers_and_a_pause_hol
     let store = stack.store();
     let limit = ProviderLimit { rate_per_minute: 120 };
     let now = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap();
-    let reservations = (0..10).map(|_| store.reserve(Provider::Replicate, limit, 1, now));
+    let reservations = (0..10).map(|_| store.reserve("replicate", limit, 1, now));
     let mut slots: Vec<i64> = futures::future::join_all(reservations)
         .await
         .into_iter()
@@ -327,10 +327,10 @@ async fn a_providers_slots_are_spaced_at_its_rate_across_workers_and_a_pause_hol
     );
 
     let until = now + chrono::Duration::seconds(30);
-    store.pause(Provider::Replicate, until).await.unwrap();
-    let next = store.reserve(Provider::Replicate, limit, 2, now).await.unwrap();
+    store.pause("replicate", until).await.unwrap();
+    let next = store.reserve("replicate", limit, 2, now).await.unwrap();
     assert_eq!(next, until);
-    let after = store.reserve(Provider::Replicate, limit, 1, now).await.unwrap();
+    let after = store.reserve("replicate", limit, 1, now).await.unwrap();
     assert_eq!((after - until).num_milliseconds(), 1000, "two creates take two slots");
 }
 
@@ -414,4 +414,87 @@ async fn jobs_past_a_providers_rate_wait_for_their_slots_and_then_run() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     panic!("the waiting jobs never ran");
+}
+
+/// A model of its own rate, 6 a minute: a slot every 10 s.
+const LIMITED_MODEL: &str = r#"
+[[models]]
+name = "local-limited"
+provider = "local"
+model = "local"
+rate_per_minute = 6
+price_usd = 0.0
+price_source = "test"
+"#;
+
+/// Past the longest wait, a submit is refused with 429 and Retry-After, and writes nothing; an
+/// admitted job carries its estimated start.
+#[tokio::test]
+async fn a_submit_past_the_longest_wait_at_the_provider_is_refused_and_writes_nothing() {
+    use mediagen::entrypoints::http;
+    let stack = Stack::new().await;
+    let catalogue = Catalogue::parse(LIMITED_MODEL, &[Provider::Local]).unwrap();
+    let mut api = stack.submit_api();
+    api.submit = mediagen::services::submit::SubmitService::new(
+        stack.store(),
+        stack.queue(),
+        stack.notifier(),
+        RequestPolicy {
+            catalogue,
+            allow_local_urls: true,
+        },
+        Duration::from_secs(86_400),
+        Default::default(),
+    )
+    .with_longest_wait(Duration::from_secs(30));
+    let (mut admitted, mut refused) = (Vec::new(), 0);
+    for n in 0..8 {
+        let body = json!({"prompt": format!("admission {n}"), "width": 256, "height": 256}).to_string();
+        let response = http::submit::handle(&api, crate::helpers::post_generate(body)).await;
+        match response.status().as_u16() {
+            202 => admitted.push(
+                crate::helpers::json_of(&response)["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            429 => {
+                let problem = crate::helpers::assert_problem(&response, 429);
+                assert!(
+                    problem["type"].as_str().unwrap().ends_with("provider-backlog"),
+                    "{problem}"
+                );
+                let retry_after: u64 = crate::helpers::header_of(&response, "retry-after")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=10).contains(&retry_after), "{retry_after}");
+                refused += 1;
+            }
+            other => panic!("submit answered {other}"),
+        }
+    }
+    // Slots at 0, 10, 20 and 30 s are within the 30 s; the fifth would start at 40 s.
+    assert_eq!((admitted.len(), refused), (4, 4));
+    let page = stack
+        .store()
+        .list(
+            &Owner::parse(OWNER).unwrap(),
+            &mediagen::domain::listing::ListQuery::parse([]).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 4, "the refused submits wrote no job");
+    let last = stack
+        .store()
+        .job(JobId::parse(&admitted[3]).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let slot = last.provider_slot.unwrap();
+    let ahead = (slot.at - last.created_at).num_seconds();
+    assert!(
+        (28..=31).contains(&ahead),
+        "the fourth job starts about 30 s on: {ahead}"
+    );
 }

@@ -42,6 +42,7 @@ fn entry(provider_model: &str, sizes: &[&str], max_outputs: u32) -> ModelEntry {
         price_per_image: 42_000,
         price_source: "https://openai.com/api/pricing/".into(),
         fallback: Vec::new(),
+        rate_per_minute: None,
     }
 }
 

@@ -221,7 +221,7 @@ async fn six_hundred_jobs_against_the_providers_rate_all_succeed_at_its_pace() {
         .map(|n| {
             let client = &client;
             async move {
-                let body = json!({"prompt": format!("burst {n}"), "model": "black-forest-labs/flux-schnell", "width": 256, "height": 256});
+                let body = json!({"prompt": format!("burst {n}"), "model": "flux-schnell-limited", "width": 256, "height": 256});
                 client.submit(&body).await.unwrap()["job_id"].as_str().unwrap().to_owned()
             }
         })
@@ -267,5 +267,86 @@ async fn six_hundred_jobs_against_the_providers_rate_all_succeed_at_its_pace() {
         drain_per_minute >= 0.9 * REPLICATE_RATE_PER_MINUTE,
         "drained at {drain_per_minute:.0} creates a minute: {stats}"
     );
-    eprintln!("rate run: {stats}; drained at {drain_per_minute:.0} creates a minute");
+    let report = json!({"stats": stats, "drain_per_minute": drain_per_minute});
+    std::fs::write(mock("MEDIAGEN_RATE_REPORT"), report.to_string()).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn submits_past_the_longest_wait_at_the_provider_get_429_and_write_nothing() {
+    let client = client();
+    let http = reqwest::Client::new();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (mut admitted, mut refused) = (Vec::new(), 0);
+    for n in 0..25 {
+        let body =
+            json!({"prompt": format!("admission {stamp} {n}"), "model": "local-limited", "width": 256, "height": 256});
+        let response = http
+            .post(format!("{}/media/generate", crate::api_url()))
+            .bearer_auth(crate::api_key())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => {
+                let job: Value = response.json().await.unwrap();
+                admitted.push(job["job_id"].as_str().unwrap().to_owned());
+            }
+            429 => {
+                let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(retry_after >= 1);
+                let problem: Value = response.json().await.unwrap();
+                assert!(
+                    problem["type"].as_str().unwrap().ends_with("provider-backlog"),
+                    "{problem}"
+                );
+                refused += 1;
+            }
+            other => panic!("submit answered {other}"),
+        }
+    }
+    assert!(
+        !admitted.is_empty() && refused > 0,
+        "{} admitted, {refused} refused",
+        admitted.len()
+    );
+    // Every admitted job is written and shows when it starts; the refused ones wrote nothing.
+    let job = client.job(admitted.last().unwrap()).await.unwrap();
+    assert!(job["estimated_start"].is_string(), "{job}");
+    let mut written = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("{}/media/jobs?limit=100&cursor={cursor}", crate::api_url()),
+            None => format!("{}/media/jobs?limit=100", crate::api_url()),
+        };
+        let page: Value = http
+            .get(path)
+            .bearer_auth(crate::api_key())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        written += page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|job| {
+                job["prompt"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&format!("admission {stamp} ")))
+            })
+            .count();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(written, admitted.len(), "jobs written equal the 202s");
 }

@@ -1,22 +1,23 @@
 //! Each provider's creates, spaced at its rate (docs/design.md, "Provider limits"): the record
-//! `PROVIDER#<name>` holds `next_at`, the first free slot in epoch milliseconds. A reservation
+//! `PROVIDER#<key>` holds `next_at`, the first free slot in epoch milliseconds. A reservation
 //! moves it on by the creates' share of a minute in one atomic update while it is ahead of now
 //! (the provider is busy), or starts it again at now when it has fallen behind (the provider was
-//! idle). No read: generate reads nothing of the table.
+//! idle). Generate reads nothing of the table; submit reads the clock to refuse a job that would
+//! wait too long.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::item::{n, s};
 use super::{DynamoJobStore, is_condition_failure, unavailable};
-use crate::domain::catalogue::{Provider, ProviderLimit};
+use crate::domain::catalogue::ProviderLimit;
 use crate::ports::{ProviderGate, StoreError};
 
 /// Tries of a reservation that races the clock's restart by another worker.
 const RESERVE_TRIES: u32 = 4;
 
-fn provider_pk(provider: Provider) -> AttributeValue {
-    s(format!("PROVIDER#{}", provider.name()))
+fn provider_pk(key: &str) -> AttributeValue {
+    s(format!("PROVIDER#{key}"))
 }
 
 fn millis(at: DateTime<Utc>) -> AttributeValue {
@@ -26,7 +27,7 @@ fn millis(at: DateTime<Utc>) -> AttributeValue {
 impl ProviderGate for DynamoJobStore {
     async fn reserve(
         &self,
-        provider: Provider,
+        key: &str,
         limit: ProviderLimit,
         creates: u32,
         now: DateTime<Utc>,
@@ -40,7 +41,7 @@ impl ProviderGate for DynamoJobStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", provider_pk(provider))
+                .key("pk", provider_pk(key))
                 .update_expression("ADD next_at :share")
                 .condition_expression("next_at >= :now")
                 .expression_attribute_values(":share", n(share_ms))
@@ -69,7 +70,7 @@ impl ProviderGate for DynamoJobStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", provider_pk(provider))
+                .key("pk", provider_pk(key))
                 .update_expression("SET next_at = :next")
                 .condition_expression("attribute_not_exists(next_at) OR next_at < :now")
                 .expression_attribute_values(":next", n(now.timestamp_millis() + share_ms as i64))
@@ -83,17 +84,16 @@ impl ProviderGate for DynamoJobStore {
             }
         }
         Err(StoreError::Unavailable(format!(
-            "the slots of {} changed under every try",
-            provider.name()
+            "the slots of {key} changed under every try"
         )))
     }
 
-    async fn pause(&self, provider: Provider, until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn pause(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", provider_pk(provider))
+            .key("pk", provider_pk(key))
             .update_expression("SET next_at = :until")
             // Slots already given past the pause are kept.
             .condition_expression("attribute_not_exists(next_at) OR next_at < :until")
@@ -105,5 +105,23 @@ impl ProviderGate for DynamoJobStore {
             Err(err) if is_condition_failure(err.as_service_error()) => Ok(()),
             Err(err) => Err(unavailable(&err)),
         }
+    }
+
+    async fn next_slot(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", provider_pk(key))
+            .projection_expression("next_at")
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(output
+            .item()
+            .and_then(|item| item.get("next_at"))
+            .and_then(|value| value.as_n().ok())
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis))
     }
 }

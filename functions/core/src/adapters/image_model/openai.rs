@@ -376,6 +376,7 @@ mod tests {
             price_per_image: 40_000,
             price_source: "test".into(),
             fallback: Vec::new(),
+            rate_per_minute: None,
         }
     }
 

@@ -231,6 +231,12 @@ impl ApiError {
                 "Too many active jobs",
                 format!("{refusal}; submit again when one of them ends (GET /media/usage shows them)"),
             ),
+            ApiError::Submit(refusal @ SubmitError::ProviderBacklog { .. }) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "provider-backlog",
+                "The model's provider is booked up",
+                format!("{refusal}; submit again after Retry-After"),
+            ),
             // 402, not 429: no retry helps before the month ends, and clients retry a 429
             // (docs/api.md, "Quotas").
             ApiError::Submit(SubmitError::OverQuota(refusal)) => Problem::new(
@@ -291,6 +297,15 @@ impl ApiError {
         }
         if let ApiError::Submit(SubmitError::OverQuota(Refusal::ActiveJobs { .. })) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(ACTIVE_JOBS_RETRY_SECONDS));
+        }
+        if let ApiError::Submit(SubmitError::ProviderBacklog {
+            booked_s, longest_s, ..
+        }) = &self
+        {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(booked_s.saturating_sub(*longest_s).max(1)),
+            );
         }
         if let ApiError::Auth(AuthError::Limited(allowance)) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(allowance.reset_seconds));

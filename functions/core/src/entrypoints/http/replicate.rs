@@ -19,7 +19,7 @@ use crate::domain::job::Interface;
 use crate::domain::listing::ListQuery;
 use crate::domain::prediction::{PredictionStatus, generate_body, input_field};
 use crate::entrypoints::views::{FileLinks, PredictionView, prediction_body};
-use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore, QuotaStore};
+use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
 use crate::services::auth::Caller;
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
@@ -58,7 +58,7 @@ fn prediction_id(raw: &str) -> Result<JobId, ApiError> {
         (status = 404, description = "No such model here", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "The owner's monthly budget of images or dollars is used up (GET /media/usage)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn create<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
+pub(super) async fn create<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
     submit: &SubmitService<S, Q>,
     reads: &ReadService<S>,
     caller: &Caller,

@@ -19,7 +19,7 @@ use super::{
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
 use crate::entrypoints::views::{AcceptedView, FileLinks, JobView, accepted_body, job_body, links, status_url};
-use crate::ports::{JobQueue, JobStore, KeyStore, QuotaStore};
+use crate::ports::{JobQueue, JobStore, KeyStore, ProviderGate, QuotaStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
 use crate::services::read::{ReadService, Waited};
@@ -34,7 +34,7 @@ pub struct SubmitApi<S, Q> {
     pub links: FileLinks,
 }
 
-pub async fn handle<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
+pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     request: Request,
 ) -> Response<Body> {
@@ -42,7 +42,7 @@ pub async fn handle<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
     async { respond(answer(api, &request).await) }.instrument(span).await
 }
 
-async fn answer<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
+async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -82,7 +82,7 @@ async fn answer<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
         (status = 200, description = "An idempotent replay, or with Prefer: wait the job, final", body = AcceptedView),
         (status = 400, description = "The body is not JSON, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"), (status = 402, description = "The owner's monthly budget of images or dollars is used up (GET /media/usage)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
+pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     caller: &Caller,
     request: &Request,
@@ -146,7 +146,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
         (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is already final", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore, Q: JobQueue>(
+pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
     api: &SubmitApi<S, Q>,
     caller: &Caller,
     raw_id: &str,
