@@ -61,13 +61,15 @@ async fn the_catalogue_lists_every_model_with_its_provider_and_price() {
         [
             ("local", "local"),
             ("black-forest-labs/flux-schnell", "replicate"),
+            ("flux-schnell-limited", "replicate"),
+            ("local-limited", "local"),
             ("black-forest-labs/flux-dev", "replicate"),
             ("gpt-image-1", "openai"),
             ("stable-image-core", "bedrock"),
         ]
     );
-    assert_eq!(models["data"][3]["price_per_image_usd"], 0.042);
-    assert_eq!(models["data"][2]["fallback"], json!(["local"]));
+    assert_eq!(models["data"][5]["price_per_image_usd"], 0.042);
+    assert_eq!(models["data"][4]["fallback"], json!(["local"]));
 }
 
 #[tokio::test]
