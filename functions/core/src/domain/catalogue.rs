@@ -168,23 +168,6 @@ pub struct ProviderLimit {
     pub rate_per_minute: u32,
 }
 
-/// The windows a provider's rate is counted in: seconds that divide a minute.
-const LIMIT_WINDOWS: [u32; 12] = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60];
-
-impl ProviderLimit {
-    /// The shortest window, in seconds, in which the rate is a whole number of creates, and that
-    /// number: 120 a minute is 2 a second, 50 a minute 5 in 6 seconds. Creates are counted per
-    /// window, so that any minute sees at most the rate and one window's creates more.
-    pub fn window(self) -> (u32, u32) {
-        let rate = self.rate_per_minute.max(1);
-        let seconds = LIMIT_WINDOWS
-            .into_iter()
-            .find(|w| (rate * w).is_multiple_of(60))
-            .unwrap_or(60);
-        (seconds, rate * seconds / 60)
-    }
-}
-
 /// The catalogue file as written (models.toml).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -632,13 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn provider_rates_are_counted_in_the_shortest_whole_window() {
-        let window = |rate_per_minute| ProviderLimit { rate_per_minute }.window();
-        assert_eq!(window(120), (1, 2));
-        assert_eq!(window(600), (1, 10));
-        assert_eq!(window(50), (6, 5));
-        assert_eq!(window(7), (60, 7));
-        assert_eq!(window(90), (2, 3));
+    fn limits_are_a_providers_or_a_models_own() {
         let all = catalogue(&[Provider::Replicate]);
         assert_eq!(
             all.limit(Provider::Replicate),
