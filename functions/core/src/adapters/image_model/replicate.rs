@@ -36,9 +36,9 @@ const RESERVE: Duration = Duration::from_secs(3);
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
 /// The longest a create holds its answer for the prediction to end: a fast model answers in it.
-const MAX_WAIT_SECONDS: u64 = 5;
+const MAX_WAIT_SECONDS: u64 = 3;
 /// How long an attempt polls a prediction after its create before leaving it to run.
-const POLL_WINDOW: Duration = Duration::from_secs(4);
+const POLL_WINDOW: Duration = Duration::from_secs(3);
 /// When a prediction left running is looked at again.
 const CHECK_AFTER: Duration = Duration::from_secs(5);
 /// How long a cancel may take: it is best effort, and runs after the job's final write.
