@@ -330,16 +330,6 @@ impl Catalogue {
             None => vec![name.to_owned()],
         }
     }
-
-    /// The model and its fallbacks, in the order they are tried.
-    pub fn chain(&self, name: &str) -> Vec<&ModelEntry> {
-        let Some(first) = self.entry(name) else {
-            return Vec::new();
-        };
-        std::iter::once(first)
-            .chain(first.fallback.iter().filter_map(|f| self.entry(f)))
-            .collect()
-    }
 }
 
 impl EntryFile {
@@ -557,7 +547,7 @@ mod tests {
         let gpt = all.entry("gpt-image-1").unwrap();
         assert_eq!(gpt.price_per_image, 42_000);
         assert_eq!(gpt.sizes.len(), 3);
-        let chain: Vec<&str> = all.chain("gpt-image-1").iter().map(|e| e.name.as_str()).collect();
+        let chain = all.fallback_chain("gpt-image-1");
         assert_eq!(chain, ["gpt-image-1", "stable-image-core"]);
         assert_eq!(
             all.entry("stable-image-core").unwrap().provider_model,

@@ -24,6 +24,17 @@ fn millis(at: DateTime<Utc>) -> AttributeValue {
     n(at.timestamp_millis())
 }
 
+/// The clock's first free slot, as a provider's record holds it.
+fn next_at(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> Option<DateTime<Utc>> {
+    item?
+        .get("next_at")?
+        .as_n()
+        .ok()?
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+}
+
 impl ProviderGate for DynamoJobStore {
     async fn reserve(
         &self,
@@ -51,15 +62,9 @@ impl ProviderGate for DynamoJobStore {
                 .await;
             match busy {
                 Ok(output) => {
-                    let slot = output
-                        .attributes()
-                        .and_then(|item| item.get("next_at"))
-                        .and_then(|value| value.as_n().ok())
-                        .and_then(|raw| raw.parse::<i64>().ok())
-                        .and_then(DateTime::<Utc>::from_timestamp_millis)
-                        .ok_or_else(|| {
-                            StoreError::Unavailable("a provider's slot came back without its time".into())
-                        })?;
+                    let slot = next_at(output.attributes()).ok_or_else(|| {
+                        StoreError::Unavailable("a provider's slot came back without its time".into())
+                    })?;
                     return Ok(slot);
                 }
                 Err(err) if is_condition_failure(err.as_service_error()) => {}
@@ -117,11 +122,6 @@ impl ProviderGate for DynamoJobStore {
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
-        Ok(output
-            .item()
-            .and_then(|item| item.get("next_at"))
-            .and_then(|value| value.as_n().ok())
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .and_then(DateTime::<Utc>::from_timestamp_millis))
+        Ok(next_at(output.item()))
     }
 }
