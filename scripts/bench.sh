@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds release artifacts and measures them beside their baselines: init time, first and warm
 # invocation latency, peak RSS, artifact size, handler overhead, presign cost, pipeline throughput,
-# and from them the cost per 1,000 jobs (scripts/bench/prices.json).
+# the DynamoDB index writes of a job, and from them the cost per 1,000 jobs (scripts/bench/prices.json).
 # Writes target/bench/summary.json and docs/benchmarks.md. Takes several minutes; not part of test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -37,6 +37,11 @@ cargo bench --locked -p mediagen-core --bench handlers -- --noplot
 
 say "init, latency, memory and size of each function"
 "$VENV/bin/python" scripts/bench/bench.py functions --artifacts "$CARGO_TARGET_DIR/lambda" --emulator "$EMULATOR_URL" >/dev/null
+
+say "DynamoDB index writes of one job, beside the figures before issue 27 (tests/it/capacity.rs)"
+MEDIAGEN_TEST_ENDPOINT="$EMULATOR_URL" MEDIAGEN_CAPACITY_REPORT=1 cargo test --locked -p mediagen-core --test it \
+  -- capacity:: --nocapture > "$STATE/capacity-report.txt"
+"$VENV/bin/python" scripts/bench/bench.py indexes --capacity-report "$STATE/capacity-report.txt"
 
 # The stack's own cost is what is measured, not the debug build's: a debug submit spends about
 # 5 ms of CPU in our code, a release one 1.4 ms (docs/design.md, "Local stack").

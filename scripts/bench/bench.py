@@ -678,17 +678,21 @@ COST_ASSUMPTIONS = {
     "log_line_bytes": 520,
 }
 
-# DynamoDB units of one job. A write of an item under 1 KB is one unit, and one more for each
-# index the item is in (by_owner projects every attribute; unsent holds a job until its message
-# is sent); TransactWriteItems bills its items twice (its index writes are counted once).
+# DynamoDB units of one job, as functions/core/tests/it/capacity.rs measures them
+# (ReturnConsumedCapacity=INDEXES). A write of an item under 1 KB is one unit, and one more for
+# each index it writes: by_owner at the job's creation and its end (it projects the final status,
+# not the status), unsent until the job's message is sent. TransactWriteItems bills twice.
 WRITE_UNITS = {
     "submit: PutItem of the job (table, by_owner, unsent)": 3,
-    "submit: the job leaves unsent once its message is out (table, by_owner, unsent)": 3,
-    "generate: the claim (table, by_owner)": 2,
-    "generate: TransactWriteItems of the media item and the job (2 + 2, by_owner 1)": 5,
+    "submit: the job leaves unsent once its message is out (table, unsent)": 2,
+    "generate: the claim (table)": 1,
+    "generate: TransactWriteItems of the media item and the job (2 + 2, by_owner 2)": 6,
 }
 # With Replicate, generate also notes the prediction it starts on the job.
-REPLICATE_WRITE_UNITS = {"generate: the prediction noted on the job (table, by_owner)": 2}
+REPLICATE_WRITE_UNITS = {"generate: the prediction noted on the job (table)": 1}
+# The index write units of one job before issue 27 (by_owner then projected every attribute), as
+# the same test measured them before 4ba028e; bench.sh measures the current ones beside them.
+INDEX_WRITES_BEFORE = {"by_owner": {"writes": 5, "units": 6}, "unsent": {"writes": 2, "units": 2}}
 # JSON lines logged at info on the common path, from the code: submit "job queued" and its
 # metric; generate "job claimed", "job succeeded", its metrics and "batch done", with Replicate
 # also "prediction created" and "model runs noted on the job"; each sweep "sweep done".
@@ -1170,9 +1174,46 @@ def render(summary):
             f"| the emulators' resident memory then, MiB | {soaked['emulator_rss_mib']:.0f}"
             f"{'' if soaked['emulator_rss_mib'] < 1024 else ' **not met**'} | < 1,024 |",
         ]
+    if summary.get("index_writes"):
+        lines += ["", *render_index_writes(summary["index_writes"])]
     lines += ["", *render_cost(summary["cost"])]
     lines += ["", (ROOT / "scripts" / "bench" / "method.md").read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def index_writes(report):
+    """Writes and write units of one job per index, from the capacity test's JSON line."""
+    line = next(line for line in report.splitlines() if line.startswith("{") and "by_owner_write_units_per_job" in line)
+    writes = json.loads(line)["writes"]
+    return {
+        index: {
+            "writes": sum(1 for write in writes if index in write["indexes"]),
+            "units": sum(write["indexes"].get(index, 0) for write in writes),
+        }
+        for index in INDEX_WRITES_BEFORE
+    }
+
+
+def render_index_writes(now):
+    """Before and after of the index writes of one job, with by_owner's target."""
+    lines = [
+        "## DynamoDB index writes of one job",
+        "",
+        "One job with a webhook, submitted and generated, every write asked for its consumed capacity",
+        "per index (`functions/core/tests/it/capacity.rs`). Before: the same measure before `4ba028e`,",
+        "when `by_owner` projected every attribute.",
+        "",
+        "| index | before: writes | before: units | now: writes | now: units | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, before in INDEX_WRITES_BEFORE.items():
+        after = now[index]
+        target = "≤ 2 writes" if index == "by_owner" else ""
+        mark = " **not met**" if index == "by_owner" and after["writes"] > 2 else ""
+        lines.append(
+            f"| `{index}` | {before['writes']} | {plain(before['units'])} | {after['writes']}{mark} | {plain(after['units'])} | {target} |"
+        )
+    return lines
 
 
 def write(summary, path):
@@ -1183,7 +1224,7 @@ def write(summary, path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "render"])
+    parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "indexes", "render"])
     parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
@@ -1193,6 +1234,7 @@ def main():
     parser.add_argument("--backlog", type=int, default=5000, help="jobs the soak puts in the table and bucket")
     parser.add_argument("--starts", type=int, default=60)
     parser.add_argument("--loops", type=int, default=1000)
+    parser.add_argument("--capacity-report", type=Path, help="the output of tests/it/capacity.rs with MEDIAGEN_CAPACITY_REPORT=1")
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "summary.json")
     args = parser.parse_args()
 
@@ -1215,6 +1257,14 @@ def main():
         )
         write(summary, args.out)
         print(json.dumps(summary["load"], indent=2))
+        return
+
+    if args.phase == "indexes":
+        summary = json.loads(args.out.read_text())
+        summary["index_writes"] = index_writes(args.capacity_report.read_text())
+        with_cost(summary)
+        write(summary, args.out)
+        print(json.dumps(summary["index_writes"], indent=2))
         return
 
     if args.phase == "soak":

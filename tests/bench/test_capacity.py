@@ -142,8 +142,8 @@ class Arithmetic(unittest.TestCase):
         # Replicate's 600 a minute from models.toml; the local model has no provider limit.
         self.assertEqual(self.rate("provider"), math.inf)
         self.assertAlmostEqual(self.rate("provider", flux), self.cat["rates"]["replicate"] / 60)
-        # Partitions: 1,000 WCU/s over 4 WCU a job on by_owner; 16 unsent partitions over 2 WCU.
-        self.assertAlmostEqual(self.rate("by-owner"), 250)
+        # Partitions: 1,000 WCU/s over 3 WCU a job on by_owner; 16 unsent partitions over 2 WCU.
+        self.assertAlmostEqual(self.rate("by-owner"), 1000 / 3)
         self.assertAlmostEqual(self.rate("unsent"), 1000 * self.code["unsent_shards"] / 2)
         self.assertEqual(self.code["unsent_shards"], 16)
         # The quota record at 50 active jobs: 2,000 bytes, 2 WCU a write, 2 writes a job.

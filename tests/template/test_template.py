@@ -802,10 +802,10 @@ class BrokenWiringIsCaught(unittest.TestCase):
 
         self.assertCaught(data_problems, change, "by_owner projects")
 
-    def test_an_owner_index_without_a_listed_attribute(self):
+    def test_an_owner_index_without_the_final_status(self):
         def change(cfn):
             index = next(i for i in resource(cfn, "JobsTable")["GlobalSecondaryIndexes"] if i["IndexName"] == "by_owner")
-            index["Projection"]["NonKeyAttributes"].remove("status")
+            index["Projection"]["NonKeyAttributes"].remove("final_status")
 
         self.assertCaught(data_problems, change, "by_owner projects")
 

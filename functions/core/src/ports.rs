@@ -130,9 +130,8 @@ pub struct UnsentJob {
     pub created_at: DateTime<Utc>,
 }
 
-/// One page of an owner's jobs, newest first. Listed jobs carry what the `by_owner` index
-/// projects (docs/design.md, "Listing"): not their interface, API root, model runs, tried
-/// models, price, lease or marks.
+/// One page of an owner's jobs, newest first, each as it is when the page is read
+/// (docs/design.md, "Listing").
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<Job>,

@@ -415,6 +415,82 @@ async fn listing_pages_through_250_jobs_without_loss_or_repeat() {
     }
 }
 
+#[tokio::test]
+async fn a_status_filter_sees_each_job_as_it_is_now() {
+    let stack = Stack::new().await;
+    let store = stack.store();
+    let owner = Owner::parse(OWNER).unwrap();
+    let new_job = |prompt: &str| {
+        let request = GenerateRequest::parse(&json!({"prompt": prompt}), &stack.policy()).unwrap();
+        Job::new(owner.clone(), request, Utc::now(), Duration::from_secs(3600))
+    };
+    let queued = new_job("stays queued");
+    let running = new_job("is claimed");
+    let failed = new_job("is claimed, then fails");
+    for job in [&queued, &running, &failed] {
+        store.create(job, None).await.unwrap();
+    }
+    let lease = Utc::now() + chrono::Duration::minutes(5);
+    let mut claimed = Vec::new();
+    for job in [&running, &failed] {
+        match store.claim(job.id, Utc::now(), lease).await.unwrap() {
+            mediagen::ports::Claim::Claimed(job) => claimed.push(*job),
+            other => panic!("{other:?}"),
+        }
+    }
+    let error = mediagen::domain::job::JobError::new("model_error", "the model broke");
+    store.fail(&claimed[1], &error, Utc::now()).await.unwrap();
+    // A final job written before jobs carried their final status for the index.
+    let mut legacy = new_job("succeeded long ago");
+    legacy.status = JobStatus::Succeeded;
+    store.create(&legacy, None).await.unwrap();
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .update_item()
+        .table_name(&stack.resources.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("JOB#{}", legacy.id)),
+        )
+        .update_expression("REMOVE final_status")
+        .send()
+        .await
+        .unwrap();
+
+    let status = stack.status_api();
+    for (filter, expected) in [
+        ("queued", vec![&queued]),
+        ("processing", vec![&running]),
+        ("failed", vec![&failed]),
+        ("succeeded", vec![&legacy]),
+        ("canceled", vec![]),
+    ] {
+        let response = http::status::handle(&status, request_with_query(&format!("/media/jobs?status={filter}"))).await;
+        assert_eq!(response.status(), 200, "{}", json_of(&response));
+        let page = json_of(&response);
+        let listed: Vec<(&str, &str)> = page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| (job["job_id"].as_str().unwrap(), job["status"].as_str().unwrap()))
+            .collect();
+        let expected: Vec<(String, &str)> = expected.iter().map(|job| (job.id.to_string(), filter)).collect();
+        let expected: Vec<(&str, &str)> = expected.iter().map(|(id, status)| (id.as_str(), *status)).collect();
+        assert_eq!(listed, expected, "status={filter}");
+    }
+    let everything = json_of(&http::status::handle(&status, request_with_query("/media/jobs")).await);
+    let statuses: Vec<&str> = everything["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["succeeded", "failed", "processing", "queued"],
+        "newest first, as they are now"
+    );
+}
+
 /// Follows a listing's cursors from `query` to the end: each page's job ids, in order.
 async fn pages_of(stack: &Stack, query: &str) -> Vec<Vec<String>> {
     let status = stack.status_api();

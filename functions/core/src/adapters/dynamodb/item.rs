@@ -60,33 +60,18 @@ pub(super) fn job_sort_key(id: JobId) -> AttributeValue {
 /// The index partition every API key is in.
 pub(super) const KEYS_PARTITION: &str = "KEYS";
 pub(super) const INDEX: &str = "by_owner";
-/// The attributes `by_owner` projects besides the keys: what a listing shows of a job
-/// (`views.rs`, `summary_body` and `prediction_body`) and what `KeyStore::all` reads of a key
-/// (docs/design.md, "Stored data"). A write that changes none of them does not write the index.
-/// `provision.rs` and template.yaml project the same (tests/template checks the template).
-pub const OWNER_INDEX_ATTRIBUTES: [&str; 28] = [
-    "job_id",
+/// The status a job ended in, written by every final write and by nothing else. `by_owner`
+/// projects it rather than `status`, so that a job writes the index twice, at its creation and
+/// at its end, and never at a claim (docs/design.md, "Stored data").
+pub(super) const FINAL_STATUS: &str = "final_status";
+/// The attributes `by_owner` projects besides the keys: a job's final status, which a listing
+/// filters on before it reads the jobs themselves, and what `KeyStore::all` reads of a key. A
+/// write that changes none of them (a claim, a retry, a run noted, a mark) does not write the
+/// index. `provision.rs` and template.yaml project the same (tests/template checks the template).
+pub const OWNER_INDEX_ATTRIBUTES: [&str; 9] = [
+    "final_status",
     "owner",
-    "status",
-    "attempts",
     "created_at",
-    "updated_at",
-    "started_at",
-    "completed_at",
-    "error_code",
-    "error_message",
-    "prompt",
-    "negative_prompt",
-    "model",
-    "width",
-    "height",
-    "num_outputs",
-    "seed",
-    "output_format",
-    "webhook_url",
-    "media_ids",
-    "cost",
-    "ttl",
     "key_hash",
     "prefix",
     "revoked_at",
@@ -210,6 +195,7 @@ pub(super) fn job_to_item(job: &Job) -> Item {
             (!job.model_attempts.is_empty()).then(|| model_attempts(&job.model_attempts)),
         ),
         ("cost", job.cost_microdollars.map(n)),
+        (FINAL_STATUS, job.status.is_final().then(|| s(job.status.as_str()))),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -579,6 +565,16 @@ mod tests {
     use crate::domain::generation::tests::sample_request;
     use crate::domain::keys::tests::sample_owner;
     use std::time::Duration;
+
+    #[test]
+    fn the_owner_index_projects_a_jobs_final_status_and_not_its_status() {
+        assert!(OWNER_INDEX_ATTRIBUTES.contains(&FINAL_STATUS));
+        assert!(!OWNER_INDEX_ATTRIBUTES.contains(&"status"));
+        let mut job = Job::new(sample_owner(), sample_request(), Utc::now(), Duration::from_secs(60));
+        assert!(!job_to_item(&job).contains_key(FINAL_STATUS), "a queued job has none");
+        job.status = crate::domain::job::JobStatus::Failed;
+        assert_eq!(job_to_item(&job)[FINAL_STATUS], s("failed"));
+    }
 
     #[test]
     fn a_job_survives_the_round_trip_through_an_item() {

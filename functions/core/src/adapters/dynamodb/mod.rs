@@ -34,7 +34,7 @@ use crate::ports::{
     StoreError, Stranded, Transition, UnsentJob,
 };
 use item::{
-    INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, WEBHOOK_PENDING, idempotency_from_item, idempotency_item,
+    FINAL_STATUS, INDEX, Item, KEYS_PARTITION, UNSENT_INDEX, WEBHOOK_PENDING, idempotency_from_item, idempotency_item,
     idempotency_pk, job_from_item, job_pk, job_sort_key, job_to_item, key_from_item, key_pk, key_to_item,
     media_from_item, media_pk, media_to_item, n, owner_partition, predictions, rate_pk, s, signing_pk,
     signing_state_from_item, time, unsent_created_at, unsent_partitions, waits_pk,
@@ -50,13 +50,13 @@ const TRANSACTION_TRIES: u32 = 4;
 /// in all.
 const BATCH_READS: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5);
 
-/// The keys of a batch read, read strongly consistent: a job's media items are asked for right
-/// after the commit that wrote them, where an eventually consistent read may miss them
-/// (docs/design.md, "Stored data").
-fn consistent(keys: Vec<Item>) -> Result<KeysAndAttributes, StoreError> {
+/// The keys of a batch read. A job's media items are read strongly consistent: they are asked
+/// for right after the commit that wrote them, where an eventually consistent read may miss them
+/// (docs/design.md, "Stored data"). A listing's jobs are not: it costs half.
+fn batch_keys(keys: Vec<Item>, consistent: bool) -> Result<KeysAndAttributes, StoreError> {
     KeysAndAttributes::builder()
         .set_keys(Some(keys))
-        .consistent_read(true)
+        .consistent_read(consistent)
         .build()
         .map_err(|e| unavailable(&e))
 }
@@ -109,7 +109,7 @@ impl DynamoJobStore {
             .table_name(&self.table)
             .key("pk", job_pk(id))
             .update_expression(
-                "SET #status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until, gsi2pk, gsi2sk",
+                "SET #status = :canceled, final_status = :canceled, updated_at = :now, completed_at = :now REMOVE lease_until, gsi2pk, gsi2sk",
             )
             .condition_expression("#status = :queued")
             .expression_attribute_names("#status", "status")
@@ -158,7 +158,7 @@ impl DynamoJobStore {
             .table_name(&self.table)
             .key("pk", job_pk(id))
             .update_expression(
-                "SET #status = :failed, error_code = :code, error_message = :message, \
+                "SET #status = :failed, final_status = :failed, error_code = :code, error_message = :message, \
                  updated_at = :now, completed_at = :now REMOVE gsi2pk, gsi2sk",
             )
             .condition_expression(condition)
@@ -227,6 +227,12 @@ impl DynamoJobStore {
     /// The items of these keys (at most 100), read strongly consistent: all of them, or an
     /// error, never part of them.
     async fn read_all(&self, keys: Vec<AttributeValue>) -> Result<Vec<Item>, StoreError> {
+        self.read_batch(keys, true).await
+    }
+
+    /// The items of these keys (at most 100), `consistent` or not: all of them that exist, or an
+    /// error, never part of them.
+    async fn read_batch(&self, keys: Vec<AttributeValue>, consistent: bool) -> Result<Vec<Item>, StoreError> {
         let keys: Vec<Item> = keys
             .into_iter()
             .map(|pk| HashMap::from([("pk".to_owned(), pk)]))
@@ -235,7 +241,7 @@ impl DynamoJobStore {
         read_whole(keys, &BATCH_READS, |keys| async move {
             let output = client
                 .batch_get_item()
-                .request_items(table, consistent(keys)?)
+                .request_items(table, batch_keys(keys, consistent)?)
                 .send()
                 .await
                 .map_err(|e| unavailable(&e))?;
@@ -248,6 +254,24 @@ impl DynamoJobStore {
             Ok((found, rest))
         })
         .await
+    }
+
+    /// The jobs of these `by_owner` entries, in their order, as they are now; a job gone since
+    /// (its retention over) is left out.
+    async fn listed_jobs(&self, entries: &[Item]) -> Result<Vec<Job>, StoreError> {
+        let keys: Vec<AttributeValue> = entries.iter().filter_map(|entry| entry.get("pk").cloned()).collect();
+        let mut found = HashMap::with_capacity(keys.len());
+        // BatchGetItem reads at most 100 keys.
+        for chunk in keys.chunks(100) {
+            for item in self.read_batch(chunk.to_vec(), false).await? {
+                let pk = item.get("pk").and_then(|pk| pk.as_s().ok()).cloned();
+                found.extend(pk.map(|pk| (pk, item)));
+            }
+        }
+        keys.iter()
+            .filter_map(|pk| pk.as_s().ok().and_then(|pk| found.remove(pk)))
+            .map(|item| job_from_item(&item))
+            .collect()
     }
 
     /// The unsent jobs of one partition of the unsent index made before `before`, oldest first,
@@ -541,18 +565,28 @@ impl JobStore for DynamoJobStore {
                     .expression_attribute_values(":after", job_sort_key(after)),
                 None => request.key_condition_expression("gsi1pk = :owner"),
             };
-            if let Some(status) = query.status {
-                request = request
-                    .filter_expression("#status = :status")
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", s(status.as_str()));
-            }
+            // The index knows a job's status only once it is final: a filter keeps the jobs that
+            // may match (those not final yet too, and those written before `final_status` was),
+            // and the jobs read below are held to it.
+            request = match query.status {
+                Some(status) if status.is_final() => request
+                    .filter_expression("#final = :status OR attribute_not_exists(#final)")
+                    .expression_attribute_names("#final", FINAL_STATUS)
+                    .expression_attribute_values(":status", s(status.as_str())),
+                Some(_) => request
+                    .filter_expression("attribute_not_exists(#final)")
+                    .expression_attribute_names("#final", FINAL_STATUS),
+                None => request,
+            };
             let output = request.send().await.map_err(|e| unavailable(&e))?;
             // At least one, so that the loop ends whatever the answer says.
             read += usize::try_from(output.scanned_count()).unwrap_or(0).max(1);
-            for item in output.items() {
-                jobs.push(job_from_item(item)?);
-            }
+            let listed = self.listed_jobs(output.items()).await?;
+            jobs.extend(
+                listed
+                    .into_iter()
+                    .filter(|job| query.status.is_none_or(|status| job.status == status)),
+            );
             match output.last_evaluated_key {
                 Some(last) if jobs.len() < wanted && read < budget => start = Some(last),
                 last => break last,
@@ -600,7 +634,7 @@ impl JobStore for DynamoJobStore {
         let transition = self
             .update_claimed(
                 claimed,
-                &format!("SET #status = :canceled, updated_at = :now, completed_at = :now{mark} REMOVE lease_until"),
+                &format!("SET #status = :canceled, final_status = :canceled, updated_at = :now, completed_at = :now{mark} REMOVE lease_until"),
                 values,
             )
             .await?;
@@ -692,7 +726,7 @@ impl JobStore for DynamoJobStore {
             .table_name(&self.table)
             .key("pk", job_pk(id))
             .update_expression(
-                "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                "SET #status = :failed, final_status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
                  completed_at = :now REMOVE lease_until, gsi2pk, gsi2sk",
             )
             .condition_expression(
@@ -803,7 +837,7 @@ impl JobStore for DynamoJobStore {
             .table_name(&self.table)
             .key("pk", job_pk(claimed.id))
             .update_expression(format!(
-                "SET #status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now, \
+                "SET #status = :succeeded, final_status = :succeeded, media_ids = :media, updated_at = :now, completed_at = :now, \
                  model_attempts = :attempts, cost = :cost{mark} \
                  REMOVE lease_until, error_code, error_message"
             ))
@@ -919,7 +953,7 @@ impl JobStore for DynamoJobStore {
             .update_claimed(
                 claimed,
                 &format!(
-                    "SET #status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
+                    "SET #status = :failed, final_status = :failed, error_code = :code, error_message = :message, updated_at = :now, \
                      completed_at = :now{mark} REMOVE lease_until"
                 ),
                 values,
