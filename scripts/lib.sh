@@ -9,7 +9,8 @@ STATE="$ROOT/.local/$(basename "$0" .sh)"
 KEY_FILE="${MEDIAGEN_KEY_FILE:-$ROOT/.local/api-key}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# The clock time says how long each step of a run took.
+say() { printf '\033[1m==> %s %s\033[0m\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Installs the pinned tools into .venv/ once; reinstalls when the pins change.
