@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 LOCAL_ENV = ROOT / "scripts" / "local.env"
 CONFIG_RS = ROOT / "functions" / "core" / "src" / "runtime" / "config.rs"
+# The image model providers' settings, which config.rs reads through ProviderSettings::parse.
+PROVIDERS_RS = ROOT / "functions" / "core" / "src" / "adapters" / "image_model" / "mod.rs"
 SQS_RS = ROOT / "functions" / "core" / "src" / "entrypoints" / "sqs.rs"
 ITEM_RS = ROOT / "functions" / "core" / "src" / "adapters" / "dynamodb" / "item.rs"
 
@@ -97,8 +99,13 @@ def record_concurrency():
 
 
 def settings_read_by_config():
-    """Every environment variable functions/core/src/runtime/config.rs reads."""
-    return set(re.findall(r'\b(?:get|required|parse_or\(&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
+    """Every environment variable functions/core/src/runtime/config.rs reads, the providers' with
+    them (every name in `impl ProviderSettings` of adapters/image_model/mod.rs)."""
+    own = set(re.findall(r'\b(?:get|required|parse_or\(&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
+    found = re.search(r"impl ProviderSettings \{(.*?)\n\}\n", PROVIDERS_RS.read_text(), re.S)
+    if not found:
+        raise AssertionError(f"no impl ProviderSettings in {PROVIDERS_RS}")
+    return own | set(re.findall(r'"([A-Z][A-Z0-9_]+)"', found.group(1)))
 
 
 def required_settings():

@@ -453,7 +453,7 @@ def function_problems(cfn):
         for missing in sorted(required - set(variables)):
             problems.append(f"{name} lacks {missing}, which functions/core/src/runtime/config.rs needs")
         for unknown in sorted(set(variables) - read - {"RUST_LOG"}):
-            problems.append(f"{name} sets {unknown}, which functions/core/src/runtime/config.rs does not read")
+            problems.append(f"{name} sets {unknown}, which functions/core/src/runtime/config.rs does not read (nor the providers' settings)")
         if "REPLICATE_API_TOKEN" in variables:
             problems.append(f"{name} has REPLICATE_API_TOKEN: the token belongs in SSM, not in an environment")
         has_token = "REPLICATE_API_TOKEN_PARAMETER" in variables

@@ -9,6 +9,7 @@ pub mod image_model;
 pub mod outbound;
 pub mod presign;
 pub mod s3;
+pub mod settings;
 pub mod sqs;
 pub mod ssm;
 pub mod webhook;

@@ -4,10 +4,9 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
-use crate::adapters::image_model::{Models, local::LocalModel, openai, replicate};
+use crate::adapters::image_model::Models;
 use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
 use crate::adapters::{aws, ssm};
-use crate::domain::catalogue::Provider;
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::secret::Secret;
 use crate::domain::webhook::MasterKey;
@@ -68,77 +67,10 @@ pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, C
     })
 }
 
-/// The configured image model; the Replicate model needs its token: `REPLICATE_API_TOKEN` (a local
-/// run), else the SSM parameter `REPLICATE_API_TOKEN_PARAMETER` names (a deployed stack), read
-/// once at cold start.
+/// The models the catalogue offers, on the providers they use, each built once at cold start
+/// with its own settings and token (adapters/image_model/mod.rs).
 pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Models, ConfigError> {
-    let catalogue = &config.catalogue;
-    let replicate = if catalogue.uses(Provider::Replicate) {
-        let token = provider_token(
-            sdk,
-            ("REPLICATE_API_TOKEN", config.replicate_api_token.as_ref()),
-            (
-                "REPLICATE_API_TOKEN_PARAMETER",
-                config.replicate_api_token_parameter.as_ref(),
-            ),
-        )
-        .await?;
-        let settings = replicate::ReplicateSettings {
-            api_base_url: config.replicate_api_base_url.clone(),
-            token,
-            allow_local_urls: config.allow_local_urls,
-            max_output_bytes: config.max_output_bytes,
-        };
-        Some(replicate::ReplicateModel::new(settings).map_err(ConfigError::Startup)?)
-    } else {
-        None
-    };
-    let openai = if catalogue.uses(Provider::OpenAi) {
-        let token = provider_token(
-            sdk,
-            ("OPENAI_API_KEY", config.openai_api_key.as_ref()),
-            ("OPENAI_API_KEY_PARAMETER", config.openai_api_key_parameter.as_ref()),
-        )
-        .await?;
-        let settings = openai::OpenAiSettings {
-            api_base_url: config.openai_api_base_url.clone(),
-            token,
-            allow_local_urls: config.allow_local_urls,
-        };
-        Some(openai::OpenAiModel::new(settings).map_err(ConfigError::Startup)?)
-    } else {
-        None
-    };
-    Ok(Models {
-        catalogue: catalogue.clone(),
-        local: LocalModel,
-        replicate,
-        openai,
-        // Bedrock is called with the function's own role: no token to read.
-        #[cfg(feature = "bedrock")]
-        bedrock: catalogue
-            .uses(Provider::Bedrock)
-            .then(|| crate::adapters::image_model::bedrock::BedrockModel::new(sdk)),
-    })
-}
-
-/// A provider's token: from its variable if set, else from the SSM parameter named.
-async fn provider_token(
-    sdk: &SdkConfig,
-    (variable, value): (&'static str, Option<&Secret>),
-    (parameter_setting, parameter): (&'static str, Option<&String>),
-) -> Result<Secret, ConfigError> {
-    match (value, parameter) {
-        (Some(token), _) => Ok(token.clone()),
-        (None, Some(parameter)) => ssm::parameter(sdk, parameter)
-            .await
-            .map_err(|reason| ConfigError::Invalid {
-                name: parameter_setting,
-                value: parameter.clone(),
-                reason,
-            }),
-        (None, None) => Err(ConfigError::Missing(variable)),
-    }
+    Models::start(&config.catalogue, &config.providers, sdk).await
 }
 
 /// What queues the webhooks of final jobs: off when `WEBHOOKS_QUEUE_URL` is unset.

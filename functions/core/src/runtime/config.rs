@@ -4,26 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::adapters::image_model::{openai, replicate};
+use crate::adapters::image_model::ProviderSettings;
+pub use crate::adapters::settings::ConfigError;
 use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
-use crate::domain::secret::Secret;
-
-/// A setting that is missing or unusable; its message names the variable, on one line.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("missing setting {0}: set this environment variable")]
-    Missing(&'static str),
-    #[error("invalid setting {name}={value:?}: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("cannot start: {0}")]
-    Startup(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -45,22 +30,14 @@ pub struct Config {
     pub longest_provider_wait: Duration,
     /// The quota of an owner who has none set (docs/design.md, "Quotas").
     pub quota_defaults: QuotaDefaults,
-    pub replicate_api_token: Option<Secret>,
-    /// The SSM parameter holding the Replicate token when deployed; `REPLICATE_API_TOKEN` wins.
-    pub replicate_api_token_parameter: Option<String>,
     /// The SSM parameter (a SecureString) holding the key that signs the Replicate-compatible
     /// API's file links, so that any HTTP client can fetch them until they expire; without it
     /// those links need the API key.
     pub file_url_secret_parameter: Option<String>,
-    /// The Replicate API's address; tests point it at a local mock.
-    pub replicate_api_base_url: url::Url,
-    pub openai_api_key: Option<Secret>,
-    /// The SSM parameter holding the OpenAI key when deployed; `OPENAI_API_KEY` wins.
-    pub openai_api_key_parameter: Option<String>,
-    /// The OpenAI API's address; tests point it at a local mock.
-    pub openai_api_base_url: url::Url,
+    /// Whether webhooks and providers may be reached on local and private addresses.
     pub allow_local_urls: bool,
-    pub max_output_bytes: u64,
+    /// Each image model provider's own settings (image_model/mod.rs).
+    pub providers: ProviderSettings,
     /// Endpoint used only to sign presigned URLs, when clients reach storage by another address
     /// than the functions do (inside LocalStack, say).
     pub presign_endpoint_url: Option<String>,
@@ -87,12 +64,6 @@ impl Config {
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
 
         let catalogue = catalogue(&get)?;
-        let base_url = |name: &'static str, default: &str| {
-            let raw = get(name).unwrap_or_else(|| default.to_owned());
-            url::Url::parse(&raw).map_err(|e| invalid(name, &raw, &e.to_string()))
-        };
-        let replicate_api_base_url = base_url("REPLICATE_API_BASE_URL", replicate::DEFAULT_API_BASE_URL)?;
-        let openai_api_base_url = base_url("OPENAI_API_BASE_URL", openai::DEFAULT_API_BASE_URL)?;
 
         let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
         if !(60..=604_800).contains(&presign_ttl_seconds) {
@@ -139,15 +110,9 @@ impl Config {
             quota_defaults: QuotaDefaults {
                 max_active: max_active_jobs,
             },
-            replicate_api_token: get("REPLICATE_API_TOKEN").map(Secret::new),
-            replicate_api_token_parameter: get("REPLICATE_API_TOKEN_PARAMETER"),
             file_url_secret_parameter: get("FILE_URL_SECRET_PARAMETER"),
-            replicate_api_base_url,
-            openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
-            openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
-            openai_api_base_url,
             allow_local_urls,
-            max_output_bytes: parse_or(&get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?,
+            providers: ProviderSettings::parse(&get, allow_local_urls)?,
             presign_endpoint_url: get("PRESIGN_ENDPOINT_URL"),
             webhooks_queue_url: get("WEBHOOKS_QUEUE_URL"),
             jobs_dead_letter_queue_url: get("JOBS_DEAD_LETTER_QUEUE_URL"),
@@ -173,18 +138,18 @@ fn catalogue(get: &impl Fn(&'static str) -> Option<String>) -> Result<Catalogue,
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| match p {
-            "local" => Ok(Provider::Local),
-            "replicate" => Ok(Provider::Replicate),
-            "openai" => Ok(Provider::OpenAi),
-            "bedrock" => Ok(Provider::Bedrock),
-            other => Err(invalid(
-                "MODEL_PROVIDER",
-                &enabled,
-                &format!(
-                    "{other:?} is not a provider: expected a comma-separated list of local, replicate, openai, bedrock"
-                ),
-            )),
+        .map(|p| {
+            Provider::parse(p).ok_or_else(|| {
+                let known: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+                invalid(
+                    "MODEL_PROVIDER",
+                    &enabled,
+                    &format!(
+                        "{p:?} is not a provider: expected a comma-separated list of {}",
+                        known.join(", ")
+                    ),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (text, setting) = match get("MODEL_CATALOGUE") {
@@ -217,11 +182,7 @@ fn catalogue(get: &impl Fn(&'static str) -> Option<String>) -> Result<Catalogue,
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
+    ConfigError::invalid(name, value, reason)
 }
 
 fn parse_or<T: std::str::FromStr>(

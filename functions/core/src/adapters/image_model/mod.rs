@@ -1,8 +1,8 @@
 //! The image models behind [`ImageModel`]: one adapter per provider, and [`Models`], which runs
 //! each request on the provider the catalogue names for its model (docs/design.md, "Image
-//! models"). Adding a provider is its adapter file, its arm in [`Models`], its wiring at cold
-//! start (runtime/bootstrap.rs), its name and settings (domain/catalogue.rs, runtime/config.rs)
-//! and its catalogue entries (docs/models.md, "Adding a model").
+//! models"). Adding a provider is its adapter file; here, its settings in [`ProviderSettings`],
+//! its start and its arm in [`Models`]; its name in domain/catalogue.rs; and its models in
+//! models.toml (docs/models.md, "Adding a provider").
 
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
@@ -11,12 +11,95 @@ pub mod local;
 pub mod openai;
 pub mod replicate;
 
+use aws_config::SdkConfig;
 use url::Url;
 
+use crate::adapters::settings::ConfigError;
+use crate::adapters::ssm;
 use crate::domain::catalogue::{Catalogue, ModelEntry, Provider};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
+use crate::domain::secret::Secret;
 use crate::ports::{GeneratedImage, ImageModel, ModelError, RunLog};
+
+/// The providers' settings, read with the function's own at cold start (runtime/config.rs).
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// Whether a provider may be reached on a local or private address (`ALLOW_LOCAL_URLS`).
+    pub allow_local_urls: bool,
+    /// The largest image a provider's output URL may answer (`MAX_OUTPUT_BYTES`).
+    pub max_output_bytes: u64,
+    pub replicate: ProviderAccess,
+    pub openai: ProviderAccess,
+}
+
+impl ProviderSettings {
+    pub fn parse(get: &impl Fn(&'static str) -> Option<String>, allow_local_urls: bool) -> Result<Self, ConfigError> {
+        let max_output_bytes = match get("MAX_OUTPUT_BYTES") {
+            None => 50 * 1024 * 1024,
+            Some(raw) => raw
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError::invalid("MAX_OUTPUT_BYTES", &raw, &e.to_string()))?,
+        };
+        Ok(Self {
+            allow_local_urls,
+            max_output_bytes,
+            replicate: ProviderAccess::parse(
+                get,
+                ("REPLICATE_API_BASE_URL", replicate::DEFAULT_API_BASE_URL),
+                "REPLICATE_API_TOKEN",
+                "REPLICATE_API_TOKEN_PARAMETER",
+            )?,
+            openai: ProviderAccess::parse(
+                get,
+                ("OPENAI_API_BASE_URL", openai::DEFAULT_API_BASE_URL),
+                "OPENAI_API_KEY",
+                "OPENAI_API_KEY_PARAMETER",
+            )?,
+        })
+    }
+}
+
+/// Where a provider's API is, and its token: in a variable (a local run), or in the SSM
+/// parameter another variable names (a deployed stack); the variable wins.
+#[derive(Debug, Clone)]
+pub struct ProviderAccess {
+    /// The API's address; tests point it at a local mock.
+    pub api_base_url: Url,
+    token_variable: &'static str,
+    token: Option<Secret>,
+    parameter_variable: &'static str,
+    parameter: Option<String>,
+}
+
+impl ProviderAccess {
+    fn parse(
+        get: &impl Fn(&'static str) -> Option<String>,
+        (base_variable, default_base): (&'static str, &str),
+        token_variable: &'static str,
+        parameter_variable: &'static str,
+    ) -> Result<Self, ConfigError> {
+        let raw = get(base_variable).unwrap_or_else(|| default_base.to_owned());
+        Ok(Self {
+            api_base_url: Url::parse(&raw).map_err(|e| ConfigError::invalid(base_variable, &raw, &e.to_string()))?,
+            token_variable,
+            token: get(token_variable).map(Secret::new),
+            parameter_variable,
+            parameter: get(parameter_variable),
+        })
+    }
+
+    /// The token, read once at cold start.
+    pub async fn token(&self, sdk: &SdkConfig) -> Result<Secret, ConfigError> {
+        match (&self.token, &self.parameter) {
+            (Some(token), _) => Ok(token.clone()),
+            (None, Some(parameter)) => ssm::parameter(sdk, parameter)
+                .await
+                .map_err(|reason| ConfigError::invalid(self.parameter_variable, parameter, &reason)),
+            (None, None) => Err(ConfigError::Missing(self.token_variable)),
+        }
+    }
+}
 
 /// Every provider a deployment runs, each built once at cold start; `None` for a provider no
 /// offered model uses.
@@ -40,6 +123,31 @@ pub enum Output {
 }
 
 impl Models {
+    /// Every provider the catalogue's models use, each built once at cold start.
+    pub async fn start(
+        catalogue: &Catalogue,
+        settings: &ProviderSettings,
+        sdk: &SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        Ok(Models {
+            catalogue: catalogue.clone(),
+            local: local::LocalModel,
+            replicate: match catalogue.uses(Provider::Replicate) {
+                true => Some(replicate::ReplicateModel::start(settings, sdk).await?),
+                false => None,
+            },
+            openai: match catalogue.uses(Provider::OpenAi) {
+                true => Some(openai::OpenAiModel::start(settings, sdk).await?),
+                false => None,
+            },
+            // Bedrock is called with the function's own role: no token to read.
+            #[cfg(feature = "bedrock")]
+            bedrock: catalogue
+                .uses(Provider::Bedrock)
+                .then(|| bedrock::BedrockModel::new(sdk)),
+        })
+    }
+
     fn entry(&self, model: &str) -> Result<&ModelEntry, ModelError> {
         self.catalogue.entry(model).ok_or_else(|| ModelError::Permanent {
             code: "unknown_model".into(),

@@ -19,8 +19,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
+use super::ProviderSettings;
 use super::inspect::inspect;
 use crate::adapters::fetch::retry_after;
+use crate::adapters::settings::ConfigError;
 use crate::domain::catalogue::{ModelEntry, Provider, Size, fit_size};
 use crate::domain::format::OutputFormat;
 use crate::domain::generation::GenerateRequest;
@@ -254,6 +256,17 @@ fn api_error(status: StatusCode, headers: &HeaderMap, body: &str, token: &Secret
 }
 
 impl OpenAiModel {
+    /// At cold start, from the providers' settings; its token is read once, here.
+    pub async fn start(settings: &ProviderSettings, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let access = &settings.openai;
+        Self::new(OpenAiSettings {
+            api_base_url: access.api_base_url.clone(),
+            token: access.token(sdk).await?,
+            allow_local_urls: settings.allow_local_urls,
+        })
+        .map_err(ConfigError::Startup)
+    }
+
     pub fn new(settings: OpenAiSettings) -> Result<Self, String> {
         if settings.api_base_url.scheme() != "https" && !settings.allow_local_urls {
             return Err("the OpenAI API URL must be https: the key travels with every call".to_owned());

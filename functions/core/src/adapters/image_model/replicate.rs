@@ -21,8 +21,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
+use super::ProviderSettings;
 use super::inspect::inspect;
 use crate::adapters::fetch::{FetchError, Fetcher, retry_after};
+use crate::adapters::settings::ConfigError;
 use crate::domain::catalogue::{ModelRef, SizeInput, Supported};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::prediction::PredictionStatus;
@@ -196,6 +198,18 @@ pub struct ReplicateModel {
 }
 
 impl ReplicateModel {
+    /// At cold start, from the providers' settings; its token is read once, here.
+    pub async fn start(settings: &ProviderSettings, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let access = &settings.replicate;
+        Self::new(ReplicateSettings {
+            api_base_url: access.api_base_url.clone(),
+            token: access.token(sdk).await?,
+            allow_local_urls: settings.allow_local_urls,
+            max_output_bytes: settings.max_output_bytes,
+        })
+        .map_err(ConfigError::Startup)
+    }
+
     pub fn new(settings: ReplicateSettings) -> Result<Self, String> {
         if settings.api_base_url.scheme() != "https" && !settings.allow_local_urls {
             return Err("REPLICATE_API_BASE_URL must be https: the token travels with every call".to_owned());
