@@ -107,11 +107,12 @@ MEDIAGEN_API_URL="$API_URL" MEDIAGEN_FUNCTIONS_LOG="$STATE/functions.log" \
   "$VENV/bin/python" -m unittest discover -s tests/watch -v
 stop_stack
 
-say "the chaos run: 200 jobs while generate is killed (scripts/chaos.sh)"
-scripts/chaos.sh
-
-# Mostly waiting (returned messages come back after their visibility timeout), so it runs beside
-# the LocalStack deploy below, on emulators and a stack of its own.
+# These three are mostly waiting (returned messages come back after their visibility timeout, a
+# provider's rate or a slow model is waited out), so they run beside the LocalStack deploy below,
+# each on emulators and a stack of its own.
+say "the chaos run, beside the deploy: 200 jobs while generate is killed (scripts/chaos.sh; log: ${STATE#$ROOT/}/chaos.log)"
+start_bg "$STATE/chaos.log" scripts/chaos.sh
+CHAOS_PID=${BG_PIDS[-1]}
 say "store faults, beside the deploy: 200 jobs while DynamoDB's emulator, then SQS's, is paused for 10 s (scripts/faults.sh; log: ${STATE#$ROOT/}/faults.log)"
 start_bg "$STATE/faults.log" scripts/faults.sh
 FAULTS_PID=${BG_PIDS[-1]}
@@ -128,6 +129,13 @@ fi
 # A clean slate: nothing of the local stacks above (their model, key or emulator) may leak in.
 env -u MODEL_PROVIDER -u MODEL_CATALOGUE -u REPLICATE_API_TOKEN -u REPLICATE_API_BASE_URL -u MEDIAGEN_API_KEY \
   -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u ALLOW_LOCAL_URLS scripts/test-localstack.sh
+
+say "the chaos run"
+if ! wait "$CHAOS_PID"; then
+  cat "$STATE/chaos.log" >&2
+  die "the chaos run failed (${STATE#$ROOT/}/chaos.log)"
+fi
+grep -E '^chaos:|run passed' "$STATE/chaos.log" >&2
 
 say "the store faults run"
 if ! wait "$FAULTS_PID"; then
