@@ -12,15 +12,15 @@ use tokio::time::Instant;
 
 use super::problem::{JOB_ID_HEADER, OpenAiError};
 use super::requests::ImagesBody;
-use super::submit::SubmitApi;
 use super::{ApiError, MAX_WAIT, api_root, idempotency_key, json_body, json_response};
 use crate::domain::images::{ResponseFormat, images_request};
 use crate::domain::job::{Interface, Job, JobStatus};
-use crate::entrypoints::views::{ImageDataView, ImagesView, image_links, images_body};
+use crate::entrypoints::views::{FileLinks, ImageDataView, ImagesView, image_links, images_body};
 use crate::ports::{JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
 use crate::services::auth::Caller;
-use crate::services::read::Waited;
-use crate::services::submit::SubmitError;
+use crate::services::content::ContentService;
+use crate::services::read::{ReadService, Waited};
+use crate::services::submit::{SubmitError, SubmitService};
 
 /// The most image bytes answered as base64 at once: 5.3 MiB of base64, inside the 6 MB a
 /// Lambda function's answer may hold.
@@ -40,22 +40,24 @@ const MAX_B64_BYTES: u64 = 4 * 1024 * 1024;
         (status = 504, description = "The job is not final in time; it goes on, x-mediagen-job-id names it", body = OpenAiError, headers(("x-mediagen-job-id" = String, description = "The job, to fetch later"))),
     ))]
 pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
-    api: &SubmitApi<S, Q, M>,
+    submit: &SubmitService<S, Q>,
+    reads: &ReadService<S>,
+    content: &ContentService<S, M>,
     caller: &Caller,
     request: &Request,
+    links: &FileLinks,
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
     let idempotency_key = idempotency_key(request)?;
     let raw = json_body(request)?;
     if let Some(model) = raw.get("model").and_then(Value::as_str)
-        && !api.submit.offers(model)
+        && !submit.offers(model)
     {
         return Err(ApiError::UnknownModel(model.to_owned()));
     }
     let images = images_request(&raw).map_err(SubmitError::Invalid)?;
     let root = api_root(request);
-    let submitted = api
-        .submit
+    let submitted = submit
         .submit(
             caller,
             &images.body,
@@ -71,7 +73,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
     };
     // The whole answer keeps within the wait a `Prefer: wait` has, so inside the function's timeout.
     let wait = MAX_WAIT.saturating_sub(started.elapsed());
-    let job = match api.reads.wait_until_final(caller, id, wait).await? {
+    let job = match reads.wait_until_final(caller, id, wait).await? {
         Waited::Held(Some(job)) => *job,
         Waited::Held(None) => return Err(ApiError::NotFound { what: "job" }),
         Waited::NotHeld => return Err(unfinished),
@@ -82,8 +84,8 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         _ => return Err(unfinished),
     }
     let data = match images.response_format {
-        ResponseFormat::Url => image_links(&job, &root, &api.links),
-        ResponseFormat::B64Json => encoded(api, caller, &job).await?,
+        ResponseFormat::Url => image_links(&job, &root, links),
+        ResponseFormat::B64Json => encoded(reads, content, caller, &job).await?,
     };
     let mut response = json_response(StatusCode::OK, &images_body(&job, data));
     let headers = response.headers_mut();
@@ -97,13 +99,13 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
 }
 
 /// The job's images as base64, if they fit one answer.
-async fn encoded<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
-    api: &SubmitApi<S, Q, M>,
+async fn encoded<S: JobStore, M: MediaStore>(
+    reads: &ReadService<S>,
+    content: &ContentService<S, M>,
     caller: &Caller,
     job: &Job,
 ) -> Result<Vec<ImageDataView>, ApiError> {
-    let (_, media) = api
-        .reads
+    let (_, media) = reads
         .job_with_media(caller, job.id)
         .await?
         .ok_or(ApiError::NotFound { what: "job" })?;
@@ -113,8 +115,7 @@ async fn encoded<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue
     }
     let mut data = Vec::with_capacity(media.len());
     for item in &media {
-        let (_, bytes) = api
-            .content
+        let (_, bytes) = content
             .file(Some(caller), false, item.id)
             .await?
             .ok_or(ApiError::NotFound { what: "image" })?;

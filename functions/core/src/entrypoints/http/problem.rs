@@ -536,7 +536,7 @@ mod tests {
     use crate::domain::keys::Owner;
     use crate::domain::limits::RouteClass;
     use crate::domain::quota::Month;
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     fn openai(err: ApiError) -> (u16, Value, Response<Body>) {
         let response = err.into_openai_response();

@@ -75,7 +75,9 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue,
             SubmitEndpoint::CancelPrediction => {
                 replicate::cancel(&api.cancel, caller, matched.param("prediction_id"), request, &api.links).await
             }
-            SubmitEndpoint::CreateImage => openai::generate(api, caller, request).await,
+            SubmitEndpoint::CreateImage => {
+                openai::generate(&api.submit, &api.reads, &api.content, caller, request, &api.links).await
+            }
         },
     )
     .await
