@@ -68,6 +68,9 @@ MEDIAGEN_OTHER_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --ow
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
 
+say "the official openai SDK against the same stack (tests/openai_client/)"
+MEDIAGEN_API_URL="$API_URL" "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/openai_client -v
+
 say "the mediagen CLI and the web playground in headless Chromium against the same stack"
 MEDIAGEN_API_URL="$API_URL" scripts/test-clients.sh
 

@@ -33,6 +33,8 @@ ROUTES = {
     ("/v1/models/{owner}/{name}/predictions", "ANY"): "SubmitFunction",
     ("/v1/predictions/{prediction_id}/cancel", "POST"): "SubmitFunction",
     ("/v1/predictions/{prediction_id}/cancel", "ANY"): "SubmitFunction",
+    ("/v1/images/generations", "POST"): "SubmitFunction",
+    ("/v1/images/generations", "ANY"): "SubmitFunction",
     ("/v1/predictions/{prediction_id}", "GET"): "StatusFunction",
     ("/v1/predictions/{prediction_id}", "ANY"): "StatusFunction",
     ("/v1/files/{media_id}", "GET"): "ContentFunction",
@@ -96,6 +98,8 @@ PERMISSIONS = {
         "dynamodb:Query": {"Fn::Sub": "${JobsTable.Arn}/index/by_owner"},
         "dynamodb:DeleteItem": TABLE,
         "ssm:GetParameter": FILE_LINK_KEY,
+        # POST /v1/images/generations answers the images as base64 (docs/design.md, "OpenAI-compatible API").
+        "s3:GetObject": MEDIA_OBJECTS,
     },
     "GenerateFunction": {
         "dynamodb:PutItem": TABLE,

@@ -111,7 +111,7 @@ async fn fixture() -> Fixture {
 
     // One finished job to read back.
     let (store, queue, media) = adapters(&sdk, &resources, &queue_url);
-    let submit = submit_api(store.clone(), queue.clone());
+    let submit = submit_api(store.clone(), queue.clone(), media.clone());
     let answer = http::submit::handle(&submit, request(Method::POST, "/media/generate", BODY)).await;
     let job: serde_json::Value = serde_json::from_slice(answer.body().as_ref()).expect("submit answer");
     let job_id = JobId::parse(job["job_id"].as_str().expect("job id")).expect("job id");
@@ -142,7 +142,11 @@ async fn fixture() -> Fixture {
 }
 
 /// The bench's jobs have no `webhook_url`, so no webhook would be queued for them either way.
-fn submit_api(store: DynamoJobStore, queue: SqsJobQueue) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+fn submit_api(
+    store: DynamoJobStore,
+    queue: SqsJobQueue,
+    media: S3MediaStore,
+) -> SubmitApi<DynamoJobStore, SqsJobQueue, S3MediaStore> {
     SubmitApi {
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
@@ -155,7 +159,8 @@ fn submit_api(store: DynamoJobStore, queue: SqsJobQueue) -> SubmitApi<DynamoJobS
             QuotaDefaults { max_active: u32::MAX },
         ),
         cancel: CancelService::new(store.clone(), Notifier::off()),
-        reads: ReadService::new(store),
+        reads: ReadService::new(store.clone()),
+        content: ContentService::new(store, media, TTL),
         links: links(),
     }
 }
@@ -265,7 +270,7 @@ fn benches(c: &mut Criterion) {
     // moto slows down as a table and queue fill up: each submit bench writes to its own, fresh.
     let (handler_stack, direct_stack) = runtime.block_on(async { (stack(&fx.sdk).await, stack(&fx.sdk).await) });
     let (handler_store, handler_queue, _) = adapters(&fx.sdk, &handler_stack.0, &handler_stack.1);
-    let submit = submit_api(handler_store, handler_queue);
+    let submit = submit_api(handler_store, handler_queue, media.clone());
     let content = ContentApi {
         auth: Authenticator::new(store.clone()),
         content: ContentService::new(store.clone(), media.clone(), TTL),

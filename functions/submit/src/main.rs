@@ -1,9 +1,12 @@
-//! `submit`: the writes, `POST /media/generate` and `POST /media/jobs/{job_id}/cancel`.
+//! `submit`: the writes, `POST /media/generate` and `POST /media/jobs/{job_id}/cancel`, and the
+//! creates of the Replicate- and OpenAI-compatible APIs.
 
 use mediagen::adapters::aws;
-use mediagen::adapters::{dynamodb::DynamoJobStore, sqs::SqsJobQueue};
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
 use mediagen::entrypoints::http::{self, submit::SubmitApi};
 use mediagen::runtime::bootstrap;
+use mediagen::runtime::config::ConfigError;
+use mediagen::services::content::ContentService;
 use mediagen::services::{auth::Authenticator, cancel::CancelService, read::ReadService, submit::SubmitService};
 
 #[tokio::main(flavor = "current_thread")]
@@ -11,6 +14,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
     let webhooks = bootstrap::webhook_notifier(&config, &sdk);
+    // The images' bytes, for the OpenAI-compatible API's base64 answers.
+    let media = bootstrap::or_exit(
+        S3MediaStore::from_sdk(&sdk, &config.media_bucket, config.presign_endpoint_url.as_deref())
+            .map_err(|e| ConfigError::Startup(e.to_string())),
+    );
     let api = SubmitApi {
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
@@ -23,7 +31,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         )
         .with_longest_wait(config.longest_provider_wait),
         cancel: CancelService::new(store.clone(), webhooks),
-        reads: ReadService::new(store),
+        reads: ReadService::new(store.clone()),
+        content: ContentService::new(store, media, config.presign_ttl),
         links: bootstrap::or_exit(bootstrap::file_links(&config, &sdk).await),
     };
     let api = &api;

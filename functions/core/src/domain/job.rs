@@ -71,6 +71,8 @@ pub enum Interface {
     Media,
     /// The Replicate-compatible API: the job is a prediction.
     Replicate,
+    /// The OpenAI-compatible images API, which sends nothing later: its answer waits for the job.
+    OpenAi,
 }
 
 impl Interface {
@@ -78,6 +80,7 @@ impl Interface {
         match self {
             Interface::Media => "media",
             Interface::Replicate => "replicate",
+            Interface::OpenAi => "openai",
         }
     }
 
@@ -85,6 +88,7 @@ impl Interface {
         match raw {
             "media" => Some(Interface::Media),
             "replicate" => Some(Interface::Replicate),
+            "openai" => Some(Interface::OpenAi),
             _ => None,
         }
     }

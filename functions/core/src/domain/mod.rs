@@ -1,5 +1,5 @@
 //! What the service is about, free of any I/O: ids, jobs and their states, the generation
-//! request and its rules, API keys and owners and their rate limits and quotas, idempotency keys, listing
+//! request and its rules and the words of the Replicate- and OpenAI-compatible APIs for it, API keys and owners and their rate limits and quotas, idempotency keys, listing
 //! pages, output formats,
 //! the model catalogue, the network policy for outbound URLs, secrets, timestamps, the time
 //! budgets and retries every layer shares, and webhook signing. Nothing here
@@ -12,6 +12,7 @@ pub mod format;
 pub mod generation;
 pub mod idempotency;
 pub mod ids;
+pub mod images;
 pub mod job;
 pub mod keys;
 pub mod limits;

@@ -117,7 +117,8 @@ impl WebhookBody {
     fn of(job: &Job, media: &[MediaItem], event: WebhookEvent, links: &FileLinks) -> Self {
         let root = job.api_root.as_deref().unwrap_or_default();
         match job.interface {
-            Interface::Media => WebhookBody::Media {
+            // The OpenAI API takes no webhook_url (its answer waits for the job): none is sent.
+            Interface::Media | Interface::OpenAi => WebhookBody::Media {
                 job: job_body(job, media, root),
                 event: event.as_str(),
             },

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::domain::catalogue::Catalogue;
 use crate::domain::catalogue::public_name;
 use crate::domain::file_urls::FileLinkSigner;
+use crate::domain::format::OutputFormat;
 use crate::domain::ids::MediaId;
 use crate::domain::job::{Job, JobStatus, MediaItem, ModelAttempt};
 use crate::domain::listing::Cursor;
@@ -375,6 +376,55 @@ pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> Predi
         },
         webhook: request.webhook_url.as_ref().map(|url| url.as_str().to_owned()),
     }
+}
+
+/// One image of an answer of the OpenAI-compatible images API: its link or its bytes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImageDataView {
+    /// Our file link (`GET /v1/files/{media_id}`), as the Replicate-compatible API's outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The image's bytes, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b64_json: Option<String>,
+}
+
+/// The answer of `POST /v1/images/generations`, in OpenAI's shape.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImagesView {
+    /// When the job was created, epoch seconds.
+    pub created: i64,
+    pub data: Vec<ImageDataView>,
+    /// `png`, `jpeg` or `webp`.
+    pub output_format: String,
+    /// The size the job asked for, `WIDTHxHEIGHT`.
+    pub size: String,
+}
+
+/// The answer for a succeeded job, each image as `data` gives it.
+pub(crate) fn images_body(job: &Job, data: Vec<ImageDataView>) -> ImagesView {
+    let request = &job.request;
+    ImagesView {
+        created: job.created_at.timestamp(),
+        data,
+        output_format: match request.output_format {
+            OutputFormat::Jpg => "jpeg".to_owned(),
+            other => other.extension().to_owned(),
+        },
+        size: format!("{}x{}", request.width, request.height),
+    }
+}
+
+/// The links to a job's images, as `data` of an images answer.
+pub(crate) fn image_links(job: &Job, root: &str, links: &FileLinks) -> Vec<ImageDataView> {
+    let expires = Utc::now().timestamp() + links.ttl.as_secs() as i64;
+    job.media_ids
+        .iter()
+        .map(|id| ImageDataView {
+            url: Some(file_url(root, *id, links, expires)),
+            b64_json: None,
+        })
+        .collect()
 }
 
 fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {

@@ -144,16 +144,20 @@ impl Stack {
     }
 
     /// What the `submit` function serves, with this stack's adapters.
-    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue> {
+    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue, S3MediaStore> {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
+    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
         self.submit_api_on(self.store(), queue)
     }
 
     /// The same on `store` (a store on a client of its own).
-    pub fn submit_api_on<Q: JobQueue>(&self, store: DynamoJobStore, queue: Q) -> SubmitApi<DynamoJobStore, Q> {
+    pub fn submit_api_on<Q: JobQueue>(
+        &self,
+        store: DynamoJobStore,
+        queue: Q,
+    ) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
         SubmitApi {
             auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
@@ -165,7 +169,8 @@ impl Stack {
                 QuotaDefaults::default(),
             ),
             cancel: CancelService::new(store.clone(), self.notifier()),
-            reads: ReadService::new(store),
+            reads: ReadService::new(store.clone()),
+            content: ContentService::new(store, self.media(), Duration::from_secs(900)),
             links: file_links(),
         }
     }

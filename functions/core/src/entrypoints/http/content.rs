@@ -27,7 +27,9 @@ pub struct ContentApi<S, M> {
 pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
     let span =
         tracing::info_span!("content", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async { respond(answer(api, &request).await) }.instrument(span).await
+    async { respond(&request, answer(api, &request).await) }
+        .instrument(span)
+        .await
 }
 
 async fn answer<S: JobStore + KeyStore, M: MediaStore>(

@@ -2,6 +2,7 @@
 //! Every error becomes a problem+json response in [`problem`], and nowhere else.
 
 pub mod content;
+pub mod openai;
 pub mod openapi;
 pub mod problem;
 pub mod replicate;
@@ -31,9 +32,16 @@ pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// that a body over it is never a valid one.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Renders the outcome of a handler: the response, or the problem for its error.
-pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
-    result.unwrap_or_else(ApiError::into_response)
+/// Renders the outcome of a handler: the response, or its error as the route writes errors (a
+/// problem, or OpenAI's shape on the OpenAI-compatible route).
+pub fn respond(request: &Request, result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(|err| {
+        if routes::speaks_openai(request) {
+            err.into_openai_response()
+        } else {
+            err.into_response()
+        }
+    })
 }
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
@@ -104,7 +112,7 @@ async fn with_caller<K: KeyStore>(
     handle: impl AsyncFnOnce(&Caller) -> Result<Response<Body>, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
     let (caller, allowance) = admitted(auth, request, class).await?;
-    let mut response = respond(handle(&caller).await);
+    let mut response = respond(request, handle(&caller).await);
     stamp(&mut response, &allowance);
     Ok(response)
 }

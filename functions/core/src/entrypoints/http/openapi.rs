@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{content, replicate, status, submit};
+use super::routes::IMAGE_GENERATIONS;
+use super::{content, openai, replicate, status, submit};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +15,8 @@ use super::{content, replicate, status, submit};
         title = "mediagen",
         description = "Asynchronous image generation: submit a prompt, follow the job, download the images. \
                        Every route but /health, /openapi.json and /playground needs `Authorization: Bearer <API key>`; \
-                       errors are application/problem+json (RFC 9457). The /v1 routes speak Replicate's API.",
+                       errors are application/problem+json (RFC 9457). The /v1 routes speak Replicate's API, \
+                       and /v1/images/generations OpenAI's images API, with OpenAI's errors.",
     ),
     paths(
         submit::generate,
@@ -35,6 +37,7 @@ use super::{content, replicate, status, submit};
         replicate::list,
         replicate::cancel,
         replicate::file,
+        openai::generate,
     ),
     modifiers(&BearerKey),
     security(("api_key" = [])),
@@ -63,10 +66,18 @@ impl Modify for BearerKey {
 pub fn document(models: &[String]) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
-    doc["components"]["schemas"]["GenerateBody"]["properties"]["model"] = json!({
+    let model = json!({
         "type": ["string", "null"],
         "enum": models.iter().map(|m| json!(m)).chain([Value::Null]).collect::<Vec<_>>(),
         "description": "One of the models this deployment offers; its default when absent",
+    });
+    doc["components"]["schemas"]["GenerateBody"]["properties"]["model"] = model.clone();
+    doc["components"]["schemas"]["ImagesBody"]["properties"]["model"] = model;
+    // Streaming is a later step (docs/api.md, "OpenAI-compatible API"): `true` is refused.
+    doc["components"]["schemas"]["ImagesBody"]["properties"]["stream"] = json!({
+        "type": ["boolean", "null"],
+        "enum": [false, null],
+        "description": "Streaming is not served yet: only `false`",
     });
     // `POST /v1/predictions` is the same operation as the model's route, the model in `version`.
     let by_model = "/v1/models/{owner}/{name}/predictions";
@@ -106,14 +117,22 @@ fn declare_rate_limits(doc: &mut Value) {
         },
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     });
+    // The OpenAI-compatible route writes its errors OpenAI's way.
+    let mut limited_openai = limited.clone();
+    limited_openai["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiError"}}});
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
-    for operation in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|o| o.values_mut())
+    for (path, operation) in paths
+        .iter_mut()
+        .filter_map(|(path, o)| Some(path).zip(o.as_object_mut()))
+        .flat_map(|(path, o)| o.values_mut().map(move |operation| (path, operation)))
     {
+        let limited = if path == IMAGE_GENERATIONS {
+            &limited_openai
+        } else {
+            &limited
+        };
         // The public routes declare an empty security requirement.
         let public = operation["security"]
             .as_array()

@@ -8,6 +8,9 @@ use serde::Serialize;
 use super::MAX_BODY_BYTES;
 use crate::domain::generation::FieldError;
 use crate::domain::idempotency::InvalidIdempotencyKey;
+use crate::domain::ids::JobId;
+use crate::domain::images;
+use crate::domain::job::{Job, JobStatus};
 use crate::domain::limits::Allowance;
 use crate::domain::quota::Refusal;
 use crate::ports::StoreError;
@@ -17,6 +20,8 @@ use crate::services::content::ContentError;
 use crate::services::submit::SubmitError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// The header that names the job an answer of the OpenAI-compatible API is about.
+pub const JOB_ID_HEADER: &str = "x-mediagen-job-id";
 /// The wait a submit refused for too many active jobs is told to take: about the time a local
 /// job takes, the time after which a slot may well be free.
 const ACTIVE_JOBS_RETRY_SECONDS: u32 = 5;
@@ -64,6 +69,24 @@ impl Problem {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
     }
+}
+
+/// An error as OpenAI's API writes it, the one shape of the errors of the OpenAI-compatible
+/// images API (docs/design.md, "OpenAI-compatible API").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OpenAiError {
+    pub error: OpenAiErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorBody {
+    pub message: String,
+    /// `invalid_request_error`, `requests`, `insufficient_quota` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, by OpenAI's name for it.
+    pub param: Option<String>,
+    pub code: Option<String>,
 }
 
 /// Marks an answer with its key's rate limit and what remains of it (docs/design.md, "Rate
@@ -114,6 +137,16 @@ pub enum ApiError {
     Content(#[from] ContentError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The job an answer waits for (the OpenAI-compatible API's) was not final in time; `keyed`
+    /// if the request had an `Idempotency-Key`, so that sending it again follows the same job.
+    #[error("job {job} is not final yet")]
+    Unfinished { job: JobId, keyed: bool },
+    /// The job an answer waits for ended without its images.
+    #[error("job {} ended {}", .0.id, .0.status)]
+    JobUnsucceeded(Box<Job>),
+    /// The images are more than one answer holds as base64.
+    #[error("the images of job {job} come to {bytes} bytes")]
+    ImagesTooLarge { job: JobId, bytes: u64 },
 }
 
 impl ApiError {
@@ -261,6 +294,35 @@ impl ApiError {
                 "Job already final",
                 format!("job {} is {} and can no longer be canceled", job.id, job.status),
             ),
+            ApiError::Unfinished { job, .. } => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "not-final",
+                "Job not final yet",
+                format!("job {job} is not final yet and goes on; GET /media/jobs/{job} follows it"),
+            ),
+            ApiError::JobUnsucceeded(job) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "job-unsucceeded",
+                "The job made no images",
+                format!(
+                    "job {} ended {}{}",
+                    job.id,
+                    job.status,
+                    job.error
+                        .as_ref()
+                        .map(|e| format!(": {}", e.message))
+                        .unwrap_or_default()
+                ),
+            ),
+            ApiError::ImagesTooLarge { job, bytes } => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "answer-too-large",
+                "The images do not fit one answer",
+                format!(
+                    "the images of job {job} come to {bytes} bytes, more than one answer holds as base64; \
+                     ask for their links (response_format url) or GET /media/jobs/{job}"
+                ),
+            ),
             ApiError::Submit(SubmitError::Store(_))
             | ApiError::Content(_)
             | ApiError::Store(_)
@@ -272,6 +334,157 @@ impl ApiError {
                 "a storage backend did not answer; try again shortly",
             ),
         }
+    }
+
+    /// The error as OpenAI's API answers it: its status, its body, and whether the SDKs may
+    /// send the request again (`x-should-retry`) where their rule by status would be wrong.
+    fn openai(&self) -> (StatusCode, OpenAiError, Option<bool>) {
+        let problem = self.problem();
+        let mut message = problem.detail.clone();
+        let invalid = "invalid_request_error";
+        let slug = problem.kind.rsplit(':').next().unwrap_or_default().replace('-', "_");
+        let (status, kind, code, param, retry) = match self {
+            ApiError::Auth(AuthError::Format(_) | AuthError::Refused) => (
+                StatusCode::UNAUTHORIZED,
+                invalid,
+                Some("invalid_api_key".to_owned()),
+                None,
+                None,
+            ),
+            ApiError::Auth(AuthError::Limited(_))
+            | ApiError::Submit(
+                SubmitError::OverQuota(Refusal::ActiveJobs { .. }) | SubmitError::ProviderBacklog { .. },
+            ) => (StatusCode::TOO_MANY_REQUESTS, "requests", Some(slug), None, None),
+            // OpenAI's answer when the quota is used up: a 429, which no retry helps.
+            ApiError::Submit(SubmitError::OverQuota(_)) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("insufficient_quota".to_owned()),
+                None,
+                Some(false),
+            ),
+            ApiError::UnknownModel(_) => (
+                StatusCode::NOT_FOUND,
+                invalid,
+                Some("model_not_found".to_owned()),
+                Some("model".to_owned()),
+                None,
+            ),
+            ApiError::Submit(SubmitError::Invalid(errors)) => {
+                let named: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", images::param(&e.field), e.message))
+                    .collect();
+                message = named.join("; ");
+                let param = errors
+                    .first()
+                    .map(|e| images::param(&e.field))
+                    .filter(|field| *field != "body")
+                    .map(str::to_owned);
+                (
+                    StatusCode::BAD_REQUEST,
+                    invalid,
+                    Some("invalid_value".to_owned()),
+                    param,
+                    None,
+                )
+            }
+            ApiError::NoRoute(_) | ApiError::NotFound { .. } => {
+                (StatusCode::NOT_FOUND, invalid, Some(slug), None, None)
+            }
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, invalid, Some(slug), None, None),
+            // A retry makes another job, unless an Idempotency-Key brings it back to this one.
+            ApiError::Unfinished { job, keyed } => {
+                message = format!(
+                    "the images are not ready yet: job {job} goes on; GET /media/jobs/{job} or /v1/predictions/{job} \
+                     follows it, or send this request again with the same Idempotency-Key"
+                );
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "server_error",
+                    Some("timeout".to_owned()),
+                    None,
+                    Some(*keyed),
+                )
+            }
+            ApiError::JobUnsucceeded(job) => {
+                let error = job.error.as_ref();
+                match (job.status, error.map(|e| e.code.as_str())) {
+                    (JobStatus::Failed, Some("content_filtered")) => (
+                        StatusCode::BAD_REQUEST,
+                        invalid,
+                        Some("content_policy_violation".to_owned()),
+                        Some("prompt".to_owned()),
+                        Some(false),
+                    ),
+                    (JobStatus::Canceled, _) => (
+                        StatusCode::BAD_REQUEST,
+                        invalid,
+                        Some("job_canceled".to_owned()),
+                        None,
+                        Some(false),
+                    ),
+                    (_, code) => (
+                        StatusCode::BAD_GATEWAY,
+                        "server_error",
+                        code.map(str::to_owned),
+                        None,
+                        Some(false),
+                    ),
+                }
+            }
+            ApiError::ImagesTooLarge { .. } => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("response_too_large".to_owned()),
+                Some("response_format".to_owned()),
+                Some(false),
+            ),
+            // The rest as the problem says, 4xx in OpenAI's one status for a bad request.
+            _ if problem.status >= 500 => (problem.status(), "server_error", Some(slug), None, None),
+            _ => (StatusCode::BAD_REQUEST, invalid, Some(slug), None, None),
+        };
+        let body = OpenAiError {
+            error: OpenAiErrorBody {
+                message,
+                kind: kind.to_owned(),
+                param,
+                code,
+            },
+        };
+        (status, body, retry)
+    }
+
+    /// The job an error is about, named in the OpenAI-compatible API's `x-mediagen-job-id`.
+    fn job(&self) -> Option<JobId> {
+        match self {
+            ApiError::Unfinished { job, .. } | ApiError::ImagesTooLarge { job, .. } => Some(*job),
+            ApiError::JobUnsucceeded(job) => Some(job.id),
+            _ => None,
+        }
+    }
+
+    /// The response in OpenAI's shape, with the headers the problem's would have.
+    pub(super) fn into_openai_response(self) -> Response<Body> {
+        let (status, body, retry) = self.openai();
+        let job = self.job();
+        let mut response = self.into_response();
+        *response.status_mut() = status;
+        *response.body_mut() = Body::from(serde_json::to_string(&body).unwrap_or_default());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(retry) = retry {
+            headers.insert(
+                "x-should-retry",
+                HeaderValue::from_static(if retry { "true" } else { "false" }),
+            );
+        }
+        if let Some(job) = job
+            && let Ok(value) = HeaderValue::from_str(&job.to_string())
+        {
+            headers.insert(JOB_ID_HEADER, value);
+        }
+        response
     }
 
     pub(super) fn into_response(self) -> Response<Body> {
@@ -312,5 +525,137 @@ impl ApiError {
             stamp(&mut response, allowance);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::generation::tests::sample_request;
+    use crate::domain::job::JobError;
+    use crate::domain::keys::Owner;
+    use crate::domain::limits::RouteClass;
+    use crate::domain::quota::Month;
+    use serde_json::Value;
+
+    fn openai(err: ApiError) -> (u16, Value, Response<Body>) {
+        let response = err.into_openai_response();
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        (response.status().as_u16(), body["error"].clone(), response)
+    }
+
+    fn job(status: JobStatus, error: Option<JobError>) -> Box<Job> {
+        let mut job = Job::new(
+            Owner::parse("tester").unwrap(),
+            sample_request(),
+            chrono::Utc::now(),
+            std::time::Duration::from_secs(60),
+        );
+        job.status = status;
+        job.error = error;
+        Box::new(job)
+    }
+
+    #[test]
+    fn a_bad_request_is_openais_400_naming_the_field_by_its_name() {
+        let (status, error, _) = openai(ApiError::Submit(SubmitError::Invalid(vec![
+            FieldError::new("width", "no size this model makes has the shape of 1440x960"),
+            FieldError::new("prompt", "must not be empty"),
+        ])));
+        assert_eq!(status, 400);
+        assert_eq!(error["type"], "invalid_request_error");
+        assert_eq!(error["param"], "size");
+        assert_eq!(
+            error["message"],
+            "size: no size this model makes has the shape of 1440x960; prompt: must not be empty"
+        );
+        let (status, error, _) = openai(ApiError::MalformedJson("EOF".into()));
+        assert_eq!(
+            (status, error["code"].as_str(), error["param"].as_str()),
+            (400, Some("malformed_json"), None)
+        );
+        let (status, _, _) = openai(ApiError::UnsupportedMediaType);
+        assert_eq!(status, 400);
+    }
+
+    #[test]
+    fn keys_models_and_limits_answer_openais_statuses() {
+        let (status, error, response) = openai(ApiError::Auth(AuthError::Refused));
+        assert_eq!((status, error["code"].as_str()), (401, Some("invalid_api_key")));
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let (status, error, _) = openai(ApiError::UnknownModel("dall-e-9".into()));
+        assert_eq!(
+            (status, error["code"].as_str(), error["param"].as_str()),
+            (404, Some("model_not_found"), Some("model"))
+        );
+        let allowance = Allowance {
+            class: RouteClass::Create,
+            quota: 600,
+            remaining: 0,
+            reset_seconds: 17,
+        };
+        let (status, error, response) = openai(ApiError::Auth(AuthError::Limited(allowance)));
+        assert_eq!((status, error["type"].as_str()), (429, Some("requests")));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+        let budget = Refusal::MonthlyImages {
+            limit: 10,
+            used: 10,
+            month: Month::of(chrono::Utc::now()),
+        };
+        let (status, error, response) = openai(ApiError::Submit(SubmitError::OverQuota(budget)));
+        assert_eq!((status, error["code"].as_str()), (429, Some("insufficient_quota")));
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let (status, error, response) = openai(ApiError::Store(StoreError::Unavailable("down".into())));
+        assert_eq!((status, error["type"].as_str()), (503, Some("server_error")));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn a_job_not_final_in_time_or_failed_is_named_and_not_retried_into_a_duplicate() {
+        let unfinished = job(JobStatus::Processing, None);
+        let (status, error, response) = openai(ApiError::Unfinished {
+            job: unfinished.id,
+            keyed: false,
+        });
+        assert_eq!((status, error["code"].as_str()), (504, Some("timeout")));
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        assert_eq!(response.headers()[JOB_ID_HEADER], unfinished.id.to_string().as_str());
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/media/jobs/{}", unfinished.id))
+        );
+        // With an Idempotency-Key, sending it again follows the same job.
+        let (_, _, response) = openai(ApiError::Unfinished {
+            job: unfinished.id,
+            keyed: true,
+        });
+        assert_eq!(response.headers()["x-should-retry"], "true");
+
+        let filtered = job(
+            JobStatus::Failed,
+            Some(JobError::new("content_filtered", "the prompt was refused")),
+        );
+        let (status, error, response) = openai(ApiError::JobUnsucceeded(filtered));
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some("content_policy_violation"))
+        );
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let failed = job(JobStatus::Failed, Some(JobError::new("model_error", "nope")));
+        let (status, error, _) = openai(ApiError::JobUnsucceeded(failed));
+        assert_eq!(
+            (status, error["type"].as_str(), error["code"].as_str()),
+            (502, Some("server_error"), Some("model_error"))
+        );
+    }
+
+    #[test]
+    fn the_problem_rendering_stays_for_every_other_route() {
+        let response = ApiError::UnknownModel("x".into()).into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

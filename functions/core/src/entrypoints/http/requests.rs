@@ -124,3 +124,86 @@ pub struct PredictionRequest {
     pub webhook_events_filter: Option<Vec<WebhookEventName>>,
     pub stream: Option<bool>,
 }
+
+/// The body of `POST /v1/images/generations`, as OpenAI's SDKs send it: what
+/// `domain/images.rs` accepts. Fields it does not name are ignored, as OpenAI's server does.
+#[derive(Serialize, ToSchema)]
+pub struct ImagesBody {
+    /// 1 to 2000 characters once trimmed.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
+    pub prompt: String,
+    /// One of the models this deployment offers (the enum is this deployment's list).
+    pub model: Option<String>,
+    /// How many images: 1 to 4, the most one request makes here.
+    #[schema(minimum = 1, maximum = 4)]
+    pub n: Option<u32>,
+    /// Made at the nearest size the model makes, its sides at most 1440.
+    pub size: Option<ImageSize>,
+    /// Accepted; it changes nothing here.
+    pub quality: Option<ImageQuality>,
+    /// `url` (default): our file links; `b64_json`: the bytes.
+    pub response_format: Option<ImageResponseFormat>,
+    pub output_format: Option<ImageFormat>,
+    /// No model here makes a transparent background.
+    pub background: Option<ImageBackground>,
+    /// Accepted; it changes nothing here.
+    pub user: Option<String>,
+    /// Streaming is not served yet: only `false`.
+    pub stream: Option<bool>,
+    /// Accepted; without a stream it changes nothing.
+    #[schema(minimum = 0, maximum = 3)]
+    pub partial_images: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub enum ImageSize {
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "256x256")]
+    S256,
+    #[serde(rename = "512x512")]
+    S512,
+    #[serde(rename = "1024x1024")]
+    S1024,
+    #[serde(rename = "1536x1024")]
+    Landscape,
+    #[serde(rename = "1024x1536")]
+    Portrait,
+    #[serde(rename = "1792x1024")]
+    Wide,
+    #[serde(rename = "1024x1792")]
+    Tall,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageQuality {
+    Auto,
+    Low,
+    Medium,
+    High,
+    Standard,
+    Hd,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageResponseFormat {
+    Url,
+    B64Json,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageBackground {
+    Auto,
+    Opaque,
+}

@@ -36,7 +36,8 @@ impl Function {
 pub const FALLBACK: Function = Function::Status;
 
 /// What `submit` serves: the writes, and `GET /v1/predictions`, a read on the path where
-/// Replicate's API creates, so served where every method of that path arrives.
+/// Replicate's API creates, so served where every method of that path arrives; and
+/// `POST /v1/images/generations`, which creates a job and waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitEndpoint {
     Generate,
@@ -45,6 +46,7 @@ pub enum SubmitEndpoint {
     CreateModelPrediction,
     ListPredictions,
     CancelPrediction,
+    CreateImage,
 }
 
 /// What `status` serves with a key: the reads, and the rotation of the webhook secret it shows
@@ -91,7 +93,10 @@ impl Endpoint {
     pub fn class(self) -> RouteClass {
         match self {
             Endpoint::Submit(
-                SubmitEndpoint::Generate | SubmitEndpoint::CreatePrediction | SubmitEndpoint::CreateModelPrediction,
+                SubmitEndpoint::Generate
+                | SubmitEndpoint::CreatePrediction
+                | SubmitEndpoint::CreateModelPrediction
+                | SubmitEndpoint::CreateImage,
             ) => RouteClass::Create,
             _ => RouteClass::Other,
         }
@@ -132,6 +137,9 @@ use ContentEndpoint as C;
 use StatusEndpoint as St;
 use SubmitEndpoint as Su;
 
+/// The OpenAI-compatible images API's route, whose errors are written OpenAI's way.
+pub const IMAGE_GENERATIONS: &str = "/v1/images/generations";
+
 /// Every route of the API.
 pub const ROUTES: &[Route] = &[
     path("/media/generate", &[(Method::POST, Endpoint::Submit(Su::Generate))]),
@@ -169,6 +177,7 @@ pub const ROUTES: &[Route] = &[
         &[(Method::GET, Endpoint::Status(St::GetPrediction))],
     ),
     path("/v1/files/{media_id}", &[(Method::GET, Endpoint::Content(C::File))]),
+    path(IMAGE_GENERATIONS, &[(Method::POST, Endpoint::Submit(Su::CreateImage))]),
     path("/media/usage", &[(Method::GET, Endpoint::Status(St::Usage))]),
     path(
         "/v1/webhooks/default/secret",
@@ -242,6 +251,12 @@ pub fn request_path(request: &Request) -> &str {
         "" => request.uri().path(),
         raw => raw,
     }
+}
+
+/// Whether a request is to the OpenAI-compatible images API, so that its errors, whichever
+/// method, are answered in OpenAI's shape (docs/design.md, "OpenAI-compatible API").
+pub fn speaks_openai(request: &Request) -> bool {
+    route(request_path(request)).is_some_and(|matched| matched.route.path == IMAGE_GENERATIONS)
 }
 
 /// What a request asks of the API: its endpoint and the path's parameters; the `no-route` or
@@ -334,6 +349,16 @@ mod tests {
             endpoint(&list).expect("a route").0,
             Endpoint::Submit(Su::ListPredictions)
         );
+    }
+
+    #[test]
+    fn only_the_openai_route_speaks_openai_whatever_the_method() {
+        assert!(speaks_openai(&request(Method::POST, "/v1/images/generations")));
+        assert!(speaks_openai(&request(Method::GET, "/v1/images/generations/")));
+        assert!(!speaks_openai(&request(Method::POST, "/v1/predictions")));
+        assert!(!speaks_openai(&request(Method::GET, "/v1/images")));
+        let create = request(Method::POST, "/v1/images/generations");
+        assert_eq!(endpoint(&create).expect("a route").0.class(), RouteClass::Create);
     }
 
     #[test]

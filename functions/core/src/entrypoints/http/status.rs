@@ -153,7 +153,9 @@ pub async fn handle<S: JobStore + KeyStore + QuotaStore + SigningStore>(
     request: Request,
 ) -> Response<Body> {
     let span = tracing::info_span!("status", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async { respond(answer(api, &request).await) }.instrument(span).await
+    async { respond(&request, answer(api, &request).await) }
+        .instrument(span)
+        .await
 }
 
 async fn answer<S: JobStore + KeyStore + QuotaStore + SigningStore>(

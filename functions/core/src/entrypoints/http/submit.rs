@@ -2,48 +2,55 @@
 //! `Prefer: wait`) and `POST /media/jobs/{job_id}/cancel`, and their Replicate-compatible
 //! forms `POST /v1/predictions`, `POST /v1/models/{owner}/{name}/predictions` and
 //! `POST /v1/predictions/{id}/cancel`; and `GET /v1/predictions`, a read on the same path as
-//! creating in Replicate's API, so served here where every method of that path arrives.
+//! creating in Replicate's API, so served here where every method of that path arrives; and
+//! `POST /v1/images/generations`, the OpenAI-compatible API's, which creates a job and answers
+//! its images.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 use super::problem::Problem;
-use super::replicate;
 use super::requests::GenerateBody;
 use super::routes::{self, Endpoint, SubmitEndpoint};
 use super::{
     ApiError, api_root, applied_wait, base_path, idempotency_key, json_body, json_response, preferred_wait, respond,
     with_caller,
 };
+use super::{openai, replicate};
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
 use crate::entrypoints::views::{AcceptedView, FileLinks, JobView, accepted_body, job_body, links, status_url};
-use crate::ports::{JobQueue, JobStore, KeyStore, ProviderGate, QuotaStore};
+use crate::ports::{JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
+use crate::services::content::ContentService;
 use crate::services::read::{ReadService, Waited};
 use crate::services::submit::SubmitService;
 
 /// What the `submit` function serves.
-pub struct SubmitApi<S, Q> {
+pub struct SubmitApi<S, Q, M> {
     pub auth: Authenticator<S>,
     pub submit: SubmitService<S, Q>,
     pub cancel: CancelService<S>,
     pub reads: ReadService<S>,
+    /// The images' bytes, which the OpenAI-compatible API answers as base64.
+    pub content: ContentService<S, M>,
     pub links: FileLinks,
 }
 
-pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
-    api: &SubmitApi<S, Q>,
+pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+    api: &SubmitApi<S, Q, M>,
     request: Request,
 ) -> Response<Body> {
     let span = tracing::info_span!("submit", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
-    async { respond(answer(api, &request).await) }.instrument(span).await
+    async { respond(&request, answer(api, &request).await) }
+        .instrument(span)
+        .await
 }
 
-async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
-    api: &SubmitApi<S, Q>,
+async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+    api: &SubmitApi<S, Q, M>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let (endpoint, matched) = routes::endpoint(request)?;
@@ -68,6 +75,9 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>
             SubmitEndpoint::CancelPrediction => {
                 replicate::cancel(&api.cancel, caller, matched.param("prediction_id"), request, &api.links).await
             }
+            SubmitEndpoint::CreateImage => {
+                openai::generate(&api.submit, &api.reads, &api.content, caller, request, &api.links).await
+            }
         },
     )
     .await
@@ -82,8 +92,8 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>
         (status = 200, description = "An idempotent replay, or with Prefer: wait the job, final", body = AcceptedView),
         (status = 400, description = "The body is not JSON, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"), (status = 402, description = "The owner's monthly budget of images or dollars is used up (GET /media/usage)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
-    api: &SubmitApi<S, Q>,
+pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+    api: &SubmitApi<S, Q, M>,
     caller: &Caller,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -146,8 +156,8 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is already final", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue>(
-    api: &SubmitApi<S, Q>,
+pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+    api: &SubmitApi<S, Q, M>,
     caller: &Caller,
     raw_id: &str,
     request: &Request,
