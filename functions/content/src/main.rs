@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let api = ContentApi {
         auth: Authenticator::new(store.clone()),
         content: ContentService::new(store, media, config.presign_ttl),
-        links: bootstrap::or_exit(bootstrap::file_links(&config, &sdk).await),
+        links: bootstrap::file_links_on_first_use(&config, &sdk),
     };
     let api = &api;
     lambda_http::run(lambda_http::service_fn(move |request| async move {

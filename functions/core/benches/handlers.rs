@@ -21,7 +21,7 @@ use mediagen::domain::generation::RequestPolicy;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::domain::keys::{ApiKey, Owner};
 use mediagen::domain::quota::QuotaDefaults;
-use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
+use mediagen::entrypoints::http::{OnFirstUse, content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::views::FileLinks;
 use mediagen::entrypoints::{http, sqs};
 use mediagen::ports::{JobStore, MediaStore};
@@ -161,7 +161,7 @@ fn submit_api(
         cancel: CancelService::new(store.clone(), Notifier::off()),
         reads: ReadService::new(store.clone()),
         content: ContentService::new(store, media, TTL),
-        links: links(),
+        links: OnFirstUse::ready(links()),
     }
 }
 
@@ -274,13 +274,13 @@ fn benches(c: &mut Criterion) {
     let content = ContentApi {
         auth: Authenticator::new(store.clone()),
         content: ContentService::new(store.clone(), media.clone(), TTL),
-        links: links(),
+        links: OnFirstUse::ready(links()),
     };
     let reads = StatusApi {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store.clone()),
-        links: links(),
-        webhook_secrets: None,
+        links: OnFirstUse::ready(links()),
+        webhook_secrets: OnFirstUse::ready(None),
         openapi: http::status::LazyBody::new(Box::new(String::new)),
         models: mediagen::entrypoints::views::model_list(&Default::default()),
         quota_defaults: QuotaDefaults::default(),

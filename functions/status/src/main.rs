@@ -6,23 +6,18 @@ use mediagen::adapters::aws;
 use mediagen::adapters::dynamodb::DynamoJobStore;
 use mediagen::entrypoints::http::{self, status::LazyBody, status::StatusApi};
 use mediagen::runtime::bootstrap;
-use mediagen::services::{auth::Authenticator, read::ReadService, webhooks::WebhookSecrets};
+use mediagen::services::{auth::Authenticator, read::ReadService};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
-    // Both secrets at once, each one read of the secret store.
-    let (links, webhook_keys) = tokio::join!(
-        bootstrap::file_links(&config, &sdk),
-        bootstrap::signing_keys(&config, &sdk)
-    );
     let api = StatusApi {
         auth: Authenticator::new(store.clone()),
         reads: ReadService::new(store.clone()),
-        links: bootstrap::or_exit(links),
+        links: bootstrap::file_links_on_first_use(&config, &sdk),
         // Without WEBHOOK_SECRET_PARAMETER this deployment signs no webhooks, and has no secret to show.
-        webhook_secrets: bootstrap::or_exit(webhook_keys).map(|keys| WebhookSecrets::new(store, keys)),
+        webhook_secrets: bootstrap::webhook_secrets_on_first_use(&config, &sdk, store),
         openapi: {
             let models: Vec<String> = config.catalogue.names().into_iter().map(str::to_owned).collect();
             LazyBody::new(Box::new(move || http::openapi::document(&models).to_string()))

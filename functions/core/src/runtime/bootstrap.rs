@@ -10,8 +10,9 @@ use crate::adapters::{aws, ssm};
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::secret::Secret;
 use crate::domain::webhook::MasterKey;
+use crate::entrypoints::http::OnFirstUse;
 use crate::entrypoints::views::FileLinks;
-use crate::services::webhooks::{Notifier, SigningKeys};
+use crate::services::webhooks::{Notifier, SigningKeys, WebhookSecrets};
 
 /// Starts logging and reads the settings; a bad setting ends the process with one line naming it.
 pub async fn cold_start() -> (Config, SdkConfig) {
@@ -64,6 +65,45 @@ pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, C
     Ok(FileLinks {
         signer: secret.map(FileLinkSigner::new),
         ttl: config.presign_ttl,
+    })
+}
+
+/// The file links, made at the first request that hands out or checks one: their key, when
+/// there is one, is read from the secret store then (docs/design.md, "Configuration").
+pub fn file_links_on_first_use(config: &Config, sdk: &SdkConfig) -> OnFirstUse<FileLinks> {
+    if config.file_url_secret_parameter.is_none() {
+        return OnFirstUse::ready(FileLinks {
+            signer: None,
+            ttl: config.presign_ttl,
+        });
+    }
+    let (config, sdk) = (config.clone(), sdk.clone());
+    OnFirstUse::new(move || {
+        let (config, sdk) = (config.clone(), sdk.clone());
+        async move { file_links(&config, &sdk).await.map_err(|e| e.to_string()) }
+    })
+}
+
+/// The owners' webhook secrets, made at the first request for one: their master key is read
+/// from the secret store then; `None` when this deployment signs no webhooks.
+pub fn webhook_secrets_on_first_use<S>(
+    config: &Config,
+    sdk: &SdkConfig,
+    store: S,
+) -> OnFirstUse<Option<WebhookSecrets<S>>>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if config.webhook_secret_parameter.is_none() {
+        return OnFirstUse::ready(None);
+    }
+    let (config, sdk) = (config.clone(), sdk.clone());
+    OnFirstUse::new(move || {
+        let (config, sdk, store) = (config.clone(), sdk.clone(), store.clone());
+        async move {
+            let keys = signing_keys(&config, &sdk).await.map_err(|e| e.to_string())?;
+            Ok(keys.map(|keys| WebhookSecrets::new(store, keys)))
+        }
     })
 }
 

@@ -24,7 +24,7 @@ use mediagen::domain::quota::QuotaDefaults;
 use mediagen::domain::retry::Backoff;
 use mediagen::domain::secret::Secret;
 use mediagen::domain::webhook::MasterKey;
-use mediagen::entrypoints::http::{content::ContentApi, status::StatusApi, submit::SubmitApi};
+use mediagen::entrypoints::http::{OnFirstUse, content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::views::FileLinks;
 use mediagen::ports::{ImageModel, JobQueue};
 use mediagen::runtime::provision::{Provisioned, Resources, provision};
@@ -171,7 +171,7 @@ impl Stack {
             cancel: CancelService::new(store.clone(), self.notifier()),
             reads: ReadService::new(store.clone()),
             content: ContentService::new(store, self.media(), Duration::from_secs(900)),
-            links: file_links(),
+            links: OnFirstUse::ready(file_links()),
         }
     }
 
@@ -250,8 +250,8 @@ impl Stack {
         StatusApi {
             auth: Authenticator::new(self.store()),
             reads: ReadService::new(self.store()),
-            links: file_links(),
-            webhook_secrets: Some(WebhookSecrets::new(self.store(), signing_keys())),
+            links: OnFirstUse::ready(file_links()),
+            webhook_secrets: OnFirstUse::ready(Some(WebhookSecrets::new(self.store(), signing_keys()))),
             openapi: mediagen::entrypoints::http::status::LazyBody::new(Box::new(|| {
                 mediagen::entrypoints::http::openapi::local_document().to_string()
             })),
@@ -273,7 +273,7 @@ impl Stack {
         ContentApi {
             auth: Authenticator::new(self.store()),
             content: ContentService::new(self.store(), media, ttl),
-            links: file_links(),
+            links: OnFirstUse::ready(file_links()),
         }
     }
 

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use super::problem::Problem;
 use super::replicate;
 use super::routes::{self, ContentEndpoint, Endpoint};
-use super::{ApiError, accepts_json, json_response, respond, with_caller};
+use super::{ApiError, OnFirstUse, accepts_json, json_response, respond, with_caller};
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
 use crate::entrypoints::views::{ContentLinkView, FileLinks};
@@ -21,7 +21,8 @@ use crate::services::content::{ContentError, ContentService};
 pub struct ContentApi<S, M> {
     pub auth: Authenticator<S>,
     pub content: ContentService<S, M>,
-    pub links: FileLinks,
+    /// Made at the first request that hands out or checks a file link.
+    pub links: OnFirstUse<FileLinks>,
 }
 
 pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
@@ -48,7 +49,7 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
         Endpoint::Content(ContentEndpoint::File) => {
             let id = MediaId::parse(raw_id).map_err(|_| ApiError::MalformedId { param: "media_id" })?;
             // A signed link needs no key, so it counts against none.
-            if replicate::signed(&api.links, id, request) {
+            if replicate::signed(api.links.get().await?, id, request) {
                 return replicate::file(&api.content, None, id).await;
             }
             with_caller(&api.auth, request, endpoint.class(), async |caller| {

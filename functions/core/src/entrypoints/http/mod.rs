@@ -11,7 +11,10 @@ pub mod routes;
 pub mod status;
 pub mod submit;
 
+use std::future::Future;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -19,7 +22,7 @@ use serde::Serialize;
 
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::limits::{Allowance, RouteClass};
-use crate::ports::KeyStore;
+use crate::ports::{KeyStore, StoreError};
 use crate::services::auth::{Authenticator, Caller};
 pub use problem::{ApiError, stamp};
 
@@ -31,6 +34,54 @@ pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// can take (two 2000-character texts of escaped surrogate pairs, 12 bytes a character), so
 /// that a body over it is never a valid one.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A value made at its first use, once (docs/design.md, "Configuration"): the secret it needs is
+/// read from the secret store then, so that a cold start waits for no read and an instance that
+/// never needs the value never reads it. A making that failed is tried again at the next use.
+pub struct OnFirstUse<T> {
+    value: tokio::sync::OnceCell<T>,
+    make: Option<MakeValue<T>>,
+}
+
+type MakeValue<T> = Box<dyn Fn() -> BoxFuture<'static, Result<T, String>> + Send + Sync>;
+
+impl<T> OnFirstUse<T> {
+    /// A value made already (a deployment with no secret to read, or a test).
+    pub fn ready(value: T) -> Self {
+        Self {
+            value: tokio::sync::OnceCell::new_with(Some(value)),
+            make: None,
+        }
+    }
+
+    /// A value `make` makes at its first use.
+    pub fn new<F, Fut>(make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, String>> + Send + 'static,
+    {
+        Self {
+            value: tokio::sync::OnceCell::new(),
+            make: Some(Box::new(move || Box::pin(make()))),
+        }
+    }
+
+    /// The value; a failure to make it is the backend's, answered `503` and tried again later.
+    pub async fn get(&self) -> Result<&T, ApiError> {
+        self.value
+            .get_or_try_init(|| async {
+                match &self.make {
+                    Some(make) => make().await,
+                    None => Err("nothing makes this value".to_owned()),
+                }
+            })
+            .await
+            .map_err(|reason| {
+                tracing::error!(%reason, "a value made at its first use could not be made");
+                ApiError::Store(StoreError::Unavailable(reason))
+            })
+    }
+}
 
 /// Renders the outcome of a handler: the response, or its error as the route writes errors (a
 /// problem, or OpenAI's shape on the OpenAI-compatible route).
@@ -196,4 +247,38 @@ fn accepts_json(request: &Request) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|media| media.split(';').next().unwrap_or_default().trim() == "application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_value_is_made_at_its_first_use_once_and_again_after_a_failure() {
+        let makings = Arc::new(AtomicU32::new(0));
+        let counted = makings.clone();
+        let value = OnFirstUse::new(move || {
+            let making = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                match making {
+                    1 => Err("the secret store did not answer".to_owned()),
+                    n => Ok(n),
+                }
+            }
+        });
+        assert_eq!(
+            makings.load(Ordering::SeqCst),
+            0,
+            "nothing is made before its first use"
+        );
+        let failed = value.get().await.unwrap_err();
+        assert_eq!(failed.problem().status, 503);
+        assert_eq!(*value.get().await.unwrap(), 2, "a failed making is tried again");
+        assert_eq!(*value.get().await.unwrap(), 2);
+        assert_eq!(makings.load(Ordering::SeqCst), 2, "made once it succeeded");
+        assert_eq!(*OnFirstUse::ready(7).get().await.unwrap(), 7);
+    }
 }

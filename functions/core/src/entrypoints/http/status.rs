@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::problem::Problem;
 use super::replicate;
 use super::routes::{self, Endpoint, PublicEndpoint, StatusEndpoint};
-use super::{ApiError, applied_wait, base_path, json_response, preferred_wait, respond, with_caller};
+use super::{ApiError, OnFirstUse, applied_wait, base_path, json_response, preferred_wait, respond, with_caller};
 use crate::domain::generation::FieldError;
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
@@ -36,9 +36,11 @@ use crate::services::webhooks::WebhookSecrets;
 pub struct StatusApi<S> {
     pub auth: Authenticator<S>,
     pub reads: ReadService<S>,
-    pub links: FileLinks,
-    /// The owners' webhook secrets, when this deployment signs webhooks.
-    pub webhook_secrets: Option<WebhookSecrets<S>>,
+    /// Made at the first request that hands out or checks a file link.
+    pub links: OnFirstUse<FileLinks>,
+    /// The owners' webhook secrets, when this deployment signs webhooks: made at the first
+    /// request for one.
+    pub webhook_secrets: OnFirstUse<Option<WebhookSecrets<S>>>,
     /// `GET /openapi.json`, for this deployment's models.
     pub openapi: LazyBody,
     /// `GET /v1/models`: the catalogue.
@@ -175,7 +177,14 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + SigningStore>(
     };
     let mut response = with_caller(&api.auth, request, endpoint.class(), async |caller| match reads {
         StatusEndpoint::GetPrediction => {
-            replicate::get(&api.reads, caller, matched.param("prediction_id"), request, &api.links).await
+            replicate::get(
+                &api.reads,
+                caller,
+                matched.param("prediction_id"),
+                request,
+                api.links.get().await?,
+            )
+            .await
         }
         StatusEndpoint::WebhookSecret => webhook_secret(api, caller, matched.route.path).await,
         StatusEndpoint::RotateWebhookSecret => rotate_webhook_secret(api, caller, request, matched.route.path).await,
@@ -246,7 +255,7 @@ pub(super) async fn webhook_secret<S: SigningStore>(
     caller: &Caller,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let secrets = signing(api, path)?;
+    let secrets = signing(api, path).await?;
     Ok(json_response(
         StatusCode::OK,
         &WebhookSecretView {
@@ -256,8 +265,10 @@ pub(super) async fn webhook_secret<S: SigningStore>(
 }
 
 /// The owners' webhook secrets; a deployment that signs no webhooks serves neither route.
-fn signing<'a, S>(api: &'a StatusApi<S>, path: &str) -> Result<&'a WebhookSecrets<S>, ApiError> {
+async fn signing<'a, S>(api: &'a StatusApi<S>, path: &str) -> Result<&'a WebhookSecrets<S>, ApiError> {
     api.webhook_secrets
+        .get()
+        .await?
         .as_ref()
         .ok_or_else(|| ApiError::NoRoute(path.to_owned()))
 }
@@ -280,7 +291,7 @@ pub(super) async fn rotate_webhook_secret<S: SigningStore>(
     request: &Request,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let secrets = signing(api, path)?;
+    let secrets = signing(api, path).await?;
     let grace = grace(request.query_string_parameters().iter()).map_err(ApiError::InvalidQuery)?;
     let rotated = secrets.rotate(&caller.owner, grace).await?;
     tracing::info!(grace_s = grace.as_secs(), "webhook secret rotated");

@@ -14,8 +14,8 @@ use super::problem::Problem;
 use super::requests::GenerateBody;
 use super::routes::{self, Endpoint, SubmitEndpoint};
 use super::{
-    ApiError, api_root, applied_wait, base_path, idempotency_key, json_body, json_response, preferred_wait, respond,
-    with_caller,
+    ApiError, OnFirstUse, api_root, applied_wait, base_path, idempotency_key, json_body, json_response, preferred_wait,
+    respond, with_caller,
 };
 use super::{openai, replicate};
 use crate::domain::ids::JobId;
@@ -36,7 +36,8 @@ pub struct SubmitApi<S, Q, M> {
     pub reads: ReadService<S>,
     /// The images' bytes, which the OpenAI-compatible API answers as base64.
     pub content: ContentService<S, M>,
-    pub links: FileLinks,
+    /// Made at the first request that hands out or checks a file link.
+    pub links: OnFirstUse<FileLinks>,
 }
 
 pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
@@ -65,18 +66,43 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue,
             SubmitEndpoint::Generate => generate(api, caller, request).await,
             SubmitEndpoint::CancelJob => cancel(api, caller, matched.param("job_id"), request).await,
             SubmitEndpoint::CreatePrediction => {
-                replicate::create(&api.submit, &api.reads, caller, None, request, &api.links).await
+                replicate::create(&api.submit, &api.reads, caller, None, request, api.links.get().await?).await
             }
             SubmitEndpoint::CreateModelPrediction => {
                 let model = format!("{}/{}", matched.param("owner"), matched.param("name"));
-                replicate::create(&api.submit, &api.reads, caller, Some(model), request, &api.links).await
+                replicate::create(
+                    &api.submit,
+                    &api.reads,
+                    caller,
+                    Some(model),
+                    request,
+                    api.links.get().await?,
+                )
+                .await
             }
-            SubmitEndpoint::ListPredictions => replicate::list(&api.reads, caller, request, &api.links).await,
+            SubmitEndpoint::ListPredictions => {
+                replicate::list(&api.reads, caller, request, api.links.get().await?).await
+            }
             SubmitEndpoint::CancelPrediction => {
-                replicate::cancel(&api.cancel, caller, matched.param("prediction_id"), request, &api.links).await
+                replicate::cancel(
+                    &api.cancel,
+                    caller,
+                    matched.param("prediction_id"),
+                    request,
+                    api.links.get().await?,
+                )
+                .await
             }
             SubmitEndpoint::CreateImage => {
-                openai::generate(&api.submit, &api.reads, &api.content, caller, request, &api.links).await
+                openai::generate(
+                    &api.submit,
+                    &api.reads,
+                    &api.content,
+                    caller,
+                    request,
+                    api.links.get().await?,
+                )
+                .await
             }
         },
     )
