@@ -1,13 +1,22 @@
 //! AWS clients, built once per cold start from the standard environment.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient, http_client_fn};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+    http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
+use bytes::Bytes;
 
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS SDK does.
 pub async fn sdk_config() -> SdkConfig {
@@ -83,10 +92,8 @@ pub fn image_timeouts(total: Duration) -> TimeoutConfig {
         .build()
 }
 
-/// The HTTPS client every SDK client of the process shares. It is built, and the system's trusted
-/// roots loaded (about 3 ms on a Debian-sized certificate store), when the first request needs
-/// it rather than at cold start: the SDK's own client would load them while the clients are
-/// constructed, before the function has any work.
+/// The HTTPS client every SDK client of the process shares. It is built, and its TLS roots
+/// parsed, when the first request needs it rather than at cold start.
 pub fn http_client() -> SharedHttpClient {
     static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
     http_client_fn(|settings, components| {
@@ -100,9 +107,106 @@ pub fn http_client() -> SharedHttpClient {
 /// [`http_client`]; one that starts and ends runtimes (each `#[tokio::test]`) needs a client per
 /// runtime, as a pooled connection dies with the runtime that opened it.
 pub fn fresh_http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    SharedHttpClient::new(SdkHttpClient::default())
+}
+
+/// The SDK's HTTP client on reqwest, which the functions link anyway for the providers and the
+/// webhooks: the SDK's own client always links HTTP/2 (h2 and hyper's HTTP/2 side, the largest
+/// part of every zip left, scripts/bench/method.md), though AWS is called over HTTP/1.1. One
+/// reqwest client per pair of timeouts the SDK asks for, each with its own connection pool.
+#[derive(Debug, Default)]
+struct SdkHttpClient {
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
+}
+
+/// The connect and read timeouts the SDK asks of a connector.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+impl HttpClient for SdkHttpClient {
+    fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        let timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut connectors = self.connectors.lock().unwrap_or_else(PoisonError::into_inner);
+        connectors
+            .entry(timeouts)
+            .or_insert_with(|| SharedHttpConnector::new(SdkConnector::new(timeouts)))
+            .clone()
+    }
+}
+
+/// Sends the SDK's requests through one reqwest client.
+#[derive(Debug, Clone)]
+struct SdkConnector {
+    client: Result<reqwest::Client, Arc<reqwest::Error>>,
+}
+
+impl SdkConnector {
+    fn new((connect, read): Timeouts) -> Self {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .http1_only()
+            // The SDK follows no redirect: S3 answers a wrong region with one, which must fail.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(connect) = connect {
+            builder = builder.connect_timeout(connect);
+        }
+        if let Some(read) = read {
+            builder = builder.read_timeout(read);
+        }
+        Self {
+            client: builder.build().map_err(Arc::new),
+        }
+    }
+}
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self.client.clone();
+        HttpConnectorFuture::new(async move {
+            let client = client.map_err(|e| ConnectorError::other(e.to_string().into(), None))?;
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::user(Box::new(e)))?;
+            let (parts, body) = request.into_parts();
+            // Every body the SDK sends here is in memory; a streamed one is gathered first.
+            let body = match body.bytes() {
+                Some(bytes) => Bytes::copy_from_slice(bytes),
+                None => ByteStream::new(body)
+                    .collect()
+                    .await
+                    .map_err(|e| ConnectorError::user(Box::new(e)))?
+                    .into_bytes(),
+            };
+            let url = parts.uri.to_string();
+            let response = client
+                .request(parts.method, url)
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(connector_error)?;
+            let mut answer = http::Response::builder().status(response.status());
+            if let Some(headers) = answer.headers_mut() {
+                headers.extend(response.headers().clone());
+            }
+            let bytes = response.bytes().await.map_err(connector_error)?;
+            let answer = answer
+                .body(SdkBody::from(bytes))
+                .map_err(|e| ConnectorError::other(Box::new(e), None))?;
+            HttpResponse::try_from(answer).map_err(|e| ConnectorError::other(Box::new(e), None))
+        })
+    }
+}
+
+/// A failed exchange as the SDK's retry rules read it: a timeout or an I/O failure is worth
+/// another try; anything else is not.
+fn connector_error(error: reqwest::Error) -> ConnectorError {
+    if error.is_timeout() {
+        ConnectorError::timeout(Box::new(error))
+    } else if error.is_connect() || error.is_request() || error.is_body() {
+        ConnectorError::io(Box::new(error))
+    } else {
+        ConnectorError::other(Box::new(error), None)
+    }
 }
 
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
