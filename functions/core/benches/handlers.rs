@@ -24,7 +24,7 @@ use mediagen::domain::quota::QuotaDefaults;
 use mediagen::entrypoints::http::{OnFirstUse, content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::views::FileLinks;
 use mediagen::entrypoints::{http, sqs};
-use mediagen::ports::{JobStore, MediaStore};
+use mediagen::ports::{JobStore, MediaReader};
 use mediagen::runtime::provision::{Resources, provision};
 use mediagen::services::auth::Authenticator;
 use mediagen::services::cancel::CancelService;

@@ -478,20 +478,25 @@ pub struct PresignedUrl {
     pub expires_at: DateTime<Utc>,
 }
 
-pub trait MediaStore: Send + Sync {
-    /// The bucket new media is written to.
-    fn bucket(&self) -> &str;
-    fn put(&self, key: &str, body: Bytes, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+/// Reads stored media: what the functions that serve images need, and no more.
+pub trait MediaReader: Send + Sync {
     /// The bytes of a stored object.
     fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Bytes, MediaError>> + Send;
-    /// Removes objects an attempt wrote but never committed.
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
     fn presign_get(
         &self,
         bucket: &str,
         key: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<PresignedUrl, MediaError>> + Send;
+}
+
+/// Reads and writes stored media: what the functions that make images need.
+pub trait MediaStore: MediaReader {
+    /// The bucket new media is written to.
+    fn bucket(&self) -> &str;
+    fn put(&self, key: &str, body: Bytes, content_type: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
+    /// Removes objects an attempt wrote but never committed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), MediaError>> + Send;
 }
 
 /// One encoded image, ready to store.

@@ -2,7 +2,7 @@
 //! creates of the Replicate- and OpenAI-compatible APIs.
 
 use mediagen::adapters::aws;
-use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::PresignedMediaReader, sqs::SqsJobQueue};
 use mediagen::entrypoints::http::{self, submit::SubmitApi};
 use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
@@ -14,9 +14,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
     let webhooks = bootstrap::webhook_notifier(&config, &sdk);
-    // The images' bytes, for the OpenAI-compatible API's base64 answers.
+    // The images' bytes, for the OpenAI-compatible API's base64 answers: read without the S3 SDK.
     let media = bootstrap::or_exit(
-        S3MediaStore::from_sdk(&sdk, &config.media_bucket, config.presign_endpoint_url.as_deref())
+        PresignedMediaReader::from_sdk(&sdk, config.presign_endpoint_url.as_deref())
             .map_err(|e| ConfigError::Startup(e.to_string())),
     );
     let api = SubmitApi {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::auth::Caller;
 use crate::domain::ids::MediaId;
 use crate::domain::job::MediaItem;
-use crate::ports::{JobStore, MediaError, MediaStore, PresignedUrl, StoreError};
+use crate::ports::{JobStore, MediaError, MediaReader, PresignedUrl, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
@@ -23,7 +23,7 @@ pub struct ContentService<S, M> {
     ttl: Duration,
 }
 
-impl<S: JobStore, M: MediaStore> ContentService<S, M> {
+impl<S: JobStore, M: MediaReader> ContentService<S, M> {
     pub fn new(store: S, media: M, ttl: Duration) -> Self {
         Self { store, media, ttl }
     }

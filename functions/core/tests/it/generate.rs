@@ -15,8 +15,8 @@ use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::{Backoff, Budget, LONGEST_HOLD};
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{
-    Claim, Commit, GeneratedImage, ImageModel, JobQueue, JobStore, MediaStore, ModelError, RunLog, StoreError,
-    Transition,
+    Claim, Commit, GeneratedImage, ImageModel, JobQueue, JobStore, MediaReader, MediaStore, ModelError, RunLog,
+    StoreError, Transition,
 };
 use mediagen::services::generate::{GenerateSettings, Generator};
 use serde_json::json;

@@ -14,7 +14,7 @@ use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::webhook::HttpWebhookSender;
 use mediagen::adapters::{
     dynamodb::DynamoJobStore,
-    s3::S3MediaStore,
+    s3::{PresignedMediaReader, S3MediaStore},
     sqs::{SqsJobQueue, SqsWebhookQueue},
 };
 use mediagen::domain::file_urls::FileLinkSigner;
@@ -136,6 +136,11 @@ impl Stack {
         S3MediaStore::from_sdk(&self.sdk, &self.resources.bucket, None).expect("media store")
     }
 
+    /// What `submit` reads images with: presigned URLs, no S3 client.
+    pub fn media_reader(&self) -> PresignedMediaReader {
+        PresignedMediaReader::from_sdk(&self.sdk, None).expect("media reader")
+    }
+
     pub fn policy(&self) -> RequestPolicy {
         RequestPolicy {
             catalogue: local_catalogue(),
@@ -144,11 +149,11 @@ impl Stack {
     }
 
     /// What the `submit` function serves, with this stack's adapters.
-    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue, S3MediaStore> {
+    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue, PresignedMediaReader> {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
+    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
         self.submit_api_on(self.store(), queue)
     }
 
@@ -157,7 +162,7 @@ impl Stack {
         &self,
         store: DynamoJobStore,
         queue: Q,
-    ) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
+    ) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
         SubmitApi {
             auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
@@ -170,7 +175,7 @@ impl Stack {
             ),
             cancel: CancelService::new(store.clone(), self.notifier()),
             reads: ReadService::new(store.clone()),
-            content: ContentService::new(store, self.media(), Duration::from_secs(900)),
+            content: ContentService::new(store, self.media_reader(), Duration::from_secs(900)),
             links: OnFirstUse::ready(file_links()),
         }
     }

@@ -16,7 +16,7 @@ use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::domain::ids::{JobId, MediaId};
 use mediagen::entrypoints::http;
 use mediagen::entrypoints::sqs;
-use mediagen::ports::JobStore;
+use mediagen::ports::{JobStore, MediaError, MediaReader, MediaStore};
 use serde_json::{Value, json};
 
 /// Submits a job through the real handler and runs `generate` on its message.
@@ -330,4 +330,25 @@ async fn a_jobs_media_are_read_consistently_and_whole_from_partial_batch_answers
     )
     .await;
     assert_eq!(json_of(&response)["media"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn submits_media_reader_reads_an_object_through_a_presigned_url_and_reports_a_missing_one() {
+    let stack = Stack::new().await;
+    let bytes = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n not really a picture");
+    stack
+        .media()
+        .put("media/x/0.png", bytes.clone(), "image/png")
+        .await
+        .unwrap();
+    let reader = stack.media_reader();
+    assert_eq!(
+        reader.get(&stack.resources.bucket, "media/x/0.png").await.unwrap(),
+        bytes
+    );
+    let missing = reader.get(&stack.resources.bucket, "media/x/1.png").await.unwrap_err();
+    assert!(
+        matches!(missing, MediaError::Unavailable(ref m) if m.contains("404")),
+        "{missing:?}"
+    );
 }

@@ -13,7 +13,7 @@ use super::{ApiError, OnFirstUse, accepts_json, json_response, respond, with_cal
 use crate::domain::ids::MediaId;
 use crate::domain::timestamp;
 use crate::entrypoints::views::{ContentLinkView, FileLinks};
-use crate::ports::{JobStore, KeyStore, MediaError, MediaStore};
+use crate::ports::{JobStore, KeyStore, MediaError, MediaReader};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::content::{ContentError, ContentService};
 
@@ -25,7 +25,10 @@ pub struct ContentApi<S, M> {
     pub links: OnFirstUse<FileLinks>,
 }
 
-pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M>, request: Request) -> Response<Body> {
+pub async fn handle<S: JobStore + KeyStore, M: MediaReader>(
+    api: &ContentApi<S, M>,
+    request: Request,
+) -> Response<Body> {
     let span =
         tracing::info_span!("content", request_id = %super::request_id(&request), job_id = tracing::field::Empty);
     async { respond(&request, answer(api, &request).await) }
@@ -33,7 +36,7 @@ pub async fn handle<S: JobStore + KeyStore, M: MediaStore>(api: &ContentApi<S, M
         .await
 }
 
-async fn answer<S: JobStore + KeyStore, M: MediaStore>(
+async fn answer<S: JobStore + KeyStore, M: MediaReader>(
     api: &ContentApi<S, M>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -71,7 +74,7 @@ async fn answer<S: JobStore + KeyStore, M: MediaStore>(
         (status = 200, description = "The link, with Accept: application/json", body = ContentLinkView),
         (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn content<S: JobStore + KeyStore, M: MediaStore>(
+pub(super) async fn content<S: JobStore + KeyStore, M: MediaReader>(
     api: &ContentApi<S, M>,
     caller: &Caller,
     raw_id: &str,

@@ -16,7 +16,7 @@ use super::{ApiError, MAX_WAIT, api_root, idempotency_key, json_body, json_respo
 use crate::domain::images::{ResponseFormat, images_request};
 use crate::domain::job::{Interface, Job, JobStatus};
 use crate::entrypoints::views::{FileLinks, ImageDataView, ImagesView, image_links, images_body};
-use crate::ports::{JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
+use crate::ports::{JobQueue, JobStore, KeyStore, MediaReader, ProviderGate, QuotaStore};
 use crate::services::auth::Caller;
 use crate::services::content::ContentService;
 use crate::services::read::{ReadService, Waited};
@@ -39,7 +39,7 @@ const MAX_B64_BYTES: u64 = 4 * 1024 * 1024;
         (status = 503, description = "A backend did not answer; try again after Retry-After", body = OpenAiError),
         (status = 504, description = "The job is not final in time; it goes on, x-mediagen-job-id names it", body = OpenAiError, headers(("x-mediagen-job-id" = String, description = "The job, to fetch later"))),
     ))]
-pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaReader>(
     submit: &SubmitService<S, Q>,
     reads: &ReadService<S>,
     content: &ContentService<S, M>,
@@ -99,7 +99,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
 }
 
 /// The job's images as base64, if they fit one answer.
-async fn encoded<S: JobStore, M: MediaStore>(
+async fn encoded<S: JobStore, M: MediaReader>(
     reads: &ReadService<S>,
     content: &ContentService<S, M>,
     caller: &Caller,

@@ -19,7 +19,7 @@ use crate::domain::job::Interface;
 use crate::domain::listing::ListQuery;
 use crate::domain::prediction::{PredictionStatus, generate_body, input_field};
 use crate::entrypoints::views::{FileLinks, PredictionView, prediction_body};
-use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
+use crate::ports::{JobPage, JobQueue, JobStore, KeyStore, MediaReader, ProviderGate, QuotaStore};
 use crate::services::auth::Caller;
 use crate::services::cancel::{CancelError, CancelService, Canceled};
 use crate::services::content::ContentService;
@@ -242,7 +242,7 @@ pub(super) fn signed(links: &FileLinks, id: MediaId, request: &Request) -> bool 
         ("signature" = Option<String>, Query, description = "A signed link's signature"),
     ),
     responses((status = 200, description = "The image's bytes", content_type = "image/*"), (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn file<S: JobStore + KeyStore, M: MediaStore>(
+pub(super) async fn file<S: JobStore + KeyStore, M: MediaReader>(
     content: &ContentService<S, M>,
     caller: Option<&Caller>,
     id: MediaId,

@@ -21,7 +21,7 @@ use super::{openai, replicate};
 use crate::domain::ids::JobId;
 use crate::domain::job::Interface;
 use crate::entrypoints::views::{AcceptedView, FileLinks, JobView, accepted_body, job_body, links, status_url};
-use crate::ports::{JobQueue, JobStore, KeyStore, MediaStore, ProviderGate, QuotaStore};
+use crate::ports::{JobQueue, JobStore, KeyStore, MediaReader, ProviderGate, QuotaStore};
 use crate::services::auth::{Authenticator, Caller};
 use crate::services::cancel::{CancelService, Canceled};
 use crate::services::content::ContentService;
@@ -40,7 +40,7 @@ pub struct SubmitApi<S, Q, M> {
     pub links: OnFirstUse<FileLinks>,
 }
 
-pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaReader>(
     api: &SubmitApi<S, Q, M>,
     request: Request,
 ) -> Response<Body> {
@@ -50,7 +50,7 @@ pub async fn handle<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQu
         .await
 }
 
-async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaReader>(
     api: &SubmitApi<S, Q, M>,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -118,7 +118,7 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue,
         (status = 200, description = "An idempotent replay, or with Prefer: wait the job, final", body = AcceptedView),
         (status = 400, description = "The body is not JSON, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is over 64 KiB", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"), (status = 402, description = "The owner's monthly budget of images or dollars is used up (GET /media/usage)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"), (status = 503, description = "A backend did not answer; try again after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaReader>(
     api: &SubmitApi<S, Q, M>,
     caller: &Caller,
     request: &Request,
@@ -182,7 +182,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is already final", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaStore>(
+pub(super) async fn cancel<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q: JobQueue, M: MediaReader>(
     api: &SubmitApi<S, Q, M>,
     caller: &Caller,
     raw_id: &str,
