@@ -45,7 +45,9 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "unit tests"
-cargo test --workspace --locked --lib --bins
+# The libraries' tests; the CLI's, in its binary, run with the clients below (scripts/test-clients.sh),
+# and the functions' binaries have none.
+cargo test --workspace --locked --lib
 # The hosted functions of the pumps and the gateway: crashes, timeouts, rebuilds, with no stack.
 cargo test -p mediagen-devtools --locked --test it -- hosted::
 

@@ -248,12 +248,13 @@ class Roles(unittest.TestCase):
                     self.allowed(role, "dynamodb:UpdateItem", self.table_arn, ["QUOTA#alice"]), role in writers
                 )
 
-    def test_only_generate_stores_and_removes_images_and_only_content_reads_them(self):
+    def test_only_generate_stores_and_removes_images_and_only_content_and_submit_read_them(self):
         image = f"{self.bucket_arn}/media/some-job/0.png"
         for role in ("SubmitRole", "GenerateRole", "StatusRole", "ContentRole"):
             with self.subTest(role=role):
                 self.assertEqual(self.allowed(role, "s3:PutObject", image), role == "GenerateRole")
-                self.assertEqual(self.allowed(role, "s3:GetObject", image), role == "ContentRole")
+                # submit reads them for the OpenAI-compatible API's base64 answers.
+                self.assertEqual(self.allowed(role, "s3:GetObject", image), role in ("ContentRole", "SubmitRole"))
                 # generate removes the images of an attempt whose job was canceled meanwhile.
                 self.assertEqual(self.allowed(role, "s3:DeleteObject", image), role == "GenerateRole")
                 self.assertFalse(self.allowed(role, "s3:GetObject", f"{self.bucket_arn}/elsewhere"))
