@@ -1,5 +1,11 @@
 //! What is wrong with a setting, for every part that reads its own at cold start: the function's
-//! configuration (runtime/config.rs) and each image model provider's (image_model/mod.rs).
+//! configuration (runtime/config.rs) and each image model provider's (image_model/mod.rs); and
+//! the one way a secret is read, from the SSM parameter a setting names.
+
+use aws_config::SdkConfig;
+
+use super::ssm;
+use crate::domain::secret::Secret;
 
 /// A setting that is missing or unusable; its message names the variable, on one line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,4 +30,12 @@ impl ConfigError {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// The secret the SSM parameter `parameter` holds, which the setting `setting` names; a failed
+/// read is that setting's error (docs/design.md, "Configuration").
+pub async fn stored_secret(sdk: &SdkConfig, setting: &'static str, parameter: &str) -> Result<Secret, ConfigError> {
+    ssm::parameter(sdk, parameter)
+        .await
+        .map_err(|reason| ConfigError::invalid(setting, parameter, &reason))
 }

@@ -4,9 +4,10 @@
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
+use crate::adapters::aws;
 use crate::adapters::image_model::Models;
+use crate::adapters::settings::stored_secret;
 use crate::adapters::sqs::{SqsJobQueue, SqsWebhookQueue};
-use crate::adapters::{aws, ssm};
 use crate::domain::file_urls::FileLinkSigner;
 use crate::domain::secret::Secret;
 use crate::domain::webhook::MasterKey;
@@ -33,30 +34,23 @@ pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
     }
 }
 
-/// A secret the SSM parameter `setting` names holds, read once, at cold start (docs/design.md,
+/// The secret the SSM parameter `setting` names holds, read once (docs/design.md,
 /// "Configuration"): `None` when no parameter is named.
-async fn stored_secret(
+async fn named_secret(
     sdk: &SdkConfig,
     setting: &'static str,
     parameter: Option<&String>,
 ) -> Result<Option<Secret>, ConfigError> {
-    let Some(parameter) = parameter else {
-        return Ok(None);
-    };
-    ssm::parameter(sdk, parameter)
-        .await
-        .map(Some)
-        .map_err(|reason| ConfigError::Invalid {
-            name: setting,
-            value: parameter.clone(),
-            reason,
-        })
+    match parameter {
+        Some(parameter) => stored_secret(sdk, setting, parameter).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// How the Replicate-compatible API's file links are made: signed for as long as the presigned
 /// URLs live when `FILE_URL_SECRET_PARAMETER` names the key.
 pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, ConfigError> {
-    let secret = stored_secret(
+    let secret = named_secret(
         sdk,
         "FILE_URL_SECRET_PARAMETER",
         config.file_url_secret_parameter.as_ref(),
@@ -143,7 +137,7 @@ pub fn dead_letter_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsJobQueue
 /// `None` when this deployment signs no webhooks (`deliver` needs them).
 pub async fn signing_keys(config: &Config, sdk: &SdkConfig) -> Result<Option<SigningKeys>, ConfigError> {
     let setting = "WEBHOOK_SECRET_PARAMETER";
-    let Some(secret) = stored_secret(sdk, setting, config.webhook_secret_parameter.as_ref()).await? else {
+    let Some(secret) = named_secret(sdk, setting, config.webhook_secret_parameter.as_ref()).await? else {
         return Ok(None);
     };
     // The value is a secret: the error names the setting only.

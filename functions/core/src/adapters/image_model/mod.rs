@@ -14,8 +14,7 @@ pub mod replicate;
 use aws_config::SdkConfig;
 use url::Url;
 
-use crate::adapters::settings::ConfigError;
-use crate::adapters::ssm;
+use crate::adapters::settings::{ConfigError, stored_secret};
 use crate::domain::catalogue::{Catalogue, ModelEntry, Provider};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
@@ -93,9 +92,7 @@ impl ProviderAccess {
     pub async fn token(&self, sdk: &SdkConfig) -> Result<Secret, ConfigError> {
         match (&self.token, &self.parameter) {
             (Some(token), _) => Ok(token.clone()),
-            (None, Some(parameter)) => ssm::parameter(sdk, parameter)
-                .await
-                .map_err(|reason| ConfigError::invalid(self.parameter_variable, parameter, &reason)),
+            (None, Some(parameter)) => stored_secret(sdk, self.parameter_variable, parameter).await,
             (None, None) => Err(ConfigError::Missing(self.token_variable)),
         }
     }
