@@ -1,6 +1,8 @@
 //! What every function does at cold start: logs, settings, the AWS configuration, and the
 //! adapters the settings choose.
 
+use std::time::Duration;
+
 use aws_config::SdkConfig;
 
 use super::config::{Config, ConfigError};
@@ -50,31 +52,32 @@ async fn named_secret(
 /// How the Replicate-compatible API's file links are made: signed for as long as the presigned
 /// URLs live when `FILE_URL_SECRET_PARAMETER` names the key.
 pub async fn file_links(config: &Config, sdk: &SdkConfig) -> Result<FileLinks, ConfigError> {
-    let secret = named_secret(
-        sdk,
-        "FILE_URL_SECRET_PARAMETER",
-        config.file_url_secret_parameter.as_ref(),
-    )
-    .await?;
+    links_signed_by(sdk, config.file_url_secret_parameter.as_ref(), config.presign_ttl).await
+}
+
+async fn links_signed_by(sdk: &SdkConfig, parameter: Option<&String>, ttl: Duration) -> Result<FileLinks, ConfigError> {
+    let secret = named_secret(sdk, "FILE_URL_SECRET_PARAMETER", parameter).await?;
     Ok(FileLinks {
         signer: secret.map(FileLinkSigner::new),
-        ttl: config.presign_ttl,
+        ttl,
     })
 }
 
 /// The file links, made at the first request that hands out or checks one: their key, when
 /// there is one, is read from the secret store then (docs/design.md, "Configuration").
 pub fn file_links_on_first_use(config: &Config, sdk: &SdkConfig) -> OnFirstUse<FileLinks> {
-    if config.file_url_secret_parameter.is_none() {
-        return OnFirstUse::ready(FileLinks {
-            signer: None,
-            ttl: config.presign_ttl,
-        });
-    }
-    let (config, sdk) = (config.clone(), sdk.clone());
+    let ttl = config.presign_ttl;
+    let Some(parameter) = config.file_url_secret_parameter.clone() else {
+        return OnFirstUse::ready(FileLinks { signer: None, ttl });
+    };
+    let sdk = sdk.clone();
     OnFirstUse::new(move || {
-        let (config, sdk) = (config.clone(), sdk.clone());
-        async move { file_links(&config, &sdk).await.map_err(|e| e.to_string()) }
+        let (sdk, parameter) = (sdk.clone(), parameter.clone());
+        async move {
+            links_signed_by(&sdk, Some(&parameter), ttl)
+                .await
+                .map_err(|e| e.to_string())
+        }
     })
 }
 
@@ -88,14 +91,14 @@ pub fn webhook_secrets_on_first_use<S>(
 where
     S: Clone + Send + Sync + 'static,
 {
-    if config.webhook_secret_parameter.is_none() {
+    let Some(parameter) = config.webhook_secret_parameter.clone() else {
         return OnFirstUse::ready(None);
-    }
-    let (config, sdk) = (config.clone(), sdk.clone());
+    };
+    let sdk = sdk.clone();
     OnFirstUse::new(move || {
-        let (config, sdk, store) = (config.clone(), sdk.clone(), store.clone());
+        let (sdk, parameter, store) = (sdk.clone(), parameter.clone(), store.clone());
         async move {
-            let keys = signing_keys(&config, &sdk).await.map_err(|e| e.to_string())?;
+            let keys = keys_from(&sdk, Some(&parameter)).await.map_err(|e| e.to_string())?;
             Ok(keys.map(|keys| WebhookSecrets::new(store, keys)))
         }
     })
@@ -136,8 +139,12 @@ pub fn dead_letter_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsJobQueue
 /// The owners' webhook signing keys, from the master key `WEBHOOK_SECRET_PARAMETER` names;
 /// `None` when this deployment signs no webhooks (`deliver` needs them).
 pub async fn signing_keys(config: &Config, sdk: &SdkConfig) -> Result<Option<SigningKeys>, ConfigError> {
+    keys_from(sdk, config.webhook_secret_parameter.as_ref()).await
+}
+
+async fn keys_from(sdk: &SdkConfig, parameter: Option<&String>) -> Result<Option<SigningKeys>, ConfigError> {
     let setting = "WEBHOOK_SECRET_PARAMETER";
-    let Some(secret) = named_secret(sdk, setting, config.webhook_secret_parameter.as_ref()).await? else {
+    let Some(secret) = named_secret(sdk, setting, parameter).await? else {
         return Ok(None);
     };
     // The value is a secret: the error names the setting only.
