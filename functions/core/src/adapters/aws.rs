@@ -16,7 +16,6 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
-use bytes::Bytes;
 
 /// Loads region, credentials and `AWS_ENDPOINT_URL` the way every AWS SDK does.
 pub async fn sdk_config() -> SdkConfig {
@@ -167,15 +166,12 @@ impl HttpConnector for SdkConnector {
                 .try_into_http1x()
                 .map_err(|e| ConnectorError::user(Box::new(e)))?;
             let (parts, body) = request.into_parts();
-            // Every body the SDK sends here is in memory; a streamed one is gathered first.
-            let body = match body.bytes() {
-                Some(bytes) => Bytes::copy_from_slice(bytes),
-                None => ByteStream::new(body)
-                    .collect()
-                    .await
-                    .map_err(|e| ConnectorError::user(Box::new(e)))?
-                    .into_bytes(),
-            };
+            // The body whole: an in-memory one as it is, a streamed one gathered.
+            let body = ByteStream::new(body)
+                .collect()
+                .await
+                .map_err(|e| ConnectorError::user(Box::new(e)))?
+                .into_bytes();
             let url = parts.uri.to_string();
             let response = client
                 .request(parts.method, url)
