@@ -32,6 +32,23 @@ impl ConfigError {
     }
 }
 
+/// A setting's value parsed, or `default` when it is unset.
+pub fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: T::Err| ConfigError::invalid(name, &raw, &e.to_string())),
+    }
+}
+
 /// The secret the SSM parameter `parameter` holds, which the setting `setting` names; a failed
 /// read is that setting's error (docs/design.md, "Configuration").
 pub async fn stored_secret(sdk: &SdkConfig, setting: &'static str, parameter: &str) -> Result<Secret, ConfigError> {

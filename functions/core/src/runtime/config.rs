@@ -1,11 +1,11 @@
 //! Settings read from the environment once per cold start (docs/design.md, "Configuration").
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::Duration;
 
 use crate::adapters::image_model::ProviderSettings;
 pub use crate::adapters::settings::ConfigError;
+use crate::adapters::settings::parse_or;
 use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
@@ -183,20 +183,6 @@ fn catalogue(get: &impl Fn(&'static str) -> Option<String>) -> Result<Catalogue,
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::invalid(name, value, reason)
-}
-
-fn parse_or<T: std::str::FromStr>(
-    get: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match get(name) {
-        None => Ok(default),
-        Some(raw) => raw.parse().map_err(|e: T::Err| invalid(name, &raw, &e.to_string())),
-    }
 }
 
 #[cfg(test)]

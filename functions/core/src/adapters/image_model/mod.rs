@@ -14,7 +14,7 @@ pub mod replicate;
 use aws_config::SdkConfig;
 use url::Url;
 
-use crate::adapters::settings::{ConfigError, stored_secret};
+use crate::adapters::settings::{ConfigError, parse_or, stored_secret};
 use crate::domain::catalogue::{Catalogue, ModelEntry, Provider};
 use crate::domain::generation::GenerateRequest;
 use crate::domain::retry::Budget;
@@ -34,12 +34,7 @@ pub struct ProviderSettings {
 
 impl ProviderSettings {
     pub fn parse(get: &impl Fn(&'static str) -> Option<String>, allow_local_urls: bool) -> Result<Self, ConfigError> {
-        let max_output_bytes = match get("MAX_OUTPUT_BYTES") {
-            None => 50 * 1024 * 1024,
-            Some(raw) => raw
-                .parse()
-                .map_err(|e: std::num::ParseIntError| ConfigError::invalid("MAX_OUTPUT_BYTES", &raw, &e.to_string()))?,
-        };
+        let max_output_bytes = parse_or(get, "MAX_OUTPUT_BYTES", 50 * 1024 * 1024)?;
         Ok(Self {
             allow_local_urls,
             max_output_bytes,
