@@ -7,7 +7,10 @@
 //! API (`BinaryMediaTypes: */*`) does, every body reaches the function as base64 bytes, so a body
 //! that is not UTF-8 meets the function's own `malformed-json` problem. Lambda's Invoke API
 //! (`POST /2015-03-31/functions/NAME/invocations`, what `cargo lambda invoke` calls) runs any of
-//! the six functions with the event given.
+//! the functions with the event given. A function that streams its answer (the `stream`
+//! function, `responseTransferMode: STREAM` in template.yaml) has it passed on as it comes: its
+//! metadata prelude becomes the status and headers, and each chunk after the delimiter is sent on
+//! at once.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,7 +22,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
@@ -33,7 +39,13 @@ use tokio::net::TcpListener;
 use mediagen::entrypoints::http::routes::{self, Function};
 
 use crate::Error;
-use crate::runtime_api::{FunctionPool, InvokeError};
+use crate::runtime_api::{FunctionPool, InvokeError, Reply, Streamed};
+
+/// What the gateway answers with: a whole body, or a streamed one.
+type GatewayBody = BoxBody<Bytes, Infallible>;
+
+/// What separates a streamed answer's metadata prelude from its body: eight NUL bytes.
+const PRELUDE_DELIMITER: &[u8] = &[0; 8];
 
 /// Lambda's Invoke API, served besides the API's routes.
 static INVOKE_API: LazyLock<matchit::Router<()>> =
@@ -217,22 +229,31 @@ impl Gateway {
     }
 
     /// Runs `function` with `payload`; `None` if there is no such function. As on Lambda, the
-    /// invocation runs to its end even if the client goes away meanwhile.
-    async fn run(self: &Arc<Self>, function: &str, payload: Bytes) -> Option<Result<Bytes, InvokeError>> {
+    /// invocation runs to its end even if the client goes away meanwhile; a streamed answer is
+    /// handed over as it begins.
+    async fn run(self: &Arc<Self>, function: &str, payload: Bytes) -> Option<Result<Reply, InvokeError>> {
+        if !self.functions.contains_key(function) {
+            return None;
+        }
         let (gateway, function) = (self.clone(), function.to_owned());
+        let (first, reply) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let pool = gateway.functions.get(&function)?;
-            Some(pool.invoke(payload).await)
-        })
-        .await
-        .unwrap_or_else(|err| Some(Err(InvokeError::Exited(err.to_string()))))
+            if let Some(pool) = gateway.functions.get(&function) {
+                pool.serve(payload, first).await;
+            }
+        });
+        Some(
+            reply
+                .await
+                .unwrap_or_else(|_| Err(InvokeError::Exited("the invocation was dropped".into()))),
+        )
     }
 
     /// Lambda's Invoke API: the function's answer as it gave it; its error with
     /// `X-Amz-Function-Error`, as Lambda reports one.
     async fn invoke_api(self: &Arc<Self>, function: &str, event: Bytes) -> Response<Full<Bytes>> {
         match self.run(function, event).await {
-            Some(Ok(answer)) => Response::new(Full::new(answer)),
+            Some(Ok(answer)) => Response::new(Full::new(answer.into_bytes().await)),
             Some(Err(InvokeError::Failed(error))) => {
                 let mut response = Response::new(Full::new(Bytes::from(error)));
                 response
@@ -245,40 +266,50 @@ impl Gateway {
         }
     }
 
-    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<GatewayBody> {
         let (parts, body) = request.into_parts();
         let body = match body.collect().await {
             Ok(body) => body.to_bytes(),
-            Err(err) => return message(StatusCode::BAD_REQUEST, &format!("the body did not arrive: {err}")),
+            Err(err) => {
+                return boxed(message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body did not arrive: {err}"),
+                ));
+            }
         };
         let path = parts.uri.path();
         if parts.method == Method::POST
             && let Ok(invoke) = INVOKE_API.at(path)
         {
-            return self
-                .invoke_api(invoke.params.get("function").unwrap_or_default(), body)
-                .await;
+            return boxed(
+                self.invoke_api(invoke.params.get("function").unwrap_or_default(), body)
+                    .await,
+            );
         }
         if self.throttle.as_ref().is_some_and(|throttle| !throttle.admit()) {
-            return GatewayAnswer::Throttled.answer("Too Many Requests");
+            return boxed(GatewayAnswer::Throttled.answer("Too Many Requests"));
         }
         let route = route(path);
         let event = proxy_event(&parts, &body, &route.resource, &route.parameters);
         let function = route.function.name();
         let failure = match self.run(function, Bytes::from(event.to_string())).await {
-            Some(Ok(answer)) => match proxy_answer(&answer) {
-                Ok(response) => return response,
+            Some(Ok(Reply::Whole(answer))) => match proxy_answer(&answer) {
+                Ok(response) => return boxed(response),
                 Err(err) => format!("the function's answer is not a proxy answer: {err}"),
+            },
+            Some(Ok(Reply::Streamed(streamed))) => match streamed_answer(streamed).await {
+                Ok(response) => return response,
+                Err(err) => format!("the function's streamed answer has no metadata prelude: {err}"),
             },
             Some(Err(InvokeError::TimedOut(after))) => {
                 eprintln!("gateway: {} {path}: timed out after {after:?}", parts.method);
-                return GatewayAnswer::IntegrationTimeout.answer("Endpoint request timed out");
+                return boxed(GatewayAnswer::IntegrationTimeout.answer("Endpoint request timed out"));
             }
             Some(Err(err)) => err.to_string(),
             None => format!("no function {function}"),
         };
         eprintln!("gateway: {} {path}: {failure}", parts.method);
-        GatewayAnswer::Default5xx.answer("Internal server error")
+        boxed(GatewayAnswer::Default5xx.answer("Internal server error"))
     }
 }
 
@@ -410,6 +441,64 @@ fn proxy_answer(answer: &[u8]) -> Result<Response<Full<Bytes>>, Error> {
     }
     // The body's length is the server's to say.
     headers.remove(hyper::header::CONTENT_LENGTH);
+    Ok(response)
+}
+
+fn boxed(response: Response<Full<Bytes>>) -> Response<GatewayBody> {
+    response.map(|body| body.boxed())
+}
+
+/// A streamed answer's metadata prelude (`lambda_http` writes it): the status and headers.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Prelude {
+    status_code: u16,
+    #[serde(default)]
+    headers: HashMap<String, Value>,
+    #[serde(default)]
+    cookies: Vec<String>,
+}
+
+/// The HTTP answer of a streamed one: its prelude's status and headers once they have come,
+/// then each chunk of its body as it comes.
+async fn streamed_answer(mut streamed: Streamed) -> Result<Response<GatewayBody>, Error> {
+    let mut head = Vec::new();
+    let split = loop {
+        if let Some(at) = head
+            .windows(PRELUDE_DELIMITER.len())
+            .position(|w| w == PRELUDE_DELIMITER)
+        {
+            break at;
+        }
+        match streamed.chunks.recv().await {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None => return Err("the answer ended before its prelude's delimiter".into()),
+        }
+    };
+    let prelude: Prelude = serde_json::from_slice(&head[..split])?;
+    let first = Bytes::copy_from_slice(&head[split + PRELUDE_DELIMITER.len()..]);
+    let rest = futures::stream::unfold(streamed.chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    });
+    let chunks = futures::stream::iter((!first.is_empty()).then_some(first))
+        .chain(rest)
+        .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
+    *response.status_mut() = StatusCode::from_u16(prelude.status_code)?;
+    let headers = response.headers_mut();
+    for (name, value) in &prelude.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())?;
+        let values = match value {
+            Value::Array(values) => values.iter().filter_map(Value::as_str).collect(),
+            value => value.as_str().into_iter().collect::<Vec<_>>(),
+        };
+        for value in values {
+            headers.append(name.clone(), HeaderValue::from_str(value)?);
+        }
+    }
+    for cookie in &prelude.cookies {
+        headers.append(hyper::header::SET_COOKIE, HeaderValue::from_str(cookie)?);
+    }
     Ok(response)
 }
 

@@ -5,7 +5,9 @@
 //! goes wrong. A process that exits (a crash, a SIGKILL, running out of memory) fails the
 //! invocation it held at once, as Lambda reports `Runtime exited`; an invocation still unanswered
 //! at its deadline is a timeout, and its process is killed, as Lambda kills it. The next
-//! invocation is a cold start, as is the first after the function's program was rebuilt.
+//! invocation is a cold start, as is the first after the function's program was rebuilt. A
+//! function that streams its answer (`Lambda-Runtime-Function-Response-Mode: streaming`) has each
+//! chunk passed on as it comes, until its deadline, and its instance stays busy until the end.
 
 use std::process::Stdio;
 use std::sync::{Arc, LazyLock};
@@ -40,7 +42,36 @@ pub enum InvokeError {
 }
 
 /// Where an invocation's answer goes.
-type Answer = oneshot::Sender<Result<Bytes, InvokeError>>;
+type Answer = oneshot::Sender<Result<Reply, InvokeError>>;
+
+/// A function's answer: whole, or streamed as it writes it.
+pub enum Reply {
+    Whole(Bytes),
+    Streamed(Streamed),
+}
+
+/// A streamed answer's chunks as they come (the metadata prelude and its delimiter first, for an
+/// HTTP answer), and the sign of its end, which the instance's lease waits for.
+pub struct Streamed {
+    pub chunks: mpsc::Receiver<Bytes>,
+    ended: Option<oneshot::Receiver<()>>,
+}
+
+impl Reply {
+    /// The whole answer, a streamed one gathered to its end.
+    pub async fn into_bytes(self) -> Bytes {
+        match self {
+            Reply::Whole(bytes) => bytes,
+            Reply::Streamed(mut streamed) => {
+                let mut whole = Vec::new();
+                while let Some(chunk) = streamed.chunks.recv().await {
+                    whole.extend_from_slice(&chunk);
+                }
+                Bytes::from(whole)
+            }
+        }
+    }
+}
 
 /// An invocation waiting for the function to take it, or being run by it.
 struct Invocation {
@@ -55,8 +86,8 @@ struct Invocation {
 struct RuntimeApi {
     name: String,
     next: Mutex<mpsc::Receiver<Invocation>>,
-    /// Taken with `/next`, answered through `/response` or `/error`.
-    running: Mutex<Option<(String, Answer)>>,
+    /// Taken with `/next`, answered through `/response` or `/error` by its deadline.
+    running: Mutex<Option<(String, Answer, tokio::time::Instant)>>,
 }
 
 /// The live process.
@@ -97,9 +128,14 @@ impl HostedFunction {
         self.current.lock().await.as_ref().and_then(|instance| instance.pid)
     }
 
-    /// Runs one invocation: starts a process if none lives, hands it the event, waits for its
-    /// answer until the deadline.
+    /// Runs one invocation to its end, a streamed answer gathered whole.
     pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
+        Ok(self.invoke_reply(payload).await?.into_bytes().await)
+    }
+
+    /// Runs one invocation: starts a process if none lives, hands it the event, waits for its
+    /// answer, or the start of a streamed one, until the deadline.
+    pub async fn invoke_reply(&self, payload: Bytes) -> Result<Reply, InvokeError> {
         let (queue, generation) = self.ensure_running().await?;
         let (answer, answered) = oneshot::channel();
         let invocation = Invocation {
@@ -220,7 +256,7 @@ impl HostedFunction {
             // Its runtime API goes with it, and what it held or was about to take fails now.
             server.abort();
             let _ = server.await;
-            if let Some((_, answer)) = api.running.lock().await.take() {
+            if let Some((_, answer, _)) = api.running.lock().await.take() {
                 let _ = answer.send(Err(InvokeError::Exited(status.clone())));
             }
             let mut next = api.next.lock().await;
@@ -283,7 +319,33 @@ impl FunctionPool {
     /// Runs one invocation in an idle instance, waiting for one if all are busy.
     pub async fn invoke(&self, payload: Bytes) -> Result<Bytes, InvokeError> {
         let lease = self.lease().await?;
-        self.instances[lease.index].invoke(payload).await
+        let reply = self.instances[lease.index].invoke_reply(payload).await?;
+        Ok(reply.into_bytes().await)
+    }
+
+    /// Runs one invocation in an idle instance and hands its answer to `first` as soon as it
+    /// begins; a streamed answer keeps the instance busy until its end, as Lambda's does.
+    pub async fn serve(&self, payload: Bytes, first: oneshot::Sender<Result<Reply, InvokeError>>) {
+        let lease = match self.lease().await {
+            Ok(lease) => lease,
+            Err(err) => {
+                let _ = first.send(Err(err));
+                return;
+            }
+        };
+        match self.instances[lease.index].invoke_reply(payload).await {
+            Ok(Reply::Streamed(mut streamed)) => {
+                let ended = streamed.ended.take();
+                let _ = first.send(Ok(Reply::Streamed(streamed)));
+                if let Some(ended) = ended {
+                    let _ = ended.await;
+                }
+            }
+            other => {
+                let _ = first.send(other);
+            }
+        }
+        drop(lease);
     }
 
     async fn lease(&self) -> Result<Lease<'_>, InvokeError> {
@@ -379,27 +441,54 @@ impl RuntimeApi {
                 );
                 reply(StatusCode::ACCEPTED, Bytes::new())
             }
+            (Method::POST, RuntimePath::Response) if streaming(&request) => {
+                let Some((answer, deadline)) = self.take_running(&request_id).await else {
+                    return reply(StatusCode::GONE, Bytes::new());
+                };
+                let (chunks, received) = mpsc::channel(16);
+                let (end, ended) = oneshot::channel();
+                let streamed = Streamed {
+                    chunks: received,
+                    ended: Some(ended),
+                };
+                if answer.send(Ok(Reply::Streamed(streamed))).is_err() {
+                    return reply(StatusCode::GONE, Bytes::new());
+                }
+                let passed_on = tokio::time::timeout_at(deadline, pass_on(request.into_body(), chunks)).await;
+                drop(end);
+                match passed_on {
+                    Ok(Ok(())) => reply(StatusCode::ACCEPTED, Bytes::new()),
+                    // The client went away, or the deadline came: the function's writes fail.
+                    Ok(Err(())) | Err(_) => reply(StatusCode::GONE, Bytes::new()),
+                }
+            }
             (Method::POST, outcome @ (RuntimePath::Response | RuntimePath::Error)) => {
                 let succeeded = *outcome == RuntimePath::Response;
                 let body = read(request).await;
-                let mut running = self.running.lock().await;
-                match running.take() {
-                    Some((id, answer)) if id == request_id => {
-                        let result = if succeeded {
-                            Ok(body)
-                        } else {
-                            Err(InvokeError::Failed(String::from_utf8_lossy(&body).into_owned()))
-                        };
-                        let _ = answer.send(result);
-                        reply(StatusCode::ACCEPTED, Bytes::new())
-                    }
-                    other => {
-                        *running = other;
-                        reply(StatusCode::GONE, Bytes::new())
-                    }
-                }
+                let Some((answer, _)) = self.take_running(&request_id).await else {
+                    return reply(StatusCode::GONE, Bytes::new());
+                };
+                let result = if succeeded {
+                    Ok(Reply::Whole(body))
+                } else {
+                    Err(InvokeError::Failed(String::from_utf8_lossy(&body).into_owned()))
+                };
+                let _ = answer.send(result);
+                reply(StatusCode::ACCEPTED, Bytes::new())
             }
             _ => reply(StatusCode::NOT_FOUND, Bytes::new()),
+        }
+    }
+
+    /// The running invocation's answer and deadline, if `request_id` names it.
+    async fn take_running(&self, request_id: &str) -> Option<(Answer, tokio::time::Instant)> {
+        let mut running = self.running.lock().await;
+        match running.take() {
+            Some((id, answer, deadline)) if id == request_id => Some((answer, deadline)),
+            other => {
+                *running = other;
+                None
+            }
         }
     }
 
@@ -410,7 +499,12 @@ impl RuntimeApi {
             return reply(StatusCode::SERVICE_UNAVAILABLE, Bytes::new());
         };
         let request_id = invocation.request_id.clone();
-        *self.running.lock().await = Some((request_id.clone(), invocation.answer));
+        let left = Duration::from_millis(invocation.deadline_ms.saturating_sub(epoch_ms()));
+        *self.running.lock().await = Some((
+            request_id.clone(),
+            invocation.answer,
+            tokio::time::Instant::now() + left,
+        ));
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
@@ -429,6 +523,28 @@ fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
+}
+
+/// Whether the function streams its answer.
+fn streaming(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"streaming"))
+}
+
+/// Passes a streamed answer's chunks on as they come; fails once nobody takes them.
+async fn pass_on(mut body: Incoming, chunks: mpsc::Sender<Bytes>) -> Result<(), ()> {
+    while let Some(frame) = body.frame().await {
+        // A body that breaks (its process died) ends the answer there.
+        let Ok(frame) = frame else { return Ok(()) };
+        if let Ok(data) = frame.into_data()
+            && chunks.send(data).await.is_err()
+        {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 async fn read(request: Request<Incoming>) -> Bytes {

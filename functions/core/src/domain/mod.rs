@@ -22,5 +22,6 @@ pub mod prediction;
 pub mod quota;
 pub mod retry;
 pub mod secret;
+pub mod stream;
 pub mod timestamp;
 pub mod webhook;

@@ -285,6 +285,9 @@ pub struct PredictionInput {
 pub struct PredictionUrls {
     pub get: String,
     pub cancel: String,
+    /// The job's progress as Server-Sent Events, signed when the deployment signs links, for
+    /// Replicate's clients send no key to it (docs/design.md, "Progress stream").
+    pub stream: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -368,6 +371,7 @@ pub(crate) fn prediction_body(job: &Job, root: &str, links: &FileLinks) -> Predi
         data_removed: false,
         urls: PredictionUrls {
             cancel: format!("{get}/cancel"),
+            stream: stream_url(job, root, links, expires),
             get,
         },
         metrics: PredictionMetrics {
@@ -427,7 +431,19 @@ pub(crate) fn image_links(job: &Job, root: &str, links: &FileLinks) -> Vec<Image
         .collect()
 }
 
-fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {
+/// The link to a job's progress stream.
+pub(crate) fn stream_url(job: &Job, root: &str, links: &FileLinks, expires: i64) -> String {
+    let url = format!("{root}/v1/predictions/{}/stream", job.id);
+    match &links.signer {
+        Some(signer) => format!(
+            "{url}?expires={expires}&signature={}",
+            signer.sign_stream(job.id, expires)
+        ),
+        None => url,
+    }
+}
+
+pub(crate) fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {
     match &links.signer {
         Some(signer) => format!(
             "{root}/v1/files/{id}?expires={expires}&signature={}",

@@ -9,6 +9,7 @@ use crate::adapters::settings::parse_or;
 use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
+use crate::services::stream::StreamTiming;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,6 +49,10 @@ pub struct Config {
     /// The SSM parameter (a SecureString) holding the master key webhooks are signed with
     /// (owners' keys derive from it), `whsec_<base64>`; `deliver` needs it. Checked when read.
     pub webhook_secret_parameter: Option<String>,
+    /// How a progress stream paces itself: its heartbeat (`STREAM_HEARTBEAT_SECONDS`, 1–15) and
+    /// the longest one connection stays open (`STREAM_LONGEST_SECONDS`, 10–870: inside the
+    /// `stream` function's 900 s timeout in template.yaml).
+    pub stream_timing: StreamTiming,
 }
 
 impl Config {
@@ -90,6 +95,22 @@ impl Config {
         if max_active_jobs == 0 {
             return Err(invalid("MAX_ACTIVE_JOBS_PER_OWNER", "0", "must be at least 1"));
         }
+        let heartbeat: u64 = parse_or(&get, "STREAM_HEARTBEAT_SECONDS", 10)?;
+        if !(1..=15).contains(&heartbeat) {
+            return Err(invalid(
+                "STREAM_HEARTBEAT_SECONDS",
+                &heartbeat.to_string(),
+                "must be between 1 and 15",
+            ));
+        }
+        let longest: u64 = parse_or(&get, "STREAM_LONGEST_SECONDS", 840)?;
+        if !(10..=870).contains(&longest) {
+            return Err(invalid(
+                "STREAM_LONGEST_SECONDS",
+                &longest.to_string(),
+                "must be between 10 and 870",
+            ));
+        }
         let allow_local_urls = match get("ALLOW_LOCAL_URLS").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -107,6 +128,10 @@ impl Config {
             memory_mb: parse_or(&get, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?,
             // Fifteen minutes, as SQS delays a message at most.
             longest_provider_wait: Duration::from_secs(parse_or(&get, "MAX_PROVIDER_WAIT_SECONDS", 900)?),
+            stream_timing: StreamTiming {
+                heartbeat: Duration::from_secs(heartbeat),
+                longest: Duration::from_secs(longest),
+            },
             quota_defaults: QuotaDefaults {
                 max_active: max_active_jobs,
             },

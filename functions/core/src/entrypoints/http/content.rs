@@ -60,7 +60,7 @@ async fn answer<S: JobStore + KeyStore, M: MediaReader>(
             })
             .await
         }
-        Endpoint::Submit(_) | Endpoint::Status(_) | Endpoint::Public(_) => {
+        Endpoint::Submit(_) | Endpoint::Status(_) | Endpoint::Public(_) | Endpoint::Stream => {
             Err(ApiError::NoRoute(routes::request_path(request).to_owned()))
         }
     }

@@ -9,6 +9,7 @@ pub mod replicate;
 pub mod requests;
 pub mod routes;
 pub mod status;
+pub mod stream;
 pub mod submit;
 
 use std::future::Future;

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::IMAGE_GENERATIONS;
-use super::{content, openai, replicate, status, submit};
+use super::{content, openai, replicate, status, stream, submit};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,7 @@ use super::{content, openai, replicate, status, submit};
         replicate::cancel,
         replicate::file,
         openai::generate,
+        stream::answer,
     ),
     modifiers(&BearerKey),
     security(("api_key" = [])),

@@ -91,7 +91,7 @@ pub struct OpenAiErrorBody {
 
 /// Marks an answer with its key's rate limit and what remains of it (docs/design.md, "Rate
 /// limits"): every answer to a request with a key carries them.
-pub fn stamp(response: &mut Response<Body>, allowance: &Allowance) {
+pub fn stamp<B>(response: &mut Response<B>, allowance: &Allowance) {
     let headers = response.headers_mut();
     for (name, value) in [
         ("ratelimit-policy", allowance.policy_header()),

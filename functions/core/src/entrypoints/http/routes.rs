@@ -19,6 +19,8 @@ pub enum Function {
     Submit,
     Status,
     Content,
+    /// The one that streams its answers (docs/design.md, "Progress stream").
+    Stream,
 }
 
 impl Function {
@@ -27,6 +29,7 @@ impl Function {
             Function::Submit => "submit",
             Function::Status => "status",
             Function::Content => "content",
+            Function::Stream => "stream",
         }
     }
 }
@@ -85,6 +88,8 @@ pub enum Endpoint {
     Status(StatusEndpoint),
     Public(PublicEndpoint),
     Content(ContentEndpoint),
+    /// A job's progress as Server-Sent Events, the `stream` function's one endpoint.
+    Stream,
 }
 
 impl Endpoint {
@@ -107,6 +112,7 @@ impl Endpoint {
             Endpoint::Submit(_) => Function::Submit,
             Endpoint::Status(_) | Endpoint::Public(_) => Function::Status,
             Endpoint::Content(_) => Function::Content,
+            Endpoint::Stream => Function::Stream,
         }
     }
 }
@@ -175,6 +181,10 @@ pub const ROUTES: &[Route] = &[
     path(
         "/v1/predictions/{prediction_id}",
         &[(Method::GET, Endpoint::Status(St::GetPrediction))],
+    ),
+    path(
+        "/v1/predictions/{prediction_id}/stream",
+        &[(Method::GET, Endpoint::Stream)],
     ),
     path("/v1/files/{media_id}", &[(Method::GET, Endpoint::Content(C::File))]),
     path(IMAGE_GENERATIONS, &[(Method::POST, Endpoint::Submit(Su::CreateImage))]),

@@ -171,7 +171,7 @@ async fn answer<S: JobStore + KeyStore + QuotaStore + SigningStore>(
         Endpoint::Public(PublicEndpoint::OpenApi) => return Ok(openapi(api)),
         Endpoint::Public(PublicEndpoint::Models) => return Ok(models(api)),
         Endpoint::Status(reads) => reads,
-        Endpoint::Submit(_) | Endpoint::Content(_) => {
+        Endpoint::Submit(_) | Endpoint::Content(_) | Endpoint::Stream => {
             return Err(ApiError::NoRoute(routes::request_path(request).to_owned()));
         }
     };
