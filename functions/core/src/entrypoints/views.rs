@@ -88,6 +88,10 @@ pub struct JobMetricsView {
 pub struct LinksView {
     pub status: String,
     pub job: String,
+    /// The job's progress as Server-Sent Events, signed when the deployment signs links, so that
+    /// a browser's `EventSource` (which sends no key) can follow it (docs/design.md, "Progress
+    /// stream").
+    pub stream: String,
 }
 
 /// The whole job: `GET /media/jobs/{job_id}`.
@@ -114,7 +118,7 @@ pub struct JobView {
     /// Each model tried, in order, once the job succeeded: the last one made its images.
     pub model_attempts: Vec<ModelAttempt>,
     pub media: Vec<MediaView>,
-    /// Given with the answers of a submit.
+    /// Where the job can be followed; given with the answers of a submit and a job's read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links: Option<LinksView>,
 }
@@ -225,10 +229,12 @@ pub(crate) fn job_body(job: &Job, media: &[MediaItem], base: &str) -> JobView {
 }
 
 /// Where a job can be followed.
-pub(crate) fn links(job: &Job, base: &str) -> LinksView {
+pub(crate) fn links(job: &Job, base: &str, file_links: &FileLinks) -> LinksView {
+    let expires = Utc::now().timestamp() + file_links.ttl.as_secs() as i64;
     LinksView {
         status: status_url(job, base),
         job: format!("{base}/media/jobs/{}", job.id),
+        stream: stream_url(job, base, file_links, expires),
     }
 }
 
@@ -237,12 +243,12 @@ pub(crate) fn status_url(job: &Job, base: &str) -> String {
 }
 
 /// The answer to a submit: where to follow the job.
-pub(crate) fn accepted_body(job: &Job, base: &str) -> AcceptedView {
+pub(crate) fn accepted_body(job: &Job, base: &str, file_links: &FileLinks) -> AcceptedView {
     AcceptedView {
         job_id: job.id.to_string(),
         status: job.status,
         created_at: timestamp(job.created_at),
-        links: links(job, base),
+        links: links(job, base, file_links),
     }
 }
 

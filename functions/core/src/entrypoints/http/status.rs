@@ -25,7 +25,7 @@ use crate::domain::quota::{QuotaDefaults, Usage, dollars};
 use crate::domain::timestamp;
 use crate::domain::webhook::{DEFAULT_GRACE, MAX_GRACE};
 use crate::entrypoints::views::{
-    FileLinks, JobPageView, JobStatusView, JobView, ModelListView, job_body, page_body, status_body,
+    FileLinks, JobPageView, JobStatusView, JobView, ModelListView, job_body, links, page_body, status_body,
 };
 use crate::ports::{JobStore, KeyStore, QuotaStore, SigningStore};
 use crate::services::auth::{Authenticator, Caller};
@@ -401,7 +401,10 @@ pub(super) async fn job<S: JobStore + KeyStore>(
         None => false,
     };
     let (job, media) = api.reads.job_with_media(caller, id).await?.ok_or(NOT_FOUND)?;
-    let mut response = json_response(StatusCode::OK, &job_body(&job, &media, &base_path(request)));
+    let base = base_path(request);
+    let mut body = job_body(&job, &media, &base);
+    body.links = Some(links(&job, &base, api.links.get().await?));
+    let mut response = json_response(StatusCode::OK, &body);
     if !job.status.is_final() {
         response
             .headers_mut()

@@ -136,6 +136,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         )
         .await?;
     let base = base_path(request);
+    let file_links = api.links.get().await?;
     let wait = preferred_wait(request);
     let mut response = match wait {
         // The whole job, as it is when it is final or the wait runs out.
@@ -148,7 +149,7 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
                 .await?
                 .ok_or(ApiError::NotFound { what: "job" })?;
             let mut body = job_body(&job, &media, &base);
-            body.links = Some(links(&job, &base));
+            body.links = Some(links(&job, &base, file_links));
             let status = if job.status.is_final() || submitted.replayed {
                 StatusCode::OK
             } else {
@@ -160,8 +161,8 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
             }
             response
         }
-        None if submitted.replayed => json_response(StatusCode::OK, &accepted_body(&submitted.job, &base)),
-        None => json_response(StatusCode::ACCEPTED, &accepted_body(&submitted.job, &base)),
+        None if submitted.replayed => json_response(StatusCode::OK, &accepted_body(&submitted.job, &base, file_links)),
+        None => json_response(StatusCode::ACCEPTED, &accepted_body(&submitted.job, &base, file_links)),
     };
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&status_url(&submitted.job, &base)) {
