@@ -3,7 +3,8 @@
 # (tests/providers/models.toml) holds the local model and a model of each paid provider, each
 # served by its stand-in (mediagen-dev mock-replicate, mock-openai, mock-bedrock), through the
 # real functions: a job per provider, a fallback, a 120 s model, a cancel, a content filter, and
-# 600 jobs against Replicate's rate (functions/devtools/tests/it/providers.rs, replicate_model.rs). scripts/test.sh runs it beside
+# 600 jobs against Replicate's rate (functions/devtools/tests/it/providers.rs, replicate_model.rs);
+# and a slow job's progress stream read over plain HTTP (stream.rs). scripts/test.sh runs it beside
 # the LocalStack deploy: it is mostly waiting, for the slow model and for the 600 jobs' pace.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -25,10 +26,12 @@ export BEDROCK_MOCK_URL=$MOCK_URL AWS_ENDPOINT_URL_BEDROCK_RUNTIME=$MOCK_URL
 export MODEL_PROVIDER=local,replicate,openai,bedrock MODEL_CATALOGUE="$ROOT/tests/providers/models.toml"
 # Past the 600 jobs' five minutes at 120 a minute; short of 40 jobs at 6 a minute.
 export MAX_PROVIDER_WAIT_SECONDS=330
+# A progress stream's heartbeat, short enough for stream:: to see some while a slow model runs.
+export STREAM_HEARTBEAT_SECONDS=2
 say "providers: a stack of its own"
 start_own_stack
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_PUMP_LOG="$STATE/pump.log" MEDIAGEN_RATE_REPORT="$STATE/rate.json" \
-  cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model:: providers::
+  cargo test -p mediagen-devtools --locked --test it -- --ignored replicate_model:: providers:: stream::
 say "providers: what the stand-in Replicate saw of the 600 jobs: $(cat "$STATE/rate.json")"
 stop_stack
 say "providers run passed in $((SECONDS - started))s"

@@ -110,6 +110,35 @@ class GatewayRouting(unittest.TestCase):
         problem = json.loads(response["responseTemplates"]["application/json"])
         self.assertEqual((problem["type"], problem["status"]), ("urn:mediagen:problem:throttled", 429))
 
+    def test_the_stream_route_is_streamed(self):
+        """The stream route's integration as deployed: InvokeWithResponseStream's URI, read from the
+        API, and the STREAM transfer mode. LocalStack 2026.3 keeps the URI but drops the mode when
+        it imports the API's OpenAPI body, so the mode is read where the API was defined then: the
+        stack's processed template. (Nor can it call such an integration: it takes the function's
+        ARN from the URI by cutting `/invocations` off, which leaves `.../response-streaming-`; the
+        local gateway's streaming is tested instead, functions/devtools/tests/it/stream.rs.)"""
+        path = "/v1/predictions/{prediction_id}/stream"
+        api_id = stack_resources()["MediaApi"]
+        apigateway = boto3.client("apigateway")
+        resources = apigateway.get_resources(restApiId=api_id, limit=500)["items"]
+        resource = next(r for r in resources if r["path"] == path)
+        for method in ("GET", "ANY"):
+            with self.subTest(method=method):
+                integration = apigateway.get_integration(restApiId=api_id, resourceId=resource["id"], httpMethod=method)
+                self.assertIn("/2021-11-15/functions/", integration["uri"])
+                self.assertTrue(integration["uri"].endswith("/response-streaming-invocations"), integration["uri"])
+                if "responseTransferMode" in integration:
+                    self.assertEqual(integration["responseTransferMode"], "STREAM")
+        body = boto3.client("cloudformation").get_template(StackName=STACK, TemplateStage="Processed")["TemplateBody"]
+        if isinstance(body, str):
+            body = json.loads(body)
+        definition = body["Resources"]["MediaApi"]["Properties"]["Body"]["paths"]
+        for path_, methods in definition.items():
+            for method, operation in methods.items():
+                mode = operation.get("x-amazon-apigateway-integration", {}).get("responseTransferMode", "BUFFERED")
+                with self.subTest(path=path_, method=method):
+                    self.assertEqual(mode, "STREAM" if path_ == path else "BUFFERED")
+
     def test_usage_answers_the_callers_quota_through_the_catch_all_route(self):
         status, _, body = call("GET", "/media/usage")
         self.assertEqual(status, 200, body[:300])
@@ -239,6 +268,16 @@ class Roles(unittest.TestCase):
         self.assertFalse(self.allowed("StatusRole", "dynamodb:UpdateItem", self.table_arn, ["OWNER#alice"]))
         self.assertFalse(self.allowed("StatusRole", "sqs:SendMessage", self.queue_arn))
         self.assertFalse(self.allowed("StatusRole", "s3:PutObject", f"{self.bucket_arn}/media/j/0.png"))
+
+    def test_stream_reads_jobs_and_counts_requests_only(self):
+        self.assertTrue(self.allowed("StreamRole", "dynamodb:GetItem", self.table_arn))
+        self.assertTrue(self.allowed("StreamRole", "dynamodb:UpdateItem", self.table_arn, ["RATE#k#other#60"]))
+        for action in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem"):
+            with self.subTest(action=action):
+                self.assertFalse(self.allowed("StreamRole", action, self.table_arn))
+        self.assertFalse(self.allowed("StreamRole", "dynamodb:UpdateItem", self.table_arn, ["JOB#x"]))
+        self.assertFalse(self.allowed("StreamRole", "sqs:SendMessage", self.queue_arn))
+        self.assertFalse(self.allowed("StreamRole", "s3:GetObject", f"{self.bucket_arn}/media/j/0.png"))
 
     def test_owners_quotas_are_written_by_what_admits_and_ends_jobs_only(self):
         writers = ("SubmitRole", "GenerateRole", "SweeperRole")

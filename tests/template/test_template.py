@@ -37,6 +37,8 @@ ROUTES = {
     ("/v1/images/generations", "ANY"): "SubmitFunction",
     ("/v1/predictions/{prediction_id}", "GET"): "StatusFunction",
     ("/v1/predictions/{prediction_id}", "ANY"): "StatusFunction",
+    ("/v1/predictions/{prediction_id}/stream", "GET"): "StreamFunction",
+    ("/v1/predictions/{prediction_id}/stream", "ANY"): "StreamFunction",
     ("/v1/files/{media_id}", "GET"): "ContentFunction",
     ("/v1/files/{media_id}", "ANY"): "ContentFunction",
     ("/media/content/{media_id}", "GET"): "ContentFunction",
@@ -45,6 +47,9 @@ ROUTES = {
     ("/{proxy+}", "ANY"): "StatusFunction",
 }
 
+# The routes whose answers are streamed, as they come.
+STREAMED_PATHS = {"/v1/predictions/{prediction_id}/stream"}
+
 FUNCTIONS = {
     "SubmitFunction": "submit",
     "GenerateFunction": "generate",
@@ -52,6 +57,7 @@ FUNCTIONS = {
     "SweeperFunction": "sweeper",
     "StatusFunction": "status",
     "ContentFunction": "content",
+    "StreamFunction": "stream",
 }
 
 TABLE = {"Fn::GetAtt": ["JobsTable", "Arn"]}
@@ -82,6 +88,7 @@ def bedrock_models():
 LEADING_KEYS = {
     ("StatusFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*", "WEBHOOK_SECRET#*"],
     ("ContentFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
+    ("StreamFunction", "dynamodb:UpdateItem"): ["RATE#*", "WAITS#*"],
     ("SubmitFunction", "dynamodb:DeleteItem"): ["IDEMPOTENCY#*"],
 }
 
@@ -152,6 +159,11 @@ PERMISSIONS = {
         "dynamodb:UpdateItem": TABLE,
         "ssm:GetParameter": FILE_LINK_KEY,
     },
+    "StreamFunction": {
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:UpdateItem": TABLE,
+        "ssm:GetParameter": FILE_LINK_KEY,
+    },
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # Each SQS-triggered function, its queue and that queue's dead-letter queue (the sweeper's queue
@@ -177,7 +189,7 @@ def routes(cfn):
             for method, operation in methods.items():
                 integration = operation.get("x-amazon-apigateway-integration", {})
                 uri = integration.get("uri", {}).get("Fn::Sub", "")
-                target = re.search(r"functions/\$\{(\w+)\.Arn\}/invocations", uri)
+                target = re.search(r"functions/\$\{(\w+)\.Arn\}/(?:response-streaming-)?invocations", uri)
                 if integration.get("type") != "aws_proxy" or not target:
                     found[(path, method.upper())] = None
                 else:
@@ -198,6 +210,19 @@ def route_problems(cfn):
             problems.append(f"{route[1]} {route[0]} goes to {actual.get(route)}, not {function}")
     for route in sorted(set(actual) - set(ROUTES)):
         problems.append(f"unexpected route {route[1]} {route[0]} to {actual[route]}")
+    # The stream routes, and only they, are streamed: API Gateway calls InvokeWithResponseStream
+    # (its own path and API version) and passes each chunk on (docs/design.md, "Progress stream").
+    for api in resources_of_type(cfn, "AWS::ApiGateway::RestApi").values():
+        for path, methods in api["Properties"]["Body"]["paths"].items():
+            for method, operation in methods.items():
+                integration = operation.get("x-amazon-apigateway-integration", {})
+                uri = integration.get("uri", {}).get("Fn::Sub", "")
+                mode = integration.get("responseTransferMode", "BUFFERED")
+                streamed = path in STREAMED_PATHS
+                if streamed != (mode == "STREAM"):
+                    problems.append(f"{method} {path} is {mode}")
+                if streamed != ("/2021-11-15/functions/" in uri and uri.endswith("/response-streaming-invocations")):
+                    problems.append(f"{method} {path} is integrated by {uri}")
     # API Gateway may call each routed function, and only through this API.
     permissions = resources_of_type(cfn, "AWS::Lambda::Permission").values()
     for (path, method), function in sorted(ROUTES.items()):

@@ -243,6 +243,19 @@ impl Api {
         }
     }
 
+    /// A request whose answer may last as long as the job's progress stream does: no overall
+    /// timeout, the connect timeout still.
+    pub fn streaming_request(&self, path: &str) -> RequestBuilder {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(ACCEPT, "text/event-stream");
+        match &self.key {
+            Some((key, _)) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
     /// Sends a request and parses a JSON answer with one of `ok` statuses; anything else is an
     /// [`Error`].
     async fn call<T: DeserializeOwned>(
@@ -437,7 +450,7 @@ impl Api {
         Ok(response.bytes().await.map_err(unreachable)?.to_vec())
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> Error {
+    pub fn transport_error(&self, error: &reqwest::Error) -> Error {
         if error.is_timeout() {
             return Error::Unreachable {
                 url: self.base.clone(),

@@ -202,6 +202,48 @@ async fn generate_submits_waits_downloads_and_prints_the_paths() {
 }
 
 #[tokio::test]
+async fn generate_follows_the_progress_stream_and_reads_the_job_once_at_its_end() {
+    let api = Api::start().await;
+    api.accepts().await;
+    api.serves_images().await;
+    // Broken halfway, as the API ends a stream after some minutes: the CLI resumes after the
+    // last event it saw.
+    let first = "id: 0\nevent: status\ndata: {\"status\":\"queued\"}\n\n: keep-alive\n\n\
+                 id: 1\nevent: status\ndata: {\"status\":\"processing\"}\n\nretry: 1000\n\n";
+    let rest = "id: 2\nevent: logs\ndata: generating with local\n\nid: 3\nevent: done\ndata: {}\n\n";
+    Mock::given(method("GET"))
+        .and(path(format!("/prod/v1/predictions/{JOB}/stream")))
+        .and(bearer_token(KEY))
+        .and(header("last-event-id", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(rest, "text/event-stream"))
+        .with_priority(1)
+        .mount(&api.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/prod/v1/predictions/{JOB}/stream")))
+        .and(bearer_token(KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(first, "text/event-stream"))
+        .mount(&api.server)
+        .await;
+    api.job_is(job("succeeded", 1, 1)).await;
+    let out = tempfile::tempdir().unwrap();
+    let run = api
+        .run(&["generate", "a lighthouse", "--out", out.path().to_str().unwrap()])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+    let requests = api.requests().await;
+    let streams = requests.iter().filter(|r| r.url.path().ends_with("/stream")).count();
+    assert_eq!(streams, 2, "the stream, then its resumption");
+    let reads: Vec<&Request> = requests
+        .iter()
+        .filter(|r| r.url.path().starts_with("/prod/media/jobs/"))
+        .collect();
+    assert_eq!(reads.len(), 1, "the job is read once, at the stream's end");
+    assert!(!reads[0].headers.contains_key("prefer"), "and not held");
+}
+
+#[tokio::test]
 async fn generate_polls_the_status_when_the_api_does_not_hold_the_answer() {
     let api = Api::start().await;
     api.accepts().await;

@@ -11,11 +11,7 @@ use super::job::{Job, JobStatus};
 /// `status` is ours, for the moves between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
-    /// The job's status; `attempt` counts the job's runs while it is processing.
-    Status {
-        status: JobStatus,
-        attempt: Option<u32>,
-    },
+    Status(JobStatus),
     Logs(String),
     /// An image, as it is committed.
     Output(MediaId),
@@ -40,54 +36,40 @@ impl StreamEvent {
     }
 }
 
-/// Every event `job` has produced, in order.
+/// Every event `job` has produced, in order. A job that runs again (its lease ran out, or it
+/// waits for a slow model between looks) produces nothing new until it ends: its record says
+/// which models it tried only then.
 pub fn events(job: &Job) -> Vec<StreamEvent> {
-    let mut events = vec![StreamEvent::Status {
-        status: JobStatus::Queued,
-        attempt: None,
-    }];
-    // A job is claimed before it runs, and each claim counts an attempt; a processing job
-    // without a count (a record written before counts were kept) has run once.
-    let runs = match job.status {
-        JobStatus::Processing => job.attempts.max(1),
-        _ => job.attempts,
-    };
-    for attempt in 1..=runs {
-        events.push(StreamEvent::Status {
-            status: JobStatus::Processing,
-            attempt: Some(attempt),
-        });
+    let mut events = vec![StreamEvent::Status(JobStatus::Queued)];
+    let started = job.started_at.is_some() || job.attempts > 0 || job.status == JobStatus::Processing;
+    if started {
+        events.push(StreamEvent::Status(JobStatus::Processing));
+        events.push(StreamEvent::Logs(format!("generating with {}", job.request.model)));
+    }
+    if !job.status.is_final() {
+        return events;
+    }
+    for attempt in &job.model_attempts {
         events.push(StreamEvent::Logs(format!(
-            "attempt {attempt}: generating with {}",
-            job.request.model
+            "{}: {} in {:.1} s",
+            attempt.model,
+            attempt.outcome,
+            attempt.duration_ms as f64 / 1000.0
         )));
     }
-    match job.status {
-        JobStatus::Queued | JobStatus::Processing => {}
-        JobStatus::Succeeded => {
-            events.extend(job.media_ids.iter().copied().map(StreamEvent::Output));
-            events.push(final_status(JobStatus::Succeeded));
-            events.push(StreamEvent::Done { canceled: false });
-        }
-        JobStatus::Failed => {
-            events.push(final_status(JobStatus::Failed));
-            let message = job
-                .error
-                .as_ref()
-                .map_or_else(|| "the job failed".to_owned(), |e| e.message.clone());
-            events.push(StreamEvent::Error(message));
-            events.push(StreamEvent::Done { canceled: false });
-        }
-        JobStatus::Canceled => {
-            events.push(final_status(JobStatus::Canceled));
-            events.push(StreamEvent::Done { canceled: true });
-        }
+    events.extend(job.media_ids.iter().copied().map(StreamEvent::Output));
+    events.push(StreamEvent::Status(job.status));
+    if job.status == JobStatus::Failed {
+        let message = job
+            .error
+            .as_ref()
+            .map_or_else(|| "the job failed".to_owned(), |e| e.message.clone());
+        events.push(StreamEvent::Error(message));
     }
+    events.push(StreamEvent::Done {
+        canceled: job.status == JobStatus::Canceled,
+    });
     events
-}
-
-fn final_status(status: JobStatus) -> StreamEvent {
-    StreamEvent::Status { status, attempt: None }
 }
 
 /// The index of the first event to send to a client that last saw `last_event_id` (the
@@ -127,7 +109,7 @@ mod tests {
 
     use super::*;
     use crate::domain::generation::tests::sample_request;
-    use crate::domain::job::JobError;
+    use crate::domain::job::{JobError, ModelAttempt};
     use crate::domain::keys::tests::sample_owner;
 
     fn job() -> Job {
@@ -144,6 +126,7 @@ mod tests {
         let queued = events(&job);
         job.status = JobStatus::Processing;
         job.attempts = 1;
+        job.started_at = Some(Utc::now());
         let processing = events(&job);
         job.status = JobStatus::Queued;
         let retrying = events(&job);
@@ -152,6 +135,18 @@ mod tests {
         let second = events(&job);
         job.status = JobStatus::Succeeded;
         job.media_ids = vec![MediaId::new(), MediaId::new()];
+        job.model_attempts = vec![
+            ModelAttempt {
+                model: "a".into(),
+                outcome: "model_unavailable".into(),
+                duration_ms: 1200,
+            },
+            ModelAttempt {
+                model: "b".into(),
+                outcome: "succeeded".into(),
+                duration_ms: 800,
+            },
+        ];
         let succeeded = events(&job);
         for (earlier, later) in [
             (&queued, &processing),
@@ -164,10 +159,12 @@ mod tests {
         assert_eq!(
             names(&job),
             [
-                "status", "status", "logs", "status", "logs", "output", "output", "status", "done"
+                "status", "status", "logs", "logs", "logs", "output", "output", "status", "done"
             ]
         );
+        assert_eq!(succeeded[3], StreamEvent::Logs("a: model_unavailable in 1.2 s".into()));
         assert_eq!(succeeded[5], StreamEvent::Output(job.media_ids[0]));
+        assert_eq!(succeeded[7], StreamEvent::Status(JobStatus::Succeeded));
     }
 
     #[test]

@@ -174,6 +174,7 @@ mod tests {
             if elapsed >= 3 {
                 job.status = JobStatus::Processing;
                 job.attempts = 1;
+                job.started_at = Some(Utc::now());
             }
             if elapsed >= 12 {
                 job.status = JobStatus::Succeeded;

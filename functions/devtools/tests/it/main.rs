@@ -7,6 +7,7 @@ mod hosted;
 mod local_model;
 mod providers;
 mod replicate_model;
+mod stream;
 mod webhooks;
 
 use mediagen_devtools::client::ApiClient;

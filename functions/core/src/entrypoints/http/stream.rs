@@ -117,11 +117,7 @@ fn signed(links: &FileLinks, id: JobId, request: &Request) -> bool {
 /// Replicate's `{}` at the end (with the reason when the job was canceled).
 fn data(event: &StreamEvent, root: &str, links: &FileLinks) -> String {
     match event {
-        StreamEvent::Status { status, attempt } => match attempt {
-            Some(attempt) => json!({"status": status, "attempt": attempt}),
-            None => json!({"status": status}),
-        }
-        .to_string(),
+        StreamEvent::Status(status) => json!({ "status": status }).to_string(),
         StreamEvent::Logs(text) | StreamEvent::Error(text) => text.clone(),
         StreamEvent::Output(media) => {
             let expires = Utc::now().timestamp() + links.ttl.as_secs() as i64;
@@ -166,14 +162,8 @@ mod tests {
             ttl: Duration::from_secs(60),
         };
         let media = MediaId::new();
-        let status = StreamEvent::Status {
-            status: JobStatus::Processing,
-            attempt: Some(2),
-        };
-        assert_eq!(
-            data(&status, "http://h", &links),
-            r#"{"attempt":2,"status":"processing"}"#
-        );
+        let status = StreamEvent::Status(JobStatus::Processing);
+        assert_eq!(data(&status, "http://h", &links), r#"{"status":"processing"}"#);
         assert_eq!(
             data(&StreamEvent::Output(media), "http://h", &links),
             format!("http://h/v1/files/{media}")
