@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds release artifacts and measures them beside their baselines: init time, first and warm
 # invocation latency, peak RSS, artifact size, handler overhead, presign cost, pipeline throughput,
-# the DynamoDB index writes of a job, and from them the cost per 1,000 jobs (scripts/bench/prices.json).
+# the DynamoDB index writes of a job, 100 progress streams held at once and what one costs a minute,
+# and from them the cost per 1,000 jobs (scripts/bench/prices.json).
 # Writes target/bench/summary.json and docs/benchmarks.md. Takes several minutes; not part of test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -61,5 +62,17 @@ say "pipeline throughput on the local stack"
 say "the local stack beside the emulators' bound, at 1 and 30 clients"
 "$VENV/bin/python" scripts/bench/bench.py load --api "$API_URL" --stack-pids "${EMULATOR_PIDS[@]}" "${STACK_PIDS[@]}" \
   --jobs-pump-pid "$PUMP_PID"
+
+# A stack of its own whose jobs wait for a model limited to 6 a minute (tests/providers/models.toml),
+# so that each stream stays open; a heartbeat every 5 s, so that the hold sees some.
+say "100 progress streams held open at once for 60 s, then their jobs canceled"
+stop_stack
+KEY_FILE="$STATE/bench-stream-api-key"
+rm -f "$KEY_FILE"
+MODEL_PROVIDER=local MODEL_CATALOGUE="$ROOT/tests/providers/models.toml" DEFAULT_MODEL=local \
+  MAX_PROVIDER_WAIT_SECONDS=1800 STREAM_HEARTBEAT_SECONDS=5 MEDIAGEN_FUNCTION_CONCURRENCY=110 \
+  MEDIAGEN_BUILD_MODE=release start_stack "$(free_port)"
+lift_limits "${MEDIAGEN_OWNER:-local}"
+"$VENV/bin/python" scripts/bench/bench.py streams --api "$API_URL" --functions-log "$STATE/functions.log"
 
 say "wrote target/bench/summary.json and docs/benchmarks.md in $((SECONDS - started))s"

@@ -22,6 +22,7 @@ import threading
 import time
 import timeit
 import http.client
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -1176,9 +1177,150 @@ def render(summary):
         ]
     if summary.get("index_writes"):
         lines += ["", *render_index_writes(summary["index_writes"])]
+    if summary.get("streams"):
+        lines += ["", *render_streams(summary["streams"], summary["stream_cost_per_minute"])]
     lines += ["", *render_cost(summary["cost"])]
     lines += ["", (ROOT / "scripts" / "bench" / "method.md").read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def read_stream(url, result, stop):
+    """Reads one progress stream until its end or `stop`: when its first event came, its events
+    and heartbeats (docs/design.md, "Progress stream")."""
+    started = time.time()
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        response = connection.getresponse()
+        result["status"] = response.status
+        result["opened_s"] = time.time() - started
+        for line in response:
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                result["events"] = result.get("events", 0) + 1
+                result.setdefault("first_event_s", time.time() - started)
+                result["last"] = line.removeprefix("event: ")
+            elif line.startswith(": keep-alive"):
+                result["heartbeats"] = result.get("heartbeats", 0) + 1
+            if stop.is_set() and result.get("last") == "done":
+                break
+    except (OSError, http.client.HTTPException) as err:
+        result["error"] = str(err)
+    finally:
+        result["closed_s"] = time.time() - started
+        connection.close()
+
+
+def hold_streams(api_url, functions_log, streams, hold_s, model):
+    """`streams` progress streams open at once for `hold_s` seconds, each on a job that waits for
+    its turn at `model` (a model limited to a few jobs a minute), then every job canceled, which
+    ends each stream with `done`. What each stream read of the table comes from the stream
+    function's own log (`the stream ended`, with its reads and how long it was open)."""
+    body = {"prompt": "a stream held open", "model": model, "width": 256, "height": 256}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        accepted = list(pool.map(lambda _: api_call(api_url, "POST", "/media/generate", body), range(streams)))
+    logged_before = len(functions_log.read_text().splitlines()) if functions_log.exists() else 0
+    results = [{} for _ in accepted]
+    stop = threading.Event()
+    readers = [
+        threading.Thread(target=read_stream, args=(api_url + job["links"]["stream"], result, stop), daemon=True)
+        for job, result in zip(accepted, results)
+    ]
+    for reader in readers:
+        reader.start()
+    time.sleep(hold_s)
+    held = [result for result, reader in zip(results, readers) if reader.is_alive() and "error" not in result]
+    open_after_hold = len(held)
+    fewest_heartbeats = min((result.get("heartbeats", 0) for result in held), default=0)
+    finished_in_hold = sum(1 for result in results if result.get("last") == "done")
+    stop.set()
+
+    def cancel(job):
+        try:
+            api_call(api_url, "POST", f"/media/jobs/{job['job_id']}/cancel")
+        except urllib.error.HTTPError as err:
+            # 409: the job had ended meanwhile, its turn at the model come.
+            if err.code != 409:
+                raise
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(cancel, accepted))
+    for reader in readers:
+        reader.join(timeout=60)
+    ended = []
+    deadline = time.time() + 30
+    while len(ended) < streams and time.time() < deadline:
+        lines = functions_log.read_text().splitlines()[logged_before:]
+        ended = [json.loads(line) for line in lines if '"the stream ended"' in line]
+        time.sleep(0.5)
+    per_second = [entry["reads"] / (entry["open_ms"] / 1000) for entry in ended if entry.get("open_ms", 0) >= 10_000]
+    first = [result["first_event_s"] * 1000 for result in results if "first_event_s" in result]
+    return {
+        "streams": streams,
+        "hold_s": hold_s,
+        "answered_200": sum(1 for result in results if result.get("status") == 200),
+        "open_after_hold": open_after_hold,
+        "finished_in_hold": finished_in_hold,
+        "ended_with_done": sum(1 for result in results if result.get("last") == "done"),
+        "errors": sorted({result["error"] for result in results if "error" in result}),
+        "first_event_p50_ms": statistics.median(first) if first else None,
+        "first_event_p99_ms": percentile(first, 0.99) if first else None,
+        "heartbeats_per_stream_min": fewest_heartbeats,
+        "logged_ends": len(ended),
+        "reads_per_s_max": max(per_second, default=None),
+        "reads_per_s_median": statistics.median(per_second) if per_second else None,
+    }
+
+
+def stream_cost_per_minute(reads_per_s, prices, facts, longest_s=840):
+    """What one open progress stream costs a minute on AWS: the stream function's duration at its
+    memory, its reads of the table (eventually consistent: half a read unit each), and one
+    request each to API Gateway and Lambda per connection, which lasts at most `longest_s`."""
+    price = {key: entry["usd"] / entry["per"] for key, entry in prices["prices"].items()}
+    gb_seconds = facts["memory_mb"]["stream"] / 1024 * 60
+    connections = 60 / longest_s
+    parts = {
+        "lambda_duration": gb_seconds * price[f"lambda_gb_second_{facts['architecture']}"],
+        "dynamodb_reads": reads_per_s * 60 * 0.5 * price["dynamodb_read_request_unit"],
+        "requests": connections * (price["api_gateway_rest_request"] + price["lambda_request"]),
+    }
+    return {"gb_seconds": gb_seconds, "reads": reads_per_s * 60, "usd": parts, "total_usd": sum(parts.values())}
+
+
+def render_streams(held, cost):
+    """The stream section of docs/benchmarks.md."""
+    per_s = held["reads_per_s_max"]
+    return [
+        "## Progress streams",
+        "",
+        f"{held['streams']} streams (`GET /v1/predictions/{{id}}/stream`) opened at once on the local stack, each on a",
+        "job waiting for its turn at a model limited to 6 jobs a minute, held for",
+        f"{held['hold_s']} s, then every job canceled (`scripts/bench/bench.py streams`).",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| answered 200 | {held['answered_200']} of {held['streams']}"
+        f"{'' if held['answered_200'] == held['streams'] else ' **not met**'} | all |",
+        f"| open at the end of the hold, or ended by their job | {held['open_after_hold'] + held['finished_in_hold']}"
+        f"{'' if held['open_after_hold'] + held['finished_in_hold'] == held['streams'] else ' **not met**'} | all |",
+        f"| ended with `done` after the cancels | {held['ended_with_done']}"
+        f"{'' if held['ended_with_done'] == held['streams'] else ' **not met**'} | all |",
+        f"| first event, p50 / p99, ms | {held['first_event_p50_ms']:.0f} / {held['first_event_p99_ms']:.0f} |  |",
+        f"| fewest heartbeats of a stream open through the hold | {held['heartbeats_per_stream_min']}"
+        f"{'' if held['heartbeats_per_stream_min'] >= 1 else ' **not met**'} | ≥ 1 |",
+        f"| table reads a second of an open stream, most of any ({held['logged_ends']} logged) | "
+        f"{per_s if per_s is None else f'{per_s:.2f}'}{'' if per_s is not None and per_s <= 1 else ' **not met**'} | ≤ 1 |",
+        "",
+        "What one open stream costs a minute on AWS, at that read rate and template.yaml's memory:",
+        "",
+        "| part | per minute | dollars |",
+        "|---|---|---|",
+        f"| Lambda duration | {cost['gb_seconds']:.1f} GB-s | {cost['usd']['lambda_duration']:.7f} |",
+        f"| DynamoDB reads (eventually consistent, half a unit) | {cost['reads']:.0f} | {cost['usd']['dynamodb_reads']:.7f} |",
+        f"| API Gateway and Lambda requests (a connection per 14 minutes) | {60 / 840:.3f} | {cost['usd']['requests']:.7f} |",
+        f"| total | | **{cost['total_usd']:.7f}** |",
+    ]
 
 
 def index_writes(report):
@@ -1224,7 +1366,7 @@ def write(summary, path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "indexes", "render"])
+    parser.add_argument("phase", choices=["functions", "pipeline", "load", "soak", "indexes", "streams", "render"])
     parser.add_argument("--artifacts", type=Path, help="folder with <function>/bootstrap and bootstrap.zip")
     parser.add_argument("--emulator")
     parser.add_argument("--api", help="the local stack's URL, for the pipeline figures")
@@ -1235,6 +1377,9 @@ def main():
     parser.add_argument("--starts", type=int, default=60)
     parser.add_argument("--loops", type=int, default=1000)
     parser.add_argument("--capacity-report", type=Path, help="the output of tests/it/capacity.rs with MEDIAGEN_CAPACITY_REPORT=1")
+    parser.add_argument("--functions-log", type=Path, help="the local stack's functions' log, for the streams")
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--hold", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "summary.json")
     args = parser.parse_args()
 
@@ -1265,6 +1410,16 @@ def main():
         with_cost(summary)
         write(summary, args.out)
         print(json.dumps(summary["index_writes"], indent=2))
+        return
+
+    if args.phase == "streams":
+        summary = json.loads(args.out.read_text())
+        summary["streams"] = hold_streams(args.api, args.functions_log, args.streams, args.hold, "local-limited")
+        summary["stream_cost_per_minute"] = stream_cost_per_minute(
+            summary["streams"]["reads_per_s_max"] or 0.0, load_prices(), template_facts()
+        )
+        write(summary, args.out)
+        print(json.dumps({key: summary[key] for key in ("streams", "stream_cost_per_minute")}, indent=2))
         return
 
     if args.phase == "soak":

@@ -132,6 +132,24 @@ class Arithmetic(unittest.TestCase):
         self.assertIn("| `gpt-image-1` | openai |", text)
 
 
+class StreamCost(unittest.TestCase):
+    def test_a_minute_of_an_open_stream_is_its_duration_reads_and_share_of_a_request(self):
+        prices = bench.load_prices()
+        facts = {"memory_mb": {"stream": 512}, "architecture": "x86_64"}
+        cost = bench.stream_cost_per_minute(1.0, prices, facts, longest_s=600)
+        price = {key: entry["usd"] / entry["per"] for key, entry in prices["prices"].items()}
+        self.assertAlmostEqual(cost["gb_seconds"], 30.0)
+        self.assertAlmostEqual(cost["usd"]["lambda_duration"], 30 * price["lambda_gb_second_x86_64"])
+        self.assertAlmostEqual(cost["usd"]["dynamodb_reads"], 30 * price["dynamodb_read_request_unit"])
+        self.assertAlmostEqual(
+            cost["usd"]["requests"], 0.1 * (price["api_gateway_rest_request"] + price["lambda_request"])
+        )
+        self.assertAlmostEqual(cost["total_usd"], sum(cost["usd"].values()))
+
+    def test_the_repository_template_gives_the_stream_its_memory(self):
+        self.assertIn("stream", bench.template_facts()["memory_mb"])
+
+
 class Template(unittest.TestCase):
     def test_short_forms_and_defaults_are_read(self):
         text = """

@@ -1,7 +1,7 @@
 """The functions under `cargo lambda watch` (docs/local-stack.md, "Running under cargo lambda
 watch"), as a Rust Lambda developer uses it: `cargo lambda invoke --data-file events/...` for every
-sample event, a job through watch's router from submit to its image, and a function rebuilt after
-an edit that still answers.
+sample event, a job through watch's router from submit to its image, its progress stream through
+the router, and a function rebuilt after an edit that still answers.
 
 Needs MEDIAGEN_API_URL (watch's address, as `start_stack PORT watch` in scripts/lib.sh sets it
 up), MEDIAGEN_API_KEY, MEDIAGEN_FUNCTIONS_LOG (watch's output) and `cargo lambda` on the PATH;
@@ -137,6 +137,22 @@ class JobThroughTheRouter(unittest.TestCase):
         self.assertEqual(whole[:8], PNG)
         # The Replicate-compatible route answers the bytes themselves, through watch.
         self.assertEqual(call("GET", f"/v1/files/{media['media_id']}")[2], whole)
+
+
+class StreamThroughTheRouter(unittest.TestCase):
+    def test_a_jobs_progress_stream_arrives_through_watch(self):
+        """The stream function answers as Lambda streams (docs/design.md, "Progress stream"):
+        watch's router passes its events on, to the job's `done`."""
+        status, _, body = call("POST", "/media/generate", {"prompt": "a kettle streamed", "width": 256, "height": 256})
+        self.assertEqual(status, 202, body)
+        stream = json.loads(body)["links"]["stream"]
+        request = urllib.request.Request(API + stream)
+        with OPENER.open(request, timeout=180) as response:
+            self.assertEqual(response.headers["Content-Type"], "text/event-stream")
+            text = response.read().decode()
+        names = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+        self.assertEqual(names[0], "status", text)
+        self.assertEqual(names[-3:], ["output", "status", "done"], text)
 
 
 class LargeAnswers(unittest.TestCase):

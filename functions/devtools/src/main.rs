@@ -127,8 +127,9 @@ enum Command {
         /// The folder of the functions' binaries (`target/debug`, `target/release`).
         #[arg(long)]
         functions: PathBuf,
-        /// How many instances of each function may run at once, each serving one request at a time.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+        /// How many instances of each function may run at once, each serving one request at a time
+        /// (an open progress stream holds one: the stream bench opens 100 at once).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=200))]
         instances: u16,
         /// Throttles the API as a stage does (template.yaml's MethodSettings: 20 a second, 50 at
         /// once): requests a second. Off unless given.

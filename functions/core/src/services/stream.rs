@@ -34,7 +34,14 @@ pub trait EventSink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientGone;
 
-/// How a stream ended.
+/// How a stream ended, and how many times it read its job: what it cost
+/// (`scripts/bench/streams.py` reads both from the function's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Followed {
+    pub end: StreamEnd,
+    pub reads: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
     /// The job is final and its last event sent.
@@ -70,7 +77,7 @@ impl<S: JobStore> StreamService<S> {
         first: usize,
         render: impl Fn(usize, &StreamEvent) -> String + Send,
         sink: &mut impl EventSink,
-    ) -> StreamEnd {
+    ) -> Followed {
         let id = job.id;
         follow(job, first, self.timing, || self.store.job(id), render, sink).await
     }
@@ -84,7 +91,7 @@ async fn follow<R, F>(
     read: R,
     render: impl Fn(usize, &StreamEvent) -> String + Send,
     sink: &mut impl EventSink,
-) -> StreamEnd
+) -> Followed
 where
     R: Fn() -> F,
     F: Future<Output = Result<Option<Job>, StoreError>>,
@@ -92,33 +99,52 @@ where
     let opened = Instant::now();
     let mut next = first;
     let mut last_sent = opened;
+    let mut reads = 0;
     loop {
         let events = stream::events(&job);
         for (index, event) in events.iter().enumerate().skip(next) {
             if sink.send(render(index, event)).await.is_err() {
-                return StreamEnd::ClientGone;
+                return Followed {
+                    end: StreamEnd::ClientGone,
+                    reads,
+                };
             }
             last_sent = Instant::now();
         }
         next = next.max(events.len());
         if job.status.is_final() {
-            return StreamEnd::Done;
+            return Followed {
+                end: StreamEnd::Done,
+                reads,
+            };
         }
         tokio::time::sleep(POLL).await;
         let now = Instant::now();
         if now.duration_since(opened) >= timing.longest {
             let _ = sink.send(stream::reconnect(POLL.as_millis() as u64)).await;
-            return StreamEnd::Reconnect;
+            return Followed {
+                end: StreamEnd::Reconnect,
+                reads,
+            };
         }
         if now.duration_since(last_sent) >= timing.heartbeat {
             if sink.send(stream::HEARTBEAT.to_owned()).await.is_err() {
-                return StreamEnd::ClientGone;
+                return Followed {
+                    end: StreamEnd::ClientGone,
+                    reads,
+                };
             }
             last_sent = now;
         }
+        reads += 1;
         match read().await {
             Ok(Some(read)) => job = read,
-            Ok(None) => return StreamEnd::Gone,
+            Ok(None) => {
+                return Followed {
+                    end: StreamEnd::Gone,
+                    reads,
+                };
+            }
             // The store's trouble is passing, as a poll's is: the next poll reads again.
             Err(err) => tracing::warn!(job_id = %job.id, %err, "a stream could not read its job"),
         }
@@ -182,8 +208,9 @@ mod tests {
             async move { Ok(Some(job)) }
         };
         let mut sink = Recorded::default();
-        let end = follow(job.clone(), 0, timing(), read, render, &mut sink).await;
-        assert_eq!(end, StreamEnd::Done);
+        let followed = follow(job.clone(), 0, timing(), read, render, &mut sink).await;
+        assert_eq!(followed.end, StreamEnd::Done);
+        assert_eq!(followed.reads, reads.get());
         let elapsed = started.elapsed();
         assert!(
             reads.get() as u64 <= elapsed.as_secs(),
@@ -216,8 +243,8 @@ mod tests {
             async move { Ok(Some(job)) }
         };
         let mut sink = Recorded::default();
-        let end = follow(job.clone(), 2, timing(), read, render, &mut sink).await;
-        assert_eq!(end, StreamEnd::Reconnect);
+        let followed = follow(job.clone(), 2, timing(), read, render, &mut sink).await;
+        assert_eq!(followed.end, StreamEnd::Reconnect);
         assert_eq!(sink.0[0].1, "2:logs");
         assert!(
             sink.0.last().is_some_and(|(at, text)| text.starts_with("retry: 1000\n")
@@ -245,7 +272,7 @@ mod tests {
         };
         let mut sink = Recorded::default();
         assert_eq!(
-            follow(job.clone(), 0, timing(), read, render, &mut sink).await,
+            follow(job.clone(), 0, timing(), read, render, &mut sink).await.end,
             StreamEnd::Done
         );
         assert_eq!(*calls.lock().unwrap(), 2);

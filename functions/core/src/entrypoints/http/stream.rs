@@ -85,8 +85,14 @@ pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
         async move {
             let render =
                 move |index: usize, event: &StreamEvent| stream::frame(index, event.name(), &data(event, &root, links));
-            let end = api.streams.follow(job, first, render, &mut ToClient(sender)).await;
-            tracing::info!(?end, "the stream ended");
+            let opened = std::time::Instant::now();
+            let followed = api.streams.follow(job, first, render, &mut ToClient(sender)).await;
+            tracing::info!(
+                end = ?followed.end,
+                reads = followed.reads,
+                open_ms = opened.elapsed().as_millis() as u64,
+                "the stream ended"
+            );
         }
         .in_current_span(),
     );
