@@ -7,8 +7,9 @@
 # With a running stack (MEDIAGEN_API_URL, MEDIAGEN_API_KEY) it runs, in order: the CLI's unit
 # tests and its tests against a wiremock stand-in of the API; the CLI against the stack (generate
 # into a temporary folder and decode the files, then each error's message and exit code); the
-# playground against the stack (key, prompt, 512×384, wait for the image, check its size in the
-# browser, screenshot to target/playground.png). Without MEDIAGEN_API_URL the stack parts are
+# playground against the stack (key, prompt, 512×384, follow the job's progress stream, wait for
+# the image, check its size in the browser, screenshot to target/playground.png; the stream refused,
+# the page polls). Without MEDIAGEN_API_URL the stack parts are
 # skipped and the playground runs against tests/playground/stub_api.py.
 # MEDIAGEN_FAILURE_PROMPT (e.g. '[fail] x' with the mock Replicate model) adds the failed-job case.
 #

@@ -70,6 +70,16 @@ MEDIAGEN_OTHER_API_KEY=$("$CARGO_TARGET_DIR/debug/mediagen-dev" keys create --ow
 MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
 
+# The same client for Node, pinned by tests/replicate_npm/package-lock.json: about a second to
+# install from npm's cache and two to run.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  say "the official replicate npm client against the same stack: stream(), predictions.create(), run() (tests/replicate_npm/)"
+  npm ci --prefix tests/replicate_npm --prefer-offline --no-audit --no-fund --loglevel=error
+  MEDIAGEN_API_URL="$API_URL" node --test tests/replicate_npm/replicate.test.mjs
+else
+  say "no node or npm: the replicate npm client's test is skipped (install npm to run it)"
+fi
+
 say "the official openai SDK against the same stack (tests/openai_client/)"
 MEDIAGEN_API_URL="$API_URL" "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/openai_client -v
 

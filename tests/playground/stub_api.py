@@ -11,6 +11,10 @@ the paged listing, cancel (200, 202, 409), and the public ``GET /v1/models`` wit
 submitted body is kept in ``Store.submitted``. Jobs run on a clock: queued for ``queued_s``,
 then processing for ``processing_s``; a prompt containing ``[fail]`` fails with model_failed.
 Images are real PNGs of the asked size (whatever the format asked: the stub only encodes PNG).
+A submit's and a job read's ``links.stream`` is the job's progress as Server-Sent Events at
+``/v1/predictions/{id}/stream``, signed (``signature=stub``), with the API's events (``status``,
+``logs``, ``output`` with a signed ``/v1/files/{id}`` link, ``error``, ``done``), ``Last-Event-ID``
+resumption and a heartbeat; ``Store.streams = False`` answers it 404, as an older API.
 
     python3 tests/playground/stub_api.py --port 8077 --prefix /prod --key stub-key
 
@@ -41,6 +45,10 @@ PLAYGROUND = ROOT / "web" / "playground.html"
 FINAL = {"succeeded", "failed", "canceled"}
 FAILURE_MARKER = "[fail]"
 MAX_WAIT = 20
+# The stub's signed links: a fixed signature, an expiry checked.
+SIGNATURE = "stub"
+LINK_TTL_S = 900
+HEARTBEAT_S = 10
 # GET /v1/models's data (functions/core/src/entrypoints/views.rs, ModelView).
 MODELS = [
     {"id": "local", "object": "model", "created": 0, "owned_by": "local", "provider_model": "local",
@@ -56,6 +64,11 @@ DEFAULT_MODEL = next(m["id"] for m in MODELS if m["default"])
 def now_iso(at: float | None = None) -> str:
     moment = datetime.fromtimestamp(time.time() if at is None else at, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def compact(value) -> str:
+    """JSON as the API writes it: no spaces."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def png(width: int, height: int, seed: int, index: int) -> bytes:
@@ -186,6 +199,32 @@ class Job:
             ]
         return view
 
+    def events(self, at: float, root: str) -> list[tuple[str, str]]:
+        """The job's progress stream so far, as the API derives it from the job's record
+        (functions/core/src/domain/stream.rs): each later record only adds events."""
+        view = self.status_view(at)
+        status = view["status"]
+        model = self.request["model"]
+        events = [("status", compact({"status": "queued"}))]
+        if view["attempts"]:
+            events.append(("status", compact({"status": "processing"})))
+            events.append(("logs", f"generating with {model}"))
+        if status in ("succeeded", "failed"):
+            # At the end, each model tried: its outcome (succeeded, or the error's code) and time.
+            outcome = "succeeded" if status == "succeeded" else view["error"]["code"]
+            events.append(("logs", f"{model}: {outcome} in {self.processing_s:.1f} s"))
+        if status == "succeeded":
+            expires = int(at) + LINK_TTL_S
+            events += [("output", f"{root}/v1/files/{media_id}?expires={expires}&signature={SIGNATURE}")
+                       for media_id in self.media]
+        if status in FINAL:
+            events.append(("status", compact({"status": status})))
+        if status == "failed":
+            events.append(("error", view["error"]["message"]))
+        if status in FINAL:
+            events.append(("done", compact({"reason": "canceled"}) if status == "canceled" else "{}"))
+        return events
+
     def image(self, index: int) -> bytes:
         cache = self.__dict__.setdefault("_images", {})
         if index not in cache:
@@ -203,6 +242,7 @@ class Store:
         self.media: dict[str, tuple[Job, int]] = {}
         self.requests: list[dict] = []  # what was asked, for tests
         self.submitted: list[object] = []  # each POST /media/generate body, parsed, for tests
+        self.streams = True  # False: no progress stream, as an API older than it
 
     def create(self, request: dict) -> Job:
         with self.lock:
@@ -325,6 +365,12 @@ def make_handler(store: Store, prefix: str):
                 return self.json(200, {"status": "ok"})
             if path == "/v1/models":
                 return self.json(200, {"object": "list", "data": MODELS})
+            match = re.fullmatch(r"/v1/predictions/([^/]+)/stream", path)
+            if match and store.streams and self.command == "GET":
+                return self.stream(match.group(1), query)
+            match = re.fullmatch(r"/v1/files/([^/]+)", path)
+            if match and self.command == "GET":
+                return self.file(match.group(1), query)
             if path == "/media/generate":
                 if self.command != "POST":
                     return self.problem(405, "method-not-allowed", "Method not allowed", "use POST", headers={"Allow": "POST"})
@@ -363,9 +409,71 @@ def make_handler(store: Store, prefix: str):
                 fields = ", ".join(e["field"] for e in errors)
                 return self.problem(422, "invalid-request", "Invalid request", f"check these fields: {fields}", errors)
             job = store.create(request)
-            links = {"status": f"{prefix}/media/status/{job.job_id}", "job": f"{prefix}/media/jobs/{job.job_id}"}
+            links = self.links(job)
             self.json(202, {"job_id": job.job_id, "status": "queued", "created_at": now_iso(job.created), "links": links},
                       {"Location": links["status"]})
+
+        def links(self, job: Job) -> dict:
+            expires = int(time.time()) + LINK_TTL_S
+            return {
+                "status": f"{prefix}/media/status/{job.job_id}",
+                "job": f"{prefix}/media/jobs/{job.job_id}",
+                "stream": f"{prefix}/v1/predictions/{job.job_id}/stream?expires={expires}&signature={SIGNATURE}",
+            }
+
+        def signed(self, query) -> bool:
+            try:
+                expires = int((query.get("expires") or [""])[0])
+            except ValueError:
+                return False
+            return (query.get("signature") or [""])[0] == SIGNATURE and expires > time.time()
+
+        def stream(self, job_id: str, query):
+            # A signed link needs no key, as with the API: an EventSource sends none.
+            if not self.signed(query) and not self.authorized():
+                return
+            job = store.jobs.get(job_id) if ID.match(job_id) else None
+            if job is None:
+                return self.problem(404, "not-found", "Not found", f"no prediction {job_id}")
+            try:
+                next_event = int(self.headers.get("Last-Event-ID", "").strip()) + 1
+            except ValueError:
+                next_event = 0
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            root = f"http://{self.headers.get('Host', '127.0.0.1')}{prefix}"
+            last_sent = time.time()
+            try:
+                while True:
+                    at = time.time()
+                    events = job.events(at, root)
+                    for index in range(next_event, len(events)):
+                        name, data = events[index]
+                        lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+                        self.wfile.write(f"id: {index}\nevent: {name}\n{lines}\n".encode())
+                        last_sent = at
+                    next_event = max(next_event, len(events))
+                    if job.status(at) in FINAL:
+                        return
+                    if at - last_sent >= HEARTBEAT_S:
+                        self.wfile.write(b": keep-alive\n\n")
+                        last_sent = at
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+        def file(self, media_id: str, query):
+            found = store.media.get(media_id)
+            if not self.signed(query):
+                return self.problem(401, "unauthorized", "Unauthorized", "the link is not signed")
+            if not found or found[0].status(time.time()) != "succeeded":
+                return self.problem(404, "not-found", "Not found", f"no file {media_id}")
+            job, index = found
+            self.send(200, job.image(index), "image/png")
 
         def find(self, job_id: str) -> Job | None:
             job = store.jobs.get(job_id)
@@ -394,6 +502,7 @@ def make_handler(store: Store, prefix: str):
                     time.sleep(0.05)
                 headers["Preference-Applied"] = "wait"
             view = job.full_view(time.time(), prefix)
+            view["links"] = self.links(job)
             if view["status"] not in FINAL:
                 headers["Retry-After"] = "1"
             self.json(200, view, headers)

@@ -48,6 +48,18 @@ STATES_SEEN = """() => {
   }).observe(document.querySelector('#status'), { attributes: true, childList: true, characterData: true, subtree: true });
 }"""
 
+# Records each line #progress shows: what the job's progress stream said while it ran.
+PROGRESS_SEEN = """() => {
+  window.progressSeen = [];
+  new MutationObserver(() => {
+    const text = document.querySelector('#progress').textContent;
+    if (text && window.progressSeen[window.progressSeen.length - 1] !== text) window.progressSeen.push(text);
+  }).observe(document.querySelector('#progress'), { childList: true, characterData: true, subtree: true });
+}"""
+
+# The progress stream's path, to refuse it (the page then polls).
+STREAM_ROUTE = "**/v1/predictions/*/stream*"
+
 FIRST_IMAGE_LOADED = """() => {
   const img = document.querySelector('#images img');
   return img !== null && img.complete && img.naturalWidth > 0;
@@ -110,6 +122,7 @@ class Playground(unittest.TestCase):
         # A first visit asks for the key.
         page.wait_for_selector("#api-key", state="visible", timeout=10000)
         page.evaluate(STATES_SEEN)
+        page.evaluate(PROGRESS_SEEN)
         self.fill_and_submit(page, self.key, "a lighthouse at dusk", 512, 384)
 
         page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
@@ -121,7 +134,18 @@ class Playground(unittest.TestCase):
         seen = page.evaluate("window.statesSeen")
         self.assertEqual(seen[-1], "succeeded")
         self.assertIn(seen[0], ("queued", "processing"), f"the progress was shown while waiting: {seen}")
+        # Followed by its progress stream: the logs line the stream sent was shown, then its image.
+        self.assertEqual(status.get_attribute("data-follow"), "stream")
+        progress = page.evaluate("window.progressSeen")
+        self.assertTrue(any(line.startswith("generating with ") for line in progress),
+                        f"the stream's logs line was shown: {progress}")
+        self.assertEqual(progress[-1], "image 1 of 1 ready")
         job_id = status.get_attribute("data-job-id")
+        if self.store:
+            # The EventSource sent no key: the link is signed.
+            asked = [r for r in self.store.requests if r["path"] == f"/prod/v1/predictions/{job_id}/stream"]
+            self.assertTrue(asked, "the page opened the job's stream")
+            self.assertNotIn("Authorization", asked[0]["headers"])
         # Listed, and the list follows the job to its end.
         page.wait_for_selector(f'#jobs button[data-job-id="{job_id}"] .s-succeeded', timeout=10000)
         self.assertFalse(page.is_visible("#api-key"), "the key is kept, not asked again")
@@ -206,6 +230,26 @@ class Playground(unittest.TestCase):
         self.assertNotIn("model", submitted.value.post_data_json)
         page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
 
+    def test_without_the_stream_the_page_polls(self):
+        # As from an API older than the stream, or a network that drops it: refused before any event.
+        refused = []
+
+        def refuse(route):
+            refused.append(route.request.url)
+            route.fulfill(status=404, content_type="application/problem+json",
+                          body=json.dumps({"type": "urn:mediagen:problem:no-route", "title": "No route", "status": 404}))
+
+        self.context.route(STREAM_ROUTE, refuse)
+        page = self.open_page()
+        with page.expect_request(lambda r: r.method == "GET" and "/media/jobs/" in r.url and r.headers.get("prefer")):
+            self.fill_and_submit(page, self.key, "a red fox", 256, 256)
+        page.wait_for_function(FIRST_IMAGE_LOADED, timeout=JOB_TIMEOUT_MS)
+        self.assertTrue(refused, "the page tried the stream first")
+        status = page.locator("#status")
+        self.assertEqual(status.get_attribute("data-state"), "succeeded")
+        self.assertEqual(status.get_attribute("data-follow"), "poll")
+        self.assertEqual(page.inner_text("#progress"), "")
+
     def test_a_failed_job_shows_its_code_and_message(self):
         prompt = os.environ.get("MEDIAGEN_FAILURE_PROMPT") or ("[fail] a storm at sea" if self.stub else None)
         if not prompt:
@@ -214,6 +258,9 @@ class Playground(unittest.TestCase):
         self.fill_and_submit(page, self.key, prompt, 256, 256)
         page.wait_for_selector('#status[data-state="failed"]', timeout=JOB_TIMEOUT_MS)
         self.assertIn("The job failed: model_failed: ", page.inner_text("#job-error"))
+        # The stream's error event said it first.
+        progress = page.inner_text("#progress")
+        self.assertTrue(progress and progress in page.inner_text("#job-error"), progress)
         self.assertEqual(page.locator("#images img").count(), 0)
 
     def test_an_invalid_width_names_the_field(self):
