@@ -71,14 +71,17 @@ MEDIAGEN_API_URL="$API_URL" MEDIAGEN_OTHER_API_KEY="$MEDIAGEN_OTHER_API_KEY" \
   "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/replicate_client -v
 
 # The same client for Node, pinned by tests/replicate_npm/package-lock.json: about a second to
-# install from npm's cache and two to run.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  say "the official replicate npm client against the same stack: stream(), predictions.create(), run() (tests/replicate_npm/)"
-  npm ci --prefix tests/replicate_npm --prefer-offline --no-audit --no-fund --loglevel=error
-  MEDIAGEN_API_URL="$API_URL" node --test tests/replicate_npm/replicate.test.mjs
-else
-  say "no node or npm: the replicate npm client's test is skipped (install npm to run it)"
+# install from npm's cache and two to run. Node and npm come from Debian's packages if missing, as
+# Chromium does (scripts/test-clients.sh).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Debian's nodejs and npm (apt-get) for the replicate npm client's test"
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq nodejs npm >/dev/null || die "apt-get install nodejs npm failed"
 fi
+say "the official replicate npm client against the same stack: stream(), predictions.create(), run() (tests/replicate_npm/)"
+npm ci --prefix tests/replicate_npm --prefer-offline --no-audit --no-fund --loglevel=error
+MEDIAGEN_API_URL="$API_URL" node --test tests/replicate_npm/replicate.test.mjs
 
 say "the official openai SDK against the same stack (tests/openai_client/)"
 MEDIAGEN_API_URL="$API_URL" "$VENV/bin/python" -W ignore::ResourceWarning -m unittest discover -s tests/openai_client -v
