@@ -14,12 +14,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
     );
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
+    // One SQS client for the jobs queue and the webhooks queue (docs/design.md, "Configuration").
+    let sqs = aws::sqs(&sdk);
     let generator = Generator::new(
         store.clone(),
-        SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+        SqsJobQueue::new(sqs.clone(), &config.jobs_queue_url),
         media,
         bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
-        bootstrap::webhook_notifier(&config, &sdk),
+        bootstrap::webhook_notifier(&config, &sqs),
         GenerateSettings {
             catalogue: config.catalogue.clone(),
             memory_mb: config.memory_mb,

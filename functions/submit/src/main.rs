@@ -13,7 +13,9 @@ use mediagen::services::{auth::Authenticator, cancel::CancelService, read::ReadS
 async fn main() -> Result<(), lambda_http::Error> {
     let (config, sdk) = bootstrap::cold_start().await;
     let store = DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table);
-    let webhooks = bootstrap::webhook_notifier(&config, &sdk);
+    // One SQS client for the jobs queue and the webhooks queue (docs/design.md, "Configuration").
+    let sqs = aws::sqs(&sdk);
+    let webhooks = bootstrap::webhook_notifier(&config, &sqs);
     // The images' bytes, for the OpenAI-compatible API's base64 answers: read without the S3 SDK.
     let media = bootstrap::or_exit(
         PresignedMediaReader::from_sdk(&sdk, config.presign_endpoint_url.as_deref())
@@ -23,7 +25,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
             store.clone(),
-            SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+            SqsJobQueue::new(sqs, &config.jobs_queue_url),
             webhooks.clone(),
             config.request_policy(),
             config.retention,

@@ -15,17 +15,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let media = bootstrap::or_exit(
         S3MediaStore::from_sdk(&sdk, &config.media_bucket, None).map_err(|e| ConfigError::Startup(e.to_string())),
     );
+    // One SQS client for its three queues (docs/design.md, "Configuration").
+    let sqs = aws::sqs(&sdk);
     let service = Sweeper::new(
         DynamoJobStore::new(aws::dynamodb(&sdk), &config.jobs_table),
         SweeperQueues {
-            dead_letters: bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sdk)),
+            dead_letters: bootstrap::or_exit(bootstrap::dead_letter_queue(&config, &sqs)),
             // To send again the messages of the jobs never sent (docs/design.md, "Failure rules").
-            jobs: SqsJobQueue::new(aws::sqs(&sdk), &config.jobs_queue_url),
+            jobs: SqsJobQueue::new(sqs.clone(), &config.jobs_queue_url),
         },
         media,
         // To stop the runs of the jobs it fails (docs/design.md, "Failure rules").
         bootstrap::or_exit(bootstrap::image_model(&config, &sdk).await),
-        bootstrap::webhook_notifier(&config, &sdk),
+        bootstrap::webhook_notifier(&config, &sqs),
         config.retention,
     );
     let service = &service;

@@ -110,10 +110,11 @@ pub async fn image_model(config: &Config, sdk: &SdkConfig) -> Result<Models, Con
     Models::start(&config.catalogue, &config.providers, sdk).await
 }
 
-/// What queues the webhooks of final jobs: off when `WEBHOOKS_QUEUE_URL` is unset.
-pub fn webhook_notifier(config: &Config, sdk: &SdkConfig) -> Notifier {
+/// What queues the webhooks of final jobs: off when `WEBHOOKS_QUEUE_URL` is unset. It sends
+/// through the function's one SQS client, which its jobs queue shares.
+pub fn webhook_notifier(config: &Config, sqs: &aws_sdk_sqs::Client) -> Notifier {
     match &config.webhooks_queue_url {
-        Some(url) => Notifier::new(SqsWebhookQueue::new(aws::sqs(sdk), url)),
+        Some(url) => Notifier::new(SqsWebhookQueue::new(sqs.clone(), url)),
         None => Notifier::off(),
     }
 }
@@ -128,12 +129,12 @@ pub fn webhook_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsWebhookQueue
 }
 
 /// The jobs dead-letter queue `sweeper` takes messages from; it needs one.
-pub fn dead_letter_queue(config: &Config, sdk: &SdkConfig) -> Result<SqsJobQueue, ConfigError> {
+pub fn dead_letter_queue(config: &Config, sqs: &aws_sdk_sqs::Client) -> Result<SqsJobQueue, ConfigError> {
     let url = config
         .jobs_dead_letter_queue_url
         .as_ref()
         .ok_or(ConfigError::Missing("JOBS_DEAD_LETTER_QUEUE_URL"))?;
-    Ok(SqsJobQueue::new(aws::sqs(sdk), url))
+    Ok(SqsJobQueue::new(sqs.clone(), url))
 }
 
 /// The owners' webhook signing keys, from the master key `WEBHOOK_SECRET_PARAMETER` names;
