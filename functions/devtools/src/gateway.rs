@@ -62,6 +62,9 @@ struct Lambda {
 #[derive(Deserialize)]
 struct FunctionSettings {
     timeout_seconds: u64,
+    /// The fewest instances of it that may run at once, whatever the gateway is given.
+    #[serde(default)]
+    least_instances: usize,
 }
 
 /// Where a request leads: the REST API's resource (`/media/status/{job_id}`), the function
@@ -197,7 +200,8 @@ impl GatewayAnswer {
 
 impl Gateway {
     /// Runs each function of `lambda.json` from the binary of its name in `binaries`, up to
-    /// `instances` of each at once. Nothing starts before its first request.
+    /// `instances` of each at once (or its `least_instances`). Nothing starts before its first
+    /// request.
     pub fn new(binaries: &Path, instances: usize) -> Result<Self, Error> {
         let api: Lambda = serde_json::from_str(LAMBDA)?;
         let mut functions = HashMap::new();
@@ -206,7 +210,7 @@ impl Gateway {
             let timeout = Duration::from_secs(settings.timeout_seconds);
             functions.insert(
                 name.clone(),
-                FunctionPool::new(name, vec![program], timeout, instances)?,
+                FunctionPool::new(name, vec![program], timeout, instances.max(settings.least_instances))?,
             );
         }
         for route in routes::ROUTES {

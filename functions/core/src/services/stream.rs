@@ -5,16 +5,26 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
 use tokio::time::Instant;
 
 use super::auth::Caller;
 use crate::domain::ids::JobId;
 use crate::domain::job::Job;
+use crate::domain::keys::KeyHash;
 use crate::domain::stream::{self, StreamEvent};
-use crate::ports::{JobStore, StoreError};
+use crate::ports::{JobStore, KeyStore, StoreError};
 
 /// How often an open stream reads its job: the price of a stream is one read a poll.
 pub const POLL: Duration = Duration::from_secs(1);
+
+/// How many streams one signed link may hold open at once: as many as a key's default open
+/// waits, so that a leaked link holds no more of the stream function than a key does.
+pub const LINK_STREAMS: u32 = crate::domain::limits::KeyLimits::DEFAULT_CONCURRENT_WAITS;
+
+/// How long past a stream's longest an open count is kept, unless another stream starts: a
+/// count whose function died in a stream is not kept for ever.
+const HOLD_MARGIN: Duration = Duration::from_secs(30);
 
 /// How a stream paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +90,25 @@ impl<S: JobStore> StreamService<S> {
     ) -> Followed {
         let id = job.id;
         follow(job, first, self.timing, || self.store.job(id), render, sink).await
+    }
+}
+
+impl<S: JobStore + KeyStore> StreamService<S> {
+    /// Starts one stream held by `holder` (a key, or a signed link), unless it holds `limit`
+    /// open already: an open stream holds a function instance, as a `Prefer: wait` does, and is
+    /// counted with those (docs/design.md, "Rate limits").
+    pub async fn open(&self, holder: &KeyHash, limit: u32) -> Result<bool, StoreError> {
+        self.store
+            .start_wait(holder, limit, Utc::now(), self.timing.longest + HOLD_MARGIN)
+            .await
+    }
+
+    /// Ends a stream [`StreamService::open`] started.
+    pub async fn close(&self, holder: &KeyHash) {
+        if let Err(err) = self.store.end_wait(holder).await {
+            // Taken as stale once no stream or wait of the holder has started for a while.
+            tracing::warn!(error = %err, "could not end the stream's hold");
+        }
     }
 }
 

@@ -188,6 +188,38 @@ async fn a_stream_needs_a_valid_signature_or_the_owners_key() {
     assert_eq!(unknown.status(), 404);
 }
 
+#[tokio::test]
+#[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
+async fn a_signed_link_holds_no_more_streams_open_than_a_key_may() {
+    let prediction = slow_prediction(30).await;
+    let url = prediction["urls"]["stream"].as_str().unwrap();
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        open.push(Stream::open(url, None).await);
+    }
+    let refused = reqwest::get(url).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:mediagen:problem:too-many-streams");
+    // A stream the client left ends at its next write (a heartbeat, every 2 s here), and gives
+    // its place back.
+    open.pop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let again = reqwest::get(url).await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert_eq!(again.status(), 429);
+        assert!(
+            Instant::now() < deadline,
+            "the place of a closed stream never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A well-formed id no job has.
 fn uuid_v7_unknown() -> &'static str {
     "01a24fbe-3bef-7466-9352-000000000000"

@@ -147,6 +147,9 @@ pub enum ApiError {
     /// The images are more than one answer holds as base64.
     #[error("the images of job {job} come to {bytes} bytes")]
     ImagesTooLarge { job: JobId, bytes: u64 },
+    /// The key, or the signed link, holds as many progress streams open as it may.
+    #[error("{limit} streams are open already")]
+    TooManyStreams { limit: u32 },
 }
 
 impl ApiError {
@@ -263,6 +266,15 @@ impl ApiError {
                 "too-many-active-jobs",
                 "Too many active jobs",
                 format!("{refusal}; submit again when one of them ends (GET /media/usage shows them)"),
+            ),
+            ApiError::TooManyStreams { limit } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many open streams",
+                format!(
+                    "this key (or link) holds {limit} progress streams or held requests open, as many as it may; \
+                     close one, or try again after Retry-After"
+                ),
             ),
             ApiError::Submit(refusal @ SubmitError::ProviderBacklog { .. }) => Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -508,7 +520,9 @@ impl ApiError {
         if let ApiError::Auth(AuthError::Format(_) | AuthError::Refused) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::Submit(SubmitError::OverQuota(Refusal::ActiveJobs { .. })) = &self {
+        if let ApiError::Submit(SubmitError::OverQuota(Refusal::ActiveJobs { .. })) | ApiError::TooManyStreams { .. } =
+            &self
+        {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(ACTIVE_JOBS_RETRY_SECONDS));
         }
         if let ApiError::Submit(SubmitError::ProviderBacklog {

@@ -14,11 +14,12 @@ use super::problem::{Problem, stamp};
 use super::routes::{self, Endpoint};
 use super::{ApiError, OnFirstUse, admitted, api_root, respond};
 use crate::domain::ids::JobId;
+use crate::domain::keys::KeyHash;
 use crate::domain::stream::{self, StreamEvent};
 use crate::entrypoints::views::{FileLinks, file_url};
 use crate::ports::{JobStore, KeyStore};
 use crate::services::auth::Authenticator;
-use crate::services::stream::{ClientGone, EventSink, StreamService};
+use crate::services::stream::{ClientGone, EventSink, LINK_STREAMS, StreamService};
 
 /// What the `stream` function serves. It lives as long as its process: each stream is followed
 /// by a task of its own, which the function's runtime waits for as it sends the body.
@@ -57,6 +58,7 @@ pub async fn handle<S: JobStore + KeyStore + Sync + 'static>(
     responses(
         (status = 200, description = "The job's events as Server-Sent Events: `status`, `logs`, `output` (an image's URL), `error`, `done`; a `: keep-alive` comment at least every 15 s", content_type = "text/event-stream", body = String),
         (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key and no valid signature, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The key (or the signed link) holds as many streams and held requests open as it may", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
     api: &'static StreamApi<S>,
@@ -70,14 +72,25 @@ pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
         JobId::parse(matched.param("prediction_id")).map_err(|_| ApiError::MalformedId { param: "prediction_id" })?;
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let links = api.links.get().await?;
-    // A signed link needs no key, so it counts against none.
-    let (job, allowance) = if signed(links, id, request) {
-        (api.streams.job(None, id).await?, None)
-    } else {
-        let (caller, allowance) = admitted(&api.auth, request, endpoint.class()).await?;
-        (api.streams.job(Some(&caller), id).await?, Some(allowance))
+    // A signed link needs no key, so it counts against no key's rate; its open streams are
+    // counted against the link itself.
+    let (job, holder, limit, allowance) = match signature(links, id, request) {
+        Some(signature) => (
+            api.streams.job(None, id).await?,
+            KeyHash::from_hex(format!("link.{signature}")),
+            LINK_STREAMS,
+            None,
+        ),
+        None => {
+            let (caller, allowance) = admitted(&api.auth, request, endpoint.class()).await?;
+            let job = api.streams.job(Some(&caller), id).await?;
+            (job, caller.key, caller.limits.concurrent_waits, Some(allowance))
+        }
     };
     let job = job.ok_or(ApiError::NotFound { what: "prediction" })?;
+    if !api.streams.open(&holder, limit).await? {
+        return Err(ApiError::TooManyStreams { limit });
+    }
     let first = stream::first_unseen(request.headers().get("last-event-id").and_then(|v| v.to_str().ok()));
     let root = api_root(request);
     let (sender, body) = StreamBody::channel();
@@ -87,6 +100,7 @@ pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
                 move |index: usize, event: &StreamEvent| stream::frame(index, event.name(), &data(event, &root, links));
             let opened = std::time::Instant::now();
             let followed = api.streams.follow(job, first, render, &mut ToClient(sender)).await;
+            api.streams.close(&holder).await;
             tracing::info!(
                 end = ?followed.end,
                 reads = followed.reads,
@@ -108,14 +122,18 @@ pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
     Ok(response)
 }
 
-/// Whether the request carries a valid signature of this job's stream link.
-fn signed(links: &FileLinks, id: JobId, request: &Request) -> bool {
+/// The request's signature of this job's stream link, if it carries a valid one.
+fn signature(links: &FileLinks, id: JobId, request: &Request) -> Option<String> {
     let params = request.query_string_parameters();
     match (&links.signer, params.first("expires"), params.first("signature")) {
-        (Some(signer), Some(expires), Some(signature)) => expires
-            .parse::<i64>()
-            .is_ok_and(|expires| signer.verify_stream(id, expires, signature, Utc::now().timestamp())),
-        _ => false,
+        (Some(signer), Some(expires), Some(signature))
+            if expires
+                .parse::<i64>()
+                .is_ok_and(|expires| signer.verify_stream(id, expires, signature, Utc::now().timestamp())) =>
+        {
+            Some(signature.to_owned())
+        }
+        _ => None,
     }
 }
 
