@@ -123,6 +123,15 @@ class OpenAiClient(unittest.TestCase):
             self.client().images.generate(model="dall-e-9", prompt="a cat", stream=True)
         self.assertEqual(caught.exception.code, "model_not_found")
 
+    def test_models_list_is_the_catalogue(self):
+        models = list(self.client().models.list())
+        with urllib.request.urlopen(os.environ["MEDIAGEN_API_URL"] + "/v1/models") as answer:
+            raw = json.load(answer)
+        self.assertEqual([m.id for m in models], [m["id"] for m in raw["data"]])
+        self.assertIn("local", [m.id for m in models])
+        local = next(m for m in models if m.id == "local")
+        self.assertEqual((local.object, local.owned_by), ("model", "local"))
+
     def test_a_bad_key_is_refused(self):
         with self.assertRaises(openai.AuthenticationError) as caught:
             self.client(key="mgk_refusedrefusedrefusedrefused1234").images.generate(prompt="a cat")
