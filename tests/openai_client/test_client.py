@@ -78,9 +78,59 @@ class OpenAiClient(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as caught:
             self.client().images.generate(prompt="a cat", size="640x480")
         self.assertEqual(caught.exception.param, "size")
+
+    def test_a_stream_yields_one_completed_event_per_image(self):
+        stream = self.client().images.generate(
+            model="local", prompt="a kite over a beach", size="512x512", stream=True
+        )
+        events = list(stream)
+        self.assertEqual([e.type for e in events], ["image_generation.completed"])
+        event = events[0]
+        self.assertIsInstance(event, openai.types.ImageGenCompletedEvent)
+        self.assertEqual(png_size(base64.b64decode(event.b64_json)), (512, 512))
+        self.assertEqual((event.size, event.output_format, event.background), ("512x512", "png", "opaque"))
+        self.assertGreater(event.created_at, 0)
+        self.assertEqual(event.usage.total_tokens, 0)
+
+    def test_a_stream_of_n_images_has_n_events_and_no_partial_one(self):
+        # partial_images is taken, but no model here makes a partial image: only final ones come.
+        events = list(
+            self.client().images.generate(
+                prompt="two kites", n=2, size="256x256", output_format="jpeg", partial_images=2, stream=True
+            )
+        )
+        self.assertEqual([e.type for e in events], ["image_generation.completed"] * 2)
+        images = [base64.b64decode(e.b64_json) for e in events]
+        self.assertEqual([i[:3] for i in images], [JPEG, JPEG])
+        self.assertEqual([e.output_format for e in events], ["jpeg", "jpeg"])
+        self.assertNotEqual(images[0], images[1])
+
+    def test_a_stream_is_server_sent_events_naming_its_job(self):
+        raw = self.client().images.with_raw_response.generate(
+            prompt="a streamed job", size="256x256", stream=True
+        )
+        content_type = raw.headers["content-type"]
+        self.assertTrue(content_type.startswith("text/event-stream"), content_type)
+        self.assertTrue(raw.headers["x-mediagen-job-id"])
+        self.assertEqual(len(list(raw.parse())), 1)
+
+    def test_a_streaming_client_gets_the_same_errors(self):
+        # The errors come before any event, as OpenAI's JSON errors, which the SDK raises as usual.
         with self.assertRaises(openai.BadRequestError) as caught:
-            self.client().images.generate(prompt="a cat", stream=True)
-        self.assertEqual(caught.exception.param, "stream")
+            self.client().images.generate(prompt="a cat", size="640x480", stream=True)
+        self.assertEqual(caught.exception.param, "size")
+        with self.assertRaises(openai.NotFoundError) as caught:
+            self.client().images.generate(model="dall-e-9", prompt="a cat", stream=True)
+        self.assertEqual(caught.exception.code, "model_not_found")
+
+    def test_models_list_is_the_catalogue(self):
+        models = list(self.client().models.list())
+        with urllib.request.urlopen(os.environ["MEDIAGEN_API_URL"] + "/v1/models") as answer:
+            raw = json.load(answer)
+        self.assertEqual([m.id for m in models], [m["id"] for m in raw["data"]])
+        self.assertIn("local", [m.id for m in models])
+        local = next(m for m in models if m.id == "local")
+        self.assertEqual((local.object, local.owned_by), ("model", "local"))
 
     def test_a_bad_key_is_refused(self):
         with self.assertRaises(openai.AuthenticationError) as caught:

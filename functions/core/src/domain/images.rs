@@ -23,7 +23,8 @@ pub const QUALITIES: [&str; 6] = ["auto", "low", "medium", "high", "standard", "
 pub const BACKGROUNDS: [&str; 2] = ["auto", "opaque"];
 /// OpenAI's formats, with ours for each.
 pub const OUTPUT_FORMATS: [(&str, &str); 3] = [("png", "png"), ("jpeg", "jpg"), ("webp", "webp")];
-/// The most partial images a stream may ask for; without a stream they mean nothing.
+/// The most partial images a stream may ask for. None is ever sent: no model of ours makes a
+/// partial image, so a stream has only the finished ones.
 pub const MAX_PARTIAL_IMAGES: u64 = 3;
 
 /// How the images come back.
@@ -41,7 +42,10 @@ pub enum ResponseFormat {
 pub struct ImagesRequest {
     /// The body of `POST /media/generate` it stands for; its rules still apply when it is parsed.
     pub body: Value,
+    /// Always `B64Json` for a stream: its events carry the bytes, as OpenAI's do.
     pub response_format: ResponseFormat,
+    /// Answer OpenAI's stream events (`text/event-stream`) instead of one JSON body.
+    pub stream: bool,
 }
 
 /// Maps OpenAI's request onto our body. Unknown fields are ignored, as OpenAI's server does;
@@ -125,19 +129,26 @@ pub fn images_request(request: &Value) -> Result<ImagesRequest, Vec<FieldError>>
             format!("must be a whole number from 0 to {MAX_PARTIAL_IMAGES}"),
         ));
     }
-    match present(request, "stream") {
-        None | Some(Value::Bool(false)) => {}
-        // Streaming is a later step of issue 26 (docs/api.md, "OpenAI-compatible API").
-        Some(Value::Bool(true)) => errors.push(FieldError::new(
-            "stream",
-            "streaming is not supported yet; leave stream out or false",
-        )),
-        Some(_) => errors.push(FieldError::new("stream", "must be a boolean")),
-    }
+    let stream = match present(request, "stream") {
+        None => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(_) => {
+            errors.push(FieldError::new("stream", "must be a boolean"));
+            false
+        }
+    };
+    // A stream's events carry the bytes and have no field for a link: OpenAI streams only its
+    // GPT image models, which answer base64 whatever `response_format` says, and so do we.
+    let response_format = if stream {
+        ResponseFormat::B64Json
+    } else {
+        response_format
+    };
     if errors.is_empty() {
         Ok(ImagesRequest {
             body: Value::Object(body),
             response_format,
+            stream,
         })
     } else {
         Err(errors)
@@ -200,9 +211,32 @@ mod tests {
                    "output_format": "jpg"})
         );
         assert_eq!(request.response_format, ResponseFormat::B64Json);
-        let plain = images_request(&json!({"prompt": "a", "size": "auto", "n": null})).unwrap();
+        assert!(!request.stream);
+        let plain = images_request(&json!({"prompt": "a", "size": "auto", "n": null, "stream": null})).unwrap();
         assert_eq!(plain.body, json!({"prompt": "a"}));
         assert_eq!(plain.response_format, ResponseFormat::Url);
+        assert!(!plain.stream);
+    }
+
+    #[test]
+    fn a_stream_is_taken_and_answers_base64() {
+        for asked in [json!(null), json!("b64_json"), json!("url")] {
+            let request = images_request(&json!({
+                "prompt": "a fox", "stream": true, "partial_images": 3, "response_format": asked,
+            }))
+            .unwrap();
+            assert!(request.stream);
+            assert_eq!(request.response_format, ResponseFormat::B64Json);
+            // The job is the same as without a stream, so an Idempotency-Key matches either.
+            assert_eq!(request.body, json!({"prompt": "a fox"}));
+        }
+        let errors = images_request(&json!({"prompt": "a", "stream": true, "response_format": "x"})).unwrap_err();
+        assert_eq!(
+            errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            ["response_format"]
+        );
+        let errors = images_request(&json!({"prompt": "a", "stream": "yes"})).unwrap_err();
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["stream"]);
     }
 
     #[test]
@@ -226,7 +260,7 @@ mod tests {
     fn broken_rules_are_named_by_openais_names() {
         let errors = images_request(&json!({
             "prompt": "a", "n": 5, "size": "640x480", "output_format": "jpg", "response_format": "bytes",
-            "quality": 3, "background": "transparent", "user": 7, "partial_images": 4, "stream": true,
+            "quality": 3, "background": "transparent", "user": 7, "partial_images": 4, "stream": 1,
         }))
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();

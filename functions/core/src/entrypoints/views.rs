@@ -417,12 +417,87 @@ pub(crate) fn images_body(job: &Job, data: Vec<ImageDataView>) -> ImagesView {
     ImagesView {
         created: job.created_at.timestamp(),
         data,
-        output_format: match request.output_format {
-            OutputFormat::Jpg => "jpeg".to_owned(),
-            other => other.extension().to_owned(),
-        },
+        output_format: openai_format(request.output_format).to_owned(),
         size: format!("{}x{}", request.width, request.height),
     }
+}
+
+/// OpenAI's name of a format: ours but `jpeg` for `jpg`.
+fn openai_format(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Jpg => "jpeg",
+        other => other.extension(),
+    }
+}
+
+/// The one event of a stream of `POST /v1/images/generations` per image: OpenAI's
+/// `image_generation.completed`, with every field the `openai` SDK's `ImageGenCompletedEvent`
+/// requires. No `image_generation.partial_image` is ever sent: no model of ours makes one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImageGenCompletedEvent {
+    /// `image_generation.completed`: the SDKs tell the events apart by it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The image's bytes, base64: a stream never answers links, as OpenAI's does not.
+    pub b64_json: String,
+    /// When the job completed, epoch seconds: the image was final then.
+    pub created_at: i64,
+    /// The size the job asked for, `WIDTHxHEIGHT`, as `size` of the JSON answer.
+    pub size: String,
+    /// Always `auto`: the quality asked for changes nothing here.
+    pub quality: String,
+    /// Always `opaque`: no model of ours makes a transparent background.
+    pub background: String,
+    /// `png`, `jpeg` or `webp`.
+    pub output_format: String,
+    /// Always zeros: no tokens are counted here, but the SDK's type requires the object.
+    pub usage: ImageGenUsage,
+}
+
+/// OpenAI's token counts of an image, here all 0.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ImageGenUsage {
+    pub input_tokens: u64,
+    pub input_tokens_details: ImageGenInputTokens,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// OpenAI's input tokens by kind, here all 0.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ImageGenInputTokens {
+    pub image_tokens: u64,
+    pub text_tokens: u64,
+}
+
+/// The event's name and its `type`.
+const IMAGE_COMPLETED: &str = "image_generation.completed";
+
+/// The body of a stream's answer for a succeeded job, its images base64 in order: one
+/// `event:`/`data:` pair per image, as OpenAI's API sends them. The body is written whole once
+/// the job is final (the route runs in a buffered Lambda function), and ends with no `[DONE]`:
+/// OpenAI documents none for image streams, and a client that reads every `data:` as an event
+/// would fail on it (the Python SDK would only stop there).
+pub(crate) fn image_stream(job: &Job, images: Vec<String>) -> String {
+    let request = &job.request;
+    let completed = job.completed_at.unwrap_or(job.updated_at).timestamp();
+    let mut body = String::new();
+    for b64_json in images {
+        let event = ImageGenCompletedEvent {
+            kind: IMAGE_COMPLETED.to_owned(),
+            b64_json,
+            created_at: completed,
+            size: format!("{}x{}", request.width, request.height),
+            quality: "auto".to_owned(),
+            background: "opaque".to_owned(),
+            output_format: openai_format(request.output_format).to_owned(),
+            usage: ImageGenUsage::default(),
+        };
+        // serde_json writes no line break in compact form, so the JSON is one `data:` line.
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        body.push_str(&format!("event: {IMAGE_COMPLETED}\ndata: {data}\n\n"));
+    }
+    body
 }
 
 /// The links to a job's images, as `data` of an images answer.
@@ -511,5 +586,51 @@ pub fn model_list(catalogue: &Catalogue) -> ModelListView {
                 fallback: entry.fallback.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::generation::tests::sample_request;
+    use crate::domain::keys::Owner;
+    use chrono::TimeZone;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn a_stream_is_one_completed_event_per_image_as_the_sdk_reads_it() {
+        let created = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap();
+        let mut job = Job::new(
+            Owner::parse("tester").unwrap(),
+            sample_request(),
+            created,
+            Duration::from_secs(60),
+        );
+        job.request.width = 512;
+        job.request.height = 768;
+        job.request.output_format = OutputFormat::Jpg;
+        job.status = JobStatus::Succeeded;
+        job.completed_at = Some(created + chrono::Duration::seconds(3));
+        let body = image_stream(&job, vec!["AAAA".into(), "BBBB".into()]);
+        // Events are separated by a blank line; each is its name, then its data on one line.
+        let events: Vec<&str> = body.split_terminator("\n\n").collect();
+        assert!(body.ends_with("\n\n") && !body.contains("[DONE]"));
+        assert_eq!(events.len(), 2);
+        for (event, b64) in events.iter().zip(["AAAA", "BBBB"]) {
+            let lines: Vec<&str> = event.lines().collect();
+            assert_eq!(lines[0], "event: image_generation.completed");
+            assert_eq!(lines.len(), 2);
+            let data: Value = serde_json::from_str(lines[1].strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(
+                data,
+                json!({
+                    "type": "image_generation.completed", "b64_json": b64, "created_at": 1_700_000_003,
+                    "size": "512x768", "quality": "auto", "background": "opaque", "output_format": "jpeg",
+                    "usage": {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+                              "output_tokens": 0, "total_tokens": 0},
+                })
+            );
+        }
+        assert_eq!(image_stream(&job, Vec::new()), "");
     }
 }

@@ -1,11 +1,12 @@
 //! The OpenAI-compatible images API (docs/design.md, "OpenAI-compatible API"):
 //! `POST /v1/images/generations` makes an ordinary job of the caller's and, as OpenAI's API
-//! does, answers once it is final, from the same services as `/media/…`. Its errors are
-//! OpenAI's shape, rendered in `problem.rs`.
+//! does, answers once it is final, from the same services as `/media/…`: one JSON body, or
+//! with `stream: true` OpenAI's stream events, written whole then. Its errors are OpenAI's shape,
+//! rendered in `problem.rs`, stream or not.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -15,7 +16,9 @@ use super::requests::ImagesBody;
 use super::{ApiError, MAX_WAIT, api_root, idempotency_key, json_body, json_response};
 use crate::domain::images::{ResponseFormat, images_request};
 use crate::domain::job::{Interface, Job, JobStatus};
-use crate::entrypoints::views::{FileLinks, ImageDataView, ImagesView, image_links, images_body};
+use crate::entrypoints::views::{
+    FileLinks, ImageDataView, ImageGenCompletedEvent, ImagesView, image_links, image_stream, images_body,
+};
 use crate::ports::{JobQueue, JobStore, KeyStore, MediaReader, ProviderGate, QuotaStore};
 use crate::services::auth::Caller;
 use crate::services::content::ContentService;
@@ -26,12 +29,16 @@ use crate::services::submit::{SubmitError, SubmitService};
 /// Lambda function's answer may hold.
 const MAX_B64_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Creates the images and answers them once the job is final.
+/// Creates the images and answers them once the job is final. A stream's events come then too,
+/// all at once: the function's answer is buffered, and no model of ours makes partial images.
 #[utoipa::path(post, path = "/v1/images/generations", operation_id = "create_image", tag = "openai",
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters: the same key and body within 24 h answer the first job")),
     request_body(content = ImagesBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The images: links or base64", body = ImagesView, headers(("x-mediagen-job-id" = String, description = "The job that made them"))),
+        (status = 200, description = "The images: links or base64; with `stream: true`, one `image_generation.completed` event per image, each `event:` and `data:` (base64), sent once the job is final", content(
+            (ImagesView = "application/json"),
+            (ImageGenCompletedEvent = "text/event-stream"),
+        ), headers(("x-mediagen-job-id" = String, description = "The job that made them"))),
         (status = 400, description = "A field breaks a rule, the body is not JSON, a malformed or reused Idempotency-Key, the prompt was refused (content_policy_violation), the job was canceled, or the images are too large for base64", body = OpenAiError),
         (status = 401, description = "No key, or not a key of ours", body = OpenAiError),
         (status = 404, description = "No such model here (model_not_found)", body = OpenAiError),
@@ -83,11 +90,20 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         status if status.is_final() => return Err(ApiError::JobUnsucceeded(Box::new(job))),
         _ => return Err(unfinished),
     }
-    let data = match images.response_format {
-        ResponseFormat::Url => image_links(&job, &root, links),
-        ResponseFormat::B64Json => encoded(reads, content, caller, &job).await?,
+    let mut response = match (images.stream, images.response_format) {
+        (true, _) => event_stream(image_stream(&job, encoded(reads, content, caller, &job).await?)),
+        (false, ResponseFormat::Url) => {
+            json_response(StatusCode::OK, &images_body(&job, image_links(&job, &root, links)))
+        }
+        (false, ResponseFormat::B64Json) => {
+            let data = encoded(reads, content, caller, &job).await?.into_iter();
+            let data = data.map(|b64_json| ImageDataView {
+                url: None,
+                b64_json: Some(b64_json),
+            });
+            json_response(StatusCode::OK, &images_body(&job, data.collect()))
+        }
     };
-    let mut response = json_response(StatusCode::OK, &images_body(&job, data));
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         headers.insert(JOB_ID_HEADER, value);
@@ -98,13 +114,22 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
     Ok(response)
 }
 
-/// The job's images as base64, if they fit one answer.
+/// A stream's answer: its events, whole.
+fn event_stream(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The job's images as base64, in order, if they fit one answer.
 async fn encoded<S: JobStore, M: MediaReader>(
     reads: &ReadService<S>,
     content: &ContentService<S, M>,
     caller: &Caller,
     job: &Job,
-) -> Result<Vec<ImageDataView>, ApiError> {
+) -> Result<Vec<String>, ApiError> {
     let (_, media) = reads
         .job_with_media(caller, job.id)
         .await?
@@ -119,10 +144,7 @@ async fn encoded<S: JobStore, M: MediaReader>(
             .file(Some(caller), false, item.id)
             .await?
             .ok_or(ApiError::NotFound { what: "image" })?;
-        data.push(ImageDataView {
-            url: None,
-            b64_json: Some(STANDARD.encode(&bytes)),
-        });
+        data.push(STANDARD.encode(&bytes));
     }
     Ok(data)
 }

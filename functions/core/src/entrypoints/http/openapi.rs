@@ -74,12 +74,23 @@ pub fn document(models: &[String]) -> Value {
     });
     doc["components"]["schemas"]["GenerateBody"]["properties"]["model"] = model.clone();
     doc["components"]["schemas"]["ImagesBody"]["properties"]["model"] = model;
-    // Streaming is a later step (docs/api.md, "OpenAI-compatible API"): `true` is refused.
-    doc["components"]["schemas"]["ImagesBody"]["properties"]["stream"] = json!({
-        "type": ["boolean", "null"],
-        "enum": [false, null],
-        "description": "Streaming is not served yet: only `false`",
-    });
+    // A stream's schema is one event's, as OpenAPI 3.1 tools read `text/event-stream` (3.2's
+    // `itemSchema`): its name and its `data`, the JSON of `ImageGenCompletedEvent`.
+    let stream = &mut doc["paths"][IMAGE_GENERATIONS]["post"]["responses"]["200"]["content"]["text/event-stream"];
+    if stream.is_object() {
+        stream["schema"] = json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": "image_generation.completed"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/ImageGenCompletedEvent"},
+                },
+            },
+        });
+    }
     // `POST /v1/predictions` is the same operation as the model's route, the model in `version`.
     let by_model = "/v1/models/{owner}/{name}/predictions";
     if let Some(mut create) = doc["paths"][by_model]["post"].as_object().cloned() {

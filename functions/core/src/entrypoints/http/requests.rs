@@ -141,16 +141,18 @@ pub struct ImagesBody {
     pub size: Option<ImageSize>,
     /// Accepted; it changes nothing here.
     pub quality: Option<ImageQuality>,
-    /// `url` (default): our file links; `b64_json`: the bytes.
+    /// `url` (default): our file links; `b64_json`: the bytes. A stream always answers the
+    /// bytes, as OpenAI's does.
     pub response_format: Option<ImageResponseFormat>,
     pub output_format: Option<ImageFormat>,
     /// No model here makes a transparent background.
     pub background: Option<ImageBackground>,
     /// Accepted; it changes nothing here.
     pub user: Option<String>,
-    /// Streaming is not served yet: only `false`.
+    /// `true`: the answer is `text/event-stream`, one `image_generation.completed` event per
+    /// image, all sent once the job is final.
     pub stream: Option<bool>,
-    /// Accepted; without a stream it changes nothing.
+    /// Accepted; no partial image is sent, stream or not: no model here makes one.
     #[schema(minimum = 0, maximum = 3)]
     pub partial_images: Option<u32>,
 }
