@@ -343,7 +343,7 @@ class Secrets(unittest.TestCase):
         kept = [p.read_text().strip() for p in root.glob(f"*-secret-localstack-{STACK}") if p.is_file()]
         self.assertTrue(kept, "scripts/deploy.sh keeps the stack's secrets in .local/")
         functions = [r for r in stack_resources() if r.endswith("Function")]
-        self.assertEqual(len(functions), 6, functions)
+        self.assertEqual(len(functions), 7, functions)
         for logical_id in functions:
             name = stack_resources()[logical_id]
             variables = lambda_.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
