@@ -45,7 +45,7 @@ pub trait EventSink {
 pub struct ClientGone;
 
 /// How a stream ended, and how many times it read its job: what it cost
-/// (`scripts/bench/streams.py` reads both from the function's log).
+/// (`scripts/bench/bench.py streams` reads both from the function's log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Followed {
     pub end: StreamEnd,
