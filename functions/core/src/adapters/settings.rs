@@ -49,6 +49,27 @@ where
     }
 }
 
+/// A setting's value parsed, or `default` when it is unset, which must lie within `bounds`;
+/// `reason` says which, in the error.
+pub fn parse_within<T>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    bounds: std::ops::RangeInclusive<T>,
+    reason: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value = parse_or(get, name, default)?;
+    if bounds.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(name, &value.to_string(), reason))
+    }
+}
+
 /// The secret the SSM parameter `parameter` holds, which the setting `setting` names; a failed
 /// read is that setting's error (docs/design.md, "Configuration").
 pub async fn stored_secret(sdk: &SdkConfig, setting: &'static str, parameter: &str) -> Result<Secret, ConfigError> {

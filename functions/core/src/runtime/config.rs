@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::adapters::image_model::ProviderSettings;
 pub use crate::adapters::settings::ConfigError;
-use crate::adapters::settings::parse_or;
+use crate::adapters::settings::{parse_or, parse_within};
 use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
@@ -70,47 +70,37 @@ impl Config {
 
         let catalogue = catalogue(&get)?;
 
-        let presign_ttl_seconds: u64 = parse_or(&get, "PRESIGN_TTL_SECONDS", 900)?;
-        if !(60..=604_800).contains(&presign_ttl_seconds) {
-            return Err(invalid(
-                "PRESIGN_TTL_SECONDS",
-                &presign_ttl_seconds.to_string(),
-                "must be between 60 and 604800 (7 days, the SigV4 limit)",
-            ));
-        }
-        let retention_days: u64 = parse_or(&get, "RETENTION_DAYS", 30)?;
+        let presign_ttl_seconds: u64 = parse_within(
+            &get,
+            "PRESIGN_TTL_SECONDS",
+            900,
+            60..=604_800,
+            "must be between 60 and 604800 (7 days, the SigV4 limit)",
+        )?;
         // Bounded as template.yaml bounds it: days in seconds must not overflow, nor expiry times.
-        if !(1..=3650).contains(&retention_days) {
-            return Err(invalid(
-                "RETENTION_DAYS",
-                &retention_days.to_string(),
-                "must be between 1 and 3650 (ten years)",
-            ));
-        }
-        let max_receive_count: u32 = parse_or(&get, "MAX_RECEIVE_COUNT", 5)?;
-        if max_receive_count == 0 {
-            return Err(invalid("MAX_RECEIVE_COUNT", "0", "must be at least 1"));
-        }
-        let max_active_jobs: u32 = parse_or(&get, "MAX_ACTIVE_JOBS_PER_OWNER", QuotaDefaults::MAX_ACTIVE)?;
-        if max_active_jobs == 0 {
-            return Err(invalid("MAX_ACTIVE_JOBS_PER_OWNER", "0", "must be at least 1"));
-        }
-        let heartbeat: u64 = parse_or(&get, "STREAM_HEARTBEAT_SECONDS", 10)?;
-        if !(1..=15).contains(&heartbeat) {
-            return Err(invalid(
-                "STREAM_HEARTBEAT_SECONDS",
-                &heartbeat.to_string(),
-                "must be between 1 and 15",
-            ));
-        }
-        let longest: u64 = parse_or(&get, "STREAM_LONGEST_SECONDS", 840)?;
-        if !(10..=870).contains(&longest) {
-            return Err(invalid(
-                "STREAM_LONGEST_SECONDS",
-                &longest.to_string(),
-                "must be between 10 and 870",
-            ));
-        }
+        let retention_days: u64 = parse_within(
+            &get,
+            "RETENTION_DAYS",
+            30,
+            1..=3650,
+            "must be between 1 and 3650 (ten years)",
+        )?;
+        let max_receive_count: u32 = parse_within(&get, "MAX_RECEIVE_COUNT", 5, 1..=u32::MAX, "must be at least 1")?;
+        let max_active_jobs: u32 = parse_within(
+            &get,
+            "MAX_ACTIVE_JOBS_PER_OWNER",
+            QuotaDefaults::MAX_ACTIVE,
+            1..=u32::MAX,
+            "must be at least 1",
+        )?;
+        let heartbeat: u64 = parse_within(&get, "STREAM_HEARTBEAT_SECONDS", 10, 1..=15, "must be between 1 and 15")?;
+        let longest: u64 = parse_within(
+            &get,
+            "STREAM_LONGEST_SECONDS",
+            840,
+            10..=870,
+            "must be between 10 and 870",
+        )?;
         let allow_local_urls = match get("ALLOW_LOCAL_URLS").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
