@@ -239,6 +239,13 @@ fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
+/// What a signed link's query carries: when it expires (epoch seconds) and its signature.
+fn link_signature(request: &Request) -> Option<(i64, String)> {
+    let params = request.query_string_parameters();
+    let expires = params.first("expires")?.parse().ok()?;
+    Some((expires, params.first("signature")?.to_owned()))
+}
+
 /// Whether the client asked for JSON rather than a redirect.
 fn accepts_json(request: &Request) -> bool {
     request

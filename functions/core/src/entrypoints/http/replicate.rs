@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::requests::PredictionRequest;
-use super::{ApiError, api_root, idempotency_key, json_body, json_response, preferred_wait};
+use super::{ApiError, api_root, idempotency_key, json_body, json_response, link_signature, preferred_wait};
 use crate::domain::generation::FieldError;
 use crate::domain::ids::{JobId, MediaId};
 use crate::domain::job::Interface;
@@ -223,11 +223,8 @@ pub(super) async fn list<S: JobStore>(
 /// Whether the request carries a signed link's valid signature for the image: then no key is
 /// needed.
 pub(super) fn signed(links: &FileLinks, id: MediaId, request: &Request) -> bool {
-    let params = request.query_string_parameters();
-    match (&links.signer, params.first("expires"), params.first("signature")) {
-        (Some(signer), Some(expires), Some(signature)) => expires
-            .parse::<i64>()
-            .is_ok_and(|expires| signer.verify(id, expires, signature, Utc::now().timestamp())),
+    match (&links.signer, link_signature(request)) {
+        (Some(signer), Some((expires, signature))) => signer.verify(id, expires, &signature, Utc::now().timestamp()),
         _ => false,
     }
 }

@@ -6,13 +6,13 @@
 use chrono::Utc;
 use lambda_http::http::{HeaderValue, header};
 use lambda_http::lambda_runtime::streaming::{Body as StreamBody, Sender};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::Instrument;
 
 use super::problem::{Problem, stamp};
 use super::routes::{self, Endpoint};
-use super::{ApiError, OnFirstUse, admitted, api_root, respond};
+use super::{ApiError, OnFirstUse, admitted, api_root, link_signature, respond};
 use crate::domain::ids::JobId;
 use crate::domain::keys::KeyHash;
 use crate::domain::stream::{self, StreamEvent};
@@ -124,17 +124,11 @@ pub(super) async fn answer<S: JobStore + KeyStore + Sync + 'static>(
 
 /// The request's signature of this job's stream link, if it carries a valid one.
 fn signature(links: &FileLinks, id: JobId, request: &Request) -> Option<String> {
-    let params = request.query_string_parameters();
-    match (&links.signer, params.first("expires"), params.first("signature")) {
-        (Some(signer), Some(expires), Some(signature))
-            if expires
-                .parse::<i64>()
-                .is_ok_and(|expires| signer.verify_stream(id, expires, signature, Utc::now().timestamp())) =>
-        {
-            Some(signature.to_owned())
-        }
-        _ => None,
-    }
+    let (expires, signature) = link_signature(request)?;
+    let signer = links.signer.as_ref()?;
+    signer
+        .verify_stream(id, expires, &signature, Utc::now().timestamp())
+        .then_some(signature)
 }
 
 /// An event's data: the JSON of a status, the text of logs and errors, an image's URL, and
