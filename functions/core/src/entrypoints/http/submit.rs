@@ -125,6 +125,9 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
 ) -> Result<Response<Body>, ApiError> {
     let idempotency_key = idempotency_key(request)?;
     let body = json_body(request)?;
+    // Before the job is made, as the other creates do: a key that cannot be read then fails the
+    // request with nothing made, rather than a made job's answer.
+    let file_links = api.links.get().await?;
     let submitted = api
         .submit
         .submit(
@@ -136,7 +139,6 @@ pub(super) async fn generate<S: JobStore + KeyStore + QuotaStore + ProviderGate,
         )
         .await?;
     let base = base_path(request);
-    let file_links = api.links.get().await?;
     let wait = preferred_wait(request);
     let mut response = match wait {
         // The whole job, as it is when it is final or the wait runs out.
