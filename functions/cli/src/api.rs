@@ -233,23 +233,18 @@ impl Api {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT);
-        match &self.key {
-            Some((key, _)) => request.bearer_auth(key),
-            None => request,
-        }
+        self.keyed(self.http.request(method, format!("{}{path}", self.base)))
+            .timeout(REQUEST_TIMEOUT)
     }
 
     /// A request whose answer may last as long as the job's progress stream does: no overall
     /// timeout, the connect timeout still.
     pub fn streaming_request(&self, path: &str) -> RequestBuilder {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(ACCEPT, "text/event-stream");
+        self.keyed(self.http.get(format!("{}{path}", self.base)))
+            .header(ACCEPT, "text/event-stream")
+    }
+
+    fn keyed(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.key {
             Some((key, _)) => request.bearer_auth(key),
             None => request,
