@@ -515,22 +515,20 @@ pub(crate) fn image_links(job: &Job, root: &str, links: &FileLinks) -> Vec<Image
 /// The link to a job's progress stream.
 pub(crate) fn stream_url(job: &Job, root: &str, links: &FileLinks, expires: i64) -> String {
     let url = format!("{root}/v1/predictions/{}/stream", job.id);
-    match &links.signer {
-        Some(signer) => format!(
-            "{url}?expires={expires}&signature={}",
-            signer.sign_stream(job.id, expires)
-        ),
-        None => url,
-    }
+    signed(url, links, expires, |signer| signer.sign_stream(job.id, expires))
 }
 
 pub(crate) fn file_url(root: &str, id: MediaId, links: &FileLinks, expires: i64) -> String {
+    signed(format!("{root}/v1/files/{id}"), links, expires, |signer| {
+        signer.sign(id, expires)
+    })
+}
+
+/// `url` with its expiry and `sign`'s signature, when the deployment signs links.
+fn signed(url: String, links: &FileLinks, expires: i64, sign: impl FnOnce(&FileLinkSigner) -> String) -> String {
     match &links.signer {
-        Some(signer) => format!(
-            "{root}/v1/files/{id}?expires={expires}&signature={}",
-            signer.sign(id, expires)
-        ),
-        None => format!("{root}/v1/files/{id}"),
+        Some(signer) => format!("{url}?expires={expires}&signature={}", sign(signer)),
+        None => url,
     }
 }
 
