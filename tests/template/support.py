@@ -101,7 +101,7 @@ def record_concurrency():
 def settings_read_by_config():
     """Every environment variable functions/core/src/runtime/config.rs reads, the providers' with
     them (every name in `impl ProviderSettings` of adapters/image_model/mod.rs)."""
-    own = set(re.findall(r'\b(?:get|required|parse_or\(&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
+    own = set(re.findall(r'\b(?:get|required|parse_or\(&get,|parse_within\(\s*&get,)\s*\(?\s*"([A-Z][A-Z0-9_]+)"', config_rs()))
     found = re.search(r"impl ProviderSettings \{(.*?)\n\}\n", PROVIDERS_RS.read_text(), re.S)
     if not found:
         raise AssertionError(f"no impl ProviderSettings in {PROVIDERS_RS}")
@@ -113,8 +113,9 @@ def required_settings():
 
 
 def config_default(name):
-    """The default config.rs gives a numeric setting, as in `parse_or(&get, "NAME", 900)`."""
-    found = re.search(r'parse_or\(&get,\s*"' + name + r'",\s*([0-9_]+)\s*\)', config_rs())
+    """The default config.rs gives a numeric setting, as in `parse_or(&get, "NAME", 900)` or
+    `parse_within(&get, "NAME", 900, 60..=604_800, "...")`."""
+    found = re.search(r'(?:parse_or|parse_within)\(\s*&get,\s*"' + name + r'",\s*([0-9_]+)\s*[,)]', config_rs())
     return int(found.group(1).replace("_", "")) if found else None
 
 

@@ -173,7 +173,7 @@ class LocalStackMatchesTemplate(unittest.TestCase):
                 self.assertIsNotNone(
                     default,
                     f"functions/core/src/runtime/config.rs no longer reads {setting} with "
-                    f'parse_or(&get, "{setting}", <default>); update this test',
+                    f'parse_or or parse_within(&get, "{setting}", <default>, ...); update this test',
                 )
                 self.assertEqual(int(self.parameters[parameter]["Default"]), default)
 
