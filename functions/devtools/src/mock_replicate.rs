@@ -3,8 +3,8 @@
 //! depends on it: a bearer token, predictions that start, run and finish over a few polls,
 //! output URLs to real images (drawn by the local renderer), cancel. A prompt containing
 //! `[fail]` makes its prediction fail with a content-filter message; `[down]` makes its create
-//! answer 503; `[slow:N]` makes it run N seconds (a cold model). `GET /canceled` answers the
-//! prompts of the predictions canceled while they ran. With a rate, it keeps one as Replicate's
+//! answer 503; `[slow:N]` makes it run N seconds (a cold model). `GET /running` answers the
+//! prompts of the predictions running now, `GET /canceled` those canceled while they ran. With a rate, it keeps one as Replicate's
 //! API does: a create past it answers 429 with `retry-after` and "resets in ~Ns"; `GET /stats`
 //! tells how many creates it saw, the most in any minute, and how many it refused.
 
@@ -239,12 +239,12 @@ impl FakeReplicate {
         }))
     }
 
-    /// The prompts of the predictions canceled while they ran.
-    fn canceled(&self) -> ResponseTemplate {
+    /// The prompts of the predictions `which` holds for.
+    fn prompts(&self, which: impl Fn(&Prediction) -> bool) -> ResponseTemplate {
         let prompts: Vec<Value> = self
             .lock()
             .values()
-            .filter(|p| p.canceled)
+            .filter(|p| which(p))
             .map(|p| p.input["prompt"].clone())
             .collect();
         ResponseTemplate::new(200).set_body_json(prompts)
@@ -277,6 +277,8 @@ enum ReplicatePath {
     Predictions,
     Prediction,
     Cancel,
+    /// The mock's own record of the predictions running now, for tests.
+    Running,
     /// The mock's own record of the cancels, for tests.
     Canceled,
     /// The mock's own count of the creates, for tests.
@@ -295,6 +297,7 @@ static REPLICATE_PATHS: LazyLock<matchit::Router<ReplicatePath>> = LazyLock::new
             ("/v1/predictions", ReplicatePath::Predictions),
             ("/v1/predictions/{id}", ReplicatePath::Prediction),
             ("/v1/predictions/{id}/cancel", ReplicatePath::Cancel),
+            ("/running", ReplicatePath::Running),
             ("/canceled", ReplicatePath::Canceled),
             ("/stats", ReplicatePath::Stats),
         ],
@@ -309,7 +312,8 @@ impl Respond for FakeReplicate {
         let param = |name: &str| matched.params.get(name).unwrap_or_default();
         match matched.value {
             ReplicatePath::File => return self.file(param("id"), param("name")),
-            ReplicatePath::Canceled => return self.canceled(),
+            ReplicatePath::Running => return self.prompts(|p| !p.canceled && !p.finished()),
+            ReplicatePath::Canceled => return self.prompts(|p| p.canceled),
             ReplicatePath::Stats => return self.stats(),
             _ => {}
         }
