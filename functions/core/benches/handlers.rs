@@ -151,14 +151,14 @@ fn submit_api(
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
             store.clone(),
-            queue,
+            queue.clone(),
             Notifier::off(),
             policy(),
             Duration::from_secs(86_400),
             // The bench's jobs are never run: its owner's quota must hold them all.
             QuotaDefaults { max_active: u32::MAX },
         ),
-        cancel: CancelService::new(store.clone(), Notifier::off()),
+        cancel: CancelService::new(store.clone(), queue, Notifier::off()),
         reads: ReadService::new(store.clone()),
         content: ContentService::new(store, media, TTL),
         links: OnFirstUse::ready(links()),

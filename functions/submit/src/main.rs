@@ -21,18 +21,19 @@ async fn main() -> Result<(), lambda_http::Error> {
         PresignedMediaReader::from_sdk(&sdk, config.presign_endpoint_url.as_deref())
             .map_err(|e| ConfigError::Startup(e.to_string())),
     );
+    let jobs_queue = SqsJobQueue::new(sqs, &config.jobs_queue_url);
     let api = SubmitApi {
         auth: Authenticator::new(store.clone()),
         submit: SubmitService::new(
             store.clone(),
-            SqsJobQueue::new(sqs, &config.jobs_queue_url),
+            jobs_queue.clone(),
             webhooks.clone(),
             config.request_policy(),
             config.retention,
             config.quota_defaults,
         )
         .with_longest_wait(config.longest_provider_wait),
-        cancel: CancelService::new(store.clone(), webhooks),
+        cancel: CancelService::new(store.clone(), jobs_queue, webhooks),
         reads: ReadService::new(store.clone()),
         content: ContentService::new(store, media, config.presign_ttl),
         links: bootstrap::file_links_on_first_use(&config, &sdk),

@@ -1,6 +1,8 @@
 //! Cancel a job (docs/design.md, "Job states"): a queued job is canceled at once; a processing
 //! job is marked, and `generate` ends it `canceled` when its attempt ends, without committing
 //! its images. A job canceled here is final, and its webhook is queued (docs/design.md, "Webhooks").
+//! A queued job with model runs still going gets a message at once, whose delivery stops them
+//! (docs/design.md, "Failure rules").
 
 use chrono::Utc;
 
@@ -8,7 +10,7 @@ use super::auth::Caller;
 use super::webhooks::Notifier;
 use crate::domain::ids::JobId;
 use crate::domain::job::Job;
-use crate::ports::{Cancel, JobStore, StoreError};
+use crate::ports::{Cancel, JobQueue, JobStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
@@ -27,14 +29,15 @@ pub enum Canceled {
     Pending(Job),
 }
 
-pub struct CancelService<S> {
+pub struct CancelService<S, Q> {
     store: S,
+    queue: Q,
     webhooks: Notifier,
 }
 
-impl<S: JobStore> CancelService<S> {
-    pub fn new(store: S, webhooks: Notifier) -> Self {
-        Self { store, webhooks }
+impl<S: JobStore, Q: JobQueue> CancelService<S, Q> {
+    pub fn new(store: S, queue: Q, webhooks: Notifier) -> Self {
+        Self { store, queue, webhooks }
     }
 
     /// Cancels the caller's job; `None` if there is no such job of theirs.
@@ -48,6 +51,7 @@ impl<S: JobStore> CancelService<S> {
             Cancel::Canceled(job) => {
                 tracing::info!("queued job canceled");
                 self.webhooks.job_final(&job).await;
+                self.stop_runs(&job).await;
                 Ok(Some(Canceled::Now(*job)))
             }
             Cancel::Requested(job) => {
@@ -56,6 +60,21 @@ impl<S: JobStore> CancelService<S> {
             }
             Cancel::AlreadyFinal(job) => Err(CancelError::AlreadyFinal(job)),
             Cancel::Missing => Ok(None),
+        }
+    }
+
+    /// A job back in the queue after a transient failure keeps the runs its attempt started
+    /// going at their provider, to be taken up by the next attempt. Canceled now, they would run
+    /// and bill until the job's own message comes back, up to minutes later: a message now has
+    /// `generate` find the job final and stop them. If it cannot be sent, the job's own message
+    /// still does.
+    async fn stop_runs(&self, job: &Job) {
+        if job.predictions.is_empty() {
+            return;
+        }
+        match self.queue.enqueue(job.id).await {
+            Ok(()) => tracing::info!(runs = job.predictions.len(), "the stop of the job's model runs queued"),
+            Err(err) => tracing::warn!(error = %err, "could not queue the stop of the job's model runs"),
         }
     }
 }

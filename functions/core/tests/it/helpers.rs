@@ -153,12 +153,15 @@ impl Stack {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue<Q: JobQueue>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
+    pub fn submit_api_with_queue<Q: JobQueue + Clone>(
+        &self,
+        queue: Q,
+    ) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
         self.submit_api_on(self.store(), queue)
     }
 
     /// The same on `store` (a store on a client of its own).
-    pub fn submit_api_on<Q: JobQueue>(
+    pub fn submit_api_on<Q: JobQueue + Clone>(
         &self,
         store: DynamoJobStore,
         queue: Q,
@@ -167,13 +170,13 @@ impl Stack {
             auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
                 store.clone(),
-                queue,
+                queue.clone(),
                 self.notifier(),
                 self.policy(),
                 RETENTION,
                 QuotaDefaults::default(),
             ),
-            cancel: CancelService::new(store.clone(), self.notifier()),
+            cancel: CancelService::new(store.clone(), queue, self.notifier()),
             reads: ReadService::new(store.clone()),
             content: ContentService::new(store, self.media_reader(), Duration::from_secs(900)),
             links: OnFirstUse::ready(file_links()),

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{MAX_RECEIVE_COUNT, OWNER, Stack, record, sqs_event, sqs_event_due_in};
+use crate::helpers::{MAX_RECEIVE_COUNT, OWNER, Stack, json_of, record, request, sqs_event, sqs_event_due_in};
 use chrono::Utc;
+use lambda_http::http::Method;
 use mediagen::adapters::image_model::local;
 use mediagen::adapters::image_model::replicate::{ReplicateModel, ReplicateSettings};
 use mediagen::domain::format::OutputFormat;
@@ -18,6 +19,7 @@ use mediagen::domain::job::{Job, JobError, JobStatus};
 use mediagen::domain::keys::Owner;
 use mediagen::domain::retry::Backoff;
 use mediagen::domain::secret::Secret;
+use mediagen::entrypoints::http;
 use mediagen::entrypoints::sqs;
 use mediagen::ports::{Cancel, JobQueue, JobStore};
 use mediagen::services::generate::{GenerateSettings, Generator};
@@ -217,7 +219,17 @@ async fn queued(stack: &Stack) -> Job {
 /// invocation for a slow model (docs/design.md, "Slow models").
 async fn deliver_with(stack: &Stack, server: &MockServer, job: &Job, receive: u32, settings: GenerateSettings) -> bool {
     let body = json!({"job_id": job.id.to_string()}).to_string();
-    let event = sqs_event_due_in(vec![record("m", &body, receive)], INVOCATION);
+    deliver_records(stack, server, vec![record("m", &body, receive)], settings).await
+}
+
+/// The same for records as the queue gave them out.
+async fn deliver_records(
+    stack: &Stack,
+    server: &MockServer,
+    records: Vec<aws_lambda_events::sqs::SqsMessage>,
+    settings: GenerateSettings,
+) -> bool {
+    let event = sqs_event_due_in(records, INVOCATION);
     let generator = Generator::new(
         stack.store(),
         stack.queue(),
@@ -312,13 +324,15 @@ async fn a_canceled_job_has_its_running_prediction_canceled() {
 }
 
 /// A job canceled while it waits in the queue, with a prediction an earlier attempt left running
-/// (that attempt then failed transiently): its message's next delivery finds it final and
-/// cancels the prediction.
+/// (that attempt then failed transiently): the cancel sends the job a message at once, whose
+/// delivery finds it final and cancels the prediction, rather than leaving it to run and bill
+/// until the job's own delayed message comes back.
 #[tokio::test]
-async fn a_job_canceled_while_queued_has_its_running_prediction_canceled() {
+async fn a_job_canceled_while_queued_has_its_running_prediction_canceled_at_once() {
     let stack = Stack::new().await;
     let (fake, server) = FakeReplicate::start(Duration::from_secs(600)).await;
     let queued = queued(&stack).await;
+    assert_eq!(stack.receive(60).await.len(), 1, "the job's first message");
     assert!(!deliver(&stack, &server, &queued, 1).await);
     let running = job(&stack, &queued).await;
     let released = stack
@@ -331,12 +345,18 @@ async fn a_job_canceled_while_queued_has_its_running_prediction_canceled() {
         .await
         .unwrap();
     assert_eq!(released, mediagen::ports::Transition::Applied);
+    assert!(stack.receive(0).await.is_empty(), "the job's own message is held back");
 
-    let answer = stack.store().cancel(queued.id, Utc::now()).await.unwrap();
-    assert!(matches!(answer, Cancel::Canceled(_)), "{answer:?}");
+    let cancel = request(Method::POST, &format!("/media/jobs/{}/cancel", queued.id), None, "");
+    let response = http::submit::handle(&stack.submit_api(), cancel).await;
+    assert_eq!(response.status(), 200, "{}", json_of(&response));
     assert_eq!(fake.statuses()[&running.predictions[0]], "starting");
 
-    assert!(!deliver(&stack, &server, &queued, 2).await);
+    let sent = stack.receive(60).await;
+    assert_eq!(sent.len(), 1, "one message, at once");
+    let named: Value = serde_json::from_str(sent[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(named["job_id"], queued.id.to_string());
+    assert!(!deliver_records(&stack, &server, sent, settings()).await);
     assert_eq!(fake.statuses()[&running.predictions[0]], "canceled");
 }
 

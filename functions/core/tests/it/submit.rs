@@ -222,6 +222,7 @@ async fn a_missing_queue_gives_503_and_a_failed_job() {
 
 /// Sends the message for real, lets a worker claim the job, then reports a failure: a send
 /// whose answer was lost.
+#[derive(Clone)]
 struct LostAnswer {
     queue: SqsJobQueue,
     store: mediagen::adapters::dynamodb::DynamoJobStore,
@@ -267,9 +268,10 @@ async fn a_lost_send_answer_for_a_job_already_running_answers_202() {
 }
 
 /// A queue that fails its first send and works after.
+#[derive(Clone)]
 struct DownOnce {
     queue: SqsJobQueue,
-    failed: std::sync::atomic::AtomicBool,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl JobQueue for DownOnce {
@@ -296,7 +298,7 @@ async fn a_replay_after_enqueue_failed_queues_a_job_that_succeeds() {
     let stack = Stack::new().await;
     let service = stack.submit_api_with_queue(DownOnce {
         queue: stack.queue(),
-        failed: std::sync::atomic::AtomicBool::new(false),
+        failed: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
     let submit = || {
         let mut request = post_generate(r#"{"prompt":"a","width":256,"height":256}"#);

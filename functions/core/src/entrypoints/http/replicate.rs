@@ -146,8 +146,8 @@ pub(super) async fn create<S: JobStore + KeyStore + QuotaStore + ProviderGate, Q
 #[utoipa::path(post, path = "/v1/predictions/{prediction_id}/cancel", operation_id = "cancel_prediction", tag = "replicate",
     params(("prediction_id" = String, Path, format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The prediction's id")),
     responses((status = 200, description = "The prediction after the cancel", body = PredictionView), (status = 400, description = "A malformed id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No key, or not a key of ours", body = Problem, content_type = "application/problem+json"), (status = 404, description = "None of the caller's has this id", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn cancel<S: JobStore>(
-    service: &CancelService<S>,
+pub(super) async fn cancel<S: JobStore, Q: JobQueue>(
+    service: &CancelService<S, Q>,
     caller: &Caller,
     raw_id: &str,
     request: &Request,

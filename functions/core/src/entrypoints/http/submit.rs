@@ -32,7 +32,7 @@ use crate::services::submit::SubmitService;
 pub struct SubmitApi<S, Q, M> {
     pub auth: Authenticator<S>,
     pub submit: SubmitService<S, Q>,
-    pub cancel: CancelService<S>,
+    pub cancel: CancelService<S, Q>,
     pub reads: ReadService<S>,
     /// The images' bytes, which the OpenAI-compatible API answers as base64.
     pub content: ContentService<S, M>,
