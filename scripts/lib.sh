@@ -163,7 +163,7 @@ free_port() {
 # to sweeper). RUNNER is how the functions run (docs/local-stack.md):
 # - gateway (the default): the local API Gateway runs the HTTP functions and each pump runs its
 #   own function, as Lambda runs them;
-# - watch: `cargo lambda watch` runs all six, rebuilding them on every edit; API paths reach the
+# - watch: `cargo lambda watch` runs all seven, rebuilding them on every edit; API paths reach the
 #   HTTP functions through its router (Cargo.toml) and the pumps invoke theirs through its
 #   Invoke API.
 # Needs start_emulator first. Sets API_URL, STACK_BIN, PUMP_PID (the jobs pump) and exports

@@ -266,7 +266,7 @@ fn benches(c: &mut Criterion) {
     let (store, _, media) = adapters(&fx.sdk, &fx.resources, &fx.queue_url);
     let dynamodb = aws::dynamodb(&fx.sdk);
     let sqs = aws::sqs(&fx.sdk);
-    let s3 = aws::s3(&fx.sdk, None);
+    let s3 = aws::s3(&fx.sdk);
     // moto slows down as a table and queue fill up: each submit bench writes to its own, fresh.
     let (handler_stack, direct_stack) = runtime.block_on(async { (stack(&fx.sdk).await, stack(&fx.sdk).await) });
     let (handler_store, handler_queue, _) = adapters(&fx.sdk, &handler_stack.0, &handler_stack.1);

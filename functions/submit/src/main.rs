@@ -2,7 +2,7 @@
 //! creates of the Replicate- and OpenAI-compatible APIs.
 
 use mediagen::adapters::aws;
-use mediagen::adapters::{dynamodb::DynamoJobStore, s3::PresignedMediaReader, sqs::SqsJobQueue};
+use mediagen::adapters::{dynamodb::DynamoJobStore, s3::S3MediaStore, sqs::SqsJobQueue};
 use mediagen::entrypoints::http::{self, submit::SubmitApi};
 use mediagen::runtime::bootstrap;
 use mediagen::runtime::config::ConfigError;
@@ -16,9 +16,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     // One SQS client for the jobs queue and the webhooks queue (docs/design.md, "Configuration").
     let sqs = aws::sqs(&sdk);
     let webhooks = bootstrap::webhook_notifier(&config, &sqs);
-    // The images' bytes, for the OpenAI-compatible API's base64 answers: read without the S3 SDK.
+    // The images' bytes, for the OpenAI-compatible API's base64 answers.
     let media = bootstrap::or_exit(
-        PresignedMediaReader::from_sdk(&sdk, config.presign_endpoint_url.as_deref())
+        S3MediaStore::from_sdk(&sdk, &config.media_bucket, config.presign_endpoint_url.as_deref())
             .map_err(|e| ConfigError::Startup(e.to_string())),
     );
     let jobs_queue = SqsJobQueue::new(sqs, &config.jobs_queue_url);

@@ -213,14 +213,12 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
 }
 
-/// An S3 client, optionally for another endpoint than the SDK's. Emulators serve buckets only
-/// by path (`host/bucket/key`), so any endpoint override switches to path-style addressing.
-pub fn s3(sdk: &SdkConfig, endpoint_override: Option<&str>) -> aws_sdk_s3::Client {
+/// An S3 client, for the local tools (making the bucket) and the tests; the functions sign their
+/// own S3 requests (adapters/s3.rs). Emulators serve buckets only by path (`host/bucket/key`),
+/// so an endpoint override switches to path-style addressing.
+pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(sdk).timeout_config(s3_timeouts());
-    if let Some(endpoint) = endpoint_override {
-        builder = builder.endpoint_url(endpoint);
-    }
-    if endpoint_override.is_some() || sdk.endpoint_url().is_some() {
+    if sdk.endpoint_url().is_some() {
         builder = builder.force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(builder.build())

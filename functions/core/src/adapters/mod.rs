@@ -1,4 +1,4 @@
-//! The implementations of the ports: DynamoDB, SQS and S3 (with our own presigner), outbound
+//! The implementations of the ports: DynamoDB, SQS and S3 (requests signed ourselves), outbound
 //! HTTP fetching and webhook POSTs (one outbound client setup), and the image models. Adapters
 //! know the domain and the ports, never the services or the entrypoints.
 
@@ -7,8 +7,8 @@ pub mod dynamodb;
 pub mod fetch;
 pub mod image_model;
 pub mod outbound;
-pub mod presign;
 pub mod s3;
+pub mod s3_signer;
 pub mod settings;
 pub mod sqs;
 pub mod ssm;

@@ -1,132 +1,97 @@
-//! Media objects in a private S3 bucket, read through presigned URLs.
+//! Media objects in a private S3 bucket, written, read and removed with requests we sign
+//! ourselves (adapters/s3_signer.rs) and send through the HTTP client every function links
+//! anyway, rather than through the S3 SDK's client (docs/benchmarks.md).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use chrono::Utc;
+use reqwest::Method;
 
-use super::describe_error as describe;
-use super::presign::Presigner;
+use super::s3_signer::{S3Request, S3Signer};
 use crate::ports::{MediaError, MediaReader, MediaStore, PresignedUrl};
 
 #[derive(Debug, Clone)]
 pub struct S3MediaStore {
-    client: Client,
-    /// Signs URLs for the endpoint clients can reach, which may not be the one we write to.
-    presigner: Arc<Presigner>,
+    /// Signs this function's own requests, for the endpoint it reaches.
+    own: Arc<S3Signer>,
+    /// Signs the URLs handed to clients, for the endpoint they reach, which may not be ours.
+    links: Arc<S3Signer>,
+    http: reqwest::Client,
     bucket: String,
 }
 
+/// How long a presigned URL this function reads through holds: it is used at once.
+const READ_URL_TTL: Duration = Duration::from_secs(60);
+/// How long one request may take: it carries an image of up to `MAX_OUTPUT_BYTES`, and a failed
+/// one is tried again inside generate's 30 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+
 impl S3MediaStore {
-    /// Writes through the SDK's endpoint; signs URLs for `presign_endpoint` if given (a client
+    /// Reaches storage at the SDK's endpoint; signs URLs for `presign_endpoint` if given (a client
     /// may reach storage at another address than the functions do).
     pub fn from_sdk(
         sdk: &SdkConfig,
         bucket: impl Into<String>,
         presign_endpoint: Option<&str>,
     ) -> Result<Self, MediaError> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .http1_only()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| MediaError::Unavailable(format!("could not build the HTTP client: {e}")))?;
         Ok(Self {
-            client: super::aws::s3(sdk, None),
-            presigner: Arc::new(Presigner::new(sdk, presign_endpoint)?),
+            own: Arc::new(S3Signer::new(sdk, None)?),
+            links: Arc::new(S3Signer::new(sdk, presign_endpoint)?),
+            http,
             bucket: bucket.into(),
         })
+    }
+
+    /// Sends `operation` (`method`) on `key` of our bucket, signed, with `headers` and `body`.
+    async fn send(
+        &self,
+        (method, operation): (Method, &str),
+        key: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(), MediaError> {
+        let request = S3Request {
+            method: method.as_str(),
+            operation,
+            bucket: &self.bucket,
+            key,
+            headers,
+            body: &body,
+        };
+        let signed = self.own.sign(&request, SystemTime::now()).await?;
+        let mut request = self.http.request(method.clone(), &signed.url).body(body);
+        for (name, value) in &signed.headers {
+            request = request.header(name, value);
+        }
+        let failed = |reason: String| MediaError::Unavailable(format!("could not {method} {key}: {reason}"));
+        let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // S3's refusal names itself in an XML body: <Error><Code>SlowDown</Code>…
+        let text = response.text().await.unwrap_or_default();
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map_or("", |(code, _)| code);
+        Err(failed(format!("S3 answered {status} {code}")))
     }
 }
 
 impl MediaReader for S3MediaStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, MediaError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
-        Ok(body.into_bytes())
-    }
-
-    async fn presign_get(&self, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
-        presigned(&self.presigner, bucket, key, ttl).await
-    }
-}
-
-impl MediaStore for S3MediaStore {
-    fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), MediaError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), MediaError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| MediaError::Unavailable(describe(&e)))?;
-        Ok(())
-    }
-}
-
-/// Reads media through presigned URLs and the HTTP client the functions link anyway, without the
-/// S3 SDK: `submit` reads images only for the OpenAI-compatible API's base64 answers, and linking
-/// the S3 client for that took its zip past 3,000,000 bytes (docs/benchmarks.md).
-#[derive(Debug, Clone)]
-pub struct PresignedMediaReader {
-    /// Signs the reads of this function, for the endpoint it reaches.
-    reads: Arc<Presigner>,
-    /// Signs the URLs handed to clients, for the endpoint they reach.
-    links: Arc<Presigner>,
-    http: reqwest::Client,
-}
-
-/// How long a presigned URL this function reads through holds: it is used at once.
-const READ_URL_TTL: Duration = Duration::from_secs(60);
-/// How long reading one object may take.
-const READ_TIMEOUT: Duration = Duration::from_secs(8);
-
-impl PresignedMediaReader {
-    pub fn from_sdk(sdk: &SdkConfig, presign_endpoint: Option<&str>) -> Result<Self, MediaError> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .http1_only()
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|e| MediaError::Unavailable(format!("could not build the HTTP client: {e}")))?;
-        Ok(Self {
-            reads: Arc::new(Presigner::new(sdk, None)?),
-            links: Arc::new(Presigner::new(sdk, presign_endpoint)?),
-            http,
-        })
-    }
-}
-
-impl MediaReader for PresignedMediaReader {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, MediaError> {
-        let (url, _) = self.reads.presign_get(bucket, key, READ_URL_TTL, Utc::now()).await?;
+        let (url, _) = self.own.presign_get(bucket, key, READ_URL_TTL, Utc::now()).await?;
         let unavailable =
             |e: reqwest::Error| MediaError::Unavailable(format!("could not read {key}: {}", e.without_url()));
         let response = self.http.get(url).send().await.map_err(unavailable)?;
@@ -144,8 +109,24 @@ impl MediaReader for PresignedMediaReader {
     }
 }
 
+impl MediaStore for S3MediaStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), MediaError> {
+        let headers = [("content-type", content_type)];
+        self.send((Method::PUT, "PutObject"), key, &headers, body).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), MediaError> {
+        self.send((Method::DELETE, "DeleteObject"), key, &[], Bytes::new())
+            .await
+    }
+}
+
 /// A URL `presigner` signs for `ttl`, or less if its credentials expire sooner.
-async fn presigned(presigner: &Presigner, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
+async fn presigned(presigner: &S3Signer, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
     let signed_at = Utc::now();
     let (url, lifetime) = presigner.presign_get(bucket, key, ttl, signed_at).await?;
     Ok(PresignedUrl {

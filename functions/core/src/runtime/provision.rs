@@ -57,7 +57,7 @@ pub struct Provisioned {
 
 pub async fn provision(sdk: &SdkConfig, resources: &Resources) -> Result<Provisioned, ProvisionError> {
     create_table(&aws::dynamodb(sdk), &resources.table).await?;
-    create_bucket(&aws::s3(sdk, None), &resources.bucket, sdk).await?;
+    create_bucket(&aws::s3(sdk), &resources.bucket, sdk).await?;
     let sqs = aws::sqs(sdk);
     let jobs = create_queues(
         &sqs,

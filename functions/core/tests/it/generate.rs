@@ -76,7 +76,7 @@ async fn a_job_runs_to_succeeded_with_its_images_stored() {
         assert_eq!((item.width, item.height), (256, 320));
         assert_eq!(item.content_type, "image/jpeg");
         assert_eq!(item.key, format!("media/{}/{}.jpg", done.id, item.index));
-        let object = mediagen::adapters::aws::s3(&stack.sdk, None)
+        let object = mediagen::adapters::aws::s3(&stack.sdk)
             .get_object()
             .bucket(&item.bucket)
             .key(&item.key)

@@ -14,7 +14,7 @@ use mediagen::adapters::image_model::local::LocalModel;
 use mediagen::adapters::webhook::HttpWebhookSender;
 use mediagen::adapters::{
     dynamodb::DynamoJobStore,
-    s3::{PresignedMediaReader, S3MediaStore},
+    s3::S3MediaStore,
     sqs::{SqsJobQueue, SqsWebhookQueue},
 };
 use mediagen::domain::file_urls::FileLinkSigner;
@@ -136,11 +136,6 @@ impl Stack {
         S3MediaStore::from_sdk(&self.sdk, &self.resources.bucket, None).expect("media store")
     }
 
-    /// What `submit` reads images with: presigned URLs, no S3 client.
-    pub fn media_reader(&self) -> PresignedMediaReader {
-        PresignedMediaReader::from_sdk(&self.sdk, None).expect("media reader")
-    }
-
     pub fn policy(&self) -> RequestPolicy {
         RequestPolicy {
             catalogue: local_catalogue(),
@@ -149,14 +144,11 @@ impl Stack {
     }
 
     /// What the `submit` function serves, with this stack's adapters.
-    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue, PresignedMediaReader> {
+    pub fn submit_api(&self) -> SubmitApi<DynamoJobStore, SqsJobQueue, S3MediaStore> {
         self.submit_api_with_queue(self.queue())
     }
 
-    pub fn submit_api_with_queue<Q: JobQueue + Clone>(
-        &self,
-        queue: Q,
-    ) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
+    pub fn submit_api_with_queue<Q: JobQueue + Clone>(&self, queue: Q) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
         self.submit_api_on(self.store(), queue)
     }
 
@@ -165,7 +157,7 @@ impl Stack {
         &self,
         store: DynamoJobStore,
         queue: Q,
-    ) -> SubmitApi<DynamoJobStore, Q, PresignedMediaReader> {
+    ) -> SubmitApi<DynamoJobStore, Q, S3MediaStore> {
         SubmitApi {
             auth: Authenticator::new(store.clone()),
             submit: SubmitService::new(
@@ -178,7 +170,7 @@ impl Stack {
             ),
             cancel: CancelService::new(store.clone(), queue, self.notifier()),
             reads: ReadService::new(store.clone()),
-            content: ContentService::new(store, self.media_reader(), Duration::from_secs(900)),
+            content: ContentService::new(store, self.media(), Duration::from_secs(900)),
             links: OnFirstUse::ready(file_links()),
         }
     }
@@ -351,7 +343,7 @@ impl Stack {
 
     /// Keys of the objects under a prefix of this stack's bucket.
     pub async fn object_keys(&self, prefix: &str) -> Vec<String> {
-        aws::s3(&self.sdk, None)
+        aws::s3(&self.sdk)
             .list_objects_v2()
             .bucket(&self.resources.bucket)
             .prefix(prefix)
