@@ -42,6 +42,8 @@ impl S3MediaStore {
             .http1_only()
             .connect_timeout(Duration::from_secs(1))
             .timeout(REQUEST_TIMEOUT)
+            // As the SDK: S3 answers a wrong region with a redirect, which must fail.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| MediaError::Unavailable(format!("could not build the HTTP client: {e}")))?;
         Ok(Self {
@@ -73,35 +75,35 @@ impl S3MediaStore {
         for (name, value) in &signed.headers {
             request = request.header(name, value);
         }
-        let failed = |reason: String| MediaError::Unavailable(format!("could not {method} {key}: {reason}"));
-        let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        // S3's refusal names itself in an XML body: <Error><Code>SlowDown</Code>…
-        let text = response.text().await.unwrap_or_default();
-        let code = text
-            .split_once("<Code>")
-            .and_then(|(_, rest)| rest.split_once("</Code>"))
-            .map_or("", |(code, _)| code);
-        Err(failed(format!("S3 answered {status} {code}")))
+        answered(request, &format!("{method} {key}")).await.map(drop)
     }
+}
+
+/// The answer to `request`, or why there is none worth reading: `doing` names the request.
+async fn answered(request: reqwest::RequestBuilder, doing: &str) -> Result<reqwest::Response, MediaError> {
+    let failed = |reason: String| MediaError::Unavailable(format!("could not {doing}: {reason}"));
+    let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    // S3's refusal names itself in an XML body: <Error><Code>SlowDown</Code>…
+    let text = response.text().await.unwrap_or_default();
+    let code = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map_or("", |(code, _)| code);
+    Err(failed(format!("S3 answered {status} {code}")))
 }
 
 impl MediaReader for S3MediaStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, MediaError> {
         let (url, _) = self.own.presign_get(bucket, key, READ_URL_TTL, Utc::now()).await?;
-        let unavailable =
-            |e: reqwest::Error| MediaError::Unavailable(format!("could not read {key}: {}", e.without_url()));
-        let response = self.http.get(url).send().await.map_err(unavailable)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(MediaError::Unavailable(format!(
-                "could not read {key}: S3 answered {status}"
-            )));
-        }
-        response.bytes().await.map_err(unavailable)
+        let response = answered(self.http.get(url), &format!("read {key}")).await?;
+        response
+            .bytes()
+            .await
+            .map_err(|e| MediaError::Unavailable(format!("could not read {key}: {}", e.without_url())))
     }
 
     async fn presign_get(&self, bucket: &str, key: &str, ttl: Duration) -> Result<PresignedUrl, MediaError> {
