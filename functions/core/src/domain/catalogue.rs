@@ -9,6 +9,8 @@ pub const MAX_OUTPUTS: u32 = 4;
 
 /// The catalogue a deployment runs when `MODEL_CATALOGUE` names none (models.toml).
 pub const BUILT_IN: &str = include_str!("../../../../models.toml");
+/// The same as JSON, which a cold start parses faster (build.rs).
+const BUILT_IN_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/models.json"));
 
 /// The deterministic offline model.
 pub const LOCAL_MODEL: &str = "local";
@@ -205,6 +207,16 @@ impl Catalogue {
     /// named with its model.
     pub fn parse(text: &str, enabled: &[Provider]) -> Result<Self, String> {
         let file: CatalogueFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        Self::from_file(file, enabled)
+    }
+
+    /// The built-in catalogue ([`BUILT_IN`]) with the models of the enabled providers.
+    pub fn built_in(enabled: &[Provider]) -> Result<Self, String> {
+        let file: CatalogueFile = serde_json::from_str(BUILT_IN_JSON).map_err(|e| e.to_string())?;
+        Self::from_file(file, enabled)
+    }
+
+    fn from_file(file: CatalogueFile, enabled: &[Provider]) -> Result<Self, String> {
         let mut entries = Vec::with_capacity(file.models.len());
         for raw in file.models {
             let entry = raw.check()?;
@@ -528,6 +540,14 @@ mod tests {
 
     fn catalogue(enabled: &[Provider]) -> Catalogue {
         Catalogue::parse(BUILT_IN, enabled).unwrap()
+    }
+
+    /// What a cold start reads, the JSON build.rs makes, is models.toml itself.
+    #[test]
+    fn the_built_in_catalogue_reads_the_same_as_json_and_as_toml() {
+        for enabled in [&[Provider::Local][..], &Provider::ALL[..]] {
+            assert_eq!(Catalogue::built_in(enabled).unwrap(), catalogue(enabled));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::adapters::image_model::ProviderSettings;
 pub use crate::adapters::settings::ConfigError;
 use crate::adapters::settings::{parse_or, parse_within};
-use crate::domain::catalogue::{BUILT_IN, Catalogue, Provider};
+use crate::domain::catalogue::{Catalogue, Provider};
 use crate::domain::generation::RequestPolicy;
 use crate::domain::quota::QuotaDefaults;
 use crate::services::stream::StreamTiming;
@@ -167,16 +167,14 @@ fn catalogue(get: &impl Fn(&'static str) -> Option<String>) -> Result<Catalogue,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (text, setting) = match get("MODEL_CATALOGUE") {
+    let mut catalogue = match get("MODEL_CATALOGUE") {
         Some(path) => {
             let text = std::fs::read_to_string(&path).map_err(|e| invalid("MODEL_CATALOGUE", &path, &e.to_string()))?;
-            (text, Some(path))
+            Catalogue::parse(&text, &providers).map_err(|reason| invalid("MODEL_CATALOGUE", &path, &reason))?
         }
-        None => (BUILT_IN.to_owned(), None),
+        None => Catalogue::built_in(&providers)
+            .map_err(|reason| invalid("MODEL_CATALOGUE", "the built-in models.toml", &reason))?,
     };
-    let named = setting.as_deref().unwrap_or("the built-in models.toml");
-    let mut catalogue =
-        Catalogue::parse(&text, &providers).map_err(|reason| invalid("MODEL_CATALOGUE", named, &reason))?;
     if let Some(default) = get("DEFAULT_MODEL") {
         catalogue = catalogue
             .with_default(&default)
