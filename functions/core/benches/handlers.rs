@@ -1,8 +1,9 @@
 //! What our code adds on top of the AWS calls it makes, against the emulators (`AWS_ENDPOINT_URL`,
 //! and `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local): each handler beside the same SDK calls
 //! issued directly, measured in interleaved rounds (written to `criterion/interleaved.json` in
-//! the target folder); what the rate limit check adds to a submit; and, with criterion, the cost
-//! of presigning one URL. `scripts/bench.sh` runs it and reads the medians.
+//! the target folder); what the rate limit check adds to a submit; an image write through our
+//! own signed request beside the SDK's `PutObject`; and, with criterion, the cost of presigning
+//! one URL. `scripts/bench.sh` runs it and reads the medians.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -24,7 +25,7 @@ use mediagen::domain::quota::QuotaDefaults;
 use mediagen::entrypoints::http::{OnFirstUse, content::ContentApi, status::StatusApi, submit::SubmitApi};
 use mediagen::entrypoints::views::FileLinks;
 use mediagen::entrypoints::{http, sqs};
-use mediagen::ports::{JobStore, MediaReader};
+use mediagen::ports::{JobStore, MediaReader, MediaStore};
 use mediagen::runtime::provision::{Resources, provision};
 use mediagen::services::auth::Authenticator;
 use mediagen::services::cancel::CancelService;
@@ -38,6 +39,8 @@ use tokio::runtime::Runtime;
 
 const BODY: &str = r#"{"prompt":"a lighthouse on a cliff at dusk","width":512,"height":512,"seed":7}"#;
 const TTL: Duration = Duration::from_secs(900);
+/// The image the write bench stores: about a 512 px PNG of the local model.
+const IMAGE_BYTES: usize = 256 * 1024;
 
 struct Fixture {
     sdk: SdkConfig,
@@ -404,11 +407,28 @@ fn benches(c: &mut Criterion) {
         let without_count = async || submit_calls().await;
         let check = interleaved(submit_direct, without_count).await;
         let lone = interleaved(async || count("create").await, async || count("other").await).await;
+        // generate's image write (adapters/s3.rs) beside the SDK client it replaced, as configured
+        // before (aws::s3): the same bytes to the same key.
+        let image = bytes::Bytes::from(vec![7u8; IMAGE_BYTES]);
+        let put_key = format!("media/{}/put.png", fx.job_id);
+        let put_ours = async || media.put(&put_key, image.clone(), "image/png").await.expect("put");
+        let put_sdk = async || {
+            s3.put_object()
+                .bucket(&fx.resources.bucket)
+                .key(&put_key)
+                .content_type("image/png")
+                .body(image.clone().into())
+                .send()
+                .await
+                .expect("put");
+        };
+        let put = interleaved(put_ours, put_sdk).await;
         serde_json::json!({
             "submit": {"handler_us": submit.0, "direct_us": submit.1},
             "status": {"handler_us": status.0, "direct_us": status.1},
             "content": {"handler_us": content.0, "direct_us": content.1},
             "limit_check": {"with_us": check.0, "without_us": check.1, "round_trip_us": lone.0},
+            "media_put": {"ours_us": put.0, "sdk_us": put.1, "bytes": IMAGE_BYTES},
         })
     });
     let out = std::path::Path::new(&std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
