@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::until;
 use bytes::Bytes;
 use mediagen_devtools::gateway::{Gateway, bind, serve};
 use mediagen_devtools::runtime_api::{FunctionPool, HostedFunction, InvokeError};
@@ -75,11 +76,9 @@ async fn an_invocation_past_its_timeout_fails_and_its_process_is_killed() {
     let result = invoking.await.unwrap();
     assert!(matches!(result, Err(InvokeError::TimedOut(_))), "{result:?}");
     assert_eq!(function.pid().await, None, "the next invocation starts anew");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "the process outlived its timeout");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let gone = async || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let every = Duration::from_millis(20);
+    until(Duration::from_secs(5), every, "the process outlived its timeout", gone).await;
 }
 
 /// `scripts/dev.sh` rebuilds on every edit: the next invocation runs the new build.
@@ -142,14 +141,15 @@ async fn a_pool_starts_another_instance_only_while_the_others_are_busy() {
             tokio::spawn(async move { pool.invoke(Bytes::from_static(b"{}")).await })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pool.pids().await.len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "two invocations at once did not start two instances"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let two = async || pool.pids().await.len() >= 2;
+    let every = Duration::from_millis(20);
+    until(
+        Duration::from_secs(1),
+        every,
+        "two invocations at once did not start two instances",
+        two,
+    )
+    .await;
     for invocation in invocations {
         let result = invocation.await.unwrap();
         assert!(matches!(result, Err(InvokeError::TimedOut(_))), "{result:?}");

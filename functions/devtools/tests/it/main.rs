@@ -10,6 +10,8 @@ mod replicate_model;
 mod stream;
 mod webhooks;
 
+use std::time::{Duration, Instant};
+
 use mediagen_devtools::client::ApiClient;
 
 /// The local stack's address, set by `scripts/test.sh`.
@@ -25,4 +27,13 @@ fn api_key() -> String {
 /// A client of the stack at `MEDIAGEN_API_URL`.
 fn client() -> ApiClient {
     ApiClient::new(&api_url(), Some(&api_key())).expect("an API client")
+}
+
+/// Waits until `check` holds, looking again every `every`; fails saying `what` after `within`.
+async fn until(within: Duration, every: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::client;
+use crate::{client, until};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -162,15 +162,6 @@ async fn a_model_running_120_s_ends_succeeded_and_no_invocation_lasts_over_10_s(
     assert!(longest <= 10_000, "an invocation of generate lasted {longest} ms");
 }
 
-/// Waits until `check` holds; fails saying `what` after `within`.
-async fn until(within: Duration, what: &str, check: impl AsyncFn() -> bool) {
-    let deadline = std::time::Instant::now() + within;
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs the providers' stack; scripts/providers.sh runs it"]
 async fn canceling_a_processing_job_cancels_its_prediction_at_the_provider() {
@@ -192,9 +183,13 @@ async fn canceling_a_processing_job_cancels_its_prediction_at_the_provider() {
     };
     // Canceled once its prediction runs. That can take minutes: beside the 600 jobs at the
     // stand-in's rate, its create waits for room at Replicate like any other.
-    until(Duration::from_secs(400), "the job's prediction never ran", async || {
-        at_mock("running").await
-    })
+    let every = Duration::from_millis(250);
+    until(
+        Duration::from_secs(400),
+        every,
+        "the job's prediction never ran",
+        async || at_mock("running").await,
+    )
     .await;
     client.cancel(job_id).await.unwrap();
     let status = client.wait(job_id, Duration::from_secs(60), |_| {}).await.unwrap();
@@ -202,6 +197,7 @@ async fn canceling_a_processing_job_cancels_its_prediction_at_the_provider() {
     // The run is stopped just after the job's final write, which the wait may see first.
     until(
         Duration::from_secs(30),
+        every,
         "the mock saw no cancel of the job's prediction",
         async || at_mock("canceled").await,
     )
